@@ -1,0 +1,259 @@
+/*
+ * kiln: run-time specialized CUDA kernels for serving mixture-of-experts LLMs.
+ *
+ * One umbrella header, C11, usable from C++. Every function returns a kiln_status; the
+ * context keeps the message of the first error since its last successful call
+ * (kiln_ctx_errmsg); failures before a context exists go to a thread-local message
+ * (kiln_last_errmsg). Pointer arguments are borrowed: kiln never keeps a caller's pointer
+ * past the call unless a comment says it takes ownership.
+ */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define KILN_API
+#elif defined(__GNUC__)
+#define KILN_API __attribute__((visibility("default")))
+#else
+#define KILN_API
+#endif
+
+/* ---------------------------------------------------------------- status and version */
+
+/* Stable, append-only values. */
+typedef enum kiln_status {
+    KILN_OK = 0,
+    KILN_ERR_INVALID_ARG = 1,   /* a NULL, out-of-range or inconsistent argument */
+    KILN_ERR_UNSUPPORTED = 2,   /* valid, but not on this device / arch / dtype */
+    KILN_ERR_NO_DEVICE = 3,     /* no CUDA driver or device, or a compile-only context */
+    KILN_ERR_DRIVER = 4,        /* a CUDA driver call failed; the message names it */
+    KILN_ERR_COMPILE = 5,       /* NVRTC failed; the message holds the log's tail */
+    KILN_ERR_MISS = 6,          /* cache miss with KILN_JIT=0 */
+    KILN_ERR_CACHE = 7,         /* the kernel cache could not be opened or written */
+    KILN_ERR_OUT_OF_MEMORY = 8, /* a host allocation failed */
+    KILN_ERR_ENV = 9,           /* an environment variable holds a bad value */
+    KILN_ERR_IO = 10,           /* a file could not be read or written */
+    KILN_ERR_INTERNAL = 11,     /* a bug in kiln */
+} kiln_status;
+
+/* A static, never-NULL name for a status ("KILN_ERR_MISS"...). Thread-safety: any. */
+KILN_API const char *kiln_status_str(kiln_status status);
+
+/* KILN_VERSION_NUMBER of the library actually loaded, to detect a header/library
+ * mismatch. Thread-safety: any. */
+KILN_API unsigned kiln_version_number(void);
+KILN_API const char *kiln_version_string(void);
+
+/* The message of the calling thread's last failure that happened without a context
+ * (kiln_options_init, kiln_ctx_create). Never NULL; "" when none. Valid until the
+ * thread's next kiln call. Thread-safety: any (the message is thread-local). */
+KILN_API const char *kiln_last_errmsg(void);
+
+/* ---------------------------------------------------------------- options */
+
+enum { KILN_DEVICE_NONE = -1 }; /* a compile-only context: prewarm and cache work */
+
+typedef enum kiln_log_level {
+    KILN_LOG_OFF = 0,
+    KILN_LOG_ERROR = 1,
+    KILN_LOG_WARN = 2,
+    KILN_LOG_INFO = 3,
+    KILN_LOG_DEBUG = 4,
+} kiln_log_level;
+
+/* Every field has a knob (environment variable) and a default; kiln_options_init fills
+ * the struct from the environment, then the caller may override any field explicitly:
+ * explicit > environment > default. Strings are borrowed; the context copies them. */
+typedef struct kiln_options {
+    int device;             /* CUDA device ordinal, or KILN_DEVICE_NONE */
+    const char *cache_path; /* KILN_CACHE_PATH: "rw_root:ro_root:..."; "" = no cache */
+    int64_t cache_max_mb;   /* KILN_CACHE_MAX_MB: size bound of the writable root */
+    int jit;                /* KILN_JIT: 0 = a cache miss is KILN_ERR_MISS */
+    int pdl;                /* KILN_PDL: programmatic dependent launch */
+    int num_sms;            /* KILN_NUM_SMS: 0 = the device's count (132 without one) */
+    const char *arch;       /* KILN_ARCH: target without a device, e.g. "sm_90a" */
+    int log_level;          /* KILN_LOG: off|error|warn|info|debug or 0..4 */
+    const char *dump_dir;   /* KILN_DUMP_DIR: write generated source and cubins there */
+    int claim_timeout_ms;   /* KILN_CLAIM_TIMEOUT_MS: wait for another process's compile */
+} kiln_options;
+
+/* Fill opts with the defaults overridden by the environment.
+ * Returns KILN_OK, KILN_ERR_INVALID_ARG (opts NULL) or KILN_ERR_ENV (a variable holds a
+ * bad value; kiln_last_errmsg names it). Thread-safety: any, provided no thread changes
+ * the environment meanwhile. */
+KILN_API kiln_status kiln_options_init(kiln_options *opts);
+
+/* The knob table, for help texts: name of the variable, its default, its documentation.
+ * Returns NULL past the last index. Thread-safety: any. */
+typedef struct kiln_knob_info {
+    const char *env;
+    const char *type;
+    const char *default_value;
+    const char *doc;
+} kiln_knob_info;
+KILN_API const kiln_knob_info *kiln_knob(int index);
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct kiln_ctx kiln_ctx;
+typedef struct CUstream_st *kiln_stream; /* same type as CUstream and cudaStream_t */
+
+/* Number of CUDA devices; 0 (and KILN_OK) when there is no driver. Thread-safety: any. */
+KILN_API kiln_status kiln_device_count(int *count);
+
+/* Create a context for one device (opts->device), or a compile-only context when
+ * opts->device is KILN_DEVICE_NONE. opts NULL means kiln_options_init's values.
+ * The context uses the device's primary context, retained for its lifetime.
+ * Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_ENV, KILN_ERR_NO_DEVICE,
+ * KILN_ERR_DRIVER, KILN_ERR_CACHE, KILN_ERR_OUT_OF_MEMORY; on failure *out is NULL and
+ * kiln_last_errmsg says why. Thread-safety: any. */
+KILN_API kiln_status kiln_ctx_create(kiln_ctx **out, const kiln_options *opts);
+
+/* Accepts NULL. No call on ctx may be in flight. */
+KILN_API void kiln_ctx_destroy(kiln_ctx *ctx);
+
+/* The first error since the context's last successful call: the failing call, the
+ * CUresult or NVRTC status name, the tail of a compile log. Never NULL ("" when none).
+ * Valid until the next call on ctx. Thread-safety: any, but with several threads failing
+ * at once the message is the first of them. */
+KILN_API const char *kiln_ctx_errmsg(const kiln_ctx *ctx);
+
+typedef struct kiln_ctx_info {
+    int has_device;
+    int device;
+    char device_name[128];
+    char arch[16];           /* "sm_90a" */
+    int num_sms;
+    int max_smem_per_block;  /* opt-in shared memory per block, bytes */
+    int driver_version;      /* e.g. 13000; 0 without a driver */
+    int nvrtc_major, nvrtc_minor;
+} kiln_ctx_info;
+/* Thread-safety: any. */
+KILN_API kiln_status kiln_ctx_get_info(kiln_ctx *ctx, kiln_ctx_info *out);
+
+/* ---------------------------------------------------------------- tensors */
+
+typedef enum kiln_dtype {
+    KILN_DTYPE_INVALID = 0,
+    KILN_DTYPE_BF16 = 1,
+    KILN_DTYPE_F16 = 2,
+    KILN_DTYPE_F32 = 3,
+    KILN_DTYPE_E4M3 = 4, /* float8 e4m3fn */
+    KILN_DTYPE_I32 = 5,
+} kiln_dtype;
+
+/* A borrowed view of device memory; maps one-to-one onto DLPack's DLTensor. strides are
+ * in elements; strides[i] == 0 for every i means contiguous row-major. */
+typedef struct kiln_tensor {
+    void *data;
+    kiln_dtype dtype;
+    int32_t ndim;
+    int64_t shape[4];
+    int64_t strides[4];
+} kiln_tensor;
+
+/* Rows of an MN-major scale tensor padded so each K-block row starts 16-byte aligned, as
+ * TMA needs: align(m, 4) for FP32 scales. */
+KILN_API int64_t kiln_sf_mn_stride(int64_t m);
+
+/* ---------------------------------------------------------------- quantization (FP8) */
+
+/* BF16 -> FP8 E4M3 in groups of 128 along K. scale = max(amax, 1e-4) / 448 per group,
+ * q = round-to-nearest-even(x / scale), saturated to +-448.
+ *
+ * per token (activations, 1x128):
+ *   x      BF16 [M, K], K % 128 == 0, row stride >= K
+ *   q      E4M3 [M, K], contiguous
+ *   scales F32  [K/128, M] MN-major: strides {kiln_sf_mn_stride(M), 1}
+ * per block (weights, 128x128):
+ *   x      BF16 [N, K], K % 128 == 0
+ *   q      E4M3 [N, K], contiguous
+ *   scales F32  [ceil(N/128), K/128], contiguous
+ */
+typedef struct kiln_quant_fp8_args {
+    kiln_tensor x;
+    kiln_tensor q;
+    kiln_tensor scales;
+} kiln_quant_fp8_args;
+
+/* Enqueue on stream (legal in graph capture). Returns KILN_OK, KILN_ERR_INVALID_ARG,
+ * KILN_ERR_NO_DEVICE, KILN_ERR_UNSUPPORTED, KILN_ERR_COMPILE, KILN_ERR_MISS,
+ * KILN_ERR_DRIVER. Thread-safety: any; one context serves many threads at once. */
+KILN_API kiln_status kiln_quant_fp8_per_token(kiln_ctx *ctx, const kiln_quant_fp8_args *args,
+                                              kiln_stream stream);
+KILN_API kiln_status kiln_quant_fp8_per_block(kiln_ctx *ctx, const kiln_quant_fp8_args *args,
+                                              kiln_stream stream);
+
+/* FP32 scales [M, KB] row-major (any row stride) -> [KB, M] MN-major with row stride
+ * kiln_sf_mn_stride(M). Same returns and thread-safety as the quantizers. */
+typedef struct kiln_sf_transpose_args {
+    kiln_tensor in;
+    kiln_tensor out;
+} kiln_sf_transpose_args;
+KILN_API kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_args *args,
+                                       kiln_stream stream);
+
+/* ---------------------------------------------------------------- prewarm and cache */
+
+/* Compile (or find in the cache) every kernel one spec line needs, for the context's
+ * arch. The line format is documented in the README ("op key=value ..."). *was_cached
+ * (may be NULL) is set to 1 when nothing needed compiling.
+ * Returns KILN_OK, KILN_ERR_INVALID_ARG (a bad line: the message names the word),
+ * KILN_ERR_COMPILE, KILN_ERR_MISS, KILN_ERR_CACHE. Thread-safety: any; the CLI calls it
+ * from many threads. */
+KILN_API kiln_status kiln_prewarm(kiln_ctx *ctx, const char *spec_line, int *was_cached);
+
+typedef struct kiln_cache_entry {
+    const char *key;      /* 32 hex digits */
+    const char *root;     /* the cache file that holds it */
+    const char *template_name;
+    const char *arch;
+    const char *key_text; /* the canonical record the key hashes */
+    int64_t cubin_bytes;
+    int64_t source_bytes;
+    int registers, spills, smem_bytes;
+    double compile_ms;
+    int64_t created, last_used; /* unix seconds */
+    int64_t hits;
+    int writable;
+} kiln_cache_entry;
+
+typedef struct kiln_cache_stats {
+    const char *root;
+    int writable;
+    int64_t entries;
+    int64_t bytes;       /* cubins + sources */
+    int64_t file_bytes;  /* the file on disk */
+    int64_t quarantined;
+} kiln_cache_stats;
+
+/* Visit every entry (or every root for stats); the pointers inside the struct are valid
+ * during the callback only. A non-zero return from the callback stops the walk. */
+typedef int (*kiln_cache_entry_fn)(const kiln_cache_entry *entry, void *user);
+typedef int (*kiln_cache_stats_fn)(const kiln_cache_stats *stats, void *user);
+KILN_API kiln_status kiln_cache_list(kiln_ctx *ctx, kiln_cache_entry_fn fn, void *user);
+KILN_API kiln_status kiln_cache_stats_each(kiln_ctx *ctx, kiln_cache_stats_fn fn, void *user);
+
+/* Check every entry of the writable root (key against its text, cubin checksum); bad
+ * entries are quarantined and reported through fn (may be NULL). */
+KILN_API kiln_status kiln_cache_verify(kiln_ctx *ctx, kiln_cache_entry_fn fn, void *user,
+                                       int64_t *checked, int64_t *bad);
+/* Evict least-recently-used entries of the writable root until it holds <= max_bytes. */
+KILN_API kiln_status kiln_cache_prune(kiln_ctx *ctx, int64_t max_bytes, int64_t *removed);
+/* Remove every entry of the writable root. */
+KILN_API kiln_status kiln_cache_clear(kiln_ctx *ctx, int64_t *removed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_KILN_H */

@@ -1,0 +1,90 @@
+/* Argument checks shared by the operators: each failure names the operator and tensor. */
+#include <stdio.h>
+
+#include "internal.h"
+
+const char *kiln__dtype_name(kiln_dtype dtype)
+{
+    switch (dtype) {
+    case KILN_DTYPE_BF16: return "bf16";
+    case KILN_DTYPE_F16: return "f16";
+    case KILN_DTYPE_F32: return "f32";
+    case KILN_DTYPE_E4M3: return "e4m3";
+    case KILN_DTYPE_I32: return "i32";
+    case KILN_DTYPE_INVALID: break;
+    }
+    return "invalid";
+}
+
+static int dtype_size(kiln_dtype dtype)
+{
+    switch (dtype) {
+    case KILN_DTYPE_BF16:
+    case KILN_DTYPE_F16: return 2;
+    case KILN_DTYPE_F32:
+    case KILN_DTYPE_I32: return 4;
+    case KILN_DTYPE_E4M3: return 1;
+    case KILN_DTYPE_INVALID: break;
+    }
+    return 0;
+}
+
+int64_t kiln__row_stride(const kiln_tensor *t)
+{
+    return t->strides[0] == 0 && t->strides[1] == 0 ? t->shape[1] : t->strides[0];
+}
+
+bool kiln__inner_contiguous(const kiln_tensor *t)
+{
+    return t->strides[t->ndim - 1] == 1 || (t->strides[0] == 0 && t->strides[1] == 0);
+}
+
+int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
+                       kiln_dtype dtype, int ndim, unsigned align_bytes)
+{
+    if (t->data == NULL)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s.data is NULL", op, name);
+    if (t->dtype != dtype)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s has dtype %s, expected %s", op,
+                               name, kiln__dtype_name(t->dtype), kiln__dtype_name(dtype));
+    if (t->ndim != ndim)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s has %d dims, expected %d", op,
+                               name, t->ndim, ndim);
+    for (int i = 0; i < ndim; i++)
+        if (t->shape[i] < 0 || t->strides[i] < 0)
+            return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                   "%s: %s has a negative shape or stride in dim %d", op, name, i);
+    if (!kiln__inner_contiguous(t))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s must be contiguous in its last dim (stride %lld)", op,
+                               name, (long long)t->strides[ndim - 1]);
+    if (ndim == 2 && kiln__row_stride(t) < t->shape[1])
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s row stride %lld is smaller than its row length %lld", op,
+                               name, (long long)kiln__row_stride(t), (long long)t->shape[1]);
+    if ((uintptr_t)t->data % align_bytes != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s.data %p is not %u-byte aligned", op, name, t->data,
+                               align_bytes);
+    if (ndim == 2 && (kiln__row_stride(t) * dtype_size(dtype)) % align_bytes != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s row stride of %lld elements is not a multiple of %u bytes",
+                               op, name, (long long)kiln__row_stride(t), align_bytes);
+    return KILN_OK;
+}
+
+int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op)
+{
+    if (ctx == NULL) {
+        kiln__err err = {0};
+        kiln__err_set(&err, KILN_ERR_INVALID_ARG, "%s: ctx is NULL", op);
+        kiln__set_last_error(&err);
+        return KILN_ERR_INVALID_ARG;
+    }
+    if (args == NULL)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: args is NULL", op);
+    if (!ctx->has_device)
+        return kiln__ctx_failf(ctx, KILN_ERR_NO_DEVICE,
+                               "%s: the context is compile-only (no device)", op);
+    return KILN_OK;
+}

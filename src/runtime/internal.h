@@ -1,0 +1,126 @@
+/* The runtime's shared internals: the context, the in-process kernel table, launch. */
+#ifndef KILN_RUNTIME_INTERNAL_H
+#define KILN_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "../../cache/cache.h"
+#include "../base/base.h"
+#include "../jit/jit.h"
+#include "driver.h"
+#include "kiln/kiln.h"
+
+/* One loaded kernel. Entries are never freed before the context, so a pointer returned
+ * by kiln__kernel_get stays valid for the context's lifetime. */
+typedef struct kiln__kernel {
+    kj_spec spec;
+    uint64_t hash;
+    CUmodule module;
+    CUfunction fn;
+    bool pdl; /* the template waits on the grid: launch with programmatic serialization */
+    int registers, spills, static_smem;
+    struct kiln__kernel *_Atomic next;
+} kiln__kernel;
+
+#define KILN__TABLE_BUCKETS 1024
+
+struct kiln_ctx {
+    /* Options with strings owned by the context. */
+    kiln_options opts;
+    char *cache_path, *arch, *dump_dir;
+
+    /* Device (has_device == false: compile-only). */
+    const kiln__driver *drv;
+    bool has_device;
+    CUdevice device;
+    CUcontext cu_ctx;
+    char device_name[128];
+    int num_sms, max_smem_optin, driver_version;
+
+    kc_store *cache;
+
+    /* Kernel table: lock-free lookup; inserts under load_lock, published with release. */
+    kiln__kernel *_Atomic buckets[KILN__TABLE_BUCKETS];
+    pthread_mutex_t load_lock;
+
+    /* First error since the last successful call. */
+    pthread_mutex_t err_lock;
+    atomic_bool has_error;
+    kiln__err err;
+};
+
+/* Record err as the context's error (if it holds none yet) and return err->status. */
+int kiln__ctx_fail(kiln_ctx *ctx, const kiln__err *err);
+/* Shorthand: format a message straight into the context. */
+int kiln__ctx_failf(kiln_ctx *ctx, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A successful call forgets the previous error (cheap when there is none). */
+static inline kiln_status kiln__ctx_ok(kiln_ctx *ctx)
+{
+    if (atomic_load_explicit(&ctx->has_error, memory_order_relaxed)) {
+        pthread_mutex_lock(&ctx->err_lock);
+        kiln__err_clear(&ctx->err);
+        atomic_store_explicit(&ctx->has_error, false, memory_order_relaxed);
+        pthread_mutex_unlock(&ctx->err_lock);
+    }
+    return KILN_OK;
+}
+/* The thread-local message for failures without a context. */
+void kiln__set_last_error(const kiln__err *err);
+
+/* Checks common to every operator entry point: ctx and args non-NULL, a device. */
+int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op);
+
+/* The loaded kernel for spec: table hit (no strings, no SQLite, no allocation, no lock),
+ * or once per process: cache lookup / compile, module load, insert. */
+int kiln__kernel_get(kiln_ctx *ctx, const kj_spec *spec, const kiln__kernel **out);
+
+/* Make sure spec's cubin is in the cache (compile if needed; no module load). */
+int kiln__cubin_ensure(kiln_ctx *ctx, const kj_spec *spec, bool *was_cached, kiln__err *err);
+
+typedef struct kiln__launch_cfg {
+    unsigned grid[3], block[3];
+    unsigned smem_bytes;
+    unsigned cluster_x; /* 0 or 1: no cluster */
+} kiln__launch_cfg;
+
+/* cuLaunchKernelEx on the caller's stream, with PDL when the kernel waits on the grid and
+ * the context allows it, and the cluster dimension when cluster_x > 1. */
+int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_cfg *cfg,
+                 void **params, kiln_stream stream);
+
+/* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
+int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
+                       kiln_dtype dtype, int ndim, unsigned align_bytes);
+/* Row stride (elements) of a 2-D tensor: strides[0], or shape[1] when contiguous (0s). */
+int64_t kiln__row_stride(const kiln_tensor *t);
+bool kiln__inner_contiguous(const kiln_tensor *t);
+const char *kiln__dtype_name(kiln_dtype dtype);
+
+/* Spec-line operators for kiln_prewarm: each parses its key=value words into the specs it
+ * needs. */
+typedef struct kiln__spec_words {
+    int count;
+    const char *keys[16];
+    int64_t values[16];
+    bool used[16];
+} kiln__spec_words;
+/* Fetch key as an integer; `required` with a missing key is an error. */
+int kiln__spec_word(kiln_ctx *ctx, kiln__spec_words *words, const char *key, bool required,
+                    int64_t fallback, int64_t *value);
+
+typedef int (*kiln__prewarm_fn)(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
+                                int *num_specs);
+typedef struct kiln__prewarm_op {
+    const char *name;
+    kiln__prewarm_fn specs;
+} kiln__prewarm_op;
+
+/* Operator families (one file each). */
+int kiln__quant_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
+int kiln__quant_block_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
+int kiln__sf_transpose_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
+
+#endif

@@ -1,0 +1,333 @@
+/* FP8 GEMM with DeepSeek fine-grained scaling, sm_90a.
+ *
+ * Computes D[M,N] (bf16) = (A[M,K] * sa) . (B[N,K] * sb)^T with FP32 accumulation.
+ *
+ * Operands (row-major, element offsets):
+ *   A    e4m3 [M][K]            K-major, row pitch K bytes
+ *   B    e4m3 [N][K]            K-major, row pitch K bytes
+ *   sfa  f32  [K/128][align(M,4)]  one scale per row per 128 of K, MN-major (TMA-loaded)
+ *   sfb  f32  [ceil(N/128)][K/128] one scale per 128x128 block of B, row-major (plain loads)
+ *   D    bf16 [M][N]            row pitch N elements
+ * K % 128 == 0, N % 16 == 0 (N % 8 suffices for the kernel), M >= 1 is a run-time argument.
+ *
+ * Compile-time parameters (namespace kp, defined by the including translation unit):
+ *   n, k        problem N and K
+ *   block_m     rows per tile: 64 (one math warpgroup) or 128 (two)
+ *   block_n     columns per tile: multiple of 8, 8..256 (register bound: block_n/2 wgmma
+ *               accumulators + block_n/2 promoted FP32 accumulators per thread)
+ *   stages      depth of the shared-memory ring
+ *   group_n     tile-order swizzle: tiles walk M inside groups of group_n column blocks
+ *   multicast   1 (2-CTA cluster multicast is reserved; only 1 is implemented)
+ *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
+ *
+ * Launch: grid = min(#tiles, #SMs) (persistent; any grid >= 1 is correct), block = THREADS
+ * ((block_m / 64 + 1) * 128), dynamic shared memory = SMEM_BYTES (see gemm_fp8_smem_bytes()),
+ * no cluster. Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
+ *   tm_a   u8   dims {K, M}            box {128, block_m}   swizzle 128B
+ *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
+ *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
+ *   tm_d   bf16 dims {N, M}            box {D_SLAB, 64}     swizzle D_SWIZZLE
+ *          (D_SLAB = 64 if block_n % 64 == 0 else block_n; D_SWIZZLE = 128B/64B/32B when
+ *           D_SLAB*2 is 128/64/32 bytes, none otherwise)
+ *
+ * Warp roles: warpgroups 0 .. MATH_WG-1 are math (each owns 64 rows of the tile and issues
+ * m64n{block_n}k32 wgmma), the last warpgroup is the producer (its first warp streams tiles
+ * with TMA; registers lowered to 40 with setmaxnreg, math raised to 232).
+ *
+ * Pipeline: a ring of `stages` slots, each holding one 128-deep K block of A and B (128B
+ * swizzle), the A scales of that K block and the B scales it needs; a full barrier per slot
+ * (producer arrive + TMA bytes) and an empty barrier per slot (one arrive per math warp).
+ * Two-level accumulation: the 4 wgmma of a K block accumulate in the tensor-core
+ * accumulator, which is then folded into FP32 registers times sa*sb. The epilogue packs to
+ * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads.
+ * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
+ * after the main loop.
+ */
+#include "common/sm90.cuh"
+
+#ifndef KILN_GEMM_FP8_ENTRY
+#define KILN_GEMM_FP8_ENTRY kiln_gemm_fp8
+#endif
+
+namespace kiln_gemm_fp8 {
+
+using namespace kiln;
+
+constexpr int BM = (int)kp::block_m;
+constexpr int BN = (int)kp::block_n;
+constexpr int BK = 128;
+constexpr int STAGES = (int)kp::stages;
+constexpr long long N = kp::n;
+constexpr long long K = kp::k;
+constexpr int KB = (int)(K / BK);
+constexpr int GROUP_N = (int)kp::group_n;
+constexpr int MATH_WG = BM / 64;
+constexpr int THREADS = (MATH_WG + 1) * 128;
+constexpr int NUM_NB = (int)((N + BN - 1) / BN);
+constexpr int SFB_ROWS = (int)((N + 127) / 128);
+
+static_assert(kp::multicast == 1, "multicast is not implemented yet");
+static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
+static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
+static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
+static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
+static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
+static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
+
+/* B scales: a tile's columns [n0, n0+BN) touch NSB scale blocks of 128 columns. When the
+ * tile is aligned to them (BN divides 128 or 128 divides BN) the block of each column is a
+ * compile-time fact; otherwise it depends on n0 % 128 and is selected at run time. */
+constexpr bool SB_ALIGNED = (BN % 128 == 0) || (128 % BN == 0);
+constexpr int NSB = SB_ALIGNED ? (BN + 127) / 128 : BN / 128 + 2;
+
+/* Epilogue staging: the tile is split into column slabs of D_SLAB bf16, each slab of one
+ * math warpgroup (64 rows) stored by one TMA store. */
+constexpr int D_SLAB = (BN % 64 == 0) ? 64 : BN;
+constexpr int D_SLAB_BYTES = D_SLAB * 2;
+constexpr int D_NSLAB = BN / D_SLAB;
+constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
+constexpr int D_WG_BYTES = 64 * BN * 2;
+
+/* Shared-memory layout, offsets from a 1024-aligned base. */
+constexpr int A_STAGE_BYTES = BM * BK;
+constexpr int B_STAGE_BYTES = BN * BK;
+constexpr int SFA_STAGE_BYTES = BM * 4;
+constexpr int OFF_D = 0;
+constexpr int OFF_A = OFF_D + ((MATH_WG * D_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
+constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
+constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
+constexpr int OFF_BAR = OFF_SFB + ((STAGES * NSB * 4 + 15) / 16) * 16;
+constexpr int SMEM_USED = OFF_BAR + STAGES * 2 * 8;
+constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
+static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
+static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_n % 8)");
+
+constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
+
+/* Tile index -> (m block, n block): walk M fastest inside groups of GROUP_N column blocks,
+ * so CTAs running together share the B tiles of the group and a band of A rows in L2. */
+__device__ __forceinline__ void tile_coords(int tile, int num_mb, int &mb, int &nb)
+{
+    int group_tiles = GROUP_N * num_mb;
+    int g = tile / group_tiles;
+    int first_n = g * GROUP_N;
+    int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
+    int r = tile - g * group_tiles;
+    mb = r / width;
+    nb = first_n + r % width;
+}
+
+__device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const tmap *tm_sfa,
+                                         const float *__restrict__ sfb, int num_mb, int num_tiles,
+                                         u32 base, u32 lane)
+{
+    constexpr int CHUNKS = (KB + 31) / 32;
+    int s = 0;
+    u32 phase = 0;
+    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        int mb, nb;
+        tile_coords(tile, num_mb, mb, nb);
+        int n0 = nb * BN;
+        /* Each lane holds the B scales of K blocks lane, lane+32, ... for the (up to NSB)
+         * scale rows this tile touches; one shuffle per K block hands them to lane 0. */
+        float sb[NSB][CHUNKS];
+#pragma unroll
+        for (int j = 0; j < NSB; ++j) {
+            int row = n0 / 128 + j;
+            row = row < SFB_ROWS ? row : SFB_ROWS - 1;
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) {
+                int kb = c * 32 + (int)lane;
+                sb[j][c] = kb < KB ? __ldg(sfb + (long long)row * KB + kb) : 0.0f;
+            }
+        }
+        for (int kb = 0; kb < KB; ++kb) {
+            float v[NSB];
+#pragma unroll
+            for (int j = 0; j < NSB; ++j) {
+                float x = sb[j][0];
+#pragma unroll
+                for (int c = 1; c < CHUNKS; ++c)
+                    x = (kb >> 5) == c ? sb[j][c] : x;
+                v[j] = __shfl_sync(0xffffffffu, x, kb & 31);
+            }
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+            if (lane == 0) {
+                u32 full = base + OFF_BAR + s * 8;
+#pragma unroll
+                for (int j = 0; j < NSB; ++j)
+                    asm volatile("st.shared.f32 [%0], %1;" ::"r"(base + OFF_SFB + (s * NSB + j) * 4),
+                                 "f"(v[j])
+                                 : "memory");
+                mbar_arrive_expect_tx(full, STAGE_TX);
+                tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, mb * BM);
+                tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, n0);
+                tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, mb * BM, kb);
+            }
+            __syncwarp();
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles, u32 base)
+{
+    const u32 wg = threadIdx.x / 128;
+    const u32 t = threadIdx.x % 128;
+    const u32 warp = t / 32;
+    const u32 lane = t % 32;
+    const u32 row_in_wg = warp * 16 + lane / 4; /* and +8 */
+    const u32 dsm = base + OFF_D + wg * D_WG_BYTES;
+
+    float acc[BN / 2];
+    float out[BN / 2];
+    int s = 0;
+    u32 phase = 0;
+
+    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+        int mb, nb;
+        tile_coords(tile, num_mb, mb, nb);
+        const int n_off = (nb * BN) % 128;
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i)
+            out[i] = 0.0f;
+
+        for (int kb = 0; kb < KB; ++kb) {
+            mbar_wait(base + OFF_BAR + s * 8, phase);
+            const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (wg * 64 + row_in_wg) * 4;
+            const float sa0 = ld_shared_f32(sfa);
+            const float sa1 = ld_shared_f32(sfa + 32);
+            float sb[NSB];
+#pragma unroll
+            for (int j = 0; j < NSB; ++j)
+                sb[j] = ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
+
+            const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + wg * 64 * BK;
+            const u32 b_tile = base + OFF_B + s * B_STAGE_BYTES;
+            const u64 da = wgmma_desc_k128b(a_tile);
+            const u64 db = wgmma_desc_k128b(b_tile);
+#pragma unroll
+            for (int i = 0; i < BN / 2; ++i)
+                reg_fence(acc[i]);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 32; ++kk)
+                wgmma_fp8<BN>::run(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4), kk);
+            wgmma_commit();
+            wgmma_wait<0>();
+#pragma unroll
+            for (int i = 0; i < BN / 2; ++i)
+                reg_fence(acc[i]);
+
+            /* The slot is no longer read (wgmma done, scales in registers): release it. */
+            __syncwarp();
+            if (lane == 0)
+                mbar_arrive(base + OFF_BAR + (STAGES + s) * 8);
+
+#pragma unroll
+            for (int i = 0; i < BN / 8; ++i) {
+                float sbc;
+                if constexpr (SB_ALIGNED) {
+                    sbc = sb[(8 * i) / 128];
+                } else {
+                    int blk = (n_off + 8 * i + 2 * (int)(lane & 3)) >> 7;
+                    sbc = sb[0];
+#pragma unroll
+                    for (int j = 1; j < NSB; ++j)
+                        sbc = blk == j ? sb[j] : sbc;
+                }
+                const float s0 = sa0 * sbc, s1 = sa1 * sbc;
+                out[4 * i + 0] += acc[4 * i + 0] * s0;
+                out[4 * i + 1] += acc[4 * i + 1] * s0;
+                out[4 * i + 2] += acc[4 * i + 2] * s1;
+                out[4 * i + 3] += acc[4 * i + 3] * s1;
+            }
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+
+        /* Epilogue: the previous tile's TMA store must have finished reading the staging
+         * buffer before it is overwritten. */
+        if (t == 0)
+            bulk_wait_read<0>();
+        named_bar_sync(1 + wg, 128);
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = 8 * i + 2 * (int)(lane & 3);
+            const int slab = col / D_SLAB;
+            const int c = col % D_SLAB;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * 2;
+                if constexpr (D_SWZ_BITS > 0)
+                    off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+                st_shared_u32(dsm + slab * (64 * D_SLAB_BYTES) + off,
+                              pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+            }
+        }
+        fence_proxy_async_smem();
+        named_bar_sync(1 + wg, 128);
+        if (t == 0) {
+#pragma unroll
+            for (int sl = 0; sl < D_NSLAB; ++sl)
+                tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
+                             mb * BM + wg * 64);
+            bulk_commit();
+        }
+    }
+    if (t == 0)
+        bulk_wait<0>();
+}
+
+} // namespace kiln_gemm_fp8
+
+constexpr int kiln_gemm_fp8_threads = kiln_gemm_fp8::THREADS;
+constexpr int kiln_gemm_fp8_smem_bytes = kiln_gemm_fp8::SMEM_BYTES;
+
+/* sfb: B scales (see above); c: reserved for the FP32 accumulate mode (may be null);
+ * m: rows of A and D. */
+extern "C" __global__ void __launch_bounds__(kiln_gemm_fp8::THREADS, 1)
+KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
+                    const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
+                    const float *__restrict__ sfb, const float *__restrict__ c, int m)
+{
+    using namespace kiln_gemm_fp8;
+    (void)c;
+    extern __shared__ unsigned char smem_raw[];
+    const u32 base = (smem_addr(smem_raw) + 1023) & ~1023u;
+    const u32 warp = threadIdx.x / 32;
+    const u32 lane = threadIdx.x % 32;
+
+    if (threadIdx.x == MATH_WG * 128) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(base + OFF_BAR + s * 8, 1);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MATH_WG * 4);
+        }
+        fence_barrier_init();
+        tma_prefetch_desc(&tm_a);
+        tma_prefetch_desc(&tm_b);
+        tma_prefetch_desc(&tm_sfa);
+        tma_prefetch_desc(&tm_d);
+    }
+    __syncthreads();
+    grid_dependency_wait();
+
+    const int num_mb = (m + BM - 1) / BM;
+    const int num_tiles = num_mb * NUM_NB;
+
+    if (warp >= MATH_WG * 4) {
+        setmaxnreg_dec<40>();
+        if (warp == MATH_WG * 4)
+            producer(&tm_a, &tm_b, &tm_sfa, sfb, num_mb, num_tiles, base, lane);
+    } else {
+        setmaxnreg_inc<232>();
+        math(&tm_d, num_mb, num_tiles, base);
+    }
+    grid_launch_dependents();
+}

@@ -1,0 +1,138 @@
+#!/bin/sh
+# End-to-end test of the kiln CLI on a fresh cache, without a GPU (compile-only context).
+# Usage: test_cli.sh /path/to/kiln
+set -eu
+
+KILN=${1:?usage: test_cli.sh /path/to/kiln}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT INT TERM
+KILN_CACHE_PATH=$WORK/cache
+KILN_ARCH=sm_90a
+export KILN_CACHE_PATH KILN_ARCH
+unset KILN_JIT KILN_CACHE_MAX_MB KILN_NUM_SMS KILN_LOG KILN_DUMP_DIR 2>/dev/null || :
+
+step=0
+fail() {
+    echo "FAIL [$step]: $*" >&2
+    for f in "$WORK"/out "$WORK"/err; do
+        if [ -s "$f" ]; then
+            echo "--- $f" >&2
+            cat "$f" >&2
+        fi
+    done
+    exit 1
+}
+# run EXPECTED_STATUS ARGS...: run kiln, stdout to $WORK/out, stderr to $WORK/err.
+run() {
+    expected=$1
+    shift
+    step=$((step + 1))
+    status=0
+    "$KILN" "$@" >"$WORK/out" 2>"$WORK/err" || status=$?
+    [ "$status" -eq "$expected" ] || fail "kiln $* exited $status, expected $expected"
+}
+out_has() { grep -q -- "$1" "$WORK/out" || fail "stdout lacks '$1'"; }
+err_has() { grep -q -- "$1" "$WORK/err" || fail "stderr lacks '$1'"; }
+
+# Help: the knob table comes from the library.
+run 0 --help
+out_has KILN_CACHE_PATH
+out_has KILN_CACHE_MAX_MB
+out_has 'prewarm --spec'
+run 0 help prewarm
+out_has '--arch'
+run 0 --version
+out_has '^kiln [0-9]'
+
+# Usage errors exit 2 and say what is wrong.
+run 2
+run 2 frobnicate
+err_has frobnicate
+run 2 prewarm
+err_has '--spec'
+run 2 prewarm --spec "$WORK/none.spec" -j 0
+err_has '-j'
+run 2 cache
+run 2 cache ls --bogus
+err_has '--bogus'
+run 2 cache prune
+err_has '--max-mb'
+run 2 info extra
+
+# A missing spec file is a failure with the file named.
+run 1 prewarm --spec "$WORK/none.spec"
+err_has none.spec
+
+# info works without a GPU.
+run 0 info
+out_has 'nvrtc'
+out_has 'arch'
+out_has "$KILN_CACHE_PATH"
+if ! grep -q 'no GPU' "$WORK/out"; then
+    grep -q '^device  *[0-9]' "$WORK/out" || fail "info names neither a device nor 'no GPU'"
+fi
+run 0 info --json
+[ "$(wc -l <"$WORK/out")" -eq 1 ] || fail "info --json is not one line"
+out_has '^{"version":"'
+out_has '"cache":\[{"root":'
+
+# A bad environment value is an error naming the variable.
+step=$((step + 1))
+status=0
+KILN_CACHE_MAX_MB=abc "$KILN" info >"$WORK/out" 2>"$WORK/err" || status=$?
+[ "$status" -eq 1 ] || fail "KILN_CACHE_MAX_MB=abc kiln info exited $status, expected 1"
+err_has KILN_CACHE_MAX_MB
+
+# Prewarm: three quant specializations, compiled once, then found in the cache.
+SPEC=$WORK/quant.spec
+cat >"$SPEC" <<'EOF'
+# three specializations; blank lines and comments are skipped
+
+quant_fp8_per_token k=7168
+quant_fp8_per_block k=7168   # weights
+quant_fp8_per_token k=2048
+EOF
+run 0 prewarm --spec "$SPEC" -j 3
+out_has 'compiled 3, already cached 0, failed 0'
+run 0 prewarm --spec "$SPEC" --arch sm_90a
+out_has 'compiled 0, already cached 3, failed 0'
+
+# ls --json: one object per entry, each with a 32-hex-digit key.
+run 0 cache ls --json
+[ "$(wc -l <"$WORK/out")" -eq 3 ] || fail "cache ls --json printed $(wc -l <"$WORK/out") lines for 3 entries"
+[ "$(grep -Ec '^\{"key":"[0-9a-f]{32}",.*\}$' "$WORK/out")" -eq 3 ] ||
+    fail "a cache ls --json line lacks a 32-hex-digit key"
+[ "$(sort -u "$WORK/out" | wc -l)" -eq 3 ] || fail "cache ls --json repeats an entry"
+run 0 cache ls
+out_has quant
+run 0 cache stats --json
+out_has '"entries":3'
+run 0 cache verify
+out_has 'checked 3, bad 0'
+run 0 cache verify --json
+out_has '"checked":3'
+run 0 cache prune --max-mb 1024 --json
+out_has '"removed":0'
+
+# Bad lines fail the run; each is named by file:line with its own message (the library's
+# message names the offending word), and the good line is still found in the cache.
+BAD=$WORK/bad.spec
+printf 'quant_fp8_per_token k=7168\n\nno_such_op k=1\nquant_fp8_per_token k=zzz\n' >"$BAD"
+run 1 prewarm --spec "$BAD" -j 2
+err_has 'bad.spec:3:.*no_such_op'
+err_has 'bad.spec:4:.*zzz'
+out_has 'compiled 0, already cached 1, failed 2'
+
+# clear empties the writable root.
+run 0 cache clear --json
+out_has '"removed":3'
+run 0 cache ls --json
+[ ! -s "$WORK/out" ] || fail "cache ls --json after clear printed something"
+run 0 cache ls
+[ ! -s "$WORK/out" ] || fail "cache ls after clear printed something"
+
+# bench: a missing benchmark is a clear failure.
+run 1 bench no-such-bench
+err_has 'no-such-bench'
+
+echo "test_cli: $step checks passed"
