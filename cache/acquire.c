@@ -56,13 +56,16 @@ int kc__quarantine_row(kc__root *root, const uint8_t key[16], const char *reason
 static void bump_last_used(kc__root *root, const uint8_t key[16])
 {
     sqlite3_stmt *stmt;
-    int rc = kc__prepare(root, "UPDATE kernels SET hits = hits + 1, last_used = "
+    int rc = kc__begin_immediate(root);
+    if (rc == SQLITE_OK)
+        rc = kc__prepare(root, "UPDATE kernels SET hits = hits + 1, last_used = "
                                NEXT_LAST_USED " WHERE key = ?1", &stmt);
     if (rc == SQLITE_OK) {
         sqlite3_bind_blob(stmt, 1, key, 16, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 9, kc__wall_ms());
         rc = kc__step_done(stmt);
     }
+    rc = kc__end(root, rc);
     if (rc != SQLITE_OK)
         kc__root_failed(root, rc, "recording a hit");
 }
@@ -207,13 +210,6 @@ static int try_claim(kc_store *store, const uint8_t key[16], int claim_timeout_m
     return kc__end(root, rc);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Called with the lock held and a miss in every root: returns with the lock held. */
 static int wait_for_claim(kc_store *store, const uint8_t key[16], const char *key_text,
                           int claim_timeout_ms, kc_outcome *outcome, void **cubin,
@@ -232,7 +228,7 @@ static int wait_for_claim(kc_store *store, const uint8_t key[16], const char *ke
         /* A row that appeared between the lookup and the claim: read it at once. */
         if (state != CLAIM_PRESENT || last == CLAIM_PRESENT) {
             pthread_mutex_unlock(&store->lock);
-            sleep_ms(KC__POLL_MS);
+            kc__sleep_ms(KC__POLL_MS);
             pthread_mutex_lock(&store->lock);
         }
         last = state;
@@ -399,8 +395,11 @@ int kc__evict(kc__root *root, int64_t max_bytes, const uint8_t *pinned_key, int6
 {
     /* Keep the most recently used rows whose running total, with the pinned row, fits:
      * the same set as deleting by ascending last_used until the total fits. */
-    sqlite3_stmt *stmt;
-    int rc = kc__prepare(root,
+    sqlite3_stmt *stmt = NULL;
+    int64_t count = 0;
+    int rc = kc__begin_immediate(root);
+    if (rc == SQLITE_OK)
+        rc = kc__prepare(root,
                          "DELETE FROM kernels WHERE key IN (SELECT key FROM ("
                          " SELECT key, sum(cubin_bytes + source_bytes) OVER ("
                          "  ORDER BY last_used DESC, key DESC"
@@ -414,9 +413,11 @@ int kc__evict(kc__root *root, int64_t max_bytes, const uint8_t *pinned_key, int6
             sqlite3_bind_blob(stmt, 1, pinned_key, 16, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, max_bytes);
         rc = kc__step_done(stmt);
+        count = sqlite3_changes(root->db);
     }
+    rc = kc__end(root, rc);
     if (removed != NULL)
-        *removed = rc == SQLITE_OK ? sqlite3_changes(root->db) : 0;
+        *removed = rc == SQLITE_OK ? count : 0;
     return rc;
 }
 
@@ -428,7 +429,8 @@ void kc_abandon(kc_store *store, const uint8_t key[16])
     }
     pthread_mutex_lock(&store->lock);
     if (store->rw != NULL && store->rw->db != NULL) {
-        int rc = drop_claim(store, key);
+        int rc = kc__begin_immediate(store->rw);
+        rc = kc__end(store->rw, rc == SQLITE_OK ? drop_claim(store, key) : rc);
         if (rc != SQLITE_OK)
             kc__root_failed(store->rw, rc, "dropping a claim");
     }

@@ -39,6 +39,7 @@ struct kc_store {
     size_t num_ro_skip, cap_ro_skip;
 };
 
+void kc__sleep_ms(int ms);
 /* Wall-clock milliseconds since the Unix epoch (claims, created, last_used). */
 int64_t kc__wall_ms(void);
 

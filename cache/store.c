@@ -125,13 +125,34 @@ static int query_int(kc__root *root, const char *sql, int64_t *value)
     return rc;
 }
 
+void kc__sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Changing the journal mode needs an exclusive lock that SQLite will not wait for when
+ * two connections could deadlock (several processes opening a new file at once), so
+ * retry here for as long as the busy timeout. */
 static int set_journal_mode(kc__root *root)
 {
     const char *want = root->network ? "delete" : "wal";
-    sqlite3_stmt *stmt;
-    int rc = kc__prepare(root, root->network ? "PRAGMA journal_mode=DELETE"
+    sqlite3_stmt *stmt = NULL;
+    int rc = SQLITE_BUSY;
+    for (int waited = 0; (rc & 0xff) == SQLITE_BUSY && waited < KC__BUSY_TIMEOUT_MS;
+         waited += KC__POLL_MS) {
+        if (waited > 0) {
+            sqlite3_finalize(stmt);
+            stmt = NULL;
+            kc__sleep_ms(KC__POLL_MS);
+        }
+        rc = kc__prepare(root, root->network ? "PRAGMA journal_mode=DELETE"
                                              : "PRAGMA journal_mode=WAL", &stmt);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(stmt);
+    }
+    if (rc == SQLITE_ROW) {
         const char *got = (const char *)sqlite3_column_text(stmt, 0);
         if (got == NULL || strcmp(got, want) != 0)
             kiln__log(KILN__LOG_WARN, "cache %s: journal mode is %s, not %s", root->path,

@@ -241,9 +241,11 @@ static int parse_args(int argc, char **argv, prewarm_args *args)
                 return cli_usage_error("prewarm", "--arch needs a name such as sm_90a");
             args->arch = value;
         } else if ((match = cli_opt_value("prewarm", "--jobs", argc, argv, &i, &value)) != 0 ||
-                   (match = cli_opt_value("prewarm", "-j", argc, argv, &i, &value)) != 0 ||
-                   (strncmp(arg, "-j", 2) == 0 && (value = arg + 2, match = 1))) {
+                   (match = cli_opt_value("prewarm", "-j", argc, argv, &i, &value)) != 0) {
             if (match < 0 || cli_parse_int("prewarm", "-j", value, 1, 4096, &args->jobs) != 0)
+                return CLI_USAGE;
+        } else if (strncmp(arg, "-j", 2) == 0) { /* -j8 */
+            if (cli_parse_int("prewarm", "-j", arg + 2, 1, 4096, &args->jobs) != 0)
                 return CLI_USAGE;
         } else if (arg[0] == '-') {
             return cli_usage_error("prewarm", "unknown option '%s'", arg);

@@ -133,11 +133,17 @@ static size_t utf8_sequence_length(const unsigned char *p)
     unsigned min;
     unsigned code;
     if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2, min = 0x80, code = p[0] & 0x1f;
+        len = 2;
+        min = 0x80;
+        code = p[0] & 0x1f;
     } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        len = 3, min = 0x800, code = p[0] & 0x0f;
+        len = 3;
+        min = 0x800;
+        code = p[0] & 0x0f;
     } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4, min = 0x10000, code = p[0] & 0x07;
+        len = 4;
+        min = 0x10000;
+        code = p[0] & 0x07;
     } else {
         return 0;
     }

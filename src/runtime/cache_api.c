@@ -16,8 +16,8 @@ static int visit_row(const kc_row *row, void *user)
         .key = key, .root = row->root, .template_name = row->template_name, .arch = row->arch,
         .key_text = row->key_text, .cubin_bytes = row->cubin_bytes,
         .source_bytes = row->source_bytes, .registers = row->registers, .spills = row->spills,
-        .smem_bytes = row->smem_bytes, .compile_ms = row->compile_ms, .created = row->created,
-        .last_used = row->last_used, .hits = row->hits, .writable = row->writable,
+        .smem_bytes = row->smem_bytes, .compile_ms = row->compile_ms, .created = row->created / 1000,
+        .last_used = row->last_used / 1000, .hits = row->hits, .writable = row->writable,
     };
     return v->entry_fn ? v->entry_fn(&e, v->user) : 0;
 }

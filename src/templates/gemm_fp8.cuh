@@ -142,33 +142,34 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                 sb[j][c] = kb < KB ? __ldg(sfb + (long long)row * KB + kb) : 0.0f;
             }
         }
-        for (int kb = 0; kb < KB; ++kb) {
-            float v[NSB];
+        /* Chunk loop unrolled so every register index is a compile-time constant. */
 #pragma unroll
-            for (int j = 0; j < NSB; ++j) {
-                float x = sb[j][0];
-#pragma unroll
-                for (int c = 1; c < CHUNKS; ++c)
-                    x = (kb >> 5) == c ? sb[j][c] : x;
-                v[j] = __shfl_sync(0xffffffffu, x, kb & 31);
-            }
-            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
-            if (lane == 0) {
-                u32 full = base + OFF_BAR + s * 8;
+        for (int c = 0; c < CHUNKS; ++c) {
+            const int kb_end = KB - c * 32 < 32 ? KB - c * 32 : 32;
+            for (int kk = 0; kk < kb_end; ++kk) {
+                const int kb = c * 32 + kk;
+                float v[NSB];
 #pragma unroll
                 for (int j = 0; j < NSB; ++j)
-                    asm volatile("st.shared.f32 [%0], %1;" ::"r"(base + OFF_SFB + (s * NSB + j) * 4),
-                                 "f"(v[j])
-                                 : "memory");
-                mbar_arrive_expect_tx(full, STAGE_TX);
-                tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, mb * BM);
-                tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, n0);
-                tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, mb * BM, kb);
-            }
-            __syncwarp();
-            if (++s == STAGES) {
-                s = 0;
-                phase ^= 1;
+                    v[j] = __shfl_sync(0xffffffffu, sb[j][c], kk);
+                mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+                if (lane == 0) {
+                    const u32 full = base + OFF_BAR + s * 8;
+#pragma unroll
+                    for (int j = 0; j < NSB; ++j)
+                        asm volatile("st.shared.f32 [%0], %1;"
+                                     ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
+                                     : "memory");
+                    mbar_arrive_expect_tx(full, STAGE_TX);
+                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, mb * BM);
+                    tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, n0);
+                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, mb * BM, kb);
+                }
+                __syncwarp();
+                if (++s == STAGES) {
+                    s = 0;
+                    phase ^= 1;
+                }
             }
         }
     }
