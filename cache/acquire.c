@@ -379,7 +379,7 @@ int kc_put(kc_store *store, const kc_record *rec, kiln__err *err)
     }
     if (rc != SQLITE_OK) {
         status = kiln__err_set(err, KILN_ERR_CACHE, "kc_put: cannot store in %s: %s",
-                               root->path, root->db ? sqlite3_errmsg(root->db)
+                               root->path, root->db ? sqlite3_errstr(rc)
                                                     : "no usable writable cache");
         kc__root_failed(root, rc, "storing an entry");
     } else if (store->max_bytes > 0) {

@@ -49,10 +49,10 @@ static void read_row(sqlite3_stmt *stmt, const kc__root *root, kc_row *row)
 static int admin_failed(kc__root *root, int rc, const char *what, kiln__err *err)
 {
     int status = kiln__err_set(err, rc == SQLITE_NOMEM ? KILN_ERR_OUT_OF_MEMORY : KILN_ERR_CACHE,
-                               "%s: %s: %s%s", what, root->path,
-                               root->db && !kc__is_corrupt(rc) ? sqlite3_errmsg(root->db)
-                                                               : sqlite3_errstr(rc),
-                               kc__is_corrupt(rc) ? " (the file was moved aside)" : "");
+                               "%s: %s: %s%s", what, root->path, sqlite3_errstr(rc),
+                               !kc__is_corrupt(rc) ? ""
+                               : root->writable    ? " (moved aside and recreated)"
+                                                   : " (skipped from now on)");
     kc__root_failed(root, rc, what);
     return status;
 }

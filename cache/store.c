@@ -287,12 +287,10 @@ void kc__root_failed(kc__root *root, int rc, const char *what)
 {
     if (root->db == NULL)
         return;
-    if (!kc__is_corrupt(rc)) {
-        kiln__log(KILN__LOG_WARN, "cache %s: %s: %s", root->path, what,
-                  sqlite3_errmsg(root->db));
-        return;
-    }
+    /* sqlite3_errstr: a ROLLBACK since the failure has reset sqlite3_errmsg. */
     kiln__log(KILN__LOG_WARN, "cache %s: %s: %s", root->path, what, sqlite3_errstr(rc));
+    if (!kc__is_corrupt(rc))
+        return;
     root_disconnect(root);
     if (!root->writable) {
         kiln__log(KILN__LOG_WARN, "cache %s: corrupt read-only root, skipping it", root->path);

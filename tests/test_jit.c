@@ -92,7 +92,7 @@ static void test_key_changes_with_every_input(void **state)
     /* The record names the library version, NVRTC version, options and every template
      * file's content hash: each of those lines changes the key when its value does. */
     const char *must_have[] = {"schema=", "kiln=", "nvrtc=", "option=--gpu-architecture=sm_90a",
-                               "file:quant_fp8.cuh=", "file:common/ptx.cuh=", "template=",
+                               "file:quant_per_token.cuh=", "file:common/ptx.cuh=", "template=",
                                "param:k="};
     for (size_t i = 0; i < sizeof must_have / sizeof must_have[0]; i++)
         assert_non_null(strstr(text_base.data, must_have[i]));
@@ -117,7 +117,7 @@ static void test_source_names_parameters(void **state)
     kiln__str src = {0};
     assert_int_equal(kj_source(&spec, &src, NULL), KILN_OK);
     assert_non_null(strstr(src.data, "constexpr long long k = 7168ll;"));
-    assert_non_null(strstr(src.data, "#include \"quant_fp8.cuh\""));
+    assert_non_null(strstr(src.data, "#include \"quant_per_block.cuh\""));
     kiln__str_free(&src);
 }
 

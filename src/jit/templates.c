@@ -5,9 +5,9 @@
 #include "jit.h"
 
 const kj_template kj_templates[KJ_NUM_TEMPLATES] = {
-    [KJ_QUANT_PER_TOKEN] = {"quant_per_token", "quant_fp8.cuh", "kiln_quant_per_token",
+    [KJ_QUANT_PER_TOKEN] = {"quant_per_token", "quant_per_token.cuh", "kiln_quant_per_token",
                             {"k", NULL}, true, {7168}},
-    [KJ_QUANT_PER_BLOCK] = {"quant_per_block", "quant_fp8.cuh", "kiln_quant_per_block",
+    [KJ_QUANT_PER_BLOCK] = {"quant_per_block", "quant_per_block.cuh", "kiln_quant_per_block",
                             {"k", NULL}, true, {7168}},
     [KJ_SF_TRANSPOSE] = {"sf_transpose", "sf_transpose.cuh", "kiln_sf_transpose",
                          {"tile", NULL}, true, {32}},

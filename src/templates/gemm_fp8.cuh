@@ -27,8 +27,8 @@
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
  *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
  *   tm_d   bf16 dims {N, M}            box {D_SLAB, 64}     swizzle D_SWIZZLE
- *          (D_SLAB = 64 if block_n % 64 == 0 else block_n; D_SWIZZLE = 128B/64B/32B when
- *           D_SLAB*2 is 128/64/32 bytes, none otherwise)
+ *          (D_SLAB = the largest of 64, 32, 16 dividing block_n, else block_n; D_SWIZZLE =
+ *           128B/64B/32B when D_SLAB*2 is 128/64/32 bytes, none otherwise)
  *
  * Warp roles: warpgroups 0 .. MATH_WG-1 are math (each owns 64 rows of the tile and issues
  * m64n{block_n}k32 wgmma), the last warpgroup is the producer (its first warp streams tiles
@@ -49,7 +49,7 @@
 #define KILN_GEMM_FP8_ENTRY kiln_gemm_fp8
 #endif
 
-namespace kiln_gemm_fp8 {
+namespace kiln_fp8 {
 
 using namespace kiln;
 
@@ -82,7 +82,7 @@ constexpr int NSB = SB_ALIGNED ? (BN + 127) / 128 : BN / 128 + 2;
 
 /* Epilogue staging: the tile is split into column slabs of D_SLAB bf16, each slab of one
  * math warpgroup (64 rows) stored by one TMA store. */
-constexpr int D_SLAB = (BN % 64 == 0) ? 64 : BN;
+constexpr int D_SLAB = BN % 64 == 0 ? 64 : BN % 32 == 0 ? 32 : BN % 16 == 0 ? 16 : BN;
 constexpr int D_SLAB_BYTES = D_SLAB * 2;
 constexpr int D_NSLAB = BN / D_SLAB;
 constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
@@ -125,6 +125,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
     constexpr int CHUNKS = (KB + 31) / 32;
     int s = 0;
     u32 phase = 0;
+#pragma unroll 1
     for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
         int mb, nb;
         tile_coords(tile, num_mb, mb, nb);
@@ -146,6 +147,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
             const int kb_end = KB - c * 32 < 32 ? KB - c * 32 : 32;
+#pragma unroll 1
             for (int kk = 0; kk < kb_end; ++kk) {
                 const int kb = c * 32 + kk;
                 float v[NSB];
@@ -189,6 +191,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
     int s = 0;
     u32 phase = 0;
 
+#pragma unroll 1
     for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
         int mb, nb;
         tile_coords(tile, num_mb, mb, nb);
@@ -197,6 +200,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
         for (int i = 0; i < BN / 2; ++i)
             out[i] = 0.0f;
 
+#pragma unroll 1
         for (int kb = 0; kb < KB; ++kb) {
             mbar_wait(base + OFF_BAR + s * 8, phase);
             const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (wg * 64 + row_in_wg) * 4;
@@ -286,19 +290,19 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
         bulk_wait<0>();
 }
 
-} // namespace kiln_gemm_fp8
+} // namespace kiln_fp8
 
-constexpr int kiln_gemm_fp8_threads = kiln_gemm_fp8::THREADS;
-constexpr int kiln_gemm_fp8_smem_bytes = kiln_gemm_fp8::SMEM_BYTES;
+constexpr int kiln_gemm_fp8_threads = kiln_fp8::THREADS;
+constexpr int kiln_gemm_fp8_smem_bytes = kiln_fp8::SMEM_BYTES;
 
 /* sfb: B scales (see above); c: reserved for the FP32 accumulate mode (may be null);
  * m: rows of A and D. */
-extern "C" __global__ void __launch_bounds__(kiln_gemm_fp8::THREADS, 1)
+extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
                     const float *__restrict__ sfb, const float *__restrict__ c, int m)
 {
-    using namespace kiln_gemm_fp8;
+    using namespace kiln_fp8;
     (void)c;
     extern __shared__ unsigned char smem_raw[];
     const u32 base = (smem_addr(smem_raw) + 1023) & ~1023u;

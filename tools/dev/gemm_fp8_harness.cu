@@ -41,7 +41,7 @@ constexpr long long out_f32 = 0;
 
 static int kh_registered = kh_register(kh_cfg{
     KH_ID, KH_BUCKET, KH_N, KH_K, KH_BM, KH_BN, KH_ST, KH_G, kiln_gemm_fp8_threads,
-    kiln_gemm_fp8_smem_bytes, kiln_gemm_fp8::D_SLAB, kiln_gemm_fp8::D_SLAB_BYTES,
+    kiln_gemm_fp8_smem_bytes, kiln_fp8::D_SLAB, kiln_fp8::D_SLAB_BYTES,
     (const void *)KILN_GEMM_FP8_ENTRY});
 
 #else /* driver */
@@ -613,6 +613,8 @@ int main(int argc, char **argv)
     for (auto &s : shapes) {
         if (only[0] && (s[0] != only[0] || s[1] != only[1] || s[2] != only[2]))
             continue;
+        printf("-- %lldx%lldx%lld\n", s[0], s[1], s[2]);
+        fflush(stdout);
         all.push_back(run_shape(s[0], s[1], s[2], sms, ++seed));
     }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The one GPU check every session runs, in two halves:
+#
+#   scripts/device-check.sh build          on the dev machine: builds build-device/ and
+#                                          puts what the GPU machine lacks in .carry/
+#   scripts/device-check.sh run [BENCH..]  on the GPU machine (device tool), e.g.
+#       run(command="bash scripts/device-check.sh run", carry=["build-device", ".carry"])
+#
+# `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
+# programs, or the ones named), writes full logs under $OUT (when set), and prints a short
+# table last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+shift || true
+
+if [ "$mode" = build ]; then
+  set -e
+  [ -d build-device ] || meson setup build-device --buildtype=release -Dwerror=true >/dev/null
+  ninja -C build-device
+  mkdir -p .carry/lib
+  # The GPU machine has libsqlite3 and libxxhash but no cmocka.
+  cp -L "$(ldconfig -p | awk '/libcmocka.so.0 / {print $NF; exit}')" .carry/lib/
+  du -sh build-device .carry
+  exit 0
+fi
+
+if [ "$mode" != run ]; then
+  echo "usage: $0 build | run [BENCH...]" >&2
+  exit 2
+fi
+
+export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
+out=${OUT:-/tmp/kiln-device-out}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
+summary=()
+for t in build-device/tests/test_*_gpu; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  start=$(date +%s%N)
+  "$t" >"$out/$name.log" 2>&1
+  rc=$?
+  secs=$(( ($(date +%s%N) - start) / 1000000 ))
+  tail -n 25 "$out/$name.log"
+  case $rc in 0) verdict=PASS ;; 77) verdict=SKIP ;; *) verdict="FAIL($rc)" ;; esac
+  summary+=("$(printf '%-24s %-8s %6d ms' "$name" "$verdict" "$secs")")
+done
+
+benches=("$@")
+if [ ${#benches[@]} -eq 0 ]; then
+  for b in build-device/tools/kiln-bench-*; do benches+=("$(basename "$b" | sed 's/^kiln-bench-//')"); done
+fi
+for b in "${benches[@]}"; do
+  prog=build-device/tools/kiln-bench-$b
+  [ -x "$prog" ] || { summary+=("bench $b: missing"); continue; }
+  "$prog" 2>&1 | tee "$out/bench-$b.log"
+  summary+=("$(printf '%-24s rc=%s' "bench $b" "${PIPESTATUS[0]}")")
+done
+
+echo
+echo "=== device check summary ==="
+printf '%s\n' "${summary[@]}"
+grep -h -E '^\s*(compile|cache-hit|launch|quant|gemm|geomean|summary)' "$out"/bench-*.log 2>/dev/null | cut -c1-160
