@@ -58,8 +58,10 @@ static void bump_last_used(kc__root *root, const uint8_t key[16])
     sqlite3_stmt *stmt;
     int rc = kc__begin_immediate(root);
     if (rc == SQLITE_OK)
-        rc = kc__prepare(root, "UPDATE kernels SET hits = hits + 1, last_used = "
-                               NEXT_LAST_USED " WHERE key = ?1", &stmt);
+        rc = kc__prepare(root,
+                         "UPDATE kernels SET hits = hits + 1, last_used = " NEXT_LAST_USED
+                         " WHERE key = ?1",
+                         &stmt);
     if (rc == SQLITE_OK) {
         sqlite3_bind_blob(stmt, 1, key, 16, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 9, kc__wall_ms());
@@ -86,12 +88,12 @@ static const char *row_fault(sqlite3_stmt *stmt, const char *key_text)
 
 /* One root: SQLITE_OK with *cubin set on a verified hit, SQLITE_OK with *cubin NULL on
  * a miss (a bad row is quarantined or skipped), or a failure. */
-static int root_lookup(kc__root *root, const uint8_t key[16], const char *key_text,
-                       void **cubin, size_t *cubin_size)
+static int root_lookup(kc__root *root, const uint8_t key[16], const char *key_text, void **cubin,
+                       size_t *cubin_size)
 {
     sqlite3_stmt *stmt;
-    int rc = kc__prepare(root, "SELECT key_text, cubin, cubin_xxh3 FROM kernels WHERE key = ?1",
-                         &stmt);
+    int rc =
+        kc__prepare(root, "SELECT key_text, cubin, cubin_xxh3 FROM kernels WHERE key = ?1", &stmt);
     if (rc == SQLITE_OK) {
         sqlite3_bind_blob(stmt, 1, key, 16, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
@@ -140,8 +142,8 @@ static bool ro_skipped(const kc_store *store, const uint8_t key[16])
 
 /* Every root in order. Failures count as misses; only an allocation failure is
  * returned (as a kiln_status). */
-static int lookup_all(kc_store *store, const uint8_t key[16], const char *key_text,
-                      void **cubin, size_t *cubin_size)
+static int lookup_all(kc_store *store, const uint8_t key[16], const char *key_text, void **cubin,
+                      size_t *cubin_size)
 {
     for (size_t i = 0; i < store->num_roots && *cubin == NULL; i++) {
         kc__root *root = &store->roots[i];
@@ -196,8 +198,10 @@ static int try_claim(kc_store *store, const uint8_t key[16], int claim_timeout_m
         sqlite3_finalize(stmt);
     }
     if (rc == SQLITE_OK && claim)
-        rc = kc__prepare(root, "INSERT OR REPLACE INTO claims(key, pid, host, time)"
-                               " VALUES(?1, ?2, ?3, ?4)", &stmt);
+        rc = kc__prepare(root,
+                         "INSERT OR REPLACE INTO claims(key, pid, host, time)"
+                         " VALUES(?1, ?2, ?3, ?4)",
+                         &stmt);
     if (rc == SQLITE_OK && claim) {
         sqlite3_bind_blob(stmt, 1, key, 16, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, store->pid);
@@ -247,9 +251,8 @@ static int wait_for_claim(kc_store *store, const uint8_t key[16], const char *ke
     return KILN_OK;
 }
 
-int kc_acquire(kc_store *store, const uint8_t key[16], const char *key_text,
-               int claim_timeout_ms, kc_outcome *outcome, void **cubin, size_t *cubin_size,
-               kiln__err *err)
+int kc_acquire(kc_store *store, const uint8_t key[16], const char *key_text, int claim_timeout_ms,
+               kc_outcome *outcome, void **cubin, size_t *cubin_size, kiln__err *err)
 {
     if (cubin != NULL)
         *cubin = NULL;
@@ -274,8 +277,7 @@ int kc_acquire(kc_store *store, const uint8_t key[16], const char *key_text,
     else if (store->rw == NULL || store->rw->db == NULL)
         *outcome = KC_COMPILE;
     else
-        status = wait_for_claim(store, key, key_text, claim_timeout_ms, outcome, cubin,
-                                cubin_size);
+        status = wait_for_claim(store, key, key_text, claim_timeout_ms, outcome, cubin, cubin_size);
     pthread_mutex_unlock(&store->lock);
     if (status != KILN_OK) {
         free(*cubin);
@@ -378,9 +380,8 @@ int kc_put(kc_store *store, const kc_record *rec, kiln__err *err)
         rc = root->db ? put_row(store, rec) : SQLITE_CANTOPEN;
     }
     if (rc != SQLITE_OK) {
-        status = kiln__err_set(err, KILN_ERR_CACHE, "kc_put: cannot store in %s: %s",
-                               root->path, root->db ? sqlite3_errstr(rc)
-                                                    : "no usable writable cache");
+        status = kiln__err_set(err, KILN_ERR_CACHE, "kc_put: cannot store in %s: %s", root->path,
+                               root->db ? sqlite3_errstr(rc) : "no usable writable cache");
         kc__root_failed(root, rc, "storing an entry");
     } else if (store->max_bytes > 0) {
         rc = kc__evict(root, store->max_bytes, rec->key, NULL);
@@ -458,7 +459,9 @@ void kc_quarantine(kc_store *store, const uint8_t key[16], const char *reason)
 {
     if (store == NULL || key == NULL || reason == NULL) {
         kiln__log(KILN__LOG_WARN, "kc_quarantine: %s is NULL",
-                  store == NULL ? "store" : key == NULL ? "key" : "reason");
+                  store == NULL ? "store"
+                  : key == NULL ? "key"
+                                : "reason");
         return;
     }
     pthread_mutex_lock(&store->lock);

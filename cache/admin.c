@@ -12,8 +12,8 @@
 
 #include "kiln/kiln.h"
 
-#define ROW_COLUMNS                                                                           \
-    "key, key_text, template_name, arch, cubin_bytes, source_bytes, registers, spills,"      \
+#define ROW_COLUMNS                                                                                \
+    "key, key_text, template_name, arch, cubin_bytes, source_bytes, registers, spills,"            \
     " smem_bytes, compile_ms, created, last_used, hits"
 
 static void read_row(sqlite3_stmt *stmt, const kc__root *root, kc_row *row)
@@ -61,8 +61,8 @@ static int admin_failed(kc__root *root, int rc, const char *what, kiln__err *err
 static int list_root(kc__root *root, kc_row_fn fn, void *user, bool *stop)
 {
     sqlite3_stmt *stmt;
-    int rc = kc__prepare(root, "SELECT " ROW_COLUMNS " FROM kernels ORDER BY last_used DESC",
-                         &stmt);
+    int rc =
+        kc__prepare(root, "SELECT " ROW_COLUMNS " FROM kernels ORDER BY last_used DESC", &stmt);
     while (rc == SQLITE_OK && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         kc_row row;
         read_row(stmt, root, &row);
@@ -150,7 +150,7 @@ typedef struct bad_list {
     struct bad_entry {
         uint8_t key[16];
         const char *reason; /* static */
-    } *items;
+    } * items;
     size_t count, cap;
 } bad_list;
 

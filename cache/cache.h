@@ -60,7 +60,7 @@ typedef struct kc_row {
     int registers, spills, smem_bytes;
     double compile_ms;
     int64_t created, last_used, hits; /* Unix ms, Unix ms, count */
-    bool writable;                      /* the row lives in the writable root */
+    bool writable;                    /* the row lives in the writable root */
 } kc_row;
 
 typedef struct kc_root_stats {
@@ -77,8 +77,9 @@ typedef struct kc_root_stats {
  * evicted until the bound holds. Read-only roots that are missing are skipped quietly;
  * unreadable, corrupt or other-schema ones are skipped with a warning. A writable file
  * of another schema version is moved aside ("<file>.old-schema-<unix time>") and
- * recreated. Errors: KILN_ERR_INVALID_ARG (out or path_list NULL, max_bytes < 0), KILN_ERR_CACHE (the writable root cannot be
- * created or opened even after moving a corrupt file aside), KILN_ERR_OUT_OF_MEMORY. */
+ * recreated. Errors: KILN_ERR_INVALID_ARG (out or path_list NULL, max_bytes < 0),
+ * KILN_ERR_CACHE (the writable root cannot be created or opened even after moving a
+ * corrupt file aside), KILN_ERR_OUT_OF_MEMORY. On failure *out is NULL. */
 int kc_open(kc_store **out, const char *path_list, int64_t max_bytes, kiln__err *err);
 void kc_close(kc_store *store);
 

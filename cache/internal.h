@@ -18,8 +18,8 @@
 
 typedef struct kc__root {
     char *dir;
-    char *path;   /* dir + "/kernels.db" */
-    sqlite3 *db;  /* NULL: missing, unusable or given up on */
+    char *path;  /* dir + "/kernels.db" */
+    sqlite3 *db; /* NULL: missing, unusable or given up on */
     bool writable;
     bool network; /* on a network file system: rollback journal instead of WAL */
     dev_t dev;    /* the file this connection opened, to tell whether another process */

@@ -147,8 +147,8 @@ static int set_journal_mode(kc__root *root)
             stmt = NULL;
             kc__sleep_ms(KC__POLL_MS);
         }
-        rc = kc__prepare(root, root->network ? "PRAGMA journal_mode=DELETE"
-                                             : "PRAGMA journal_mode=WAL", &stmt);
+        rc = kc__prepare(
+            root, root->network ? "PRAGMA journal_mode=DELETE" : "PRAGMA journal_mode=WAL", &stmt);
         if (rc == SQLITE_OK)
             rc = sqlite3_step(stmt);
     }
@@ -186,9 +186,8 @@ static int check_schema(kc__root *root)
     }
     if (rc == SQLITE_OK && root->writable) {
         char sql[sizeof schema_sql + 96];
-        snprintf(sql, sizeof sql,
-                 "%sINSERT OR IGNORE INTO meta VALUES('schema_version', %d);", schema_sql,
-                 KC_SCHEMA_VERSION);
+        snprintf(sql, sizeof sql, "%sINSERT OR IGNORE INTO meta VALUES('schema_version', %d);",
+                 schema_sql, KC_SCHEMA_VERSION);
         rc = kc__exec(root, sql);
     }
     if (root->writable)
@@ -209,8 +208,7 @@ static void root_disconnect(kc__root *root)
  * the sqlite3 code (or KC__SCHEMA_MISMATCH) is returned. */
 static int root_connect(kc__root *root)
 {
-    int flags = root->writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                               : SQLITE_OPEN_READONLY;
+    int flags = root->writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
     int rc = sqlite3_open_v2(root->path, &root->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     struct stat st;
     if (rc == SQLITE_OK && stat(root->path, &st) == 0) {
@@ -251,8 +249,7 @@ static void move_aside(kc__root *root, const char *tag, bool check_identity)
     for (int n = 1; access(dest, F_OK) == 0 && n < 1000; n++)
         snprintf(dest, len, "%s.%s-%lld.%d", root->path, tag, now, n);
     if (rename(root->path, dest) != 0) {
-        kiln__log(KILN__LOG_WARN, "cache: cannot move %s aside: %s", root->path,
-                  strerror(errno));
+        kiln__log(KILN__LOG_WARN, "cache: cannot move %s aside: %s", root->path, strerror(errno));
         goto done;
     }
     static const char *const companions[] = {"-wal", "-shm", "-journal"};
@@ -260,12 +257,10 @@ static void move_aside(kc__root *root, const char *tag, bool check_identity)
         snprintf(from, len, "%s%s", root->path, companions[i]);
         snprintf(to, len, "%s%s", dest, companions[i]);
         if (rename(from, to) != 0 && errno != ENOENT)
-            kiln__log(KILN__LOG_WARN, "cache: cannot move %s aside: %s", from,
-                      strerror(errno));
+            kiln__log(KILN__LOG_WARN, "cache: cannot move %s aside: %s", from, strerror(errno));
     }
-    kiln__log(KILN__LOG_WARN, "cache: %s was %s; moved it to %s and started a new one",
-              root->path, strcmp(tag, "corrupt") == 0 ? "corrupt" : "of another schema",
-              dest);
+    kiln__log(KILN__LOG_WARN, "cache: %s was %s; moved it to %s and started a new one", root->path,
+              strcmp(tag, "corrupt") == 0 ? "corrupt" : "of another schema", dest);
 done:
     free(dest);
     free(from);

@@ -218,9 +218,9 @@ static void raw_flip_cubin_byte(const char *dir, const entry *e)
     random_bytes(&where, sizeof where);
     copy[where % e->rec.cubin_size] ^= (uint8_t)(1u + where % 255u);
     sqlite3_stmt *stmt = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE kernels SET cubin = ?2 WHERE key = ?1", -1,
-                                        &stmt, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "UPDATE kernels SET cubin = ?2 WHERE key = ?1", -1, &stmt, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(stmt, 1, e->rec.key, 16, SQLITE_STATIC);
     sqlite3_bind_blob(stmt, 2, copy, (int)e->rec.cubin_size, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(stmt), SQLITE_DONE);
@@ -432,8 +432,9 @@ static void test_key_text_mismatch(void **state)
     assert_int_equal(look(store, &e), KC_MISS);
 
     sqlite3 *db = raw_open(fx->dir);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM quarantine WHERE key = ?1 AND key_text = "
-                                 "(SELECT key_text FROM quarantine) AND reason LIKE '%key text%'",
+    assert_int_equal(raw_int(db,
+                             "SELECT count(*) FROM quarantine WHERE key = ?1 AND key_text = "
+                             "(SELECT key_text FROM quarantine) AND reason LIKE '%key text%'",
                              e.rec.key),
                      1);
     sqlite3_close(db);
@@ -541,8 +542,11 @@ static void test_quarantine_call(void **state)
     kc_quarantine(store, e.rec.key, "driver refused the cubin");
     assert_int_equal(look(store, &e), KC_MISS);
     sqlite3 *db = raw_open(fx->dir);
-    assert_int_equal(raw_int(db, "SELECT count(*) FROM quarantine WHERE key = ?1 AND"
-                                 " reason = 'driver refused the cubin'", e.rec.key), 1);
+    assert_int_equal(raw_int(db,
+                             "SELECT count(*) FROM quarantine WHERE key = ?1 AND"
+                             " reason = 'driver refused the cubin'",
+                             e.rec.key),
+                     1);
     sqlite3_close(db);
     kc_close(store);
     entry_free(&e);
@@ -853,9 +857,9 @@ static void test_no_writable_root(void **state)
         void *cubin = NULL;
         size_t size = 0;
         double start = now_ms();
-        assert_int_equal(kc_acquire(store, cold.rec.key, cold.key_text, 5000, &outcome, &cubin,
-                                    &size, NULL),
-                         KILN_OK);
+        assert_int_equal(
+            kc_acquire(store, cold.rec.key, cold.key_text, 5000, &outcome, &cubin, &size, NULL),
+            KILN_OK);
         assert_int_equal(outcome, KC_COMPILE);
         assert_true(now_ms() - start < 1000);
         put_ok(store, &cold); /* a no-op */
@@ -938,9 +942,9 @@ static kc_outcome acquire_timed(kc_store *store, const entry *e, int timeout_ms,
     void *cubin = NULL;
     size_t size = 0;
     double start = now_ms();
-    assert_int_equal(kc_acquire(store, e->rec.key, e->key_text, timeout_ms, &outcome, &cubin,
-                                &size, NULL),
-                     KILN_OK);
+    assert_int_equal(
+        kc_acquire(store, e->rec.key, e->key_text, timeout_ms, &outcome, &cubin, &size, NULL),
+        KILN_OK);
     *ms = now_ms() - start;
     free(cubin);
     return outcome;
@@ -1180,13 +1184,13 @@ static int never_called_stats(const kc_root_stats *stats, void *user)
     return 0;
 }
 
-#define EXPECT_INVALID(call)                                                                  \
-    do {                                                                                      \
-        kiln__err err_ = {0};                                                                 \
-        kiln__err *err = &err_;                                                               \
-        assert_int_equal((call), KILN_ERR_INVALID_ARG);                                       \
-        assert_int_equal(err_.status, KILN_ERR_INVALID_ARG);                                  \
-        assert_true(strlen(err_.msg) > 0);                                                    \
+#define EXPECT_INVALID(call)                                                                       \
+    do {                                                                                           \
+        kiln__err err_ = {0};                                                                      \
+        kiln__err *err = &err_;                                                                    \
+        assert_int_equal((call), KILN_ERR_INVALID_ARG);                                            \
+        assert_int_equal(err_.status, KILN_ERR_INVALID_ARG);                                       \
+        assert_true(strlen(err_.msg) > 0);                                                         \
     } while (0)
 
 static void test_null_arguments(void **state)
@@ -1216,8 +1220,8 @@ static void test_null_arguments(void **state)
 
     EXPECT_INVALID(kc_put(NULL, &e.rec, err));
     EXPECT_INVALID(kc_put(store, NULL, err));
-    const char **strings[] = {&e.rec.key_text, &e.rec.template_name, &e.rec.arch,
-                              &e.rec.nvrtc_version, &e.rec.options, &e.rec.source};
+    const char **strings[] = {&e.rec.key_text,      &e.rec.template_name, &e.rec.arch,
+                              &e.rec.nvrtc_version, &e.rec.options,       &e.rec.source};
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         const char *saved = *strings[i];
         *strings[i] = NULL;

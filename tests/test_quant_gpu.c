@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -308,6 +309,75 @@ static void test_graph_capture(void **state)
     gpu_free(dsf);
 }
 
+/* One context, many threads launching at once on their own streams, each on a K none of
+ * the others uses (so several threads miss the kernel table together). */
+typedef struct thread_job {
+    int64_t k;
+    uint64_t seed;
+    CUcontext cu;
+    int ok;
+} thread_job;
+
+static void *quant_thread(void *user)
+{
+    thread_job *job = user;
+    const kiln__driver *drv = gpu_drv();
+    CU_CHECK(drv->cuCtxSetCurrent(job->cu)); /* a new thread has no current context */
+    int64_t m = 96, k = job->k, kb = k / 128, sf_stride = kiln_sf_mn_stride(m);
+    uint64_t s = job->seed;
+    uint16_t *x = malloc((size_t)(m * k) * 2);
+    for (int64_t i = 0; i < m * k; i++)
+        x[i] = float_to_bf16((float)rng_normal(&s));
+    uint8_t *q = malloc((size_t)(m * k)), *q_ref = malloc((size_t)(m * k));
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < kb; b++)
+            quant_group_ref(x + r * k + b * 128, 1, 1, q_ref + r * k + b * 128, 128);
+    void *dx = gpu_alloc((size_t)(m * k) * 2), *dq = gpu_alloc((size_t)(m * k));
+    void *dsf = gpu_alloc((size_t)(kb * sf_stride) * 4);
+    gpu_upload(dx, x, (size_t)(m * k) * 2);
+    CUstream stream;
+    CU_CHECK(drv->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    kiln_quant_fp8_args args = {
+        .x = tensor2(dx, KILN_DTYPE_BF16, m, k, k),
+        .q = tensor2(dq, KILN_DTYPE_E4M3, m, k, k),
+        .scales = tensor2(dsf, KILN_DTYPE_F32, kb, m, sf_stride),
+    };
+    job->ok = 1;
+    for (int rep = 0; rep < 50 && job->ok; rep++)
+        job->ok = kiln_quant_fp8_per_token(ctx, &args, (kiln_stream)stream) == KILN_OK;
+    CU_CHECK(drv->cuStreamSynchronize(stream));
+    gpu_download(q, dq, (size_t)(m * k));
+    job->ok = job->ok && memcmp(q, q_ref, (size_t)(m * k)) == 0;
+    CU_CHECK(drv->cuStreamDestroy(stream));
+    gpu_free(dx);
+    gpu_free(dq);
+    gpu_free(dsf);
+    free(x);
+    free(q);
+    free(q_ref);
+    return NULL;
+}
+
+static void test_many_threads_one_context(void **state)
+{
+    (void)state;
+    CUcontext primary = NULL;
+    gpu_drv()->cuCtxGetCurrent(&primary);
+    enum { THREADS = 8 };
+    pthread_t threads[THREADS];
+    thread_job jobs[THREADS];
+    int64_t k0 = 128 * (64 + (int64_t)(rng_next(&seed) % 512));
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (thread_job){.k = k0 + 128 * (i % 4), .seed = rng_next(&seed), .cu = primary};
+        assert_int_equal(pthread_create(&threads[i], NULL, quant_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        if (!jobs[i].ok)
+            fail_msg("thread %d (K = %lld): %s", i, (long long)jobs[i].k, kiln_ctx_errmsg(ctx));
+    }
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
@@ -319,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_sf_transpose),
         cmocka_unit_test(test_bad_arguments_launch_nothing),
         cmocka_unit_test(test_graph_capture),
+        cmocka_unit_test(test_many_threads_one_context),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln_ctx_destroy(ctx);
