@@ -177,6 +177,11 @@ static const char *verify_fault(sqlite3_stmt *stmt, const kc_row *row)
         return "key is not 16 bytes";
     if (row->key_text[0] == '\0')
         return "empty key text";
+    /* Keys are the canonical XXH3-128 of their key text (see cache.h). */
+    XXH128_canonical_t digest;
+    XXH128_canonicalFromHash(&digest, XXH3_128bits(row->key_text, strlen(row->key_text)));
+    if (memcmp(digest.digest, row->key, 16) != 0)
+        return "key does not match its key text";
     if (size == 0 || size != row->cubin_bytes)
         return "cubin size mismatch";
     if (XXH3_64bits(cubin, (size_t)size) != (uint64_t)sqlite3_column_int64(stmt, 14))

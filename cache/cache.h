@@ -36,7 +36,7 @@ typedef struct kc_store kc_store;
 
 /* What a compile produced, to be stored under key. Strings must be non-NULL. */
 typedef struct kc_record {
-    uint8_t key[16];
+    uint8_t key[16];           /* XXH3-128 of key_text, canonical (big-endian) bytes */
     const char *key_text;      /* the canonical record the key hashes; verified on hits */
     const char *template_name;
     const char *arch;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "../cache/cache.h"
 #include "kiln/kiln.h"
@@ -97,12 +98,17 @@ typedef struct entry {
 static void entry_make(entry *e, size_t cubin_size, size_t source_size)
 {
     memset(e, 0, sizeof *e);
-    random_bytes(e->rec.key, 16);
+    uint8_t nonce[16];
+    random_bytes(nonce, 16);
     char hex[33];
-    kiln__hex16(e->rec.key, hex);
+    kiln__hex16(nonce, hex);
     uint32_t salt;
     random_bytes(&salt, sizeof salt);
-    snprintf(e->key_text, sizeof e->key_text, "v1|gemm|tile=%u|key=%s", salt % 256, hex);
+    snprintf(e->key_text, sizeof e->key_text, "v1|gemm|tile=%u|nonce=%s", salt % 256, hex);
+    /* As the JIT derives it: the canonical XXH3-128 of the key text. */
+    XXH128_canonical_t digest;
+    XXH128_canonicalFromHash(&digest, XXH3_128bits(e->key_text, strlen(e->key_text)));
+    memcpy(e->rec.key, digest.digest, 16);
     snprintf(e->template_name, sizeof e->template_name, "gemm_%u", salt % 7);
     e->cubin = malloc(cubin_size);
     e->source = malloc(source_size + 1);

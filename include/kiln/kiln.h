@@ -214,7 +214,7 @@ KILN_API kiln_status kiln_prewarm(kiln_ctx *ctx, const char *spec_line, int *was
 
 typedef struct kiln_cache_entry {
     const char *key;      /* 32 hex digits */
-    const char *root;     /* the cache file that holds it */
+    const char *root;     /* the cache root (directory) that holds it */
     const char *template_name;
     const char *arch;
     const char *key_text; /* the canonical record the key hashes */
@@ -228,7 +228,7 @@ typedef struct kiln_cache_entry {
 } kiln_cache_entry;
 
 typedef struct kiln_cache_stats {
-    const char *root;
+    const char *root;    /* the cache file, <root directory>/kernels.db */
     int writable;
     int64_t entries;
     int64_t bytes;       /* cubins + sources */
