@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -256,6 +258,80 @@ static void test_bad_spec_lines(void **state)
     kiln_ctx_destroy(ctx);
 }
 
+/* 8 processes prewarm one cold line at once: one compiles, the others find its entry. */
+static void test_processes_race_one_compile(void **state)
+{
+    (void)state;
+    char line[128];
+    snprintf(line, sizeof line, "quant_fp8_per_token k=%d", 128 * (100 + rand() % 900));
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    enum { CHILDREN = 8 };
+    pid_t pids[CHILDREN];
+    for (int i = 0; i < CHILDREN; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            char byte;
+            close(go[1]);
+            if (read(go[0], &byte, 1) != 0) /* wait for the parent to close the pipe */
+                _exit(3);
+            kiln_options opts;
+            kiln_options_init(&opts);
+            opts.device = KILN_DEVICE_NONE;
+            opts.cache_path = cache_dir;
+            kiln_ctx *ctx = NULL;
+            int cached = -1;
+            if (kiln_ctx_create(&ctx, &opts) != KILN_OK || kiln_prewarm(ctx, line, &cached) != KILN_OK)
+                _exit(2);
+            kiln_ctx_destroy(ctx);
+            _exit(cached ? 0 : 1); /* 1: this process compiled */
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    int compiled = 0;
+    for (int i = 0; i < CHILDREN; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_true(WEXITSTATUS(status) <= 1);
+        compiled += WEXITSTATUS(status);
+    }
+    assert_int_equal(compiled, 1);
+    kiln_ctx *ctx = compile_only_ctx(1);
+    assert_int_equal(cache_entries(ctx), 1);
+    kiln_ctx_destroy(ctx);
+}
+
+/* KILN_DUMP_DIR receives the generated source, the log and the cubin of each compile. */
+static void test_dump_dir(void **state)
+{
+    (void)state;
+    char dump[300];
+    snprintf(dump, sizeof dump, "%s/dump", cache_dir);
+    setenv("KILN_DUMP_DIR", dump, 1);
+    kiln_ctx *ctx = compile_only_ctx(1);
+    unsetenv("KILN_DUMP_DIR");
+    assert_int_equal(kiln_prewarm(ctx, "quant_fp8_per_block k=512", NULL), KILN_OK);
+    kiln_ctx_destroy(ctx);
+    int cu = 0, cubin = 0, log = 0;
+    DIR *dir = opendir(dump);
+    assert_non_null(dir);
+    for (struct dirent *e = readdir(dir); e != NULL; e = readdir(dir)) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (strncmp(e->d_name, "quant_per_block-", 16) != 0 || dot == NULL)
+            continue;
+        cu += strcmp(dot, ".cu") == 0;
+        cubin += strcmp(dot, ".cubin") == 0;
+        log += strcmp(dot, ".log") == 0;
+    }
+    closedir(dir);
+    assert_int_equal(cu, 1);
+    assert_int_equal(cubin, 1);
+    assert_int_equal(log, 1);
+}
+
 static int stop_walk(const kiln_cache_stats *s, void *user)
 {
     (void)s;
@@ -326,6 +402,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flipped_cubin_byte_recompiles, setup_cache,
                                         remove_cache),
         cmocka_unit_test_setup_teardown(test_bad_spec_lines, setup_cache, remove_cache),
+        cmocka_unit_test_setup_teardown(test_processes_race_one_compile, setup_cache,
+                                        remove_cache),
+        cmocka_unit_test_setup_teardown(test_dump_dir, setup_cache, remove_cache),
         cmocka_unit_test_setup_teardown(test_null_and_invalid_arguments, setup_cache,
                                         remove_cache),
     };
