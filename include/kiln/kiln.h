@@ -202,6 +202,32 @@ typedef struct kiln_sf_transpose_args {
 KILN_API kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_args *args,
                                        kiln_stream stream);
 
+/* ---------------------------------------------------------------- FP8 GEMM */
+
+/* D[M, N] = A[M, K] · B[N, K]^T with the DeepSeek fine-grained scaling, FP32 accumulation
+ * promoted every 128 values of K.
+ *   a    E4M3 [M, K], K-major; row stride a multiple of 16 bytes
+ *   sfa  F32  [K/128, M] MN-major, row stride kiln_sf_mn_stride(M) (1x128 scales of A)
+ *   b    E4M3 [N, K], K-major
+ *   BF16 output: d BF16 [M, N]; sfb F32 [ceil(N/128), K/128] contiguous (128x128 blocks)
+ *   FP32 output: d F32 [M, N] = c + A·B^T; c F32 [M, N] (may alias d; data NULL = zero);
+ *                sfb F32 [K/128, N] MN-major, row stride kiln_sf_mn_stride(N) (1x128)
+ * K a positive multiple of 128, N a positive multiple of 16, any M >= 0 (0 launches
+ * nothing). N and K are compile-time (one kernel per (N, K, config)); M is a run-time
+ * argument. Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_UNSUPPORTED, KILN_ERR_NO_DEVICE,
+ * KILN_ERR_COMPILE, KILN_ERR_MISS, KILN_ERR_DRIVER; on an error nothing is launched.
+ * Thread-safety: any. */
+typedef struct kiln_gemm_fp8_args {
+    kiln_tensor a;
+    kiln_tensor sfa;
+    kiln_tensor b;
+    kiln_tensor sfb;
+    kiln_tensor c;
+    kiln_tensor d;
+} kiln_gemm_fp8_args;
+KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
+                                   kiln_stream stream);
+
 /* ---------------------------------------------------------------- prewarm and cache */
 
 /* Compile (or find in the cache) every kernel one spec line needs, for the context's

@@ -17,11 +17,14 @@
  *               accumulators + block_n/2 promoted FP32 accumulators per thread)
  *   stages      depth of the shared-memory ring
  *   group_n     tile-order swizzle: tiles walk M inside groups of group_n column blocks
+ *   k_split     math warpgroups per 64-row group, splitting K blocks round-robin inside the
+ *               CTA (1, 2 or 4; K/128 and stages multiples of it); partial sums are reduced
+ *               through shared memory. Shortens the serial per-K-block chain for decode.
  *   multicast   1 (2-CTA cluster multicast is reserved; only 1 is implemented)
  *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
  *
  * Launch: grid = min(#tiles, #SMs) (persistent; any grid >= 1 is correct), block = THREADS
- * ((block_m / 64 + 1) * 128), dynamic shared memory = SMEM_BYTES (see gemm_fp8_smem_bytes()),
+ * ((block_m / 64 * k_split + 1) * 128), dynamic shared memory = SMEM_BYTES (see gemm_fp8_smem_bytes()),
  * no cluster. Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m}   swizzle 128B
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
@@ -30,9 +33,11 @@
  *          (D_SLAB = the largest of 64, 32, 16 dividing block_n, else block_n; D_SWIZZLE =
  *           128B/64B/32B when D_SLAB*2 is 128/64/32 bytes, none otherwise)
  *
- * Warp roles: warpgroups 0 .. MATH_WG-1 are math (each owns 64 rows of the tile and issues
- * m64n{block_n}k32 wgmma), the last warpgroup is the producer (its first warp streams tiles
- * with TMA; registers lowered to 40 with setmaxnreg, math raised to 232).
+ * Warp roles: warpgroups 0 .. MATH_WG-1 are math (warpgroup w owns rows 64*(w % RG) of the
+ * tile and the K blocks kb with kb % k_split == w / RG, issuing m64n{block_n}k32 wgmma), the
+ * last warpgroup is the producer (its first warp streams tiles with TMA; registers lowered
+ * to 40 with setmaxnreg, math raised to what is left). Slot s of the ring only ever holds K
+ * blocks with kb % k_split == s % k_split, so each slot has exactly one consuming row set.
  *
  * Pipeline: a ring of `stages` slots, each holding one 128-deep K block of A and B (128B
  * swizzle), the A scales of that K block and the B scales it needs; a full barrier per slot
@@ -61,8 +66,13 @@ constexpr long long N = kp::n;
 constexpr long long K = kp::k;
 constexpr int KB = (int)(K / BK);
 constexpr int GROUP_N = (int)kp::group_n;
-constexpr int MATH_WG = BM / 64;
+constexpr int RG = BM / 64; /* 64-row groups */
+constexpr int KSPLIT = (int)kp::k_split;
+constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
+/* Registers per math thread after setmaxnreg (producer keeps 40): what the file has left. */
+constexpr int MATH_REGS_RAW = ((65536 - 128 * 40) / (128 * MATH_WG)) / 8 * 8;
+constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr int SFB_ROWS = (int)((N + 127) / 128);
 
@@ -73,6 +83,8 @@ static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple o
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
 static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
+static_assert(KSPLIT == 1 || KSPLIT == 2 || KSPLIT == 4, "k_split must be 1, 2 or 4");
+static_assert(KB % KSPLIT == 0 && STAGES % KSPLIT == 0, "K/128 and stages must divide by k_split");
 
 /* B scales: a tile's columns [n0, n0+BN) touch NSB scale blocks of 128 columns. When the
  * tile is aligned to them (BN divides 128 or 128 divides BN) the block of each column is a
@@ -87,17 +99,24 @@ constexpr int D_SLAB_BYTES = D_SLAB * 2;
 constexpr int D_NSLAB = BN / D_SLAB;
 constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
 constexpr int D_WG_BYTES = 64 * BN * 2;
+constexpr int RED_WG_BYTES = 64 * BN * 4; /* FP32 partial sums of one split warpgroup */
 
 /* Shared-memory layout, offsets from a 1024-aligned base. */
 constexpr int A_STAGE_BYTES = BM * BK;
 constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
-constexpr int OFF_A = OFF_D + ((MATH_WG * D_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_RED = OFF_D + ((RG * D_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_A = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
 constexpr int OFF_BAR = OFF_SFB + ((STAGES * NSB * 4 + 15) / 16) * 16;
+/* Named barriers: 1..MATH_WG per-warpgroup epilogue, then per row group "partials ready"
+ * and "partials consumed". */
+constexpr int BAR_READY = 1 + MATH_WG;
+constexpr int BAR_FREE = BAR_READY + RG;
+static_assert(BAR_FREE + RG <= 16, "out of named barriers");
 constexpr int SMEM_USED = OFF_BAR + STAGES * 2 * 8;
 constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
 static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
@@ -180,11 +199,14 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
 __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles, u32 base)
 {
     const u32 wg = threadIdx.x / 128;
+    const u32 rg = wg % RG; /* row group */
+    const int q = (int)(wg / RG); /* K phase: this warpgroup takes kb % KSPLIT == q */
     const u32 t = threadIdx.x % 128;
     const u32 warp = t / 32;
     const u32 lane = t % 32;
     const u32 row_in_wg = warp * 16 + lane / 4; /* and +8 */
-    const u32 dsm = base + OFF_D + wg * D_WG_BYTES;
+    const u32 dsm = base + OFF_D + rg * D_WG_BYTES;
+    bool first_tile = true;
 
     float acc[BN / 2];
     float out[BN / 2];
@@ -200,10 +222,16 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
         for (int i = 0; i < BN / 2; ++i)
             out[i] = 0.0f;
 
+        /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
+        s += q;
+        if (s >= STAGES) {
+            s -= STAGES;
+            phase ^= 1;
+        }
 #pragma unroll 1
-        for (int kb = 0; kb < KB; ++kb) {
+        for (int kb = q; kb < KB; kb += KSPLIT) {
             mbar_wait(base + OFF_BAR + s * 8, phase);
-            const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (wg * 64 + row_in_wg) * 4;
+            const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (rg * 64 + row_in_wg) * 4;
             const float sa0 = ld_shared_f32(sfa);
             const float sa1 = ld_shared_f32(sfa + 32);
             float sb[NSB];
@@ -211,7 +239,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
             for (int j = 0; j < NSB; ++j)
                 sb[j] = ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
 
-            const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + wg * 64 * BK;
+            const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + rg * 64 * BK;
             const u32 b_tile = base + OFF_B + s * B_STAGE_BYTES;
             const u64 da = wgmma_desc_k128b(a_tile);
             const u64 db = wgmma_desc_k128b(b_tile);
@@ -251,11 +279,49 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
                 out[4 * i + 2] += acc[4 * i + 2] * s1;
                 out[4 * i + 3] += acc[4 * i + 3] * s1;
             }
-            if (++s == STAGES) {
-                s = 0;
+            s += KSPLIT;
+            if (s >= STAGES) {
+                s -= STAGES;
                 phase ^= 1;
             }
         }
+        /* Back to the slot after this tile's last K block (KB % KSPLIT == 0). */
+        s -= q;
+        if (s < 0) {
+            s += STAGES;
+            phase ^= 1;
+        }
+
+        if constexpr (KSPLIT > 1) {
+            const bool more = tile + (int)gridDim.x < num_tiles;
+            const u32 red = base + OFF_RED;
+            if (q > 0) {
+                /* Hand the partial sums to the q == 0 warpgroup of this row group. */
+                if (!first_tile)
+                    named_bar_sync(BAR_FREE + rg, KSPLIT * 128);
+                const u32 mine = red + ((q - 1) * RG + rg) * RED_WG_BYTES + t * 4;
+#pragma unroll
+                for (int i = 0; i < BN / 2; ++i)
+                    asm volatile("st.shared.f32 [%0], %1;" ::"r"(mine + i * 512), "f"(out[i])
+                                 : "memory");
+                asm volatile("bar.arrive %0, %1;" ::"r"(BAR_READY + rg), "r"(KSPLIT * 128)
+                             : "memory");
+                first_tile = false;
+                continue;
+            }
+            named_bar_sync(BAR_READY + rg, KSPLIT * 128);
+#pragma unroll
+            for (int p = 1; p < KSPLIT; ++p) {
+                const u32 theirs = red + ((p - 1) * RG + rg) * RED_WG_BYTES + t * 4;
+#pragma unroll
+                for (int i = 0; i < BN / 2; ++i)
+                    out[i] += ld_shared_f32(theirs + i * 512);
+            }
+            if (more)
+                asm volatile("bar.arrive %0, %1;" ::"r"(BAR_FREE + rg), "r"(KSPLIT * 128)
+                             : "memory");
+        }
+        first_tile = false;
 
         /* Epilogue: the previous tile's TMA store must have finished reading the staging
          * buffer before it is overwritten. */
@@ -282,11 +348,11 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
 #pragma unroll
             for (int sl = 0; sl < D_NSLAB; ++sl)
                 tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                             mb * BM + wg * 64);
+                             mb * BM + rg * 64);
             bulk_commit();
         }
     }
-    if (t == 0)
+    if (t == 0 && q == 0)
         bulk_wait<0>();
 }
 
@@ -312,7 +378,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     if (threadIdx.x == MATH_WG * 128) {
         for (int s = 0; s < STAGES; ++s) {
             mbar_init(base + OFF_BAR + s * 8, 1);
-            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MATH_WG * 4);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, RG * 4);
         }
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
@@ -331,7 +397,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         if (warp == MATH_WG * 4)
             producer(&tm_a, &tm_b, &tm_sfa, sfb, num_mb, num_tiles, base, lane);
     } else {
-        setmaxnreg_inc<232>();
+        setmaxnreg_inc<MATH_REGS>();
         math(&tm_d, num_mb, num_tiles, base);
     }
     grid_launch_dependents();

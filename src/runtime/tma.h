@@ -1,0 +1,15 @@
+/* Tensor-memory-accelerator descriptors for 2-D row-major tiles. */
+#ifndef KILN_RUNTIME_TMA_H
+#define KILN_RUNTIME_TMA_H
+
+#include "internal.h"
+
+/* Encode a CUtensorMap over a row-major [rows, cols] tensor of `elem_bytes` elements with
+ * row stride `row_stride` elements, loading boxes of [box_rows, box_cols]. Out-of-range
+ * parts of a box read as zero. Fails into ctx with a message naming `what`. */
+int kiln__tma_2d(kiln_ctx *ctx, CUtensorMap *map, const char *what, CUtensorMapDataType dtype,
+                 int elem_bytes, const void *base, uint64_t rows, uint64_t cols,
+                 uint64_t row_stride, uint32_t box_rows, uint32_t box_cols,
+                 CUtensorMapSwizzle swizzle);
+
+#endif
