@@ -30,6 +30,7 @@ enum kj_template_id {
     KJ_QUANT_PER_TOKEN = 0,
     KJ_QUANT_PER_BLOCK,
     KJ_SF_TRANSPOSE,
+    KJ_GEMM_FP8,
     KJ_NUM_TEMPLATES
 };
 

@@ -11,6 +11,11 @@ const kj_template kj_templates[KJ_NUM_TEMPLATES] = {
                             {"k", NULL}, true, {7168}},
     [KJ_SF_TRANSPOSE] = {"sf_transpose", "sf_transpose.cuh", "kiln_sf_transpose",
                          {"tile", NULL}, true, {32}},
+    /* New parameters must mean "as before" at 0: a spec leaves unset ones at 0. */
+    [KJ_GEMM_FP8] = {"gemm_fp8", "gemm_fp8.cuh", "kiln_gemm_fp8",
+                     {"n", "k", "block_m", "block_n", "stages", "group_n", "k_split", "multicast",
+                      "out_f32", NULL},
+                     true, {4096, 7168, 128, 128, 5, 8, 1, 1, 0}},
 };
 
 void kj_spec_init(kj_spec *spec, enum kj_template_id id)

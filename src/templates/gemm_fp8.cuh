@@ -23,9 +23,13 @@
  *   multicast   1 (2-CTA cluster multicast is reserved; only 1 is implemented)
  *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
  *
- * Launch: grid = min(#tiles, #SMs) (persistent; any grid >= 1 is correct), block = THREADS
- * ((block_m / 64 * k_split + 1) * 128), dynamic shared memory = SMEM_BYTES (see gemm_fp8_smem_bytes()),
- * no cluster. Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
+ * Launch: grid = min(#tiles, #SMs) (persistent; any grid >= 1 is correct; #tiles =
+ * ceil(M/block_m) * ceil(N/block_n)), block = THREADS = (block_m/64 * k_split + 1) * 128,
+ * dynamic shared memory = SMEM_BYTES (constexpr kiln_gemm_fp8_smem_bytes below; the host
+ * formula: align1024(RG*64*block_n*2) + align1024((k_split-1)*RG*64*block_n*4)
+ * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
+ * + 1024, RG = block_m/64), no cluster, PDL allowed.
+ * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m}   swizzle 128B
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
  *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
@@ -70,8 +74,13 @@ constexpr int RG = BM / 64; /* 64-row groups */
 constexpr int KSPLIT = (int)kp::k_split;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
-/* Registers per math thread after setmaxnreg (producer keeps 40): what the file has left. */
-constexpr int MATH_REGS_RAW = ((65536 - 128 * 40) / (128 * MATH_WG)) / 8 * 8;
+/* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
+ * has the registers, and the pool is only what the launch allocated (THREADS x the entry
+ * count, capped by __launch_bounds__ at 65536 / THREADS), so the math warpgroups can only
+ * take what the producer (down to 40) gives back. */
+constexpr int ENTRY_REGS_RAW = (65536 / THREADS) / 8 * 8;
+constexpr int ENTRY_REGS = ENTRY_REGS_RAW > 248 ? 248 : ENTRY_REGS_RAW;
+constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * 40) / (128 * MATH_WG)) / 8 * 8;
 constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr int SFB_ROWS = (int)((N + 127) / 128);

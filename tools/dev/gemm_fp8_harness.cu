@@ -1,7 +1,7 @@
 /* Standalone correctness + timing harness for src/templates/gemm_fp8.cuh (no kiln runtime).
  *
  * One source, two roles:
- *  - compiled with -DKH_KERNEL_TU and KH_ID/KH_N/KH_K/KH_BM/KH_BN/KH_ST/KH_G/KH_BUCKET it is a
+ *  - compiled with -DKH_KERNEL_TU and KH_ID/KH_N/KH_K/KH_BM/KH_BN/KH_ST/KH_G/KH_KS/KH_BUCKET it is a
  *    kernel translation unit: it defines namespace kp, includes the template (entry renamed
  *    kh_kernel_<ID>) and registers the config with the driver part below;
  *  - compiled without it, it is the driver: fresh random FP8 inputs and scales, an FP64
@@ -16,7 +16,7 @@
 struct kh_cfg {
     int id, bucket; /* bucket: 0 serves M <= 64, 1 M <= 128, 2 larger M */
     long long n, k;
-    int bm, bn, stages, group_n, threads, smem, d_slab, d_slab_bytes;
+    int bm, bn, stages, group_n, ksplit, threads, smem, d_slab, d_slab_bytes;
     const void *fn;
 };
 int kh_register(const kh_cfg &c);
@@ -30,6 +30,7 @@ constexpr long long block_m = KH_BM;
 constexpr long long block_n = KH_BN;
 constexpr long long stages = KH_ST;
 constexpr long long group_n = KH_G;
+constexpr long long k_split = KH_KS;
 constexpr long long multicast = 1;
 constexpr long long out_f32 = 0;
 } // namespace kp
@@ -40,7 +41,7 @@ constexpr long long out_f32 = 0;
 #include "gemm_fp8.cuh"
 
 static int kh_registered = kh_register(kh_cfg{
-    KH_ID, KH_BUCKET, KH_N, KH_K, KH_BM, KH_BN, KH_ST, KH_G, kiln_gemm_fp8_threads,
+    KH_ID, KH_BUCKET, KH_N, KH_K, KH_BM, KH_BN, KH_ST, KH_G, KH_KS, kiln_gemm_fp8_threads,
     kiln_gemm_fp8_smem_bytes, kiln_fp8::D_SLAB, kiln_fp8::D_SLAB_BYTES,
     (const void *)KILN_GEMM_FP8_ENTRY});
 
@@ -60,6 +61,7 @@ static int kh_registered = kh_register(kh_cfg{
 #include <random>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 
@@ -254,6 +256,25 @@ static diff_result calc_diff(const std::vector<uint16_t> &x, const std::vector<d
     return {sxx > 0 ? 1.0 - 2.0 * sxy / sxx : 1.0, bad};
 }
 
+/* cuBLASLt writes D^T (column-major M x N): element (m, n) at n * M + m. */
+static diff_result calc_diff_t(const std::vector<uint16_t> &x, const std::vector<double> &ref,
+                               long long M, long long N)
+{
+    double sxy = 0, sxx = 0;
+    long long bad = 0;
+    for (long long n = 0; n < N; ++n)
+        for (long long m = 0; m < M; ++m) {
+            double a = bf16_to_double(x[n * M + m]), b = ref[m * N + n];
+            if (!std::isfinite(a)) {
+                ++bad;
+                continue;
+            }
+            sxy += a * b;
+            sxx += a * a + b * b;
+        }
+    return {sxx > 0 ? 1.0 - 2.0 * sxy / sxx : 1.0, bad};
+}
+
 static void encode_2d(CUtensorMap *map, CUtensorMapDataType dt, void *ptr, uint64_t inner,
                       uint64_t outer, uint64_t pitch_bytes, uint32_t box_inner, uint32_t box_outer,
                       CUtensorMapSwizzle swz)
@@ -284,7 +305,7 @@ struct buffers {
 
 struct shape_result {
     long long m, n, k;
-    int cfg_id, bm, bn, stages;
+    int cfg_id, bm, bn, stages, ksplit;
     double t_kiln, t_lt, diff_kiln, diff_lt;
     bool ok, lt_ok, bitwise;
 };
@@ -298,13 +319,39 @@ static float median(std::vector<float> v)
 static int g_reps = 30;
 static bool g_check_only = false;
 
-static const kh_cfg *pick_cfg(long long m, long long n, long long k)
+/* Every registered config of the shape's (N, K) and M bucket (bucket 3 = alternative for
+ * large M, timed side by side). */
+static std::vector<const kh_cfg *> pick_cfgs(long long m, long long n, long long k)
 {
-    int bucket = m <= 64 ? 0 : m <= 128 ? 1 : 2;
-    for (auto &c : kh_registry())
-        if (c.n == n && c.k == k && c.bucket == bucket)
-            return &c;
-    return nullptr;
+    std::vector<const kh_cfg *> v;
+    for (auto &c : kh_registry()) {
+        bool fits = m <= 64 ? c.bucket == 0 : m <= 128 ? c.bucket == 1 : c.bucket >= 2;
+        if (c.n == n && c.k == k && fits)
+            v.push_back(&c);
+    }
+    return v;
+}
+
+/* A hung kernel must not eat the device lease: give up after 20 s. */
+static void sync_or_die(cudaStream_t st, const char *what)
+{
+    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    time_t w0 = time(nullptr);
+    (void)t0;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(st);
+        if (e == cudaSuccess)
+            return;
+        if (e != cudaErrorNotReady) {
+            fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+            exit(1);
+        }
+        if (time(nullptr) - w0 > 20) {
+            printf("HANG in %s\n", what);
+            fflush(stdout);
+            _exit(3);
+        }
+    }
 }
 
 static void launch_kiln(const kh_cfg *c, const buffers &b, int m, int sms, cudaStream_t st)
@@ -326,7 +373,9 @@ static void launch_kiln(const kh_cfg *c, const buffers &b, int m, int sms, cudaS
     CK(cudaLaunchKernelExC(&lc, c->fn, args));
 }
 
-/* cuBLASLt block-scaled FP8 in column-major terms: D^T[N,M] = B[K,N]^T . A[K,M]. */
+/* cuBLASLt block-scaled FP8 in column-major terms: D'[M,N] = A[K,M]^T . B[K,N], with VEC128
+ * scales on A (activations) and BLK128x128 on B (weights): the combination NVIDIA's sample
+ * uses; the reverse is refused on Hopper. D' is our D transposed (same work, same bytes). */
 struct lt_plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
@@ -346,13 +395,23 @@ static lt_plan lt_make(long long m, long long n, long long k)
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-    int32_t ma = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
-    int32_t mb = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    int32_t ma = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    int32_t mb = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &ma, sizeof(ma)));
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mb, sizeof(mb)));
-    CB(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_8F_E4M3, k, n, k));
-    CB(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_8F_E4M3, k, m, k));
-    CB(cublasLtMatrixLayoutCreate(&p.lc, CUDA_R_16BF, n, m, n));
+    CB(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_8F_E4M3, k, m, k));
+    CB(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_8F_E4M3, k, n, k));
+    CB(cublasLtMatrixLayoutCreate(&p.lc, CUDA_R_16BF, m, n, m));
+    {
+        /* heuristics may look at the scale pointers: give it real (dummy) ones */
+        static void *dummy = nullptr;
+        if (!dummy)
+            cudaMalloc(&dummy, 1 << 20);
+        CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &dummy,
+                                          sizeof(dummy)));
+        CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &dummy,
+                                          sizeof(dummy)));
+    }
     if (!ok)
         return p;
     cublasLtMatmulPreference_t pref;
@@ -373,26 +432,23 @@ static lt_plan lt_make(long long m, long long n, long long k)
 static bool lt_run(lt_plan &p, const buffers &b, bool sfb_transposed, cudaStream_t st)
 {
     bool ok = true;
-    const void *sa = sfb_transposed ? (const void *)b.sfb_lt : (const void *)b.sfb;
-    const void *sb = b.sfa_lt;
+    const void *sb = sfb_transposed ? (const void *)b.sfb_lt : (const void *)b.sfb;
+    const void *sa = b.sfa_lt;
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof(sa)));
     CB(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof(sb)));
     float alpha = 1.0f, beta = 0.0f;
-    CB(cublasLtMatmul(g_lt, p.op, &alpha, b.b, p.la, b.a, p.lb, &beta, b.d, p.lc, b.d, p.lc,
+    CB(cublasLtMatmul(g_lt, p.op, &alpha, b.a, p.la, b.b, p.lb, &beta, b.d, p.lc, b.d, p.lc,
                       &p.algo, g_ws, g_ws_size, st));
     return ok;
 }
 
-static shape_result run_shape(long long M, long long N, long long K, int sms, uint64_t seed)
+static shape_result run_shape(long long M, long long N, long long K, int sms, uint64_t seed,
+                              const kh_cfg *cfg)
 {
     shape_result res = {};
     res.m = M, res.n = N, res.k = K;
-    const kh_cfg *cfg = pick_cfg(M, N, K);
-    if (!cfg) {
-        printf("no config for %lld %lld %lld\n", M, N, K);
-        return res;
-    }
     res.cfg_id = cfg->id, res.bm = cfg->bm, res.bn = cfg->bn, res.stages = cfg->stages;
+    res.ksplit = cfg->ksplit;
     const long long KB = K / 128, MA = (M + 3) / 4 * 4, NB = (N + 127) / 128;
 
     std::vector<uint8_t> ha(M * K), hb(N * K);
@@ -469,12 +525,12 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
     /* kiln: poison, run, check; again, compare bitwise */
     CK(cudaMemset(bufs[0].d, 0xff, M * N * 2)); /* 0xffff is a bf16 NaN */
     launch_kiln(cfg, bufs[0], (int)M, sms, st);
-    CK(cudaStreamSynchronize(st));
+    sync_or_die(st, "kiln");
     CK(cudaGetLastError());
     CK(cudaMemcpy(out1.data(), bufs[0].d, M * N * 2, cudaMemcpyDeviceToHost));
     CK(cudaMemset(bufs[0].d, 0xff, M * N * 2));
     launch_kiln(cfg, bufs[0], (int)M, sms, st);
-    CK(cudaStreamSynchronize(st));
+    sync_or_die(st, "kiln");
     CK(cudaMemcpy(out2.data(), bufs[0].d, M * N * 2, cudaMemcpyDeviceToHost));
     diff_result dk = calc_diff(out1, ref);
     res.diff_kiln = dk.diff;
@@ -484,7 +540,11 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
         printf("  !! kiln: %lld non-finite outputs\n", dk.bad);
 
     /* cuBLASLt: find the B-scale layout it accepts by checking against the reference */
-    lt_plan lp = lt_make(M, N, K);
+    /* cuBLASLt needs 16-byte aligned leading dimensions: D' is M x N column-major, so M % 8;
+     * M = 1 was seen to fault inside it. Baseline only where M % 16 == 0. */
+    lt_plan lp;
+    if (M % 16 == 0)
+        lp = lt_make(M, N, K);
     bool lt_transposed = true;
     res.diff_lt = NAN;
     if (lp.ok) {
@@ -496,7 +556,7 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
             if (!ok)
                 break;
             CK(cudaMemcpy(out1.data(), bufs[0].d, M * N * 2, cudaMemcpyDeviceToHost));
-            diff_result dl = calc_diff(out1, ref);
+            diff_result dl = calc_diff_t(out1, ref, M, N);
             res.diff_lt = dl.diff;
             if (dl.bad == 0 && dl.diff < 1e-3) {
                 res.lt_ok = true;
@@ -519,7 +579,7 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
             launch_kiln(cfg, bufs[(i + 1) % R], (int)M, sms, st);
             CK(cudaEventRecord(ev[2 * i + 1], st));
         }
-        CK(cudaStreamSynchronize(st));
+        sync_or_die(st, "kiln timing");
         std::vector<float> t(g_reps);
         for (int i = 0; i < g_reps; ++i)
             CK(cudaEventElapsedTime(&t[i], ev[2 * i], ev[2 * i + 1]));
@@ -546,9 +606,9 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
 
     double flops = 2.0 * M * N * K;
     double bytes = (double)M * K + (double)N * K + 4.0 * (KB * MA + NB * KB) + 2.0 * M * N;
-    printf("M=%5lld N=%5lld K=%5lld cfg=%d(%dx%d s%d) kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s | "
+    printf("M=%5lld N=%5lld K=%5lld cfg=%d(%dx%d s%d ks%d) kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s | "
            "cuBLASLt %8.2f us %7.1f TFLOP/s | x%.2f | diff %.2e/%.2e %s%s%s\n",
-           M, N, K, cfg->id, cfg->bm, cfg->bn, cfg->stages, res.t_kiln * 1e6,
+           M, N, K, cfg->id, cfg->bm, cfg->bn, cfg->stages, cfg->ksplit, res.t_kiln * 1e6,
            flops / res.t_kiln * 1e-12, bytes / res.t_kiln * 1e-9, res.t_lt * 1e6,
            flops / res.t_lt * 1e-12, res.t_lt / res.t_kiln, res.diff_kiln, res.diff_lt,
            res.ok ? "OK" : "FAIL", res.bitwise ? "" : " (not bitwise)",
@@ -610,12 +670,25 @@ int main(int argc, char **argv)
     shapes.push_back({4095, 2112, 7168});
 
     std::vector<shape_result> all;
+    int fails_any = 0;
     for (auto &s : shapes) {
         if (only[0] && (s[0] != only[0] || s[1] != only[1] || s[2] != only[2]))
             continue;
-        printf("-- %lldx%lldx%lld\n", s[0], s[1], s[2]);
-        fflush(stdout);
-        all.push_back(run_shape(s[0], s[1], s[2], sms, ++seed));
+        shape_result best = {};
+        bool have = false;
+        for (const kh_cfg *c : pick_cfgs(s[0], s[1], s[2])) {
+            printf("-- %lldx%lldx%lld cfg %d\n", s[0], s[1], s[2], c->id);
+            fflush(stdout);
+            shape_result r = run_shape(s[0], s[1], s[2], sms, ++seed, c);
+            if (!r.ok)
+                ++fails_any;
+            if (!have || (r.ok && r.t_kiln < best.t_kiln) || !best.ok) {
+                best = r;
+                have = true;
+            }
+        }
+        if (have)
+            all.push_back(best);
     }
 
     printf("\n%-22s %-12s %9s %9s %9s %9s %6s %9s %s\n", "shape MxNxK", "tile", "kiln us",
@@ -629,7 +702,7 @@ int main(int argc, char **argv)
                        2.0 * r.m * r.n;
         char shp[64], tile[32];
         snprintf(shp, sizeof shp, "%lldx%lldx%lld", r.m, r.n, r.k);
-        snprintf(tile, sizeof tile, "%dx%d s%d", r.bm, r.bn, r.stages);
+        snprintf(tile, sizeof tile, "%dx%d s%d k%d", r.bm, r.bn, r.stages, r.ksplit);
         printf("%-22s %-12s %9.2f %9.1f %9.0f %9.1f %6.2f %9.2e %s\n", shp, tile, r.t_kiln * 1e6,
                flops / r.t_kiln * 1e-12, bytes / r.t_kiln * 1e-9, flops / r.t_lt * 1e-12,
                r.t_lt / r.t_kiln, r.diff_kiln, r.ok ? "OK" : "FAIL");
@@ -643,8 +716,8 @@ int main(int argc, char **argv)
     if (ng)
         printf("geomean speedup over cuBLASLt block-scaled FP8 (%d shapes): %.3f\n", ng,
                std::exp(lg / ng));
-    printf("%s: %d failing shapes\n", fails ? "FAIL" : "PASS", fails);
-    return fails ? 1 : 0;
+    printf("%s: %d failing runs (any config)\n", fails_any ? "FAIL" : "PASS", fails_any);
+    return fails_any ? 1 : 0;
 }
 
 #endif
