@@ -1,0 +1,24 @@
+/* Tile configuration of the FP8 GEMM kernel (src/templates/gemm_fp8.cuh): the heuristic
+ * that picks one from (M, N, K, SMs) and the launch shape a configuration needs. */
+#ifndef KILN_RUNTIME_GEMM_CONFIG_H
+#define KILN_RUNTIME_GEMM_CONFIG_H
+
+#include <stdint.h>
+
+#include "../jit/jit.h"
+
+typedef struct kiln__gemm_config {
+    int block_m, block_n, stages, group_n, k_split, multicast;
+} kiln__gemm_config;
+
+/* The configuration for an M x N x K problem on num_sms SMs. */
+kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
+
+/* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
+int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg);
+int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg);
+
+/* The specialization for (N, K, cfg). */
+void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg);
+
+#endif

@@ -1,0 +1,150 @@
+/* kiln_gemm_fp8: argument checks, configuration, TMA descriptors and launch of the FP8
+ * GEMM with fine-grained scaling (src/templates/gemm_fp8.cuh). */
+#include <string.h>
+
+#include "gemm_config.h"
+#include "tma.h"
+
+static const char op[] = "kiln_gemm_fp8";
+
+static int fail(kiln_ctx *ctx, int status, const char *what)
+{
+    return kiln__ctx_failf(ctx, status, "%s: %s", op, what);
+}
+
+/* Shapes, dtypes, alignment: everything the kernel and TMA rely on. */
+static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
+{
+    int status;
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_E4M3, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_E4M3, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 2, 16)))
+        return status;
+    if (args->d.dtype == KILN_DTYPE_F32 || args->c.data != NULL)
+        return fail(ctx, KILN_ERR_UNSUPPORTED,
+                    "the FP32-output mode (D = C + A·B^T) is not implemented yet; pass a BF16 d "
+                    "and no c");
+    if ((status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
+        return status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
+    if (k <= 0 || k % 128 != 0 || k > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
+    if (n <= 0 || n % 16 != 0 || n > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
+    if (m > (1LL << 31) - 256)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M = %lld is too large", op,
+                               (long long)m);
+    if (args->b.shape[1] != k)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: b is [%lld, %lld], expected [N, K = %lld]",
+                               op, (long long)n, (long long)args->b.shape[1], (long long)k);
+    if (args->d.shape[0] != m || args->d.shape[1] != n)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: d is [%lld, %lld], expected [M = %lld, N = %lld]", op,
+                               (long long)args->d.shape[0], (long long)args->d.shape[1],
+                               (long long)m, (long long)n);
+    const kiln_tensor *sfa = &args->sfa, *sfb = &args->sfb;
+    int64_t sfa_stride = kiln__row_stride(sfa);
+    if (sfa->shape[0] != k / 128 || sfa->shape[1] != m || sfa_stride < m || sfa_stride % 4 != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: sfa must be F32 [K/128 = %lld, M = %lld] MN-major with a row "
+                               "stride >= M and a multiple of 4 (kiln_sf_mn_stride(M) = %lld); got "
+                               "[%lld, %lld] stride %lld",
+                               op, (long long)(k / 128), (long long)m, (long long)kiln_sf_mn_stride(m),
+                               (long long)sfa->shape[0], (long long)sfa->shape[1],
+                               (long long)sfa_stride);
+    if (sfb->shape[0] != (n + 127) / 128 || sfb->shape[1] != k / 128 ||
+        kiln__row_stride(sfb) != k / 128)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: sfb must be a contiguous F32 [ceil(N/128) = %lld, K/128 = %lld] "
+                               "tensor (128x128 block scales)",
+                               op, (long long)((n + 127) / 128), (long long)(k / 128));
+    return KILN_OK;
+}
+
+/* The epilogue stores column slabs of the output tile (the template's D_SLAB). */
+static int output_slab(int block_n)
+{
+    return block_n % 64 == 0 ? 64 : block_n % 32 == 0 ? 32 : block_n % 16 == 0 ? 16 : block_n;
+}
+
+static CUtensorMapSwizzle slab_swizzle(int slab)
+{
+    return slab * 2 == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+           : slab * 2 == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+           : slab * 2 == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                            : CU_TENSOR_MAP_SWIZZLE_NONE;
+}
+
+kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
+{
+    int status = kiln__check_launchable(ctx, args, op);
+    if (status == KILN_OK)
+        status = check_args(ctx, args);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
+    if (m == 0)
+        return kiln__ctx_ok(ctx);
+
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
+    kj_spec spec;
+    kiln__gemm_fp8_spec(&spec, n, k, &cfg);
+    const kiln__kernel *kernel;
+    if ((status = kiln__kernel_get(ctx, &spec, &kernel)) != KILN_OK)
+        return (kiln_status)status;
+
+    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    int slab = output_slab(cfg.block_n);
+    if ((status = kiln__tma_2d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+                               (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
+                               (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_2d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+                               (uint64_t)n, (uint64_t)k, (uint64_t)kiln__row_stride(&args->b),
+                               (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_2d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+                               args->sfa.data, (uint64_t)(k / 128),
+                               (uint64_t)kiln_sf_mn_stride(m),
+                               (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
+                               CU_TENSOR_MAP_SWIZZLE_NONE)) ||
+        (status = kiln__tma_2d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+                               (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
+                               (uint32_t)slab, slab_swizzle(slab))))
+        return (kiln_status)status;
+
+    int64_t tiles = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);
+    unsigned grid = (unsigned)(tiles < ctx->num_sms ? tiles : ctx->num_sms);
+    const void *sfb = args->sfb.data, *c = NULL;
+    int rows = (int)m;
+    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows};
+    kiln__launch_cfg launch = {
+        .grid = {grid, 1, 1},
+        .block = {(unsigned)kiln__gemm_fp8_threads(&cfg), 1, 1},
+        .smem_bytes = (unsigned)kiln__gemm_fp8_smem(&cfg),
+        .cluster_x = (unsigned)cfg.multicast,
+    };
+    if ((status = kiln__launch(ctx, kernel, &launch, params, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
+
+int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t m, cols, depth;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &m)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)))
+        return status;
+    if (m < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_fp8 m=%lld n=%lld k=%lld: needs m >= 1, n a positive multiple "
+                               "of 16, k a positive multiple of 128",
+                               (long long)m, (long long)cols, (long long)depth);
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, cols, depth, ctx->num_sms);
+    kiln__gemm_fp8_spec(&specs[0], cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
+}

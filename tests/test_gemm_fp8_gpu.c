@@ -1,0 +1,203 @@
+/* gpu suite: kiln_gemm_fp8 against the FP64 CPU reference of the dequantized inputs, on
+ * fresh random data, output poisoned with NaN, every element checked for being written and
+ * finite, two runs bitwise equal; bad arguments launch nothing. Rows checked against the
+ * reference: all of the first 1000, plus 192 random rows beyond (M = 4096). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "gemm_fp8_data.h"
+
+static kiln_ctx *ctx;
+static uint64_t seed;
+
+static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
+{
+    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
+    t.strides[0] = stride0;
+    t.strides[1] = 1;
+    return t;
+}
+
+static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa, void *dd)
+{
+    int64_t kb = p->k / 128;
+    return (kiln_gemm_fp8_args){
+        .a = t2(p->da, KILN_DTYPE_E4M3, m, p->k, p->k),
+        .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
+        .b = t2(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
+        .sfb = t2(p->dsfb, KILN_DTYPE_F32, (p->n + 127) / 128, kb, kb),
+        .d = t2(dd, KILN_DTYPE_BF16, m, p->n, p->n),
+    };
+}
+
+/* Run M rows of problem p twice; check against ref (rows[i] -> ref row i). */
+static void check_m(const fp8_problem *p, int64_t m, const int64_t *rows, int64_t num_rows,
+                    const double *ref)
+{
+    int64_t n = p->n;
+    float *sfa = fp8_problem_sfa(p, m);
+    size_t sfa_bytes = (size_t)(p->k / 128 * kiln_sf_mn_stride(m)) * 4;
+    void *dsfa = gpu_alloc(sfa_bytes);
+    gpu_upload(dsfa, sfa, sfa_bytes);
+    size_t d_bytes = (size_t)(m * n) * 2;
+    void *dd[2] = {gpu_alloc(d_bytes), gpu_alloc(d_bytes)};
+    uint16_t *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd[run], d_bytes, 0xffffffffu);
+        kiln_gemm_fp8_args args = gemm_args(p, m, dsfa, dd[run]);
+        if (kiln_gemm_fp8(ctx, &args, NULL) != KILN_OK)
+            fail_msg("%lldx%lldx%lld: %s", (long long)m, (long long)n, (long long)p->k,
+                     kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd[run], d_bytes);
+    }
+    for (int64_t i = 0; i < m * n; i++)
+        if (!isfinite(bf16_to_float(d[0][i])))
+            fail_msg("%lldx%lldx%lld: D[%lld][%lld] not written or not finite", (long long)m,
+                     (long long)n, (long long)p->k, (long long)(i / n), (long long)(i % n));
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("%lldx%lldx%lld: two runs differ", (long long)m, (long long)n, (long long)p->k);
+    double sxy = 0, sxx_yy = 0, sref2 = 0;
+    int64_t checked = 0;
+    for (int64_t i = 0; i < num_rows; i++) {
+        if (rows[i] >= m)
+            continue;
+        for (int64_t c = 0; c < n; c++)
+            sref2 += ref[i * n + c] * ref[i * n + c];
+        checked++;
+    }
+    double rms = sqrt(sref2 / (double)(checked * n > 0 ? checked * n : 1));
+    for (int64_t i = 0; i < num_rows; i++) {
+        if (rows[i] >= m)
+            continue;
+        for (int64_t c = 0; c < n; c++) {
+            double x = bf16_to_float(d[0][rows[i] * n + c]), y = ref[i * n + c];
+            sxy += x * y;
+            sxx_yy += x * x + y * y;
+            /* bf16 keeps 8 significant bits: 2^-8 relative, plus a little absolute slack
+             * for FP32 accumulation of terms that cancel. */
+            if (fabs(x - y) > fabs(y) * (1.0 / 128) + 1e-3 * rms)
+                fail_msg("%lldx%lldx%lld: D[%lld][%lld] = %g, reference %g", (long long)m,
+                         (long long)n, (long long)p->k, (long long)rows[i], (long long)c, x, y);
+        }
+    }
+    double diff = 1.0 - 2.0 * sxy / sxx_yy;
+    print_message("  %5lld x %5lld x %5lld  diff %.2e  (%lld rows vs FP64)\n", (long long)m,
+                  (long long)n, (long long)p->k, diff, (long long)checked);
+    assert_true(diff < 1e-3);
+    gpu_free(dsfa);
+    gpu_free(dd[0]);
+    gpu_free(dd[1]);
+    free(d[0]);
+    free(d[1]);
+    free(sfa);
+}
+
+static void check_shapes(int64_t n, int64_t k, const int64_t *ms, int count)
+{
+    int64_t m_max = 0;
+    for (int i = 0; i < count; i++)
+        m_max = ms[i] > m_max ? ms[i] : m_max;
+    fp8_problem p;
+    fp8_problem_make(&p, m_max, n, k, &seed);
+    enum { DENSE = 1000, SAMPLED = 192 };
+    int64_t rows[DENSE + SAMPLED], num_rows = 0;
+    for (int64_t r = 0; r < m_max && r < DENSE; r++)
+        rows[num_rows++] = r;
+    for (int i = 0; i < SAMPLED && m_max > DENSE; i++)
+        rows[num_rows++] = DENSE + (int64_t)(rng_next(&seed) % (uint64_t)(m_max - DENSE));
+    double *ref = malloc((size_t)(num_rows * n) * sizeof(double));
+    fp8_reference(&p, rows, num_rows, ref);
+    for (int i = 0; i < count; i++)
+        check_m(&p, ms[i], rows, num_rows, ref);
+    free(ref);
+    fp8_problem_free(&p);
+}
+
+static const int64_t deepseek_ms[] = {1, 7, 64, 128, 129, 1000, 4096};
+
+static void test_deepseek_shapes(void **state)
+{
+    (void)state;
+    static const int64_t nk[][2] = {{2112, 7168}, {576, 7168},  {24576, 1536}, {32768, 512},
+                                    {7168, 16384}, {4096, 7168}, {7168, 2048}};
+    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+        check_shapes(nk[i][0], nk[i][1], deepseek_ms, 7);
+}
+
+static void test_odd_shapes(void **state)
+{
+    (void)state;
+    static const int64_t m1[] = {3}, m2[] = {300, 65}, m3[] = {77, 2000}, m4[] = {33, 1};
+    check_shapes(16, 128, m1, 1);
+    check_shapes(272, 384, m2, 2);
+    check_shapes(1552, 640, m3, 2);
+    check_shapes(4112, 256, m4, 2);
+}
+
+/* Each bad argument: the right status, a message naming the problem, nothing launched. */
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    fp8_problem p;
+    fp8_problem_make(&p, 64, 256, 512, &seed);
+    float *sfa = fp8_problem_sfa(&p, 64);
+    void *dsfa = gpu_alloc(4 * 64 * 4), *dd = gpu_alloc(64 * 256 * 2 + 64);
+    gpu_upload(dsfa, sfa, 4 * 64 * 4);
+    gpu_poison(dd, 64 * 256 * 2 + 64, 0xffffffffu);
+    kiln_gemm_fp8_args good = gemm_args(&p, 64, dsfa, dd);
+    enum { CASES = 8 };
+    kiln_gemm_fp8_args c[CASES];
+    const char *named[CASES];
+    kiln_status expect[CASES];
+    for (int i = 0; i < CASES; i++) {
+        c[i] = good;
+        expect[i] = KILN_ERR_INVALID_ARG;
+    }
+    c[0].a.shape[1] = c[0].b.shape[1] = 500, named[0] = "K = 500";
+    c[1].b.shape[0] = 248, c[1].d.shape[1] = 248, named[1] = "N = 248";
+    c[2].a.data = (char *)p.da + 8, named[2] = "not 16-byte aligned";
+    c[3].d.strides[0] = 260, named[3] = "multiple of 16 bytes";
+    c[4].sfa.strides[0] = 63, named[4] = "sfa";
+    c[5].sfb.shape[0] = 1, named[5] = "sfb";
+    c[6].d.dtype = KILN_DTYPE_F32, named[6] = "FP32-output", expect[6] = KILN_ERR_UNSUPPORTED;
+    c[7].b.dtype = KILN_DTYPE_BF16, named[7] = "dtype bf16";
+    for (int i = 0; i < CASES; i++) {
+        assert_int_equal(kiln_gemm_fp8(ctx, &c[i], NULL), expect[i]);
+        if (strstr(kiln_ctx_errmsg(ctx), named[i]) == NULL)
+            fail_msg("case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), named[i]);
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK); /* clear the error */
+    }
+    gpu_sync();
+    uint8_t *d = malloc(64 * 256 * 2);
+    gpu_download(d, dd, 64 * 256 * 2);
+    for (int i = 0; i < 64 * 256 * 2; i++)
+        assert_int_equal(d[i], 0xff);
+    /* M = 0 is a valid empty product. */
+    kiln_gemm_fp8_args empty = gemm_args(&p, 0, dsfa, dd);
+    assert_int_equal(kiln_gemm_fp8(ctx, &empty, NULL), KILN_OK);
+    free(d);
+    free(sfa);
+    gpu_free(dsfa);
+    gpu_free(dd);
+    fp8_problem_free(&p);
+}
+
+int main(void)
+{
+    ctx = gpu_ctx_or_skip();
+    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    printf("seed %llu\n", (unsigned long long)seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_deepseek_shapes),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    kiln_ctx_destroy(ctx);
+    return failed;
+}

@@ -1,0 +1,325 @@
+/* kiln-bench-gemm-fp8: kiln_gemm_fp8 against cuBLASLt block-scaled FP8 (VEC128 x
+ * BLK128x128) and cuBLASLt BF16, in one process on the same random inputs.
+ *
+ * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
+ * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
+ * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
+ * are checked against the FP64 reference on sampled rows.
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [MxNxK ...] */
+#include <cublasLt.h>
+#include <time.h>
+
+#include "../tests/gemm_fp8_data.h"
+
+enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
+
+static cublasLtHandle_t lt;
+static void *lt_workspace;
+static const size_t lt_workspace_bytes = 64u << 20;
+
+#define LT_CHECK(call)                                                                         \
+    do {                                                                                       \
+        cublasStatus_t st_ = (call);                                                           \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, (int)st_);   \
+            return false;                                                                      \
+        }                                                                                      \
+    } while (0)
+
+typedef struct operand_set {
+    fp8_problem p;
+    void *dsfa, *dsfa_lt, *dd, *da16, *db16;
+} operand_set;
+
+typedef struct lt_plan {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    bool ok;
+} lt_plan;
+
+/* cuBLASLt in column-major terms: D'[M,N] (= D^T, same bytes) = A'^T B' with A' = our A as
+ * [K, M] and B' = our B as [K, N]. Hopper's block-scaled kernels take VEC128 on A and
+ * BLK128x128 on B. */
+static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k, bool fp8, void *sa, void *sb)
+{
+    memset(p, 0, sizeof *p);
+    cudaDataType_t in = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    LT_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    if (fp8) {
+        int32_t ma = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+        int32_t mb = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F;
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &ma, sizeof ma));
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mb, sizeof mb));
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sa, sizeof sa));
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sb, sizeof sb));
+    }
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, in, (uint64_t)k, (uint64_t)m, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, in, (uint64_t)k, (uint64_t)n, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)m, (uint64_t)n, m));
+    cublasLtMatmulPreference_t pref;
+    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &lt_workspace_bytes, sizeof lt_workspace_bytes));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->ld, p->ld, pref,
+                                                       1, &h, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
+        p->algo = h.algo;
+        p->ok = true;
+    }
+    return p->ok;
+}
+
+static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
+{
+    float alpha = 1.0f, beta = 0.0f;
+    const void *a = fp8 ? s->p.da : s->da16, *b = fp8 ? s->p.db : s->db16;
+    if (fp8) {
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                &s->dsfa_lt, sizeof s->dsfa_lt));
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                &s->p.dsfb, sizeof s->p.dsfb));
+    }
+    LT_CHECK(cublasLtMatmul(lt, p->op, &alpha, a, p->la, b, p->lb, &beta, s->dd, p->ld, s->dd,
+                            p->ld, &p->algo, lt_workspace, lt_workspace_bytes, (cudaStream_t)stream));
+    return true;
+}
+
+static void lt_plan_free(lt_plan *p)
+{
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+}
+
+static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
+{
+    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
+    t.strides[0] = stride0;
+    t.strides[1] = 1;
+    return t;
+}
+
+typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
+
+static kiln_ctx *ctx;
+
+static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
+{
+    if (who != RUN_KILN)
+        return lt_run(plan, who == RUN_LT_FP8, s, stream);
+    int64_t n = s->p.n, k = s->p.k, kb = k / 128;
+    kiln_gemm_fp8_args args = {
+        .a = t2(s->p.da, KILN_DTYPE_E4M3, m, k, k),
+        .sfa = t2(s->dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
+        .b = t2(s->p.db, KILN_DTYPE_E4M3, n, k, k),
+        .sfb = t2(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
+        .d = t2(s->dd, KILN_DTYPE_BF16, m, n, n),
+    };
+    if (kiln_gemm_fp8(ctx, &args, (kiln_stream)stream) != KILN_OK) {
+        fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
+        return false;
+    }
+    return true;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median microseconds per launch, or -1 when the runner cannot run this shape. */
+static double time_runner(runner who, lt_plan *plan, operand_set *sets, int num_sets, int64_t m,
+                          CUstream stream)
+{
+    const kiln__driver *drv = gpu_drv();
+    for (int i = 0; i < 3; i++)
+        if (!run_once(who, plan, &sets[i % num_sets], m, stream))
+            return -1;
+    CUevent start, stop;
+    CU_CHECK(drv->cuEventCreate(&start, 0));
+    CU_CHECK(drv->cuEventCreate(&stop, 0));
+    float ms[BATCHES];
+    for (int b = 0; b < BATCHES; b++) {
+        CU_CHECK(drv->cuEventRecord(start, stream));
+        for (int i = 0; i < BATCH; i++)
+            run_once(who, plan, &sets[(b * BATCH + i) % num_sets], m, stream);
+        CU_CHECK(drv->cuEventRecord(stop, stream));
+        CU_CHECK(drv->cuEventSynchronize(stop));
+        CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
+    }
+    CU_CHECK(drv->cuEventDestroy(start));
+    CU_CHECK(drv->cuEventDestroy(stop));
+    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
+    return ms[BATCHES / 2] * 1e3 / BATCH;
+}
+
+/* diff of D (row-major [m][n], or its transpose when transposed) on sampled rows. */
+static double check_output(const operand_set *s, int64_t m, bool transposed)
+{
+    int64_t n = s->p.n;
+    int64_t rows[8];
+    for (int i = 0; i < 8; i++)
+        rows[i] = (int64_t)(i * (m - 1) / 7);
+    double *ref = malloc((size_t)(8 * n) * sizeof(double));
+    fp8_reference(&s->p, rows, 8, ref);
+    uint16_t *d = malloc((size_t)(m * n) * 2);
+    gpu_download(d, s->dd, (size_t)(m * n) * 2);
+    double sxy = 0, sxx = 0;
+    for (int i = 0; i < 8; i++)
+        for (int64_t c = 0; c < n; c++) {
+            double x = bf16_to_float(transposed ? d[c * m + rows[i]] : d[rows[i] * n + c]);
+            double y = ref[i * n + c];
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+    free(ref);
+    free(d);
+    return 1.0 - 2.0 * sxy / sxx;
+}
+
+static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
+{
+    void *dst = gpu_alloc((size_t)(rows * k) * 2);
+    uint16_t *h = malloc((size_t)(rows * k) * 2);
+    for (int64_t i = 0; i < rows * k; i++)
+        h[i] = float_to_bf16((float)e4m3_to_double(fp8[i]));
+    gpu_upload(dst, h, (size_t)(rows * k) * 2);
+    free(h);
+    return dst;
+}
+
+static double geo_sum, geo_count;
+
+static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
+{
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
+    double bytes_b = (double)(n * k);
+    int num_sets = (int)(200e6 / (bytes_b + (double)m * k + 2.0 * m * n) + 1);
+    if (num_sets > MAX_SETS)
+        num_sets = MAX_SETS;
+    operand_set sets[MAX_SETS];
+    for (int i = 0; i < num_sets; i++) {
+        operand_set *s = &sets[i];
+        fp8_problem_make_with(&s->p, m, n, k, &seed, true);
+        float *sfa = fp8_problem_sfa(&s->p, m);
+        int64_t kb = k / 128;
+        s->dsfa = gpu_alloc((size_t)(kb * kiln_sf_mn_stride(m)) * 4);
+        gpu_upload(s->dsfa, sfa, (size_t)(kb * kiln_sf_mn_stride(m)) * 4);
+        /* cuBLASLt's VEC128 scales of A: [K/128][M], M contiguous, unpadded. */
+        float *sfa_lt = malloc((size_t)(kb * m) * 4);
+        for (int64_t b = 0; b < kb; b++)
+            for (int64_t r = 0; r < m; r++)
+                sfa_lt[b * m + r] = s->p.sa[r * kb + b];
+        s->dsfa_lt = gpu_alloc((size_t)(kb * m) * 4);
+        gpu_upload(s->dsfa_lt, sfa_lt, (size_t)(kb * m) * 4);
+        free(sfa);
+        free(sfa_lt);
+        s->dd = gpu_alloc((size_t)(m * n) * 2);
+        /* The BF16 baseline multiplies the same values, unscaled (the same work). */
+        s->da16 = to_bf16_device(s->p.a, m, k);
+        s->db16 = to_bf16_device(s->p.b, n, k);
+    }
+
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    double us_kiln = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+    CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+    double diff_kiln = check_output(&sets[0], m, false);
+    lt_plan fp8_plan, bf16_plan;
+    double us_lt = -1, us_bf16 = -1, diff_lt = -1;
+    bool lt_ok = m % 8 == 0; /* cuBLASLt wants 16-byte leading dimensions of D' */
+    if (lt_ok && lt_plan_make(&fp8_plan, m, n, k, true, sets[0].dsfa_lt, sets[0].p.dsfb)) {
+        us_lt = time_runner(RUN_LT_FP8, &fp8_plan, sets, num_sets, m, stream);
+        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+        diff_lt = check_output(&sets[0], m, true);
+    }
+    if (lt_ok && lt_plan_make(&bf16_plan, m, n, k, false, NULL, NULL))
+        us_bf16 = time_runner(RUN_LT_BF16, &bf16_plan, sets, num_sets, m, stream);
+    CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+    lt_plan_free(&fp8_plan);
+    lt_plan_free(&bf16_plan);
+
+    double flops = 2.0 * (double)m * n * k;
+    double bytes = (double)m * k + bytes_b + (double)(m * (k / 128)) * 4 +
+                   (double)((n + 127) / 128 * (k / 128)) * 4 + 2.0 * m * n;
+    double ratio = us_lt > 0 ? us_lt / us_kiln : 0, ratio16 = us_bf16 > 0 ? us_bf16 / us_kiln : 0;
+    if (target && ratio > 0) {
+        geo_sum += log(ratio);
+        geo_count += 1;
+    }
+    if (json)
+        printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.3f,\"kiln_tflops\":%.1f,"
+               "\"kiln_gbs\":%.0f,\"kiln_diff\":%.2e,\"cublaslt_fp8_us\":%.3f,"
+               "\"cublaslt_fp8_diff\":%.2e,\"cublaslt_bf16_us\":%.3f,\"ratio_fp8\":%.3f,"
+               "\"ratio_bf16\":%.3f}\n",
+               (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, diff_lt, us_bf16, ratio, ratio16);
+    else
+        printf("gemm %5lld x %5lld x %5lld  kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s (diff %.1e) | "
+               "cuBLASLt fp8 %8.2f us x%.2f (diff %.1e) | bf16 %8.2f us x%.2f\n",
+               (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, ratio, diff_lt, us_bf16, ratio16);
+    fflush(stdout);
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    for (int i = 0; i < num_sets; i++) {
+        gpu_free(sets[i].da16);
+        gpu_free(sets[i].db16);
+        gpu_free(sets[i].dsfa);
+        gpu_free(sets[i].dsfa_lt);
+        gpu_free(sets[i].dd);
+        fp8_problem_free(&sets[i].p);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool json = false, quick = false;
+    int64_t custom[32][3];
+    int num_custom = 0;
+    for (int i = 1; i < argc; i++) {
+        long long m, n, k;
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strcmp(argv[i], "--quick") == 0)
+            quick = true;
+        else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
+            custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
+        else {
+            fprintf(stderr, "usage: %s [--json] [--quick] [MxNxK ...]\n", argv[0]);
+            return 2;
+        }
+    }
+    ctx = gpu_ctx_or_skip();
+    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+        return 1;
+    lt_workspace = gpu_alloc(lt_workspace_bytes);
+    if (num_custom > 0) {
+        for (int i = 0; i < num_custom; i++)
+            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);
+    } else {
+        static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
+                                        {4096, 7168}, {7168, 2048},  {576, 7168}};
+        static const int64_t ms[] = {64, 128, 4096, 1};
+        for (int mi = 0; mi < (quick ? 3 : 4); mi++)
+            for (int i = 0; i < 7; i++)
+                bench_shape(ms[mi], nk[i][0], nk[i][1], json, ms[mi] != 1 && nk[i][0] != 576);
+        if (geo_count > 0)
+            printf(json ? "{\"geomean_speedup_vs_cublaslt_fp8\":%.3f,\"shapes\":%.0f}\n"
+                        : "geomean speedup over cuBLASLt block-scaled FP8: x%.3f over %.0f shapes "
+                          "(M in 64,128,4096; N != 576)  [target x1.5]\n",
+                   exp(geo_sum / geo_count), geo_count);
+    }
+    gpu_free(lt_workspace);
+    cublasLtDestroy(lt);
+    kiln_ctx_destroy(ctx);
+    return 0;
+}
