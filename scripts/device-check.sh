@@ -11,6 +11,7 @@
 # table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+build=${KILN_BUILD_DIR:-build-device} # another build folder (carried) for A/B checks
 mode=${1:-}
 shift || true
 
@@ -36,7 +37,7 @@ out=${OUT:-/tmp/kiln-device-out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
 summary=()
-for t in build-device/tests/test_*_gpu; do
+for t in "$build"/tests/test_*_gpu; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s%N)
@@ -50,10 +51,10 @@ done
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  for b in build-device/tools/kiln-bench-*; do benches+=("$(basename "$b" | sed 's/^kiln-bench-//')"); done
+  for b in "$build"/tools/kiln-bench-*; do benches+=("$(basename "$b" | sed 's/^kiln-bench-//')"); done
 fi
 for b in "${benches[@]}"; do
-  prog=build-device/tools/kiln-bench-$b
+  prog=$build/tools/kiln-bench-$b
   [ -x "$prog" ] || { summary+=("bench $b: missing"); continue; }
   "$prog" 2>&1 | tee "$out/bench-$b.log"
   summary+=("$(printf '%-24s rc=%s' "bench $b" "${PIPESTATUS[0]}")")

@@ -71,23 +71,35 @@ static void check_m(const fp8_problem *p, int64_t m, const int64_t *rows, int64_
         checked++;
     }
     double rms = sqrt(sref2 / (double)(checked * n > 0 ? checked * n : 1));
+    /* Elementwise: bf16 keeps 8 significant bits (2^-8 relative). The FP8 tensor-core
+     * accumulator keeps fewer bits than FP32 inside each 128-deep K block, so a rare
+     * element lands a little further off: a few per 10^4 may miss the tight bound, none
+     * may miss the loose one (a wrong scale, row or column misses it by far). */
+    int64_t loose_misses = 0, tight_misses = 0;
+    double worst = 0;
     for (int64_t i = 0; i < num_rows; i++) {
         if (rows[i] >= m)
             continue;
         for (int64_t c = 0; c < n; c++) {
             double x = bf16_to_float(d[0][rows[i] * n + c]), y = ref[i * n + c];
+            double err = fabs(x - y);
             sxy += x * y;
             sxx_yy += x * x + y * y;
-            /* bf16 keeps 8 significant bits: 2^-8 relative, plus a little absolute slack
-             * for FP32 accumulation of terms that cancel. */
-            if (fabs(x - y) > fabs(y) * (1.0 / 128) + 1e-3 * rms)
-                fail_msg("%lldx%lldx%lld: D[%lld][%lld] = %g, reference %g", (long long)m,
-                         (long long)n, (long long)p->k, (long long)rows[i], (long long)c, x, y);
+            tight_misses += err > fabs(y) / 128 + 1e-3 * rms;
+            loose_misses += err > fabs(y) / 16 + 1e-2 * rms;
+            worst = err / rms > worst ? err / rms : worst;
+            if (loose_misses == 1 && err > fabs(y) / 16 + 1e-2 * rms)
+                print_message("  %lldx%lldx%lld: D[%lld][%lld] = %g, reference %g\n", (long long)m,
+                              (long long)n, (long long)p->k, (long long)rows[i], (long long)c, x, y);
         }
     }
+    assert_int_equal(loose_misses, 0);
+    assert_true(tight_misses <= 1 + checked * n / 10000);
     double diff = 1.0 - 2.0 * sxy / sxx_yy;
-    print_message("  %5lld x %5lld x %5lld  diff %.2e  (%lld rows vs FP64)\n", (long long)m,
-                  (long long)n, (long long)p->k, diff, (long long)checked);
+    print_message("  %5lld x %5lld x %5lld  diff %.2e  worst |err|/rms %.1e  (%lld rows vs FP64, "
+                  "%lld past the tight bound)\n",
+                  (long long)m, (long long)n, (long long)p->k, diff, worst, (long long)checked,
+                  (long long)tight_misses);
     assert_true(diff < 1e-3);
     gpu_free(dsfa);
     gpu_free(dd[0]);

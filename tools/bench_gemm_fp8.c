@@ -234,7 +234,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
     double us_kiln = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
     CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
     double diff_kiln = check_output(&sets[0], m, false);
-    lt_plan fp8_plan, bf16_plan;
+    lt_plan fp8_plan = {0}, bf16_plan = {0};
     double us_lt = -1, us_bf16 = -1, diff_lt = -1;
     bool lt_ok = m % 8 == 0; /* cuBLASLt wants 16-byte leading dimensions of D' */
     if (lt_ok && lt_plan_make(&fp8_plan, m, n, k, true, sets[0].dsfa_lt, sets[0].p.dsfb)) {

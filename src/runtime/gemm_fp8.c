@@ -19,7 +19,7 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
     if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_E4M3, 2, 16)) ||
         (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_E4M3, 2, 16)) ||
         (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 2, 16)) ||
-        (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 2, 16)))
+        (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 2, 4)))
         return status;
     if (args->d.dtype == KILN_DTYPE_F32 || args->c.data != NULL)
         return fail(ctx, KILN_ERR_UNSUPPORTED,
