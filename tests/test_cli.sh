@@ -131,6 +131,19 @@ run 0 cache ls --json
 run 0 cache ls
 [ ! -s "$WORK/out" ] || fail "cache ls after clear printed something"
 
+# A model description expands into the kernels its shapes need; a bad key is named.
+MODEL=$WORK/tiny.model
+printf 'model tiny\nhidden 256\nmoe_intermediate 128\nexperts 4\ntop_k 2\ndense_fp8 64x256\nbatch 1 4096\n' >"$MODEL"
+run 0 prewarm --model "$MODEL" -j 2
+out_has 'failed 0'
+run 0 cache ls --json
+[ "$(wc -l <"$WORK/out")" -ge 4 ] || fail "prewarm --model compiled fewer than 4 kernels"
+grep -q '"template":"gemm_fp8"' "$WORK/out" || fail "prewarm --model compiled no gemm_fp8"
+printf 'hidden 256\nwidth 3\n' >"$MODEL"
+run 1 prewarm --model "$MODEL"
+err_has 'tiny.model:2: unknown key "width"'
+run 2 prewarm --spec "$BAD" --model "$MODEL"
+
 # bench: a missing benchmark is a clear failure.
 run 1 bench no-such-bench
 err_has 'no-such-bench'

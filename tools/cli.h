@@ -57,6 +57,16 @@ void cli_json_write_string(FILE *out, const char *text);
 /* "12.3 KiB" into buf. */
 const char *cli_format_bytes(int64_t bytes, char *buf, size_t size);
 
+/* Spec lines expanded from a model description (tools/cli_model.c). */
+typedef struct cli_lines {
+    char **items;
+    size_t count, cap;
+} cli_lines;
+/* Read a model file and append the spec line of every kernel its shapes need (deduplicated).
+ * Returns CLI_OK, or CLI_FAIL with the problem printed (file:line). */
+int cli_model_expand(const char *path, cli_lines *out);
+void cli_lines_free(cli_lines *lines);
+
 /* Commands: argv[0] is the command's name. */
 int cli_cmd_info(int argc, char **argv);
 int cli_cmd_prewarm(int argc, char **argv);

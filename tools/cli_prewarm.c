@@ -112,6 +112,23 @@ done:
     return rc;
 }
 
+/* The spec lines a model description expands to; line numbers count expanded lines. */
+static int model_read(const char *path, spec_file *spec)
+{
+    cli_lines lines = {0};
+    int rc = cli_model_expand(path, &lines);
+    if (rc == CLI_OK && (spec->lines = calloc(lines.count ? lines.count : 1, sizeof *spec->lines)) == NULL)
+        rc = cli_fail("prewarm: out of memory");
+    for (size_t i = 0; rc == CLI_OK && i < lines.count; i++) {
+        spec->lines[i].text = lines.items[i];
+        spec->lines[i].line_no = (long)i + 1;
+        lines.items[i] = NULL;
+        spec->count = spec->cap = i + 1;
+    }
+    cli_lines_free(&lines);
+    return rc;
+}
+
 static void *prewarm_worker(void *arg)
 {
     prewarm_pool *pool = arg;
@@ -211,6 +228,7 @@ static size_t report_failures(prewarm_pool *pool, const char *path)
 
 typedef struct prewarm_args {
     const char *spec_path;
+    const char *model_path;
     const char *arch;
     int64_t jobs;
     int quiet;
@@ -234,6 +252,10 @@ static int parse_args(int argc, char **argv, prewarm_args *args)
             if (match < 0)
                 return CLI_USAGE;
             args->spec_path = value;
+        } else if ((match = cli_opt_value("prewarm", "--model", argc, argv, &i, &value)) != 0) {
+            if (match < 0)
+                return CLI_USAGE;
+            args->model_path = value;
         } else if ((match = cli_opt_value("prewarm", "--arch", argc, argv, &i, &value)) != 0) {
             if (match < 0)
                 return CLI_USAGE;
@@ -253,8 +275,8 @@ static int parse_args(int argc, char **argv, prewarm_args *args)
             return cli_usage_error("prewarm", "unexpected argument '%s'", arg);
         }
     }
-    if (args->spec_path == NULL)
-        return cli_usage_error("prewarm", "--spec FILE is required");
+    if ((args->spec_path == NULL) == (args->model_path == NULL))
+        return cli_usage_error("prewarm", "give one of --spec FILE or --model FILE");
     return CLI_OK;
 }
 
@@ -267,9 +289,10 @@ int cli_cmd_prewarm(int argc, char **argv)
 
     spec_file spec = {0};
     kiln_ctx *ctx = NULL;
-    rc = spec_file_read(args.spec_path, &spec);
+    rc = args.spec_path ? spec_file_read(args.spec_path, &spec) : model_read(args.model_path, &spec);
     if (rc != CLI_OK)
         goto done;
+    const char *source = args.spec_path ? args.spec_path : args.model_path;
     /* --arch: a compile-only context, so prewarming for a target needs no GPU. */
     rc = cli_ctx_open(&ctx, 1, args.arch, NULL);
     if (rc != CLI_OK)
@@ -284,14 +307,14 @@ int cli_cmd_prewarm(int argc, char **argv)
         num_threads = spec.count > 0 ? (int)spec.count : 1;
     if (!args.quiet)
         fprintf(stderr, "kiln: prewarming %zu specialization%s from %s for %s on %d thread%s\n",
-                spec.count, spec.count == 1 ? "" : "s", args.spec_path, info.arch, num_threads,
+                spec.count, spec.count == 1 ? "" : "s", source, info.arch, num_threads,
                 num_threads == 1 ? "" : "s");
 
     prewarm_pool pool = {.ctx = ctx, .spec = &spec};
     double start = now_seconds();
     int progress = !args.quiet && isatty(STDERR_FILENO);
     run_pool(&pool, num_threads, progress, start);
-    size_t failed = report_failures(&pool, args.spec_path);
+    size_t failed = report_failures(&pool, source);
     double seconds = now_seconds() - start;
 
     if (!args.quiet || failed > 0)

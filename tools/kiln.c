@@ -22,8 +22,9 @@ static const struct {
              "    Library, NVRTC and driver versions, the device (or \"no GPU\"), its arch\n"
              "    and SM count, the settings in force and the cache roots with their sizes.\n"},
     {"prewarm",
-     "kiln prewarm --spec FILE [--arch ARCH] [-j N] [--quiet]\n"
+     "kiln prewarm --spec FILE | --model FILE [--arch ARCH] [-j N] [--quiet]\n"
      "    Compile every specialization listed in FILE (one per line, \"op key=value ...\")\n"
+     "    or needed by a model description (examples/deepseek-v3.model)\n"
      "    into the kernel cache, on N threads (default: the online CPUs). --arch compiles\n"
      "    for ARCH (e.g. sm_90a) without using a GPU. --quiet drops the progress bar and,\n"
      "    when nothing failed, the summary. Exits 1 if any line failed.\n"},
