@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../src/runtime/gemm_config.h"
 #include "../src/runtime/internal.h"
 #include "../tests/gpu_util.h"
 
@@ -49,6 +50,25 @@ static void bench_compile(void)
     printf("compile: quant_per_token first in process %.1f ms (NVRTC start-up included), "
            "next %.1f ms; quant_per_block %.1f ms  [target <= 150 ms]\n",
            ms[0], ms[1], ms[2]);
+    /* One FP8 GEMM specialization per regime: prefill and decode configurations. */
+    static const int64_t shapes[][3] = {{4096, 7168, 16384}, {64, 2112, 7168}};
+    for (int i = 0; i < 2; i++) {
+        kiln__gemm_config cfg = kiln__gemm_fp8_pick(shapes[i][0], shapes[i][1], shapes[i][2], 132);
+        kj_spec spec;
+        kiln__gemm_fp8_spec(&spec, shapes[i][1], shapes[i][2], &cfg);
+        kj_output out;
+        kiln__err err = {0};
+        if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK) {
+            fprintf(stderr, "compile: %s\n", err.msg);
+            exit(1);
+        }
+        printf("compile: gemm_fp8 %lldx%lldx%lld (%dx%d, %d stages, k_split %d): %.1f ms, %d "
+               "registers, %d spill bytes  [target <= 500 ms]\n",
+               (long long)shapes[i][0], (long long)shapes[i][1], (long long)shapes[i][2],
+               cfg.block_m, cfg.block_n, cfg.stages, cfg.k_split, out.compile_ms, out.registers,
+               out.spills);
+        kj_output_free(&out);
+    }
 }
 
 static kiln_ctx *make_ctx(int device)
