@@ -194,6 +194,70 @@ static void bench_launch(void)
     kiln_ctx_destroy(ctx);
 }
 
+/* Host time of one kiln_gemm_fp8 call (argument checks, configuration, four tensor-map
+ * encodings, launch) on a decode shape, against a bare cuLaunchKernelEx of the same kernel
+ * with prebuilt tensor maps. The GPU time of these launches is not what is measured: each
+ * batch is short enough to stay inside the launch queue. */
+static void bench_launch_gemm(void)
+{
+    kiln_ctx *ctx = make_ctx(0);
+    const kiln__driver *drv = gpu_drv();
+    const int64_t m = 64, n = 2112, k = 7168, kb = k / 128;
+    void *a = gpu_alloc((size_t)(m * k)), *b = gpu_alloc((size_t)(n * k));
+    void *sfa = gpu_alloc((size_t)(kb * m) * 4), *sfb = gpu_alloc((size_t)(17 * kb) * 4);
+    void *d = gpu_alloc((size_t)(m * n) * 2);
+    CU_CHECK(drv->cuMemsetD8((CUdeviceptr)(uintptr_t)a, 0x38, (size_t)(m * k)));
+    CU_CHECK(drv->cuMemsetD8((CUdeviceptr)(uintptr_t)b, 0x38, (size_t)(n * k)));
+    CU_CHECK(drv->cuMemsetD32((CUdeviceptr)(uintptr_t)sfa, 0x3c000000u, (size_t)(kb * m)));
+    CU_CHECK(drv->cuMemsetD32((CUdeviceptr)(uintptr_t)sfb, 0x3c000000u, (size_t)(17 * kb)));
+    kiln_gemm_fp8_args args = {
+        .a = {.data = a, .dtype = KILN_DTYPE_E4M3, .ndim = 2, .shape = {m, k}},
+        .sfa = {.data = sfa, .dtype = KILN_DTYPE_F32, .ndim = 2, .shape = {kb, m}},
+        .b = {.data = b, .dtype = KILN_DTYPE_E4M3, .ndim = 2, .shape = {n, k}},
+        .sfb = {.data = sfb, .dtype = KILN_DTYPE_F32, .ndim = 2, .shape = {17, kb}},
+        .d = {.data = d, .dtype = KILN_DTYPE_BF16, .ndim = 2, .shape = {m, n}},
+    };
+    CUstream stream;
+    CU_CHECK(drv->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    if (kiln_gemm_fp8(ctx, &args, (kiln_stream)stream) != KILN_OK) {
+        fprintf(stderr, "launch-gemm: %s\n", kiln_ctx_errmsg(ctx));
+        exit(1);
+    }
+    enum { BATCH = 100, ROUNDS = 60 };
+    double calls[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        CU_CHECK(drv->cuStreamSynchronize(stream));
+        double t0 = kiln__now_ms();
+        for (int i = 0; i < BATCH; i++)
+            kiln_gemm_fp8(ctx, &args, (kiln_stream)stream);
+        calls[r] = (kiln__now_ms() - t0) * 1e3 / BATCH;
+    }
+    CU_CHECK(drv->cuStreamSynchronize(stream));
+    double encode[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        CUtensorMap map;
+        cuuint64_t dims[2] = {(cuuint64_t)k, (cuuint64_t)m}, strides[1] = {(cuuint64_t)k};
+        cuuint32_t box[2] = {128, 64}, elem[2] = {1, 1};
+        double t0 = kiln__now_ms();
+        for (int i = 0; i < BATCH; i++)
+            drv->cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, a, dims, strides, box,
+                                        elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                        CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+        encode[r] = (kiln__now_ms() - t0) * 1e3 / BATCH;
+    }
+    printf("launch-gemm: kiln_gemm_fp8 64x2112x7168 host time %.3f us/call; one "
+           "cuTensorMapEncodeTiled %.3f us (four per call)\n",
+           median(calls, ROUNDS), median(encode, ROUNDS));
+    CU_CHECK(drv->cuStreamDestroy(stream));
+    gpu_free(a);
+    gpu_free(b);
+    gpu_free(sfa);
+    gpu_free(sfb);
+    gpu_free(d);
+    kiln_ctx_destroy(ctx);
+}
+
 typedef kiln_status (*quant_fn)(kiln_ctx *, const kiln_quant_fp8_args *, kiln_stream);
 
 static double time_events(CUstream stream, int reps, void (*body)(int, void *), void *user)
@@ -312,6 +376,8 @@ int main(int argc, char **argv)
             bench_cache_hit(argv[0]);
         if ((all || strcmp(what, "launch") == 0) && count > 0)
             bench_launch();
+        if ((all || strcmp(what, "launch-gemm") == 0) && count > 0)
+            bench_launch_gemm();
         if ((all || strcmp(what, "quant") == 0) && count > 0)
             bench_quant();
         if (all)
