@@ -27,6 +27,7 @@
     X(cuFuncSetAttribute, (CUfunction, CUfunction_attribute, int))                             \
     X(cuFuncGetAttribute, (int *, CUfunction_attribute, CUfunction))                           \
     X(cuLaunchKernelEx, (const CUlaunchConfig *, CUfunction, void **, void **))                \
+    X(cuOccupancyMaxActiveClusters, (int *, CUfunction, const CUlaunchConfig *))               \
     X(cuTensorMapEncodeTiled,                                                                  \
       (CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,             \
        const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,      \

@@ -1,6 +1,8 @@
 /* FP8 GEMM configurations. The figures behind these choices are in docs/gemm_fp8_notes.md
  * (measured on the H200): decode sizes are bound by reading B, so the N tiles are sized to
- * give every SM one; prefill uses 128 x 128 tiles, whose B scales align with the tile. */
+ * give every SM work, with long K split over a cluster of CTAs (cluster_k) so tiles can be
+ * wide enough that A is not re-read by every CTA; prefill uses 128 x 128 tiles, whose B
+ * scales align with the tile. */
 #include "gemm_config.h"
 
 enum { SMEM_LIMIT = 232448, MAX_STAGES = 32 };
@@ -22,9 +24,17 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
     int row_groups = cfg->block_m / 64;
     int staging = round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
+    bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
+    int partials = split ? round_up(row_groups * 64 * cfg->block_n * 4, 1024) : 0;
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int scales = round_up(cfg->stages * scale_blocks(cfg->block_n) * 4, 16);
-    return staging + reduction + cfg->stages * per_stage + scales + cfg->stages * 16 + 1024;
+    return staging + reduction + partials + cfg->stages * per_stage + scales + cfg->stages * 16 +
+           (split ? row_groups * 16 : 0) + 1024;
+}
+
+int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg)
+{
+    return (cfg->multicast > 1 ? cfg->multicast : 1) * (cfg->cluster_k > 1 ? cfg->cluster_k : 1);
 }
 
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg)
@@ -41,26 +51,45 @@ static int fit_stages(kiln__gemm_config *cfg)
     return 0;
 }
 
+/* Decode tile width and K split: with long K, a cluster of CTAs shares each tile (about 66
+ * clusters of 2 and 30 of 4 are co-resident on 132 SMs); otherwise one N tile per SM. */
+static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int num_sms)
+{
+    const int cap = 192;
+    int pairs = num_sms / 2, quads = num_sms * 30 / 132;
+    if (k_blocks >= 32 && (n + 31) / 32 <= quads && k_blocks % 4 == 0) {
+        cfg->block_n = 32;
+        cfg->cluster_k = 4;
+        return;
+    }
+    int wide = round_up((int)((n + pairs - 1) / pairs), 8);
+    if (wide < 32)
+        wide = 32;
+    if (k_blocks >= 32 && wide <= (cfg->block_m == 64 ? 128 : 112) && k_blocks % 2 == 0) {
+        cfg->block_n = wide;
+        cfg->cluster_k = 2;
+        return;
+    }
+    int per_sm = (int)((n + num_sms - 1) / num_sms);
+    cfg->block_n = per_sm <= 16 ? 16 : round_up(per_sm, 8);
+    if (cfg->block_n > cap) /* more than one wave anyway: tiles aligned to the scales */
+        cfg->block_n = 128;
+    /* Split K inside the CTA when the tile is narrow. Four math warpgroups fit only with
+     * 64-row tiles (1024 threads at most). */
+    int max_split = cfg->block_m == 64 ? (cfg->block_n <= 64 ? 4 : cfg->block_n <= 128 ? 2 : 1)
+                                       : (cfg->block_n <= 64 ? 2 : 1);
+    for (cfg->k_split = max_split; cfg->k_split > 1 && k_blocks % cfg->k_split != 0;)
+        cfg->k_split /= 2;
+}
+
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms)
 {
     kiln__gemm_config cfg = {.block_m = 128, .block_n = 128, .group_n = 8, .k_split = 1,
-                             .multicast = 1};
-    int64_t k_blocks = k / 128;
+                             .multicast = 1, .cluster_k = 0};
     if (m <= 128) {
-        /* One N tile per SM: B is read once, spread over the whole chip. The register file
-         * bounds block_n (block_n/2 accumulators twice over per thread). */
         cfg.block_m = m <= 64 ? 64 : 128;
-        int per_sm = (int)((n + num_sms - 1) / num_sms);
-        int cap = cfg.block_m == 64 ? 192 : 128;
-        cfg.block_n = per_sm <= 16 ? 16 : round_up(per_sm, 8);
-        if (cfg.block_n > cap) /* more than one wave anyway: tiles aligned to the scales */
-            cfg.block_n = 128;
-        /* Split K inside the CTA when the tile is narrow (the notes' k_split). Four math
-         * warpgroups fit only with 64-row tiles (1024 threads at most). */
-        int max_split = cfg.block_m == 64 ? (cfg.block_n <= 64 ? 4 : cfg.block_n <= 128 ? 2 : 1)
-                                          : (cfg.block_n <= 64 ? 2 : 1);
-        for (cfg.k_split = max_split; cfg.k_split > 1 && k_blocks % cfg.k_split != 0;)
-            cfg.k_split /= 2;
+        cfg.group_n = 1000; /* one row of tiles: no L2 grouping to do */
+        pick_decode(&cfg, n, k / 128, num_sms);
     } else if (n <= 1024) {
         cfg.block_n = 144; /* the notes' best for N = 576 */
     }
@@ -77,7 +106,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_c
      * runs on every call, so no lookups by name. */
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
-                              cfg->k_split, cfg->multicast, /* out_f32 */ 0};
+                              cfg->k_split, cfg->multicast, /* out_f32 */ 0, cfg->cluster_k};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

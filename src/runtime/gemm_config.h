@@ -8,7 +8,7 @@
 #include "../jit/jit.h"
 
 typedef struct kiln__gemm_config {
-    int block_m, block_n, stages, group_n, k_split, multicast;
+    int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -17,6 +17,8 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
 /* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg);
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg);
+/* CTAs per cluster (1: no cluster). */
+int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg);
 
 /* The specialization for (N, K, cfg). */
 void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg);

@@ -78,6 +78,33 @@ static CUtensorMapSwizzle slab_swizzle(int slab)
                             : CU_TENSOR_MAP_SWIZZLE_NONE;
 }
 
+/* Clusters of this kernel that fit on the device at once: asked once per kernel. */
+static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
+                               const kiln__launch_cfg *launch)
+{
+    kiln__kernel *k = (kiln__kernel *)kernel; /* the cached figure is the only thing written */
+    int clusters = atomic_load_explicit(&k->max_active_clusters, memory_order_relaxed);
+    if (clusters > 0)
+        return clusters;
+    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
+    attr.value.clusterDim.x = launch->cluster_x;
+    attr.value.clusterDim.y = attr.value.clusterDim.z = 1;
+    CUlaunchConfig query = {
+        .gridDimX = launch->cluster_x, .gridDimY = 1, .gridDimZ = 1,
+        .blockDimX = launch->block[0], .blockDimY = 1, .blockDimZ = 1,
+        .sharedMemBytes = launch->smem_bytes, .attrs = &attr, .numAttrs = 1,
+    };
+    CUresult rc = ctx->drv->cuOccupancyMaxActiveClusters(&clusters, kernel->fn, &query);
+    if (rc != CUDA_SUCCESS || clusters <= 0) {
+        kiln__err err = {0};
+        kiln__driver_error(&err, "cuOccupancyMaxActiveClusters(kiln_gemm_fp8)",
+                           rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_CLUSTER_SIZE);
+        return -kiln__ctx_fail(ctx, &err);
+    }
+    atomic_store_explicit(&k->max_active_clusters, clusters, memory_order_relaxed);
+    return clusters;
+}
+
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
@@ -114,17 +141,29 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
                                (uint32_t)slab, slab_swizzle(slab))))
         return (kiln_status)status;
 
-    int64_t tiles = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);
-    unsigned grid = (unsigned)(tiles < ctx->num_sms ? tiles : ctx->num_sms);
     const void *sfb = args->sfb.data, *c = NULL;
     int rows = (int)m;
     void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows};
     kiln__launch_cfg launch = {
-        .grid = {grid, 1, 1},
+        .grid = {1, 1, 1},
         .block = {(unsigned)kiln__gemm_fp8_threads(&cfg), 1, 1},
         .smem_bytes = (unsigned)kiln__gemm_fp8_smem(&cfg),
-        .cluster_x = (unsigned)cfg.multicast,
+        .cluster_x = (unsigned)kiln__gemm_fp8_cluster(&cfg),
     };
+    /* Persistent: one CTA (or cluster) per unit of work, at most what fits at once. */
+    int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;
+    int multicast = cfg.multicast > 1 ? cfg.multicast : 1;
+    int64_t units = (m_blocks + multicast - 1) / multicast * ((n + cfg.block_n - 1) / cfg.block_n);
+    if (launch.cluster_x > 1) {
+        int clusters = max_active_clusters(ctx, kernel, &launch);
+        if (clusters < 0)
+            return (kiln_status)-clusters;
+        if (clusters > ctx->num_sms / (int)launch.cluster_x) /* KILN_NUM_SMS */
+            clusters = ctx->num_sms / (int)launch.cluster_x > 0 ? ctx->num_sms / (int)launch.cluster_x : 1;
+        launch.grid[0] = launch.cluster_x * (unsigned)(units < clusters ? units : clusters);
+    } else {
+        launch.grid[0] = (unsigned)(units < ctx->num_sms ? units : ctx->num_sms);
+    }
     if ((status = kiln__launch(ctx, kernel, &launch, params, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);

@@ -21,6 +21,9 @@ typedef struct kiln__kernel {
     CUfunction fn;
     bool pdl; /* the template waits on the grid: launch with programmatic serialization */
     int registers, spills, static_smem;
+    /* Clusters that fit on the device at once, for persistent cluster launches; 0 until
+     * an operator asks (cuOccupancyMaxActiveClusters), then fixed. */
+    atomic_int max_active_clusters;
     struct kiln__kernel *_Atomic next;
 } kiln__kernel;
 

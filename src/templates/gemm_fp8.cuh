@@ -20,15 +20,28 @@
  *   k_split     math warpgroups per 64-row group, splitting K blocks round-robin inside the
  *               CTA (1, 2 or 4; K/128 and stages multiples of it); partial sums are reduced
  *               through shared memory. Shortens the serial per-K-block chain for decode.
- *   multicast   1 (2-CTA cluster multicast is reserved; only 1 is implemented)
+ *   multicast   1 (or 0): no cluster. 2: 2-CTA cluster along M; the pair takes m blocks
+ *               2i and 2i+1 of one n block, and rank 0 multicasts the shared B tile to both
+ *               CTAs (the empty barriers collect both CTAs' consumers).
+ *   cluster_k   0 or 1: each CTA does all K blocks of its tile. C in 2..8: a cluster of C
+ *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); ranks
+ *               > 0 leave FP32 partials in their shared memory and rank 0 adds them in rank
+ *               order (deterministic) over DSMEM and writes D. For decode: fewer, wider
+ *               tiles (less of A re-read per CTA) that still fill the SMs. With k_split > 1,
+ *               K/128 must divide by C * k_split. Not combined with multicast 2.
  *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
  *
- * Launch: grid = min(#tiles, #SMs) (persistent; any grid >= 1 is correct; #tiles =
- * ceil(M/block_m) * ceil(N/block_n)), block = THREADS = (block_m/64 * k_split + 1) * 128,
- * dynamic shared memory = SMEM_BYTES (constexpr kiln_gemm_fp8_smem_bytes below; the host
- * formula: align1024(RG*64*block_n*2) + align1024((k_split-1)*RG*64*block_n*4)
+ * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) (kiln_gemm_fp8_cluster);
+ * #units = ceil(num_mb / multicast) * ceil(N/block_n), num_mb = ceil(M/block_m); grid =
+ * CLUSTER * min(#units, co-resident clusters) (persistent; any grid that is a multiple of
+ * CLUSTER is correct; without a cluster: min(#tiles, #SMs)); when CLUSTER > 1 launch with
+ * the cluster-dimension attribute (CLUSTER, 1, 1) and size the grid with
+ * cuOccupancyMaxActiveClusters (a cluster of 4 or 8 does not fit on every SM). block =
+ * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
+ * kiln_gemm_fp8_smem_bytes below; the host formula: align1024(RG*64*block_n*2)
+ * + align1024((k_split-1)*RG*64*block_n*4) + align1024(cluster_k > 1 ? RG*64*block_n*4 : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
- * + 1024, RG = block_m/64), no cluster, PDL allowed.
+ * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m}   swizzle 128B
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
@@ -39,13 +52,15 @@
  *
  * Warp roles: warpgroups 0 .. MATH_WG-1 are math (warpgroup w owns rows 64*(w % RG) of the
  * tile and the K blocks kb with kb % k_split == w / RG, issuing m64n{block_n}k32 wgmma), the
- * last warpgroup is the producer (its first warp streams tiles with TMA; registers lowered
- * to 40 with setmaxnreg, math raised to what is left). Slot s of the ring only ever holds K
+ * last warpgroup is the producer (its first warp streams tiles with TMA, its second loads
+ * the B scales into the slot; registers lowered to 40 with setmaxnreg, math raised to what
+ * is left). Slot s of the ring only ever holds K
  * blocks with kb % k_split == s % k_split, so each slot has exactly one consuming row set.
  *
  * Pipeline: a ring of `stages` slots, each holding one 128-deep K block of A and B (128B
  * swizzle), the A scales of that K block and the B scales it needs; a full barrier per slot
- * (producer arrive + TMA bytes) and an empty barrier per slot (one arrive per math warp).
+ * (TMA-warp arrive + bytes, scale-warp arrive) and an empty barrier per slot (one arrive
+ * per math warp, of both CTAs with multicast).
  * Two-level accumulation: the 4 wgmma of a K block accumulate in the tensor-core
  * accumulator, which is then folded into FP32 registers times sa*sb. The epilogue packs to
  * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads.
@@ -72,6 +87,11 @@ constexpr int KB = (int)(K / BK);
 constexpr int GROUP_N = (int)kp::group_n;
 constexpr int RG = BM / 64; /* 64-row groups */
 constexpr int KSPLIT = (int)kp::k_split;
+/* multicast 0 (unset) is read as 1: no cluster. */
+constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
+/* cluster_k 0 (unset) or 1: the CTA does every K block of its tile. */
+constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
+constexpr int CLUSTER = MC * CK;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -84,8 +104,12 @@ constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * 40) / (128 * MATH_W
 constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr int SFB_ROWS = (int)((N + 127) / 128);
+/* Most K blocks one CTA walks per tile (cluster_k splits KB into contiguous ranges). */
+constexpr int KB_CTA = (KB + CK - 1) / CK;
 
-static_assert(kp::multicast == 1, "multicast is not implemented yet");
+static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluster)");
+static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
+static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
 static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
 static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
@@ -93,7 +117,9 @@ static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
 static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
 static_assert(KSPLIT == 1 || KSPLIT == 2 || KSPLIT == 4, "k_split must be 1, 2 or 4");
-static_assert(KB % KSPLIT == 0 && STAGES % KSPLIT == 0, "K/128 and stages must divide by k_split");
+static_assert(STAGES % KSPLIT == 0, "stages must divide by k_split");
+static_assert(KSPLIT == 1 || (KB % CK == 0 && (KB / CK) % KSPLIT == 0),
+              "with k_split > 1, K/128 must divide by cluster_k * k_split");
 
 /* B scales: a tile's columns [n0, n0+BN) touch NSB scale blocks of 128 columns. When the
  * tile is aligned to them (BN divides 128 or 128 divides BN) the block of each column is a
@@ -108,7 +134,7 @@ constexpr int D_SLAB_BYTES = D_SLAB * 2;
 constexpr int D_NSLAB = BN / D_SLAB;
 constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
 constexpr int D_WG_BYTES = 64 * BN * 2;
-constexpr int RED_WG_BYTES = 64 * BN * 4; /* FP32 partial sums of one split warpgroup */
+constexpr int RED_WG_BYTES = 64 * BN * 4; /* FP32 partial sums of one 64-row warpgroup */
 
 /* Shared-memory layout, offsets from a 1024-aligned base. */
 constexpr int A_STAGE_BYTES = BM * BK;
@@ -116,50 +142,165 @@ constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
 constexpr int OFF_RED = OFF_D + ((RG * D_WG_BYTES + 1023) / 1024) * 1024;
-constexpr int OFF_A = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
 constexpr int OFF_BAR = OFF_SFB + ((STAGES * NSB * 4 + 15) / 16) * 16;
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
+ * other ranks' partial sums are in their shared memory) and free[RG] (in rank r > 0: rank 0
+ * has read them). */
+constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 /* Named barriers: 1..MATH_WG per-warpgroup epilogue, then per row group "partials ready"
  * and "partials consumed". */
 constexpr int BAR_READY = 1 + MATH_WG;
 constexpr int BAR_FREE = BAR_READY + RG;
 static_assert(BAR_FREE + RG <= 16, "out of named barriers");
-constexpr int SMEM_USED = OFF_BAR + STAGES * 2 * 8;
+constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
 constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
 static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
 static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_n % 8)");
 
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 
-/* Tile index -> (m block, n block): walk M fastest inside groups of GROUP_N column blocks,
- * so CTAs running together share the B tiles of the group and a band of A rows in L2. */
-__device__ __forceinline__ void tile_coords(int tile, int num_mb, int &mb, int &nb)
+/* Work distribution. A work unit is one output tile, or (multicast 2) two vertically
+ * adjacent tiles sharing their B tile; clusters take units round-robin, so every CTA of a
+ * cluster walks the same unit sequence (the cluster's barriers rely on it). */
+struct sched {
+    int rank;         /* CTA rank in the cluster */
+    int first, step;  /* first unit, units between two of this cluster's units */
+    int num_units, num_mb, num_mbu;
+    int kb_begin, kb_count; /* this CTA's K blocks of every tile */
+};
+
+__device__ __forceinline__ sched make_sched(int m)
 {
-    int group_tiles = GROUP_N * num_mb;
-    int g = tile / group_tiles;
-    int first_n = g * GROUP_N;
-    int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
-    int r = tile - g * group_tiles;
-    mb = r / width;
-    nb = first_n + r % width;
+    sched sc;
+    sc.rank = CLUSTER > 1 ? (int)cluster_ctarank() : 0;
+    sc.first = (int)blockIdx.x / CLUSTER;
+    sc.step = (int)gridDim.x / CLUSTER;
+    sc.num_mb = (m + BM - 1) / BM;
+    sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
+    sc.num_units = sc.num_mbu * NUM_NB;
+    const int r = CK > 1 ? sc.rank : 0;
+    sc.kb_begin = r * KB / CK;
+    sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
+    return sc;
 }
 
-__device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const tmap *tm_sfa,
-                                         const float *__restrict__ sfb, int num_mb, int num_tiles,
-                                         u32 base, u32 lane)
+/* Unit index -> (m block, n block): walk M fastest inside groups of GROUP_N column blocks,
+ * so CTAs running together share the B tiles of the group and a band of A rows in L2.
+ * With multicast the pair's second CTA takes the next m block (which may lie past M: it
+ * then loads clamped rows and stores nothing). */
+__device__ __forceinline__ void tile_coords(const sched &sc, int unit, int &mb, int &nb)
 {
-    constexpr int CHUNKS = (KB + 31) / 32;
+    int group_units = GROUP_N * sc.num_mbu;
+    int g = unit / group_units;
+    int first_n = g * GROUP_N;
+    int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
+    int r = unit - g * group_units;
+    mb = r / width;
+    nb = first_n + r % width;
+    if constexpr (MC == 2)
+        mb = 2 * mb + sc.rank;
+}
+
+/* B scales from a second producer warp (1, the default) or from the TMA warp itself before
+ * a tile's first load (0, the v2 scheme; kept for measurement). */
+#ifndef KILN_GEMM_FP8_SCALE_WARP
+#define KILN_GEMM_FP8_SCALE_WARP 1
+#endif
+constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0;
+
+/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, rank 0 loads the shared
+ * B tile into both CTAs (the empty barriers count both CTAs' consumers). */
+__device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
+                                             const tmap *tm_sfa, const float *__restrict__ sfb,
+                                             const sched &sc, u32 base, u32 lane)
+{
     int s = 0;
     u32 phase = 0;
 #pragma unroll 1
-    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
         int mb, nb;
-        tile_coords(tile, num_mb, mb, nb);
-        int n0 = nb * BN;
-        /* Each lane holds the B scales of K blocks lane, lane+32, ... for the (up to NSB)
-         * scale rows this tile touches; one shuffle per K block hands them to lane 0. */
+        tile_coords(sc, unit, mb, nb);
+        const int a_row = (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM;
+        /* fused scheme only: lane l holds the B scales of local K blocks l, l+32, ... */
+        constexpr int CHUNKS = SCALE_WARP ? 1 : (KB_CTA + 31) / 32;
+        float sbr[NSB][CHUNKS];
+        if constexpr (!SCALE_WARP) {
+#pragma unroll
+            for (int j = 0; j < NSB; ++j) {
+                int row = nb * BN / 128 + j;
+                row = row < SFB_ROWS ? row : SFB_ROWS - 1;
+#pragma unroll
+                for (int c = 0; c < CHUNKS; ++c) {
+                    int kl = c * 32 + (int)lane;
+                    sbr[j][c] = kl < sc.kb_count
+                                    ? __ldg(sfb + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                }
+            }
+        }
+#pragma unroll 1
+        for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
+            float v[NSB];
+            if constexpr (!SCALE_WARP) {
+                const int kl = kb - sc.kb_begin;
+#pragma unroll
+                for (int j = 0; j < NSB; ++j) {
+                    float x = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < CHUNKS; ++c) {
+                        float y = __shfl_sync(0xffffffffu, sbr[j][c], kl & 31);
+                        x = (kl >> 5) == c ? y : x;
+                    }
+                    v[j] = x;
+                }
+            }
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+            if (lane == 0) {
+                const u32 full = base + OFF_BAR + s * 8;
+                if constexpr (!SCALE_WARP) {
+#pragma unroll
+                    for (int j = 0; j < NSB; ++j)
+                        asm volatile("st.shared.f32 [%0], %1;"
+                                     ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
+                                     : "memory");
+                }
+                mbar_arrive_expect_tx(full, STAGE_TX);
+                tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+                if constexpr (MC == 1)
+                    tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
+                else if (sc.rank == 0)
+                    tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
+                                          nb * BN, (u16)3);
+                tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+            }
+            __syncwarp();
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+}
+
+/* Producer warp 1: B scales, read from global memory by its lanes (each lane holds K blocks
+ * lane, lane+32, ... of the tile's NSB scale rows), stored into the slot, then one arrive on
+ * the full barrier. A separate warp, so the scales' memory latency at the start of a tile
+ * does not hold back the first TMA loads. */
+__device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, const sched &sc,
+                                                u32 base, u32 lane)
+{
+    constexpr int CHUNKS = (KB_CTA + 31) / 32;
+    int s = 0;
+    u32 phase = 0;
+#pragma unroll 1
+    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
+        int mb, nb;
+        tile_coords(sc, unit, mb, nb);
+        const int n0 = nb * BN;
         float sb[NSB][CHUNKS];
 #pragma unroll
         for (int j = 0; j < NSB; ++j) {
@@ -167,33 +308,29 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
             row = row < SFB_ROWS ? row : SFB_ROWS - 1;
 #pragma unroll
             for (int c = 0; c < CHUNKS; ++c) {
-                int kb = c * 32 + (int)lane;
-                sb[j][c] = kb < KB ? __ldg(sfb + (long long)row * KB + kb) : 0.0f;
+                int kl = c * 32 + (int)lane;
+                sb[j][c] = kl < sc.kb_count
+                               ? __ldg(sfb + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
             }
         }
         /* Chunk loop unrolled so every register index is a compile-time constant. */
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
-            const int kb_end = KB - c * 32 < 32 ? KB - c * 32 : 32;
+            const int kl_end = sc.kb_count - c * 32 < 32 ? sc.kb_count - c * 32 : 32;
 #pragma unroll 1
-            for (int kk = 0; kk < kb_end; ++kk) {
-                const int kb = c * 32 + kk;
+            for (int kk = 0; kk < kl_end; ++kk) {
                 float v[NSB];
 #pragma unroll
                 for (int j = 0; j < NSB; ++j)
                     v[j] = __shfl_sync(0xffffffffu, sb[j][c], kk);
                 mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
                 if (lane == 0) {
-                    const u32 full = base + OFF_BAR + s * 8;
 #pragma unroll
                     for (int j = 0; j < NSB; ++j)
                         asm volatile("st.shared.f32 [%0], %1;"
                                      ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
                                      : "memory");
-                    mbar_arrive_expect_tx(full, STAGE_TX);
-                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, mb * BM);
-                    tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, n0);
-                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, mb * BM, kb);
+                    mbar_arrive(base + OFF_BAR + s * 8);
                 }
                 __syncwarp();
                 if (++s == STAGES) {
@@ -205,17 +342,18 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
     }
 }
 
-__device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles, u32 base)
+__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, int m, u32 base)
 {
     const u32 wg = threadIdx.x / 128;
     const u32 rg = wg % RG; /* row group */
-    const int q = (int)(wg / RG); /* K phase: this warpgroup takes kb % KSPLIT == q */
+    const int q = (int)(wg / RG); /* K phase: this warpgroup takes local kb % KSPLIT == q */
     const u32 t = threadIdx.x % 128;
     const u32 warp = t / 32;
     const u32 lane = t % 32;
     const u32 row_in_wg = warp * 16 + lane / 4; /* and +8 */
     const u32 dsm = base + OFF_D + rg * D_WG_BYTES;
     bool first_tile = true;
+    u32 tile_parity = 0; /* cluster_k handshake phase */
 
     float acc[BN / 2];
     float out[BN / 2];
@@ -223,9 +361,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
     u32 phase = 0;
 
 #pragma unroll 1
-    for (int tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
+    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
         int mb, nb;
-        tile_coords(tile, num_mb, mb, nb);
+        tile_coords(sc, unit, mb, nb);
         const int n_off = (nb * BN) % 128;
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i)
@@ -238,7 +376,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
             phase ^= 1;
         }
 #pragma unroll 1
-        for (int kb = q; kb < KB; kb += KSPLIT) {
+        for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
             mbar_wait(base + OFF_BAR + s * 8, phase);
             const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (rg * 64 + row_in_wg) * 4;
             const float sa0 = ld_shared_f32(sfa);
@@ -265,10 +403,18 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
             for (int i = 0; i < BN / 2; ++i)
                 reg_fence(acc[i]);
 
-            /* The slot is no longer read (wgmma done, scales in registers): release it. */
+            /* The slot is no longer read (wgmma done, scales in registers): release it, in
+             * both CTAs of a multicast pair (the partner's producer writes our slot too). */
             __syncwarp();
-            if (lane == 0)
-                mbar_arrive(base + OFF_BAR + (STAGES + s) * 8);
+            if (lane == 0) {
+                const u32 empty = base + OFF_BAR + (STAGES + s) * 8;
+                if constexpr (MC == 1) {
+                    mbar_arrive(empty);
+                } else {
+                    mbar_arrive(empty);
+                    mbar_arrive_remote(empty, (u32)sc.rank ^ 1u);
+                }
+            }
 
 #pragma unroll
             for (int i = 0; i < BN / 8; ++i) {
@@ -294,7 +440,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
                 phase ^= 1;
             }
         }
-        /* Back to the slot after this tile's last K block (KB % KSPLIT == 0). */
+        /* Back to the slot after this tile's last K block (kb_count % KSPLIT == 0). */
         s -= q;
         if (s < 0) {
             s += STAGES;
@@ -302,7 +448,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
         }
 
         if constexpr (KSPLIT > 1) {
-            const bool more = tile + (int)gridDim.x < num_tiles;
+            const bool more = unit + sc.step < sc.num_units;
             const u32 red = base + OFF_RED;
             if (q > 0) {
                 /* Hand the partial sums to the q == 0 warpgroup of this row group. */
@@ -330,6 +476,39 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
                 asm volatile("bar.arrive %0, %1;" ::"r"(BAR_FREE + rg), "r"(KSPLIT * 128)
                              : "memory");
         }
+
+        if constexpr (CK > 1) {
+            /* Cross-CTA reduction (cluster_k): ranks > 0 leave their partial sums in their
+             * own shared memory; rank 0 adds them in rank order (deterministic) and writes
+             * the tile. Each rank waits until rank 0 has read before it reuses the buffer
+             * (and before it may exit). */
+            const u32 cred = base + OFF_CRED + rg * RED_WG_BYTES + t * 4;
+            const u32 ready = base + OFF_CBAR + rg * 8;
+            const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
+            if (sc.rank > 0) {
+#pragma unroll
+                for (int i = 0; i < BN / 2; ++i)
+                    asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(out[i])
+                                 : "memory");
+                mbar_arrive_cluster(ready, 0);
+                mbar_wait_cluster(freed, tile_parity);
+                tile_parity ^= 1;
+                first_tile = false;
+                continue;
+            }
+            mbar_wait_cluster(ready, tile_parity);
+            tile_parity ^= 1;
+#pragma unroll 1
+            for (int p = 1; p < CK; ++p) {
+                const u32 theirs = map_shared_rank(cred, (u32)p);
+#pragma unroll
+                for (int i = 0; i < BN / 2; ++i)
+                    out[i] += ld_shared_cluster_f32(theirs + i * 512);
+            }
+#pragma unroll 1
+            for (int p = 1; p < CK; ++p)
+                mbar_arrive_cluster(freed, (u32)p);
+        }
         first_tile = false;
 
         /* Epilogue: the previous tile's TMA store must have finished reading the staging
@@ -353,7 +532,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
         }
         fence_proxy_async_smem();
         named_bar_sync(1 + wg, 128);
-        if (t == 0) {
+        if (t == 0 && mb * BM + (int)rg * 64 < m) {
 #pragma unroll
             for (int sl = 0; sl < D_NSLAB; ++sl)
                 tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
@@ -369,6 +548,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, int num_mb, int num_tiles
 
 constexpr int kiln_gemm_fp8_threads = kiln_fp8::THREADS;
 constexpr int kiln_gemm_fp8_smem_bytes = kiln_fp8::SMEM_BYTES;
+constexpr int kiln_gemm_fp8_cluster = kiln_fp8::CLUSTER;
 
 /* sfb: B scales (see above); c: reserved for the FP32 accumulate mode (may be null);
  * m: rows of A and D. */
@@ -386,8 +566,15 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
 
     if (threadIdx.x == MATH_WG * 128) {
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(base + OFF_BAR + s * 8, 1);
-            mbar_init(base + OFF_BAR + (STAGES + s) * 8, RG * 4);
+            /* full: the TMA warp's arrive (+ bytes) and the scale warp's arrive */
+            mbar_init(base + OFF_BAR + s * 8, SCALE_WARP ? 2 : 1);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MC * RG * 4);
+        }
+        if constexpr (CK > 1) {
+            for (int r = 0; r < RG; ++r) {
+                mbar_init(base + OFF_CBAR + r * 8, (CK - 1) * 128);
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, 128);
+            }
         }
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
@@ -395,19 +582,29 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         tma_prefetch_desc(&tm_sfa);
         tma_prefetch_desc(&tm_d);
     }
-    __syncthreads();
+    /* Cluster modes: the partner's barriers must be initialised before anything reaches
+     * them (multicast bytes, remote arrives). */
+    if constexpr (CLUSTER > 1)
+        cluster_sync();
+    else
+        __syncthreads();
     grid_dependency_wait();
 
-    const int num_mb = (m + BM - 1) / BM;
-    const int num_tiles = num_mb * NUM_NB;
+    const sched sc = make_sched(m);
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<40>();
         if (warp == MATH_WG * 4)
-            producer(&tm_a, &tm_b, &tm_sfa, sfb, num_mb, num_tiles, base, lane);
+            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane);
+        else if (SCALE_WARP && warp == MATH_WG * 4 + 1)
+            producer_scales(sfb, sc, base, lane);
     } else {
         setmaxnreg_inc<MATH_REGS>();
-        math(&tm_d, num_mb, num_tiles, base);
+        math(&tm_d, sc, m, base);
     }
     grid_launch_dependents();
+    /* No CTA of a cluster may exit while a partner can still write its shared memory or
+     * arrive on its barriers. */
+    if constexpr (CLUSTER > 1)
+        cluster_sync();
 }

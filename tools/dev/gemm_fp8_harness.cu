@@ -8,7 +8,8 @@
  *    reference of the dequantized inputs (on the GPU, spot-checked against the CPU), a NaN-
  *    poisoned output, every element checked, two runs compared bitwise, CUDA-event timing
  *    (warm-up, median of >= 20, rotating buffers) against cuBLASLt block-scaled FP8.
- * docs/gemm_fp8_notes.md holds the build script (configs are chosen there, per shape).
+ * tools/dev/build_fp8.py builds it (configs are chosen there, per shape); docs/gemm_fp8_notes.md
+ * holds the figures.
  *
  * Usage: gemm_fp8_harness [--reps N] [--only M,N,K] [--check-only]
  */
@@ -18,6 +19,9 @@ struct kh_cfg {
     long long n, k;
     int bm, bn, stages, group_n, ksplit, threads, smem, d_slab, d_slab_bytes;
     const void *fn;
+    int mc, ck, cluster; /* multicast, cluster_k, CTAs per cluster */
+    int max_clusters;    /* co-resident clusters (driver fills in) */
+    int sw;              /* KILN_GEMM_FP8_SCALE_WARP */
 };
 int kh_register(const kh_cfg &c);
 
@@ -31,19 +35,24 @@ constexpr long long block_n = KH_BN;
 constexpr long long stages = KH_ST;
 constexpr long long group_n = KH_G;
 constexpr long long k_split = KH_KS;
-constexpr long long multicast = 1;
+constexpr long long multicast = KH_MC;
 constexpr long long out_f32 = 0;
+constexpr long long cluster_k = KH_CK;
 } // namespace kp
 
 #define KH_CAT2(a, b) a##b
 #define KH_CAT(a, b) KH_CAT2(a, b)
 #define KILN_GEMM_FP8_ENTRY KH_CAT(kh_kernel_, KH_ID)
+#ifndef KH_SW
+#define KH_SW 1
+#endif
+#define KILN_GEMM_FP8_SCALE_WARP KH_SW
 #include "gemm_fp8.cuh"
 
 static int kh_registered = kh_register(kh_cfg{
     KH_ID, KH_BUCKET, KH_N, KH_K, KH_BM, KH_BN, KH_ST, KH_G, KH_KS, kiln_gemm_fp8_threads,
     kiln_gemm_fp8_smem_bytes, kiln_fp8::D_SLAB, kiln_fp8::D_SLAB_BYTES,
-    (const void *)KILN_GEMM_FP8_ENTRY});
+    (const void *)KILN_GEMM_FP8_ENTRY, KH_MC, KH_CK, kiln_gemm_fp8_cluster, 0, KH_SW});
 
 #else /* driver */
 
@@ -305,7 +314,7 @@ struct buffers {
 
 struct shape_result {
     long long m, n, k;
-    int cfg_id, bm, bn, stages, ksplit;
+    int cfg_id, bm, bn, stages, ksplit, mc, ck, sw;
     double t_kiln, t_lt, diff_kiln, diff_lt;
     bool ok, lt_ok, bitwise;
 };
@@ -356,17 +365,25 @@ static void sync_or_die(cudaStream_t st, const char *what)
 
 static void launch_kiln(const kh_cfg *c, const buffers &b, int m, int sms, cudaStream_t st)
 {
-    int tiles = ((m + c->bm - 1) / c->bm) * (int)((c->n + c->bn - 1) / c->bn);
+    int num_mb = (m + c->bm - 1) / c->bm;
+    int units = ((num_mb + c->mc - 1) / c->mc) * (int)((c->n + c->bn - 1) / c->bn);
     cudaLaunchConfig_t lc = {};
-    lc.gridDim = dim3(std::min(tiles, sms));
+    if (c->cluster > 1)
+        lc.gridDim = dim3(std::min(units, c->max_clusters) * c->cluster);
+    else
+        lc.gridDim = dim3(std::min(units, sms));
     lc.blockDim = dim3(c->threads);
     lc.dynamicSmemBytes = c->smem;
     lc.stream = st;
-    cudaLaunchAttribute at[1];
+    cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
+    at[1].id = cudaLaunchAttributeClusterDimension;
+    at[1].val.clusterDim.x = c->cluster;
+    at[1].val.clusterDim.y = 1;
+    at[1].val.clusterDim.z = 1;
     lc.attrs = at;
-    lc.numAttrs = 1;
+    lc.numAttrs = c->cluster > 1 ? 2 : 1;
     const float *cnull = nullptr;
     void *args[] = {(void *)&b.tm_a, (void *)&b.tm_b, (void *)&b.tm_sfa, (void *)&b.tm_d,
                     (void *)&b.sfb, (void *)&cnull, (void *)&m};
@@ -449,6 +466,7 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
     res.m = M, res.n = N, res.k = K;
     res.cfg_id = cfg->id, res.bm = cfg->bm, res.bn = cfg->bn, res.stages = cfg->stages;
     res.ksplit = cfg->ksplit;
+    res.mc = cfg->mc, res.ck = cfg->ck, res.sw = cfg->sw;
     const long long KB = K / 128, MA = (M + 3) / 4 * 4, NB = (N + 127) / 128;
 
     std::vector<uint8_t> ha(M * K), hb(N * K);
@@ -606,9 +624,10 @@ static shape_result run_shape(long long M, long long N, long long K, int sms, ui
 
     double flops = 2.0 * M * N * K;
     double bytes = (double)M * K + (double)N * K + 4.0 * (KB * MA + NB * KB) + 2.0 * M * N;
-    printf("M=%5lld N=%5lld K=%5lld cfg=%d(%dx%d s%d ks%d) kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s | "
+    printf("M=%5lld N=%5lld K=%5lld cfg=%d(%dx%d s%d ks%d mc%d ck%d sw%d) kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s | "
            "cuBLASLt %8.2f us %7.1f TFLOP/s | x%.2f | diff %.2e/%.2e %s%s%s\n",
-           M, N, K, cfg->id, cfg->bm, cfg->bn, cfg->stages, cfg->ksplit, res.t_kiln * 1e6,
+           M, N, K, cfg->id, cfg->bm, cfg->bn, cfg->stages, cfg->ksplit, cfg->mc, cfg->ck, cfg->sw,
+           res.t_kiln * 1e6,
            flops / res.t_kiln * 1e-12, bytes / res.t_kiln * 1e-9, res.t_lt * 1e6,
            flops / res.t_lt * 1e-12, res.t_lt / res.t_kiln, res.diff_kiln, res.diff_lt,
            res.ok ? "OK" : "FAIL", res.bitwise ? "" : " (not bitwise)",
@@ -648,8 +667,27 @@ int main(int argc, char **argv)
     CU(cuInit(0));
     int sms = 0;
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-    for (auto &c : kh_registry())
+    for (auto &c : kh_registry()) {
         CK(cudaFuncSetAttribute(c.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem));
+        c.max_clusters = sms;
+        if (c.cluster > 1) {
+            cudaLaunchConfig_t lc = {};
+            lc.gridDim = dim3(c.cluster * 64);
+            lc.blockDim = dim3(c.threads);
+            lc.dynamicSmemBytes = c.smem;
+            cudaLaunchAttribute at[1];
+            at[0].id = cudaLaunchAttributeClusterDimension;
+            at[0].val.clusterDim.x = c.cluster;
+            at[0].val.clusterDim.y = 1;
+            at[0].val.clusterDim.z = 1;
+            lc.attrs = at;
+            lc.numAttrs = 1;
+            int n = 0;
+            CK(cudaOccupancyMaxActiveClusters(&n, c.fn, &lc));
+            c.max_clusters = std::max(1, n);
+            printf("cfg %d: cluster %d, %d co-resident clusters\n", c.id, c.cluster, n);
+        }
+    }
     if (cublasLtCreate(&g_lt) != CUBLAS_STATUS_SUCCESS)
         return 1;
     CK(cudaMalloc(&g_ws, g_ws_size));
@@ -691,7 +729,7 @@ int main(int argc, char **argv)
             all.push_back(best);
     }
 
-    printf("\n%-22s %-12s %9s %9s %9s %9s %6s %9s %s\n", "shape MxNxK", "tile", "kiln us",
+    printf("\n%-22s %-20s %9s %9s %9s %9s %6s %9s %s\n", "shape MxNxK", "tile", "kiln us",
            "TFLOP/s", "GB/s", "LT TF/s", "ratio", "diff", "check");
     double lg = 0;
     int ng = 0, fails = 0;
@@ -700,10 +738,12 @@ int main(int argc, char **argv)
         long long KB = r.k / 128, MA = (r.m + 3) / 4 * 4, NB = (r.n + 127) / 128;
         double bytes = (double)r.m * r.k + (double)r.n * r.k + 4.0 * (KB * MA + NB * KB) +
                        2.0 * r.m * r.n;
-        char shp[64], tile[32];
+        char shp[64], tile[48];
         snprintf(shp, sizeof shp, "%lldx%lldx%lld", r.m, r.n, r.k);
-        snprintf(tile, sizeof tile, "%dx%d s%d k%d", r.bm, r.bn, r.stages, r.ksplit);
-        printf("%-22s %-12s %9.2f %9.1f %9.0f %9.1f %6.2f %9.2e %s\n", shp, tile, r.t_kiln * 1e6,
+        snprintf(tile, sizeof tile, "%dx%d s%d k%d%s%s%s", r.bm, r.bn, r.stages, r.ksplit,
+                 r.sw ? "" : " sw0",
+                 r.mc > 1 ? " mc2" : "", r.ck > 1 ? (r.ck == 2 ? " c2" : r.ck == 3 ? " c3" : r.ck == 4 ? " c4" : " c8") : "");
+        printf("%-22s %-20s %9.2f %9.1f %9.0f %9.1f %6.2f %9.2e %s\n", shp, tile, r.t_kiln * 1e6,
                flops / r.t_kiln * 1e-12, bytes / r.t_kiln * 1e-9, flops / r.t_lt * 1e-12,
                r.t_lt / r.t_kiln, r.diff_kiln, r.ok ? "OK" : "FAIL");
         fails += !r.ok;

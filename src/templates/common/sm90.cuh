@@ -65,6 +65,17 @@ __device__ __forceinline__ void mbar_arrive_cluster(u32 bar, u32 cta)
                  :: "r"(bar), "r"(cta) : "memory");
 }
 
+/* Arrive on the barrier at the same offset in CTA `cta` of the cluster, with the default
+ * (cta-scope release) semantics: enough to hand a ring slot back whose last readers were
+ * this thread's completed wgmma. Much cheaper than the .release.cluster form above, which
+ * waits for the thread's memory operations to be visible cluster-wide. */
+__device__ __forceinline__ void mbar_arrive_remote(u32 bar, u32 cta)
+{
+    asm volatile("{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+                 "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n"
+                 :: "r"(bar), "r"(cta) : "memory");
+}
+
 __device__ __forceinline__ void mbar_arrive_expect_tx(u32 bar, u32 bytes)
 {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
@@ -182,6 +193,35 @@ __device__ __forceinline__ void cluster_sync()
 {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;"
                  ::: "memory");
+}
+
+/* Address of the same shared-memory location in CTA `cta` of the cluster (shared::cluster
+ * window; usable by ld/st.shared::cluster and mbarrier ops on shared::cluster). */
+__device__ __forceinline__ u32 map_shared_rank(u32 addr, u32 cta)
+{
+    u32 r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(addr), "r"(cta));
+    return r;
+}
+
+__device__ __forceinline__ float ld_shared_cluster_f32(u32 addr)
+{
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+/* mbar_wait with cluster-scope acquire: what other CTAs of the cluster wrote before their
+ * release-arrive on this barrier (to their own or to our shared memory) is visible after. */
+__device__ __forceinline__ void mbar_wait_cluster(u32 bar, u32 parity)
+{
+    u32 done;
+    do {
+        asm volatile("{\n.reg .pred p;\n"
+                     "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    } while (!done);
 }
 
 /* ---- conversions and shared-memory access ------------------------------------------ */
