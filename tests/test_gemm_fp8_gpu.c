@@ -199,6 +199,210 @@ static void test_bad_arguments(void **state)
     fp8_problem_free(&p);
 }
 
+/* ------------------------------------------------------------------ masked groups */
+
+typedef struct masked_problem {
+    int64_t g, m_max, n, k;
+    uint8_t *a, *b;   /* host [G][M_max][K], [G][N][K] */
+    float *sa, *sb;   /* host per row per K block [G][M_max][K/128]; [G][N/128][K/128] */
+    void *da, *db, *dsfa, *dsfb, *dmask;
+} masked_problem;
+
+static void masked_make(masked_problem *p, int64_t g, int64_t m_max, int64_t n, int64_t k)
+{
+    *p = (masked_problem){.g = g, .m_max = m_max, .n = n, .k = k};
+    int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(m_max);
+    p->a = malloc((size_t)(g * m_max * k));
+    p->b = malloc((size_t)(g * n * k));
+    p->sa = malloc((size_t)(g * m_max * kb) * 4);
+    p->sb = malloc((size_t)(g * nb * kb) * 4);
+    for (int64_t i = 0; i < g * m_max * k; i++)
+        p->a[i] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < g * n * k; i++)
+        p->b[i] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < g * m_max * kb; i++)
+        p->sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    for (int64_t i = 0; i < g * nb * kb; i++)
+        p->sb[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    float *sfa = calloc((size_t)(g * kb * s), 4); /* [G][K/128][s], MN-major per group */
+    for (int64_t gi = 0; gi < g; gi++)
+        for (int64_t r = 0; r < m_max; r++)
+            for (int64_t b = 0; b < kb; b++)
+                sfa[(gi * kb + b) * s + r] = p->sa[(gi * m_max + r) * kb + b];
+    p->da = gpu_alloc((size_t)(g * m_max * k));
+    p->db = gpu_alloc((size_t)(g * n * k));
+    p->dsfa = gpu_alloc((size_t)(g * kb * s) * 4);
+    p->dsfb = gpu_alloc((size_t)(g * nb * kb) * 4);
+    p->dmask = gpu_alloc((size_t)g * 4);
+    gpu_upload(p->da, p->a, (size_t)(g * m_max * k));
+    gpu_upload(p->db, p->b, (size_t)(g * n * k));
+    gpu_upload(p->dsfa, sfa, (size_t)(g * kb * s) * 4);
+    gpu_upload(p->dsfb, p->sb, (size_t)(g * nb * kb) * 4);
+    free(sfa);
+}
+
+static void masked_free(masked_problem *p)
+{
+    gpu_free(p->da);
+    gpu_free(p->db);
+    gpu_free(p->dsfa);
+    gpu_free(p->dsfb);
+    gpu_free(p->dmask);
+    free(p->a);
+    free(p->b);
+    free(p->sa);
+    free(p->sb);
+}
+
+static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
+{
+    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
+}
+
+static kiln_gemm_fp8_masked_args masked_args(const masked_problem *p, void *dd, int64_t expected)
+{
+    int64_t kb = p->k / 128, s = kiln_sf_mn_stride(p->m_max);
+    kiln_gemm_fp8_masked_args args = {
+        .a = t3(p->da, KILN_DTYPE_E4M3, p->g, p->m_max, p->k),
+        .sfa = t3(p->dsfa, KILN_DTYPE_F32, p->g, kb, p->m_max),
+        .b = t3(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
+        .sfb = t3(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
+        .d = t3(dd, KILN_DTYPE_BF16, p->g, p->m_max, p->n),
+        .masked_m = {.data = p->dmask, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {p->g}},
+        .expected_m = expected,
+    };
+    args.sfa.strides[0] = kb * s;
+    args.sfa.strides[1] = s;
+    args.sfa.strides[2] = 1;
+    return args;
+}
+
+/* Rows below masked_m[g] against the FP64 reference; every row past it still poisoned. */
+static void masked_check(const masked_problem *p, const int32_t *masked, const uint16_t *d)
+{
+    int64_t n = p->n, k = p->k, kb = k / 128, nb = (n + 127) / 128;
+    for (int64_t gi = 0; gi < p->g; gi++) {
+        fp8_problem view = {.m_max = p->m_max, .n = n, .k = k,
+                            .a = p->a + gi * p->m_max * k, .b = p->b + gi * n * k,
+                            .sa = p->sa + gi * p->m_max * kb, .sb = p->sb + gi * nb * kb};
+        int64_t rows = masked[gi] < 0 ? 0 : masked[gi] > p->m_max ? p->m_max : masked[gi];
+        const uint16_t *dg = d + gi * p->m_max * n;
+        for (int64_t i = rows * n; i < p->m_max * n; i++)
+            if (dg[i] != 0xffff)
+                fail_msg("masked G=%lld: group %lld row %lld (past masked_m %d) was written",
+                         (long long)p->g, (long long)gi, (long long)(i / n), masked[gi]);
+        if (rows == 0)
+            continue;
+        int64_t *ids = malloc((size_t)rows * sizeof *ids);
+        for (int64_t r = 0; r < rows; r++)
+            ids[r] = r;
+        double *ref = malloc((size_t)(rows * n) * sizeof(double));
+        fp8_reference(&view, ids, rows, ref);
+        double sxy = 0, sxx = 0, sref2 = 0;
+        for (int64_t i = 0; i < rows * n; i++)
+            sref2 += ref[i] * ref[i];
+        double rms = sqrt(sref2 / (double)(rows * n));
+        for (int64_t i = 0; i < rows * n; i++) {
+            double x = bf16_to_float(dg[i]), y = ref[i];
+            /* the dense test's loose bound: a wrong scale, row or column misses it by far */
+            if (!isfinite(x) || fabs(x - y) > fabs(y) / 16 + 1e-2 * rms)
+                fail_msg("masked group %lld: D[%lld][%lld] = %g, reference %g", (long long)gi,
+                         (long long)(i / n), (long long)(i % n), x, y);
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+        double diff = 1.0 - 2.0 * sxy / sxx;
+        if (!(diff < 1e-3))
+            fail_msg("masked group %lld: diff %.3e", (long long)gi, diff);
+        free(ids);
+        free(ref);
+    }
+}
+
+static void check_masked(int64_t g, int64_t m_max, int64_t n, int64_t k, int64_t expected)
+{
+    masked_problem p;
+    masked_make(&p, g, m_max, n, k);
+    int32_t *masked = malloc((size_t)g * 4);
+    for (int64_t i = 0; i < g; i++) /* 0 and M_max among them */
+        masked[i] = i == 0 ? 0 : i == 1 ? (int32_t)m_max : (int32_t)(rng_next(&seed) % (uint64_t)(m_max + 1));
+    gpu_upload(p.dmask, masked, (size_t)g * 4);
+    size_t d_bytes = (size_t)(g * m_max * n) * 2;
+    void *dd = gpu_alloc(d_bytes);
+    uint16_t *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        kiln_gemm_fp8_masked_args args = masked_args(&p, dd, expected);
+        if (kiln_gemm_fp8_masked(ctx, &args, NULL) != KILN_OK)
+            fail_msg("masked %lldx%lldx%lldx%lld: %s", (long long)g, (long long)m_max,
+                     (long long)n, (long long)k, kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd, d_bytes);
+    }
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("masked: two runs differ");
+    masked_check(&p, masked, d[0]);
+    print_message("  masked %3lld groups x %4lld rows (expected %lld) x %5lld x %5lld: ok\n",
+                  (long long)g, (long long)m_max, (long long)expected, (long long)n, (long long)k);
+    free(masked);
+    free(d[0]);
+    free(d[1]);
+    gpu_free(dd);
+    masked_free(&p);
+}
+
+static void test_masked_groups(void **state)
+{
+    (void)state;
+    check_masked(4, 256, 4096, 7168, 200);
+    check_masked(8, 64, 7168, 2048, 40);
+    check_masked(32, 24, 4096, 7168, 20);
+    check_masked(3, 200, 272, 384, 150); /* M_max not a multiple of the tile, odd N */
+    check_masked(2, 1024, 2112, 1536, 900);
+}
+
+/* One graph, captured once, replayed over new masked_m contents: right every time. */
+static void test_masked_graph_replay(void **state)
+{
+    (void)state;
+    const kiln__driver *drv = gpu_drv();
+    masked_problem p;
+    masked_make(&p, 6, 96, 1024, 1024);
+    size_t d_bytes = (size_t)(p.g * p.m_max * p.n) * 2;
+    void *dd = gpu_alloc(d_bytes);
+    uint16_t *d = malloc(d_bytes);
+    int32_t masked[6] = {96, 96, 96, 96, 96, 96};
+    gpu_upload(p.dmask, masked, sizeof masked);
+    CUstream stream;
+    CU_CHECK(drv->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    kiln_gemm_fp8_masked_args args = masked_args(&p, dd, 48);
+    assert_int_equal(kiln_gemm_fp8_masked(ctx, &args, (kiln_stream)stream), KILN_OK);
+    CU_CHECK(drv->cuStreamSynchronize(stream));
+    CUgraph graph;
+    CUgraphExec exec;
+    CU_CHECK(drv->cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+    assert_int_equal(kiln_gemm_fp8_masked(ctx, &args, (kiln_stream)stream), KILN_OK);
+    CU_CHECK(drv->cuStreamEndCapture(stream, &graph));
+    CU_CHECK(drv->cuGraphInstantiateWithFlags(&exec, graph, 0));
+    for (int replay = 0; replay < 4; replay++) {
+        for (int i = 0; i < 6; i++)
+            masked[i] = (int32_t)(rng_next(&seed) % 97);
+        masked[replay % 6] = replay % 2 ? 0 : 96;
+        gpu_upload(p.dmask, masked, sizeof masked);
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        CU_CHECK(drv->cuGraphLaunch(exec, stream));
+        CU_CHECK(drv->cuStreamSynchronize(stream));
+        gpu_download(d, dd, d_bytes);
+        masked_check(&p, masked, d);
+    }
+    CU_CHECK(drv->cuGraphExecDestroy(exec));
+    CU_CHECK(drv->cuGraphDestroy(graph));
+    CU_CHECK(drv->cuStreamDestroy(stream));
+    free(d);
+    gpu_free(dd);
+    masked_free(&p);
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
@@ -206,6 +410,8 @@ int main(void)
     printf("seed %llu\n", (unsigned long long)seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_masked_groups),
+        cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_deepseek_shapes),
     };

@@ -228,6 +228,29 @@ typedef struct kiln_gemm_fp8_args {
 KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                    kiln_stream stream);
 
+/* MoE decode: G independent FP8 GEMMs over masked rows (the masked grouped layout).
+ *   a        E4M3 [G, M_max, K], contiguous
+ *   sfa      F32  [G, K/128, M_max] with strides {K/128 * s, s, 1}, s = kiln_sf_mn_stride(M_max)
+ *   b        E4M3 [G, N, K], contiguous
+ *   sfb      F32  [G, ceil(N/128), K/128], contiguous
+ *   d        BF16 [G, M_max, N], contiguous
+ *   masked_m I32  [G] in device memory: the valid rows of each group. It is read by the
+ *            kernel, so one captured CUDA graph serves every routing outcome; rows of d
+ *            past masked_m[g] are left untouched (values outside [0, M_max] are clamped).
+ *   expected_m  the rows per group the caller expects (picks the tile configuration).
+ * Same K and N rules, returns and thread-safety as kiln_gemm_fp8. */
+typedef struct kiln_gemm_fp8_masked_args {
+    kiln_tensor a;
+    kiln_tensor sfa;
+    kiln_tensor b;
+    kiln_tensor sfb;
+    kiln_tensor d;
+    kiln_tensor masked_m;
+    int64_t expected_m;
+} kiln_gemm_fp8_masked_args;
+KILN_API kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
+                                          kiln_stream stream);
+
 /* ---------------------------------------------------------------- prewarm and cache */
 
 /* Compile (or find in the cache) every kernel one spec line needs, for the context's

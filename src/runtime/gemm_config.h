@@ -5,10 +5,11 @@
 
 #include <stdint.h>
 
-#include "../jit/jit.h"
+#include "internal.h"
 
 typedef struct kiln__gemm_config {
     int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
+    int grouping; /* 0 dense, 1 masked groups */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -19,6 +20,15 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg);
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg);
 /* CTAs per cluster (1: no cluster). */
 int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg);
+
+/* Output slab width of the epilogue's TMA stores for block_n, and its swizzle. */
+int kiln__gemm_fp8_slab(int block_n);
+CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
+
+/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units
+ * (params: the kernel's arguments). Fails into ctx. */
+int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
+                          void **params, int64_t units, kiln_stream stream);
 
 /* The specialization for (N, K, cfg). */
 void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg);

@@ -65,12 +65,12 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
 }
 
 /* The epilogue stores column slabs of the output tile (the template's D_SLAB). */
-static int output_slab(int block_n)
+int kiln__gemm_fp8_slab(int block_n)
 {
     return block_n % 64 == 0 ? 64 : block_n % 32 == 0 ? 32 : block_n % 16 == 0 ? 16 : block_n;
 }
 
-static CUtensorMapSwizzle slab_swizzle(int slab)
+CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab)
 {
     return slab * 2 == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
            : slab * 2 == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
@@ -105,6 +105,35 @@ static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
     return clusters;
 }
 
+int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
+                          void **params, int64_t units, kiln_stream stream)
+{
+    kj_spec spec;
+    kiln__gemm_fp8_spec(&spec, n, k, cfg);
+    const kiln__kernel *kernel;
+    int status = kiln__kernel_get(ctx, &spec, &kernel);
+    if (status != KILN_OK)
+        return status;
+    kiln__launch_cfg launch = {
+        .grid = {1, 1, 1},
+        .block = {(unsigned)kiln__gemm_fp8_threads(cfg), 1, 1},
+        .smem_bytes = (unsigned)kiln__gemm_fp8_smem(cfg),
+        .cluster_x = (unsigned)kiln__gemm_fp8_cluster(cfg),
+    };
+    /* Persistent: one CTA (or cluster) per unit of work, at most what fits at once. */
+    if (launch.cluster_x > 1) {
+        int clusters = max_active_clusters(ctx, kernel, &launch);
+        if (clusters < 0)
+            return -clusters;
+        if (clusters > ctx->num_sms / (int)launch.cluster_x) /* KILN_NUM_SMS */
+            clusters = ctx->num_sms / (int)launch.cluster_x > 0 ? ctx->num_sms / (int)launch.cluster_x : 1;
+        launch.grid[0] = launch.cluster_x * (unsigned)(units < clusters ? units : clusters);
+    } else {
+        launch.grid[0] = (unsigned)(units < ctx->num_sms ? units : ctx->num_sms);
+    }
+    return kiln__launch(ctx, kernel, &launch, params, stream);
+}
+
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
@@ -117,14 +146,8 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
         return kiln__ctx_ok(ctx);
 
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
-    kj_spec spec;
-    kiln__gemm_fp8_spec(&spec, n, k, &cfg);
-    const kiln__kernel *kernel;
-    if ((status = kiln__kernel_get(ctx, &spec, &kernel)) != KILN_OK)
-        return (kiln_status)status;
-
     CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
-    int slab = output_slab(cfg.block_n);
+    int slab = kiln__gemm_fp8_slab(cfg.block_n);
     if ((status = kiln__tma_2d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
                                (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
@@ -138,33 +161,19 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
                                CU_TENSOR_MAP_SWIZZLE_NONE)) ||
         (status = kiln__tma_2d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
                                (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
-                               (uint32_t)slab, slab_swizzle(slab))))
+                               (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
 
-    const void *sfb = args->sfb.data, *c = NULL;
-    int rows = (int)m;
-    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows};
-    kiln__launch_cfg launch = {
-        .grid = {1, 1, 1},
-        .block = {(unsigned)kiln__gemm_fp8_threads(&cfg), 1, 1},
-        .smem_bytes = (unsigned)kiln__gemm_fp8_smem(&cfg),
-        .cluster_x = (unsigned)kiln__gemm_fp8_cluster(&cfg),
-    };
-    /* Persistent: one CTA (or cluster) per unit of work, at most what fits at once. */
+    const void *sfb = args->sfb.data, *c = NULL, *groups = NULL;
+    int rows = (int)m, num_groups = 1;
+    void *d_ptr = args->d.data;
+    long long ld_d = kiln__row_stride(&args->d);
+    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
+                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
     int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;
     int multicast = cfg.multicast > 1 ? cfg.multicast : 1;
     int64_t units = (m_blocks + multicast - 1) / multicast * ((n + cfg.block_n - 1) / cfg.block_n);
-    if (launch.cluster_x > 1) {
-        int clusters = max_active_clusters(ctx, kernel, &launch);
-        if (clusters < 0)
-            return (kiln_status)-clusters;
-        if (clusters > ctx->num_sms / (int)launch.cluster_x) /* KILN_NUM_SMS */
-            clusters = ctx->num_sms / (int)launch.cluster_x > 0 ? ctx->num_sms / (int)launch.cluster_x : 1;
-        launch.grid[0] = launch.cluster_x * (unsigned)(units < clusters ? units : clusters);
-    } else {
-        launch.grid[0] = (unsigned)(units < ctx->num_sms ? units : ctx->num_sms);
-    }
-    if ((status = kiln__launch(ctx, kernel, &launch, params, stream)) != KILN_OK)
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

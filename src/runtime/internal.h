@@ -126,5 +126,7 @@ int kiln__quant_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, 
 int kiln__quant_block_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__sf_transpose_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
+int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
+                                  int *n);
 
 #endif

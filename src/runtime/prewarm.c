@@ -11,6 +11,7 @@ static const kiln__prewarm_op ops[] = {
     {"quant_fp8_per_block", kiln__quant_block_prewarm},
     {"sf_transpose", kiln__sf_transpose_prewarm},
     {"gemm_fp8", kiln__gemm_fp8_prewarm},
+    {"gemm_fp8_masked", kiln__gemm_fp8_masked_prewarm},
 };
 
 int kiln__spec_word(kiln_ctx *ctx, kiln__spec_words *words, const char *key, bool required,

@@ -12,4 +12,11 @@ int kiln__tma_2d(kiln_ctx *ctx, CUtensorMap *map, const char *what, CUtensorMapD
                  uint64_t row_stride, uint32_t box_rows, uint32_t box_cols,
                  CUtensorMapSwizzle swizzle);
 
+/* The same over a [depth, rows, cols] tensor (depth = groups, each `depth_stride` elements
+ * apart); a box is [1, box_rows, box_cols], so it never crosses into the next group. */
+int kiln__tma_3d(kiln_ctx *ctx, CUtensorMap *map, const char *what, CUtensorMapDataType dtype,
+                 int elem_bytes, const void *base, uint64_t depth, uint64_t rows, uint64_t cols,
+                 uint64_t row_stride, uint64_t depth_stride, uint32_t box_rows, uint32_t box_cols,
+                 CUtensorMapSwizzle swizzle);
+
 #endif

@@ -30,6 +30,13 @@
  *               tiles (less of A re-read per CTA) that still fill the SMs. With k_split > 1,
  *               K/128 must divide by C * k_split. Not combined with multicast 2.
  *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
+ *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
+ *               D [G][M_max][N] and A's scales [G][K/128][align(M_max,4)] through 3-D
+ *               tensor maps (dims {K, M_max, G}, {K, N, G}, {N, M_max, G},
+ *               {align(M_max,4), K/128, G}; same boxes with a depth of 1), B's scales
+ *               [G][ceil(N/128)][K/128]; group g has group_rows[g] valid rows (read on the
+ *               device, clamped to [0, M_max]); rows past it are neither stored nor, beyond
+ *               whole tiles, computed. No multicast.
  *
  * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) (kiln_gemm_fp8_cluster);
  * #units = ceil(num_mb / multicast) * ceil(N/block_n), num_mb = ceil(M/block_m); grid =
@@ -92,6 +99,9 @@ constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
 /* cluster_k 0 (unset) or 1: the CTA does every K block of its tile. */
 constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
 constexpr int CLUSTER = MC * CK;
+/* 0: one problem. 1: masked groups: A [G][M_max][K], B [G][N][K], D [G][M_max][N], the
+ * rows of group g read on the device from group_rows[g] (clamped to [0, M_max]). */
+constexpr int GROUPING = (int)kp::grouping;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -110,6 +120,8 @@ constexpr int KB_CTA = (KB + CK - 1) / CK;
 static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluster)");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
+static_assert(GROUPING == 0 || GROUPING == 1, "grouping must be 0 (dense) or 1 (masked)");
+static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
 static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
@@ -170,13 +182,19 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 struct sched {
     int rank;         /* CTA rank in the cluster */
     int first, step;  /* first unit, units between two of this cluster's units */
-    int num_units, num_mb, num_mbu;
+    int num_units, num_mb, num_mbu; /* dense only */
     int kb_begin, kb_count; /* this CTA's K blocks of every tile */
+    int m;                  /* M, or M_max of every group */
+    const int *group_rows;  /* grouped: valid rows of each group (device memory) */
+    int num_groups;
 };
 
-__device__ __forceinline__ sched make_sched(int m)
+__device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups)
 {
     sched sc;
+    sc.m = m;
+    sc.group_rows = group_rows;
+    sc.num_groups = num_groups;
     sc.rank = CLUSTER > 1 ? (int)cluster_ctarank() : 0;
     sc.first = (int)blockIdx.x / CLUSTER;
     sc.step = (int)gridDim.x / CLUSTER;
@@ -189,21 +207,62 @@ __device__ __forceinline__ sched make_sched(int m)
     return sc;
 }
 
-/* Unit index -> (m block, n block): walk M fastest inside groups of GROUP_N column blocks,
- * so CTAs running together share the B tiles of the group and a band of A rows in L2.
- * With multicast the pair's second CTA takes the next m block (which may lie past M: it
- * then loads clamped rows and stores nothing). */
-__device__ __forceinline__ void tile_coords(const sched &sc, int unit, int &mb, int &nb)
+/* One output tile: problem (group) g, m block, n block, and the rows of its problem. */
+struct tile {
+    int g, mb, nb, rows;
+};
+
+/* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
+ * group g contributing ceil(rows_g / BM) * NUM_NB; every role of every CTA walks its units
+ * in increasing order, so the cursor only moves forward. */
+struct cursor {
+    int g, base, count, rows, num_mb;
+};
+
+__device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
 {
-    int group_units = GROUP_N * sc.num_mbu;
-    int g = unit / group_units;
-    int first_n = g * GROUP_N;
+    c.g = GROUPING == 0 ? 0 : -1;
+    c.base = 0;
+    c.count = GROUPING == 0 ? sc.num_units : 0;
+    c.rows = sc.m;
+    c.num_mb = sc.num_mbu;
+}
+
+/* Moves c to the group holding `unit`; false when there is no such unit. */
+__device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit)
+{
+    if constexpr (GROUPING == 0)
+        return unit < sc.num_units;
+    while (unit >= c.base + c.count) {
+        c.base += c.count;
+        if (++c.g >= sc.num_groups)
+            return false;
+        int rows = __ldg(sc.group_rows + c.g);
+        c.rows = rows < 0 ? 0 : rows > sc.m ? sc.m : rows; /* a bad count stays in the group */
+        c.num_mb = (c.rows + BM - 1) / BM;
+        c.count = c.num_mb * NUM_NB;
+    }
+    return true;
+}
+
+/* Unit index -> tile: walk M fastest inside groups of GROUP_N column blocks, so CTAs
+ * running together share the B tiles of the group and a band of A rows in L2. With
+ * multicast the pair's second CTA takes the next m block (which may lie past M: it then
+ * loads clamped rows and stores nothing). */
+__device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, int unit, tile &tl)
+{
+    int local = unit - c.base;
+    int group_units = GROUP_N * c.num_mb;
+    int gi = local / group_units;
+    int first_n = gi * GROUP_N;
     int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
-    int r = unit - g * group_units;
-    mb = r / width;
-    nb = first_n + r % width;
+    int r = local - gi * group_units;
+    tl.mb = r / width;
+    tl.nb = first_n + r % width;
     if constexpr (MC == 2)
-        mb = 2 * mb + sc.rank;
+        tl.mb = 2 * tl.mb + sc.rank;
+    tl.g = GROUPING == 0 ? 0 : c.g;
+    tl.rows = c.rows;
 }
 
 /* B scales from a second producer warp (1, the default) or from the TMA warp itself before
@@ -221,11 +280,15 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
 {
     int s = 0;
     u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
 #pragma unroll 1
-    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
-        int mb, nb;
-        tile_coords(sc, unit, mb, nb);
-        const int a_row = (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM;
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int mb = tl.mb, nb = tl.nb;
+        const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM : mb * BM;
+        const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         /* fused scheme only: lane l holds the B scales of local K blocks l, l+32, ... */
         constexpr int CHUNKS = SCALE_WARP ? 1 : (KB_CTA + 31) / 32;
         float sbr[NSB][CHUNKS];
@@ -238,7 +301,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                 for (int c = 0; c < CHUNKS; ++c) {
                     int kl = c * 32 + (int)lane;
                     sbr[j][c] = kl < sc.kb_count
-                                    ? __ldg(sfb + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                                    ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
                 }
             }
         }
@@ -269,13 +332,19 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                      : "memory");
                 }
                 mbar_arrive_expect_tx(full, STAGE_TX);
-                tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-                if constexpr (MC == 1)
-                    tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
-                else if (sc.rank == 0)
-                    tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
-                                          nb * BN, (u16)3);
-                tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+                if constexpr (GROUPING != 0) {
+                    tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
+                    tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+                    tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
+                } else {
+                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+                    if constexpr (MC == 1)
+                        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
+                    else if (sc.rank == 0)
+                        tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES, tm_b, full,
+                                              kb * BK, nb * BN, (u16)3);
+                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+                }
             }
             __syncwarp();
             if (++s == STAGES) {
@@ -296,11 +365,14 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     constexpr int CHUNKS = (KB_CTA + 31) / 32;
     int s = 0;
     u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
 #pragma unroll 1
-    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
-        int mb, nb;
-        tile_coords(sc, unit, mb, nb);
-        const int n0 = nb * BN;
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int n0 = tl.nb * BN;
+        const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         float sb[NSB][CHUNKS];
 #pragma unroll
         for (int j = 0; j < NSB; ++j) {
@@ -310,7 +382,7 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
             for (int c = 0; c < CHUNKS; ++c) {
                 int kl = c * 32 + (int)lane;
                 sb[j][c] = kl < sc.kb_count
-                               ? __ldg(sfb + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                               ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
             }
         }
         /* Chunk loop unrolled so every register index is a compile-time constant. */
@@ -342,7 +414,30 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     }
 }
 
-__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, int m, u32 base)
+/* A row group of a masked group that ends inside it: rows past the group's count are not
+ * the kernel's to write, so store from registers, row by row. */
+__device__ __forceinline__ void store_partial(const float *out, const sched &sc, const tile &tl,
+                                              u32 rg, u32 row_in_wg, u32 lane, int rows_left,
+                                              u16 *__restrict__ d_ptr, long long ld_d)
+{
+    u16 *group = d_ptr + (long long)tl.g * sc.m * ld_d;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+        u16 *row = group + (long long)(tl.mb * BM + (int)rg * 64 + r) * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (col < N)
+                st_global_u32(row + col, pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+        }
+    }
+}
+
+__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base,
+                                     u16 *__restrict__ d_ptr, long long ld_d)
 {
     const u32 wg = threadIdx.x / 128;
     const u32 rg = wg % RG; /* row group */
@@ -360,10 +455,13 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, int m, u
     int s = 0;
     u32 phase = 0;
 
+    cursor cur;
+    cursor_init(sc, cur);
 #pragma unroll 1
-    for (int unit = sc.first; unit < sc.num_units; unit += sc.step) {
-        int mb, nb;
-        tile_coords(sc, unit, mb, nb);
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int mb = tl.mb, nb = tl.nb;
         const int n_off = (nb * BN) % 128;
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i)
@@ -448,7 +546,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, int m, u
         }
 
         if constexpr (KSPLIT > 1) {
-            const bool more = unit + sc.step < sc.num_units;
+            cursor peek = cur;
+            const bool more = cursor_seek(sc, peek, unit + sc.step);
             const u32 red = base + OFF_RED;
             if (q > 0) {
                 /* Hand the partial sums to the q == 0 warpgroup of this row group. */
@@ -532,11 +631,19 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, int m, u
         }
         fence_proxy_async_smem();
         named_bar_sync(1 + wg, 128);
-        if (t == 0 && mb * BM + (int)rg * 64 < m) {
+        const int rows_left = tl.rows - (mb * BM + (int)rg * 64);
+        if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
+            store_partial(out, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
+        } else if (t == 0 && rows_left > 0) {
 #pragma unroll
-            for (int sl = 0; sl < D_NSLAB; ++sl)
-                tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                             mb * BM + rg * 64);
+            for (int sl = 0; sl < D_NSLAB; ++sl) {
+                if constexpr (GROUPING != 0)
+                    tma_store_3d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
+                                 mb * BM + rg * 64, tl.g);
+                else
+                    tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
+                                 mb * BM + rg * 64);
+            }
             bulk_commit();
         }
     }
@@ -551,11 +658,16 @@ constexpr int kiln_gemm_fp8_smem_bytes = kiln_fp8::SMEM_BYTES;
 constexpr int kiln_gemm_fp8_cluster = kiln_fp8::CLUSTER;
 
 /* sfb: B scales (see above); c: reserved for the FP32 accumulate mode (may be null);
- * m: rows of A and D. */
+ * m: rows of A and D (grouped: M_max of every group); group_rows: grouped, the valid rows
+ * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
+ * again as a pointer with its row stride (elements), for row-by-row stores of partial
+ * tiles. */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
-                    const float *__restrict__ sfb, const float *__restrict__ c, int m)
+                    const float *__restrict__ sfb, const float *__restrict__ c, int m,
+                    const int *__restrict__ group_rows, int num_groups,
+                    unsigned short *__restrict__ d_ptr, long long ld_d)
 {
     using namespace kiln_fp8;
     (void)c;
@@ -590,7 +702,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         __syncthreads();
     grid_dependency_wait();
 
-    const sched sc = make_sched(m);
+    const sched sc = make_sched(m, group_rows, num_groups);
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<40>();
@@ -600,7 +712,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
             producer_scales(sfb, sc, base, lane);
     } else {
         setmaxnreg_inc<MATH_REGS>();
-        math(&tm_d, sc, m, base);
+        math(&tm_d, sc, base, d_ptr, ld_d);
     }
     grid_launch_dependents();
     /* No CTA of a cluster may exit while a partner can still write its shared memory or

@@ -128,6 +128,26 @@ __device__ __forceinline__ void tma_store_2d(const tmap *m, u32 src, int c0, int
                  :: "l"(m), "r"(src), "r"(c0), "r"(c1) : "memory");
 }
 
+/* 3-D forms, for grouped operands [G][rows][cols]: c2 picks the group, and a box never
+ * crosses into the next group (out-of-range rows load as zero and are not stored). */
+__device__ __forceinline__ void tma_load_3d(u32 dst, const tmap *m, u32 bar, int c0, int c1, int c2)
+{
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4, %5}], [%2];"
+                 :: "r"(dst), "l"(m), "r"(bar), "r"(c0), "r"(c1), "r"(c2) : "memory");
+}
+
+__device__ __forceinline__ void tma_store_3d(const tmap *m, u32 src, int c0, int c1, int c2)
+{
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];"
+                 :: "l"(m), "r"(src), "r"(c0), "r"(c1), "r"(c2) : "memory");
+}
+
+__device__ __forceinline__ void st_global_u32(void *ptr, u32 v)
+{
+    asm volatile("st.global.u32 [%0], %1;" :: "l"(ptr), "r"(v) : "memory");
+}
+
 __device__ __forceinline__ void bulk_commit()
 {
     asm volatile("cp.async.bulk.commit_group;" ::: "memory");

@@ -1,0 +1,147 @@
+/* kiln_gemm_fp8_masked: the FP8 GEMM kernel over G masked groups (MoE decode). The group
+ * sizes live in device memory and are read by the kernel, so nothing here depends on them:
+ * one launch (or one captured graph) serves every routing outcome. */
+#include "gemm_config.h"
+#include "tma.h"
+
+static const char op[] = "kiln_gemm_fp8_masked";
+
+/* A 3-D tensor [d0, d1, d2] whose strides are 0 (contiguous) or exactly {d1*s, s, 1}. */
+static bool packed3(const kiln_tensor *t, int64_t inner_stride)
+{
+    if (t->strides[0] == 0 && t->strides[1] == 0 && t->strides[2] == 0)
+        return inner_stride == t->shape[2];
+    return t->strides[2] == 1 && t->strides[1] == inner_stride &&
+           t->strides[0] == t->shape[1] * inner_stride;
+}
+
+static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
+{
+    int status;
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_E4M3, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_E4M3, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 3, 4)) ||
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "masked_m", &args->masked_m, KILN_DTYPE_I32, 1, 4)))
+        return status;
+    int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
+    int64_t n = args->b.shape[1];
+    if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive", op,
+                               (long long)g, (long long)m_max);
+    if (k <= 0 || k % 128 != 0 || k > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
+    if (n <= 0 || n % 16 != 0 || n > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
+    int64_t kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
+    const struct {
+        const kiln_tensor *t;
+        const char *name;
+        int64_t d0, d1, d2, inner_stride;
+    } expect[] = {
+        {&args->a, "a", g, m_max, k, k},
+        {&args->b, "b", g, n, k, k},
+        {&args->sfa, "sfa", g, kb, m_max, sf_stride},
+        {&args->sfb, "sfb", g, (n + 127) / 128, kb, kb},
+        {&args->d, "d", g, m_max, n, n},
+    };
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const kiln_tensor *t = expect[i].t;
+        if (t->shape[0] != expect[i].d0 || t->shape[1] != expect[i].d1 ||
+            t->shape[2] != expect[i].d2 || !packed3(t, expect[i].inner_stride))
+            return kiln__ctx_failf(
+                ctx, KILN_ERR_INVALID_ARG,
+                "%s: %s must be [%lld, %lld, %lld] with row stride %lld (got [%lld, %lld, %lld])",
+                op, expect[i].name, (long long)expect[i].d0, (long long)expect[i].d1,
+                (long long)expect[i].d2, (long long)expect[i].inner_stride,
+                (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2]);
+    }
+    if (args->masked_m.shape[0] != g)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
+                               (long long)g);
+    if (args->expected_m < 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: expected_m = %lld is negative", op,
+                               (long long)args->expected_m);
+    return KILN_OK;
+}
+
+/* The configuration for G groups of about expected_m rows: as a dense problem of that many
+ * rows whose N is G times wider (the groups' tiles are independent work). */
+static kiln__gemm_config pick_masked(int64_t groups, int64_t expected_m, int64_t m_max,
+                                     int64_t n, int64_t k, int num_sms)
+{
+    int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n * groups, k, num_sms);
+    cfg.grouping = 1;
+    return cfg;
+}
+
+kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
+                                 kiln_stream stream)
+{
+    int status = kiln__check_launchable(ctx, args, op);
+    if (status == KILN_OK)
+        status = check_args(ctx, args);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
+    int64_t n = args->b.shape[1], kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
+    kiln__gemm_config cfg = pick_masked(g, args->expected_m, m_max, n, k, ctx->num_sms);
+
+    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    int slab = kiln__gemm_fp8_slab(cfg.block_n);
+    if ((status = kiln__tma_3d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+                               (uint64_t)g, (uint64_t)m_max, (uint64_t)k, (uint64_t)k,
+                               (uint64_t)(m_max * k), (uint32_t)cfg.block_m, 128,
+                               CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_3d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+                               (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
+                               (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
+                               CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_3d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+                               args->sfa.data, (uint64_t)g, (uint64_t)kb, (uint64_t)sf_stride,
+                               (uint64_t)sf_stride, (uint64_t)(kb * sf_stride), 1,
+                               (uint32_t)cfg.block_m, CU_TENSOR_MAP_SWIZZLE_NONE)) ||
+        (status = kiln__tma_3d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+                               (uint64_t)g, (uint64_t)m_max, (uint64_t)n, (uint64_t)n,
+                               (uint64_t)(m_max * n), 64, (uint32_t)slab,
+                               kiln__gemm_fp8_slab_swizzle(slab))))
+        return (kiln_status)status;
+
+    const void *sfb = args->sfb.data, *c = NULL, *groups = args->masked_m.data;
+    int rows = (int)m_max, num_groups = (int)g;
+    void *d_ptr = args->d.data;
+    long long ld_d = n;
+    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
+                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
+    /* At most every group full; the kernel stops at the units the counts give. */
+    int64_t units = g * ((m_max + cfg.block_m - 1) / cfg.block_m) * ((n + cfg.block_n - 1) / cfg.block_n);
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
+
+int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t groups, expected, cols, depth;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "g", true, 0, &groups)) ||
+        (status = kiln__spec_word(ctx, words, "m", true, 0, &expected)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)))
+        return status;
+    if (groups < 1 || expected < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_fp8_masked g=%lld m=%lld n=%lld k=%lld: needs g, m >= 1, n a "
+                               "positive multiple of 16, k a positive multiple of 128",
+                               (long long)groups, (long long)expected, (long long)cols,
+                               (long long)depth);
+    kiln__gemm_config cfg = pick_masked(groups, expected, expected, cols, depth, ctx->num_sms);
+    kiln__gemm_fp8_spec(&specs[0], cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
+}
