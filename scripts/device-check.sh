@@ -3,7 +3,7 @@
 #
 #   scripts/device-check.sh build          on the dev machine: builds build-device/ and
 #                                          puts what the GPU machine lacks in .carry/
-#   scripts/device-check.sh run [BENCH..]  on the GPU machine (device tool), e.g.
+#   scripts/device-check.sh run [BENCH[:ARG,ARG]..]  on the GPU machine (device tool), e.g.
 #       run(command="bash scripts/device-check.sh run", carry=["build-device", ".carry"])
 #
 # `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
@@ -41,7 +41,7 @@ for t in "$build"/tests/test_*_gpu; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s%N)
-  "$t" >"$out/$name.log" 2>&1
+  timeout "${KILN_TEST_TIMEOUT:-300}" "$t" >"$out/$name.log" 2>&1 # a hung kernel must not eat the lease
   rc=$?
   secs=$(( ($(date +%s%N) - start) / 1000000 ))
   tail -n 25 "$out/$name.log"
@@ -53,14 +53,18 @@ benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   for b in "$build"/tools/kiln-bench-*; do benches+=("$(basename "$b" | sed 's/^kiln-bench-//')"); done
 fi
-for b in "${benches[@]}"; do
+for spec in "${benches[@]}"; do
+  b=${spec%%:*}
+  args=()
+  [ "$spec" = "$b" ] || IFS=, read -r -a args <<<"${spec#*:}"
   prog=$build/tools/kiln-bench-$b
   [ -x "$prog" ] || { summary+=("bench $b: missing"); continue; }
-  "$prog" 2>&1 | tee "$out/bench-$b.log"
-  summary+=("$(printf '%-24s rc=%s' "bench $b" "${PIPESTATUS[0]}")")
+  log="$out/bench-$b${args[0]:-}.log"
+  timeout "${KILN_BENCH_TIMEOUT:-300}" "$prog" "${args[@]}" 2>&1 | tee "$log"
+  summary+=("$(printf '%-24s rc=%s' "bench $spec" "${PIPESTATUS[0]}")")
 done
 
 echo
 echo "=== device check summary ==="
 printf '%s\n' "${summary[@]}"
-grep -h -E '^\s*(compile|cache-hit|launch|quant|gemm|geomean|summary)' "$out"/bench-*.log 2>/dev/null | cut -c1-160
+grep -h -E '^\s*(compile|cache-hit|launch|quant|gemm|masked|geomean|summary)' "$out"/bench-*.log 2>/dev/null | cut -c1-160

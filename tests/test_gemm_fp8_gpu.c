@@ -359,6 +359,7 @@ static void test_masked_groups(void **state)
     check_masked(32, 24, 4096, 7168, 20);
     check_masked(3, 200, 272, 384, 150); /* M_max not a multiple of the tile, odd N */
     check_masked(2, 1024, 2112, 1536, 900);
+    check_masked(2, 64, 1024, 7168, 50); /* a K split over a 2-CTA cluster */
 }
 
 /* One graph, captured once, replayed over new masked_m contents: right every time. */
@@ -410,10 +411,10 @@ int main(void)
     printf("seed %llu\n", (unsigned long long)seed);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_masked_groups),
-        cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_deepseek_shapes),
+        cmocka_unit_test(test_masked_groups),
+        cmocka_unit_test(test_masked_graph_replay),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln_ctx_destroy(ctx);

@@ -5,7 +5,8 @@
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
  * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
  * are checked against the FP64 reference on sampled rows.
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [MxNxK ...] */
+ * --masked: the masked grouped GEMM on the MoE decode shapes instead.
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--masked] [MxNxK ...] */
 #include <cublasLt.h>
 #include <time.h>
 
@@ -280,9 +281,95 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
     }
 }
 
+/* Masked grouped decode: G groups of `rows` valid rows each (masked_m = rows). Effective
+ * bytes: A's valid rows, every group's B, the scales, D's valid rows. */
+static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
+{
+    int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(rows);
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 131 + rows);
+    size_t a_bytes = (size_t)(groups * rows * k), b_bytes = (size_t)(groups * n * k);
+    int num_sets = (int)(200e6 / (double)(a_bytes + b_bytes) + 1);
+    if (num_sets > MAX_SETS)
+        num_sets = MAX_SETS;
+    kiln_gemm_fp8_masked_args sets[MAX_SETS];
+    void *buffers[MAX_SETS][6];
+    uint8_t *host = malloc(b_bytes > a_bytes ? b_bytes : a_bytes);
+    float *scales = malloc((size_t)(groups * (kb * s > nb * kb ? kb * s : nb * kb)) * 4);
+    for (int i = 0; i < num_sets; i++) {
+        void **buf = buffers[i];
+        random_e4m3_bytes(host, (int64_t)a_bytes, &seed);
+        gpu_upload(buf[0] = gpu_alloc(a_bytes), host, a_bytes);
+        random_e4m3_bytes(host, (int64_t)b_bytes, &seed);
+        gpu_upload(buf[1] = gpu_alloc(b_bytes), host, b_bytes);
+        for (int64_t j = 0; j < groups * kb * s; j++)
+            scales[j] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+        gpu_upload(buf[2] = gpu_alloc((size_t)(groups * kb * s) * 4), scales, (size_t)(groups * kb * s) * 4);
+        gpu_upload(buf[3] = gpu_alloc((size_t)(groups * nb * kb) * 4), scales, (size_t)(groups * nb * kb) * 4);
+        buf[4] = gpu_alloc((size_t)(groups * rows * n) * 2);
+        int32_t *masked = malloc((size_t)groups * 4);
+        for (int64_t j = 0; j < groups; j++)
+            masked[j] = (int32_t)rows;
+        gpu_upload(buf[5] = gpu_alloc((size_t)groups * 4), masked, (size_t)groups * 4);
+        free(masked);
+        kiln_gemm_fp8_masked_args *a = &sets[i];
+        *a = (kiln_gemm_fp8_masked_args){
+            .a = {.data = buf[0], .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, rows, k}},
+            .sfa = {.data = buf[2], .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, kb, rows},
+                    .strides = {kb * s, s, 1}},
+            .b = {.data = buf[1], .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, n, k}},
+            .sfb = {.data = buf[3], .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, nb, kb}},
+            .d = {.data = buf[4], .dtype = KILN_DTYPE_BF16, .ndim = 3, .shape = {groups, rows, n}},
+            .masked_m = {.data = buf[5], .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {groups}},
+            .expected_m = rows,
+        };
+    }
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    const kiln__driver *drv = gpu_drv();
+    CUevent start, stop;
+    CU_CHECK(drv->cuEventCreate(&start, 0));
+    CU_CHECK(drv->cuEventCreate(&stop, 0));
+    float ms[BATCHES];
+    for (int b = -1; b < BATCHES; b++) { /* b = -1: warm-up */
+        CU_CHECK(drv->cuEventRecord(start, stream));
+        for (int i = 0; i < BATCH; i++)
+            if (kiln_gemm_fp8_masked(ctx, &sets[(i + (b + 1) * BATCH) % num_sets], (kiln_stream)stream) != KILN_OK) {
+                fprintf(stderr, "masked: %s\n", kiln_ctx_errmsg(ctx));
+                exit(1);
+            }
+        CU_CHECK(drv->cuEventRecord(stop, stream));
+        CU_CHECK(drv->cuEventSynchronize(stop));
+        if (b >= 0)
+            CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
+    }
+    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
+    double us = ms[BATCHES / 2] * 1e3 / BATCH;
+    double flops = 2.0 * (double)(groups * rows) * n * k;
+    double bytes = (double)a_bytes + (double)b_bytes + (double)(groups * (kb * rows + nb * kb)) * 4 +
+                   2.0 * (double)(groups * rows * n);
+    if (json)
+        printf("{\"masked_groups\":%lld,\"rows\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.3f,"
+               "\"tflops\":%.1f,\"gbs\":%.0f}\n",
+               (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
+               bytes / us / 1e3);
+    else
+        printf("masked %2lld x %4lld rows, N %5lld K %5lld: kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s\n",
+               (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
+               bytes / us / 1e3);
+    fflush(stdout);
+    CU_CHECK(drv->cuEventDestroy(start));
+    CU_CHECK(drv->cuEventDestroy(stop));
+    CU_CHECK(drv->cuStreamDestroy(stream));
+    for (int i = 0; i < num_sets; i++)
+        for (int j = 0; j < 6; j++)
+            gpu_free(buffers[i][j]);
+    free(host);
+    free(scales);
+}
+
 int main(int argc, char **argv)
 {
-    bool json = false, quick = false;
+    bool json = false, quick = false, masked = false;
     int64_t custom[32][3];
     int num_custom = 0;
     for (int i = 1; i < argc; i++) {
@@ -291,10 +378,12 @@ int main(int argc, char **argv)
             json = true;
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--masked") == 0)
+            masked = true;
         else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
             custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
         else {
-            fprintf(stderr, "usage: %s [--json] [--quick] [MxNxK ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json] [--quick] [--masked] [MxNxK ...]\n", argv[0]);
             return 2;
         }
     }
@@ -302,7 +391,13 @@ int main(int argc, char **argv)
     if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
         return 1;
     lt_workspace = gpu_alloc(lt_workspace_bytes);
-    if (num_custom > 0) {
+    if (masked) {
+        static const int64_t shapes[][2] = {{1, 1024}, {2, 512}, {4, 256}, {8, 64}, {32, 20}};
+        static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 5; i++)
+                bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json);
+    } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
             bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);
     } else {
