@@ -7,8 +7,11 @@
  *   hidden H                 hidden size (K of the expert GEMM 1, N of GEMM 2)
  *   moe_intermediate I       expert intermediate size
  *   experts E, top_k T       routed experts and experts per token
+ *   ep_ranks R               GPUs the experts are spread over (default 1): E/R local experts
  *   dense_fp8 NxK ...        dense FP8 projections (128x128-block scaled weights)
- *   batch B ...              token counts per step the server runs (M buckets)
+ *   batch B ...              token counts per step and GPU the server runs (M buckets)
+ *   decode_max B             largest batch served by the masked (decode) expert GEMMs
+ *                            (default 256)
  */
 #include "cli.h"
 
@@ -19,7 +22,7 @@
 
 typedef struct model {
     char name[64];
-    int64_t hidden, moe_intermediate, experts, top_k;
+    int64_t hidden, moe_intermediate, experts, top_k, ep_ranks, decode_max;
     int64_t dense[64][2];
     int num_dense;
     int64_t batch[64];
@@ -80,6 +83,8 @@ static int parse_line(const char *path, long line_no, char *text, model *m)
                       : strcmp(key, "moe_intermediate") == 0 ? &m->moe_intermediate
                       : strcmp(key, "experts") == 0          ? &m->experts
                       : strcmp(key, "top_k") == 0            ? &m->top_k
+                      : strcmp(key, "ep_ranks") == 0         ? &m->ep_ranks
+                      : strcmp(key, "decode_max") == 0       ? &m->decode_max
                                                              : NULL;
     char *word = strtok_r(NULL, " \t\r\n", &save);
     if (word == NULL)
@@ -143,8 +148,13 @@ int cli_model_expand(const char *path, cli_lines *out)
 {
     model m;
     memset(&m, 0, sizeof m);
+    m.ep_ranks = 1;
+    m.decode_max = 256;
     if (read_model(path, &m) != CLI_OK)
         return CLI_FAIL;
+    if (m.experts % m.ep_ranks != 0)
+        return cli_fail("%s: experts (%lld) must divide by ep_ranks (%lld)", path,
+                        (long long)m.experts, (long long)m.ep_ranks);
     int rc = CLI_OK;
     /* Activations are quantized per token before every FP8 GEMM: one kernel per K. */
     rc |= add_line(out, "quant_fp8_per_token k=%lld", (long long)m.hidden);
@@ -157,5 +167,18 @@ int cli_model_expand(const char *path, cli_lines *out)
         for (int b = 0; b < m.num_batch; b++)
             rc |= add_line(out, "gemm_fp8 m=%lld n=%lld k=%lld", (long long)m.batch[b],
                            (long long)m.dense[d][0], (long long)m.dense[d][1]);
+    /* Expert GEMMs at decode: masked groups, one per local expert. Every GPU sends its
+     * tokens' top-k choices over all ranks, so a local expert expects about
+     * batch * ranks * top_k / experts rows. GEMM 1 fuses gate and up (N = 2I). */
+    int64_t local = m.experts / m.ep_ranks;
+    for (int b = 0; b < m.num_batch; b++) {
+        if (m.batch[b] > m.decode_max)
+            continue;
+        int64_t rows = (m.batch[b] * m.ep_ranks * m.top_k + m.experts - 1) / m.experts;
+        rc |= add_line(out, "gemm_fp8_masked g=%lld m=%lld n=%lld k=%lld", (long long)local,
+                       (long long)rows, (long long)(2 * m.moe_intermediate), (long long)m.hidden);
+        rc |= add_line(out, "gemm_fp8_masked g=%lld m=%lld n=%lld k=%lld", (long long)local,
+                       (long long)rows, (long long)m.hidden, (long long)m.moe_intermediate);
+    }
     return rc == CLI_OK ? CLI_OK : CLI_FAIL;
 }
