@@ -139,6 +139,13 @@ out_has 'failed 0'
 run 0 cache ls --json
 [ "$(wc -l <"$WORK/out")" -ge 4 ] || fail "prewarm --model compiled fewer than 4 kernels"
 grep -q '"template":"gemm_fp8"' "$WORK/out" || fail "prewarm --model compiled no gemm_fp8"
+# Serving mode: with KILN_JIT=0 every kernel of the prewarmed model is found without a
+# compile, and a shape that was not prewarmed is a miss, not a compile.
+KILN_JIT=0 run 0 prewarm --model "$MODEL" -j 2
+out_has 'compiled 0, already cached [0-9]*, failed 0'
+printf 'quant_fp8_per_token k=384\n' >"$WORK/cold.spec"
+KILN_JIT=0 run 1 prewarm --spec "$WORK/cold.spec"
+err_has 'KILN_ERR_MISS'
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'
