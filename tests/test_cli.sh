@@ -146,6 +146,7 @@ out_has 'compiled 0, already cached [0-9]*, failed 0'
 printf 'quant_fp8_per_token k=384\n' >"$WORK/cold.spec"
 KILN_JIT=0 run 1 prewarm --spec "$WORK/cold.spec"
 err_has 'KILN_ERR_MISS'
+unset KILN_JIT # sh may keep an assignment made before a function call
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'
