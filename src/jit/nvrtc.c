@@ -1,5 +1,6 @@
 /* NVRTC: compile one generated translation unit to a cubin, keep the ptxas report. */
 #include <nvrtc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,17 +10,21 @@
 #include "jit.h"
 #include "kiln/kiln.h"
 
+static char nvrtc_version_text[32];
+static pthread_once_t nvrtc_version_once = PTHREAD_ONCE_INIT;
+
+static void read_nvrtc_version(void)
+{
+    int major = 0, minor = 0;
+    kj_nvrtc_version_numbers(&major, &minor);
+    snprintf(nvrtc_version_text, sizeof nvrtc_version_text, "%d.%d", major, minor);
+}
+
+/* Written once, before any reader sees it: keys are built from many threads at once. */
 const char *kj_nvrtc_version(void)
 {
-    static char text[32];
-    static int done;
-    if (!done) {
-        int major = 0, minor = 0;
-        kj_nvrtc_version_numbers(&major, &minor);
-        snprintf(text, sizeof text, "%d.%d", major, minor);
-        done = 1; /* racing first calls write the same bytes */
-    }
-    return text;
+    pthread_once(&nvrtc_version_once, read_nvrtc_version);
+    return nvrtc_version_text;
 }
 
 void kj_nvrtc_version_numbers(int *major, int *minor)
