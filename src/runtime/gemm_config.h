@@ -30,6 +30,10 @@ CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
                           void **params, int64_t units, kiln_stream stream);
 
+/* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
+ * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */
+int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);
+
 /* The specialization for (N, K, cfg). */
 void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg);
 

@@ -28,12 +28,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
     if ((status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
         return status;
     int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
-    if (k <= 0 || k % 128 != 0 || k > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
-    if (n <= 0 || n % 16 != 0 || n > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
+    if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
+        return status;
     if (m > (1LL << 31) - 256)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M = %lld is too large", op,
                                (long long)m);

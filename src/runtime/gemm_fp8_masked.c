@@ -31,12 +31,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive", op,
                                (long long)g, (long long)m_max);
-    if (k <= 0 || k % 128 != 0 || k > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
-    if (n <= 0 || n % 16 != 0 || n > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
+    if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
+        return status;
     int64_t kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
     const struct {
         const kiln_tensor *t;
