@@ -107,7 +107,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_c
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->k_split, cfg->multicast, /* out_f32 */ 0, cfg->cluster_k,
-                              cfg->grouping};
+                              cfg->grouping, cfg->m_align};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

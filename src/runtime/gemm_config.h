@@ -9,7 +9,8 @@
 
 typedef struct kiln__gemm_config {
     int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
-    int grouping; /* 0 dense, 1 masked groups */
+    int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
+    int m_align;  /* contiguous groups: row alignment of each group's start */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */

@@ -37,6 +37,12 @@
  *               [G][ceil(N/128)][K/128]; group g has group_rows[g] valid rows (read on the
  *               device, clamped to [0, M_max]); rows past it are neither stored nor, beyond
  *               whole tiles, computed. No multicast.
+ *               2: contiguous groups (MoE prefill): A [M_total][K] and D [M_total][N] (2-D
+ *               maps as the dense GEMM), B and its scales per group as in 1; group g's rows
+ *               begin at the next multiple of m_align after group g-1's and group_rows holds
+ *               the inclusive prefix sums of the rows per group (the DeepEP v2 layout).
+ *               Padding rows are not stored; tiles of padding only are not computed.
+ *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
  *
  * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) (kiln_gemm_fp8_cluster);
  * #units = ceil(num_mb / multicast) * ceil(N/block_n), num_mb = ceil(M/block_m); grid =
@@ -100,8 +106,12 @@ constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
 constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
 constexpr int CLUSTER = MC * CK;
 /* 0: one problem. 1: masked groups: A [G][M_max][K], B [G][N][K], D [G][M_max][N], the
- * rows of group g read on the device from group_rows[g] (clamped to [0, M_max]). */
+ * rows of group g read on the device from group_rows[g] (clamped to [0, M_max]).
+ * 2: contiguous groups: A [M_total][K] and D [M_total][N] hold the groups one after
+ * another, group g's rows starting at the next multiple of M_ALIGN; group_rows holds the
+ * inclusive prefix sums of the rows per group. */
 constexpr int GROUPING = (int)kp::grouping;
+constexpr int M_ALIGN = (int)kp::m_align;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -120,7 +130,9 @@ constexpr int KB_CTA = (KB + CK - 1) / CK;
 static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluster)");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
-static_assert(GROUPING == 0 || GROUPING == 1, "grouping must be 0 (dense) or 1 (masked)");
+static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (masked) or 2 (contiguous)");
+static_assert(GROUPING != 2 || (M_ALIGN > 0 && M_ALIGN % BM == 0),
+              "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
 static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
@@ -207,9 +219,10 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     return sc;
 }
 
-/* One output tile: problem (group) g, m block, n block, and the rows of its problem. */
+/* One output tile: problem (group) g, m block, n block, the rows of its problem, and the
+ * problem's first row in A and D (contiguous groups; 0 otherwise). */
 struct tile {
-    int g, mb, nb, rows;
+    int g, mb, nb, rows, row0;
 };
 
 /* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
@@ -217,6 +230,7 @@ struct tile {
  * in increasing order, so the cursor only moves forward. */
 struct cursor {
     int g, base, count, rows, num_mb;
+    int start, next_start; /* contiguous: this group's first row, the next group's */
 };
 
 __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
@@ -226,6 +240,7 @@ __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
     c.count = GROUPING == 0 ? sc.num_units : 0;
     c.rows = sc.m;
     c.num_mb = sc.num_mbu;
+    c.start = c.next_start = 0;
 }
 
 /* Moves c to the group holding `unit`; false when there is no such unit. */
@@ -237,7 +252,18 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
         c.base += c.count;
         if (++c.g >= sc.num_groups)
             return false;
-        int rows = __ldg(sc.group_rows + c.g);
+        int rows;
+        if constexpr (GROUPING == 2) {
+            /* A decreasing prefix sum is an empty group; rows past M_total are not ours. */
+            const int end = __ldg(sc.group_rows + c.g);
+            const int begin = c.g > 0 ? __ldg(sc.group_rows + c.g - 1) : 0;
+            rows = end > begin ? end - begin : 0;
+            c.start = c.next_start;
+            c.next_start = (int)(((long long)c.start + rows + M_ALIGN - 1) / M_ALIGN * M_ALIGN);
+            rows = c.start >= sc.m ? 0 : rows > sc.m - c.start ? sc.m - c.start : rows;
+        } else {
+            rows = __ldg(sc.group_rows + c.g);
+        }
         c.rows = rows < 0 ? 0 : rows > sc.m ? sc.m : rows; /* a bad count stays in the group */
         c.num_mb = (c.rows + BM - 1) / BM;
         c.count = c.num_mb * NUM_NB;
@@ -263,6 +289,7 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
         tl.mb = 2 * tl.mb + sc.rank;
     tl.g = GROUPING == 0 ? 0 : c.g;
     tl.rows = c.rows;
+    tl.row0 = GROUPING == 2 ? c.start : 0;
 }
 
 /* B scales from a second producer warp (1, the default) or from the TMA warp itself before
@@ -287,7 +314,8 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
         tile tl;
         tile_coords(sc, cur, unit, tl);
         const int mb = tl.mb, nb = tl.nb;
-        const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM : mb * BM;
+        const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
+                                        : tl.row0 + mb * BM;
         const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         /* fused scheme only: lane l holds the B scales of local K blocks l, l+32, ... */
         constexpr int CHUNKS = SCALE_WARP ? 1 : (KB_CTA + 31) / 32;
@@ -332,10 +360,14 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                      : "memory");
                 }
                 mbar_arrive_expect_tx(full, STAGE_TX);
-                if constexpr (GROUPING != 0) {
+                if constexpr (GROUPING == 1) {
                     tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
                     tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
                     tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
+                } else if constexpr (GROUPING == 2) { /* A and its scales 2-D, B per group */
+                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+                    tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
                 } else {
                     tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
                     if constexpr (MC == 1)
@@ -414,13 +446,13 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     }
 }
 
-/* A row group of a masked group that ends inside it: rows past the group's count are not
- * the kernel's to write, so store from registers, row by row. */
+/* A row group of a group that ends inside it: rows past the group's count (padding, or
+ * past masked_m) are not the kernel's to write, so store from registers, row by row. */
 __device__ __forceinline__ void store_partial(const float *out, const sched &sc, const tile &tl,
                                               u32 rg, u32 row_in_wg, u32 lane, int rows_left,
                                               u16 *__restrict__ d_ptr, long long ld_d)
 {
-    u16 *group = d_ptr + (long long)tl.g * sc.m * ld_d;
+    u16 *group = d_ptr + (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) * ld_d;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int r = (int)row_in_wg + 8 * h;
@@ -637,12 +669,12 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         } else if (t == 0 && rows_left > 0) {
 #pragma unroll
             for (int sl = 0; sl < D_NSLAB; ++sl) {
-                if constexpr (GROUPING != 0)
+                if constexpr (GROUPING == 1)
                     tma_store_3d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
                                  mb * BM + rg * 64, tl.g);
                 else
                     tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                                 mb * BM + rg * 64);
+                                 tl.row0 + mb * BM + rg * 64);
             }
             bulk_commit();
         }
