@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "../src/runtime/internal.h"
 #include "gemm_fp8_data.h"
 
 static kiln_ctx *ctx;
@@ -404,6 +405,147 @@ static void test_masked_graph_replay(void **state)
     masked_free(&p);
 }
 
+/* ------------------------------------------------------------------ contiguous groups */
+
+/* Groups of `counts` rows laid out contiguously, each starting at the next multiple of
+ * align (DeepEP v2); padding rows of A are NaN codes, so a stored padding row shows. d has
+ * 64 guard rows past M_total that must stay poisoned. */
+static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const int32_t *counts,
+                         const int32_t *group_end_override)
+{
+    int64_t kb = k / 128, nb = (n + 127) / 128;
+    int64_t *start = malloc((size_t)g * sizeof *start);
+    int64_t m = 0, next = 0;
+    for (int64_t i = 0; i < g; i++) {
+        start[i] = next;
+        m = start[i] + counts[i];
+        next = (m + align - 1) / align * align;
+    }
+    uint8_t *a = malloc((size_t)(m * k)), *b = malloc((size_t)(g * n * k));
+    float *sa = malloc((size_t)(m * kb) * 4), *sb = malloc((size_t)(g * nb * kb) * 4);
+    memset(a, 0x7f, (size_t)(m * k)); /* E4M3 NaN: padding rows must not reach d */
+    for (int64_t i = 0; i < m * kb; i++)
+        sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t r = start[i]; r < start[i] + counts[i]; r++)
+            for (int64_t c = 0; c < k; c++)
+                a[r * k + c] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < g * n * k; i++)
+        b[i] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < g * nb * kb; i++)
+        sb[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    int64_t s = kiln_sf_mn_stride(m);
+    float *sfa = calloc((size_t)(kb * s), 4);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t bk = 0; bk < kb; bk++)
+            sfa[bk * s + r] = sa[r * kb + bk];
+    int32_t *ends = malloc((size_t)g * 4);
+    for (int64_t i = 0, sum = 0; i < g; i++)
+        ends[i] = (int32_t)(sum += counts[i]);
+    if (group_end_override != NULL)
+        memcpy(ends, group_end_override, (size_t)g * 4);
+    void *da = gpu_alloc((size_t)(m * k)), *db = gpu_alloc((size_t)(g * n * k));
+    void *dsfa = gpu_alloc((size_t)(kb * s) * 4), *dsfb = gpu_alloc((size_t)(g * nb * kb) * 4);
+    void *dends = gpu_alloc((size_t)g * 4);
+    size_t d_bytes = (size_t)((m + 64) * n) * 2;
+    void *dd = gpu_alloc(d_bytes);
+    gpu_upload(da, a, (size_t)(m * k));
+    gpu_upload(db, b, (size_t)(g * n * k));
+    gpu_upload(dsfa, sfa, (size_t)(kb * s) * 4);
+    gpu_upload(dsfb, sb, (size_t)(g * nb * kb) * 4);
+    gpu_upload(dends, ends, (size_t)g * 4);
+    kiln__gemm_fp8_contig_args args = {
+        .a = t2(da, KILN_DTYPE_E4M3, m, k, k),
+        .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, s),
+        .b = t3(db, KILN_DTYPE_E4M3, g, n, k),
+        .sfb = t3(dsfb, KILN_DTYPE_F32, g, nb, kb),
+        .d = t2(dd, KILN_DTYPE_BF16, m, n, n),
+        .group_end = {.data = dends, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {g}},
+        .m_alignment = align,
+    };
+    uint16_t *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        if (kiln__gemm_fp8_contig(ctx, &args, NULL) != KILN_OK)
+            fail_msg("contig: %s", kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd, d_bytes);
+    }
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("contig: two runs differ");
+    for (int64_t i = m * n; i < (m + 64) * n; i++)
+        if (d[0][i] != 0xffff)
+            fail_msg("contig: wrote past M_total (row %lld)", (long long)(i / n));
+    for (int64_t i = 0; group_end_override == NULL && i < g; i++) {
+        int64_t pad_end = i + 1 < g ? start[i + 1] : m;
+        for (int64_t r = start[i] + counts[i]; r < pad_end; r++)
+            for (int64_t c = 0; c < n; c++)
+                if (d[0][r * n + c] != 0xffff)
+                    fail_msg("contig: padding row %lld (group %lld) was written", (long long)r,
+                             (long long)i);
+        if (counts[i] == 0)
+            continue;
+        fp8_problem view = {.m_max = counts[i], .n = n, .k = k, .a = a + start[i] * k,
+                            .b = b + i * n * k, .sa = sa + start[i] * kb, .sb = sb + i * nb * kb};
+        int64_t *ids = malloc((size_t)counts[i] * sizeof *ids);
+        for (int64_t r = 0; r < counts[i]; r++)
+            ids[r] = r;
+        double *ref = malloc((size_t)(counts[i] * n) * sizeof(double));
+        fp8_reference(&view, ids, counts[i], ref);
+        double sxy = 0, sxx = 0, sref2 = 0;
+        for (int64_t j = 0; j < counts[i] * n; j++)
+            sref2 += ref[j] * ref[j];
+        double rms = sqrt(sref2 / (double)(counts[i] * n));
+        const uint16_t *dg = d[0] + start[i] * n;
+        for (int64_t j = 0; j < counts[i] * n; j++) {
+            double x = bf16_to_float(dg[j]), y = ref[j];
+            if (!isfinite(x) || fabs(x - y) > fabs(y) / 16 + 1e-2 * rms)
+                fail_msg("contig group %lld: D[%lld][%lld] = %g, reference %g", (long long)i,
+                         (long long)(start[i] + j / n), (long long)(j % n), x, y);
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+        if (!(1.0 - 2.0 * sxy / sxx < 1e-3))
+            fail_msg("contig group %lld: diff %.3e", (long long)i, 1.0 - 2.0 * sxy / sxx);
+        free(ids);
+        free(ref);
+    }
+    print_message("  contig %lld groups, M_total %lld, N %lld, K %lld, align %lld%s: ok\n",
+                  (long long)g, (long long)m, (long long)n, (long long)k, (long long)align,
+                  group_end_override ? " (bad layout)" : "");
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dsfa);
+    gpu_free(dsfb);
+    gpu_free(dends);
+    gpu_free(dd);
+    free(a);
+    free(b);
+    free(sa);
+    free(sb);
+    free(sfa);
+    free(ends);
+    free(start);
+    free(d[0]);
+    free(d[1]);
+}
+
+static void test_contiguous_groups(void **state)
+{
+    (void)state;
+    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200}, c4[] = {10, 70, 5};
+    check_contig(4, 4096, 7168, 128, c1, NULL); /* an empty group, M_total off the alignment */
+    check_contig(3, 576, 1536, 128, c2, NULL);
+    int32_t c3[8];
+    for (int i = 0; i < 8; i++)
+        c3[i] = (int32_t)(rng_next(&seed) % 600);
+    check_contig(8, 7168, 2048, 256, c3, NULL);
+    check_contig(3, 1024, 512, 64, c4, NULL); /* 64-row tiles */
+    /* Prefix sums that decrease and run past M_total: no write outside d, no hang. */
+    static const int32_t bad[] = {300, 100, 100000, 5};
+    check_contig(4, 1024, 512, 128, c1, bad);
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
@@ -415,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_masked_groups),
         cmocka_unit_test(test_masked_graph_replay),
+        cmocka_unit_test(test_contiguous_groups),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln_ctx_destroy(ctx);

@@ -164,6 +164,25 @@ static void test_compile_every_template(void **state)
     }
 }
 
+/* The GEMM template's grouped forms compile too (masked and contiguous groups). */
+static void test_compile_grouped_gemm(void **state)
+{
+    (void)state;
+    for (int grouping = 1; grouping <= 2; grouping++) {
+        kj_spec spec;
+        kj_spec_init(&spec, KJ_GEMM_FP8);
+        memcpy(spec.values, kj_templates[KJ_GEMM_FP8].example, sizeof spec.values);
+        assert_true(kj_spec_set(&spec, "grouping", grouping));
+        assert_true(kj_spec_set(&spec, "m_align", grouping == 2 ? 128 : 0));
+        kj_output out;
+        kiln__err err = {0};
+        if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
+            fail_msg("grouping %d: %s", grouping, err.msg);
+        assert_int_equal(out.spills, 0);
+        kj_output_free(&out);
+    }
+}
+
 static void test_compile_error_has_log(void **state)
 {
     (void)state;
@@ -188,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_source_names_parameters),
         cmocka_unit_test(test_ptxas_parse),
         cmocka_unit_test(test_compile_every_template),
+        cmocka_unit_test(test_compile_grouped_gemm),
         cmocka_unit_test(test_compile_error_has_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

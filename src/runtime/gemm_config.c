@@ -43,12 +43,20 @@ int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg)
 }
 
 /* As many stages as fit, a multiple of k_split. */
-static int fit_stages(kiln__gemm_config *cfg)
+static int fit_stages_once(kiln__gemm_config *cfg)
 {
     for (cfg->stages = MAX_STAGES; cfg->stages >= 2; cfg->stages -= cfg->k_split)
         if (cfg->stages % cfg->k_split == 0 && kiln__gemm_fp8_smem(cfg) <= SMEM_LIMIT)
             return cfg->stages;
     return 0;
+}
+
+void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
+{
+    if (fit_stages_once(cfg) == 0) {
+        cfg->k_split = 1;
+        fit_stages_once(cfg);
+    }
 }
 
 /* Decode tile width and K split: with long K, a cluster of CTAs shares each tile (about 66
@@ -93,10 +101,7 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
     } else if (n <= 1024) {
         cfg.block_n = 144; /* the notes' best for N = 576 */
     }
-    if (fit_stages(&cfg) == 0) {
-        cfg.k_split = 1;
-        fit_stages(&cfg);
-    }
+    kiln__gemm_fp8_fit(&cfg);
     return cfg;
 }
 

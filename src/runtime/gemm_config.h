@@ -16,6 +16,9 @@ typedef struct kiln__gemm_config {
 /* The configuration for an M x N x K problem on num_sms SMs. */
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
 
+/* Set cfg->stages to as many as fit (dropping k_split if none do). */
+void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);
+
 /* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg);
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg);

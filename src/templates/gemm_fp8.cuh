@@ -259,7 +259,8 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
             const int begin = c.g > 0 ? __ldg(sc.group_rows + c.g - 1) : 0;
             rows = end > begin ? end - begin : 0;
             c.start = c.next_start;
-            c.next_start = (int)(((long long)c.start + rows + M_ALIGN - 1) / M_ALIGN * M_ALIGN);
+            const long long next = ((long long)c.start + rows + M_ALIGN - 1) / M_ALIGN * M_ALIGN;
+            c.next_start = next < sc.m ? (int)next : sc.m; /* huge counts cannot wrap around */
             rows = c.start >= sc.m ? 0 : rows > sc.m - c.start ? sc.m - c.start : rows;
         } else {
             rows = __ldg(sc.group_rows + c.g);

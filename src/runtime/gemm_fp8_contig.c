@@ -1,0 +1,114 @@
+/* kiln__gemm_fp8_contig: the FP8 GEMM kernel over contiguous groups (MoE prefill, the
+ * DeepEP v2 layout). Group sizes are device data (prefix sums), read by the kernel. */
+#include "gemm_config.h"
+#include "tma.h"
+
+static const char op[] = "kiln_gemm_fp8_contig";
+
+static int check_args(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args)
+{
+    int status;
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_E4M3, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_E4M3, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 3, 4)) ||
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "group_end", &args->group_end, KILN_DTYPE_I32, 1, 4)))
+        return status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1];
+    int64_t g = args->b.shape[0], n = args->b.shape[1];
+    if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
+        return status;
+    if (m > (1LL << 31) - 256 || g <= 0 || g > 65536)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: M_total = %lld, G = %lld out of range", op, (long long)m,
+                               (long long)g);
+    if (args->m_alignment <= 0 || args->m_alignment % 64 != 0 || args->m_alignment > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: m_alignment = %lld must be a positive multiple of 64", op,
+                               (long long)args->m_alignment);
+    bool b_packed = args->b.shape[2] == k && args->b.strides[0] == 0 && args->b.strides[1] == 0;
+    bool sfb_packed = args->sfb.shape[0] == g && args->sfb.shape[1] == (n + 127) / 128 &&
+                      args->sfb.shape[2] == k / 128 && args->sfb.strides[0] == 0 &&
+                      args->sfb.strides[1] == 0;
+    if (!b_packed || !sfb_packed)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: b must be a contiguous E4M3 [G, N, K = %lld] and sfb a "
+                               "contiguous F32 [G, ceil(N/128), K/128]",
+                               op, (long long)k);
+    const kiln_tensor *sfa = &args->sfa;
+    int64_t sfa_stride = kiln__row_stride(sfa);
+    if (sfa->shape[0] != k / 128 || sfa->shape[1] != m || sfa_stride < m || sfa_stride % 4 != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: sfa must be F32 [K/128 = %lld, M_total = %lld] MN-major with a "
+                               "row stride >= M_total and a multiple of 4",
+                               op, (long long)(k / 128), (long long)m);
+    if (args->d.shape[0] != m || args->d.shape[1] != n)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d must be [M_total = %lld, N = %lld]",
+                               op, (long long)m, (long long)n);
+    if (args->group_end.shape[0] != g)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: group_end must be I32 [G = %lld]",
+                               op, (long long)g);
+    return KILN_OK;
+}
+
+/* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
+ * group start is a multiple of 128. */
+static kiln__gemm_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align, int num_sms)
+{
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m > 129 ? m : 129, n, k, num_sms);
+    cfg.grouping = 2;
+    cfg.m_align = (int)align;
+    cfg.multicast = 1;
+    if (align % cfg.block_m != 0) {
+        cfg.block_m = 64;
+        kiln__gemm_fp8_fit(&cfg);
+    }
+    return cfg;
+}
+
+kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args,
+                                  kiln_stream stream)
+{
+    int status = kiln__check_launchable(ctx, args, op);
+    if (status == KILN_OK)
+        status = check_args(ctx, args);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1];
+    int64_t g = args->b.shape[0], n = args->b.shape[1];
+    if (m == 0)
+        return kiln__ctx_ok(ctx);
+    kiln__gemm_config cfg = pick_contig(m, n, k, args->m_alignment, ctx->num_sms);
+
+    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    int slab = kiln__gemm_fp8_slab(cfg.block_n);
+    if ((status = kiln__tma_2d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+                               (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
+                               (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_3d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+                               (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
+                               (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
+                               CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_2d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+                               args->sfa.data, (uint64_t)(k / 128),
+                               (uint64_t)kiln_sf_mn_stride(m),
+                               (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
+                               CU_TENSOR_MAP_SWIZZLE_NONE)) ||
+        (status = kiln__tma_2d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+                               (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
+                               (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
+        return (kiln_status)status;
+
+    const void *sfb = args->sfb.data, *c = NULL, *groups = args->group_end.data;
+    int rows = (int)m, num_groups = (int)g;
+    void *d_ptr = args->d.data;
+    long long ld_d = kiln__row_stride(&args->d);
+    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
+                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
+    /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
+    int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
