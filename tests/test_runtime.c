@@ -127,6 +127,26 @@ static void test_option_precedence(void **state)
     assert_null(kiln_knob(-1));
 }
 
+/* A writable root that cannot be created does not stop a context: it warns and compiles
+ * without storing. */
+static void test_unusable_cache_root(void **state)
+{
+    (void)state;
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.device = KILN_DEVICE_NONE;
+    opts.cache_path = "/proc/no-such-dir/kiln";
+    opts.log_level = KILN_LOG_OFF;
+    kiln_ctx *ctx = NULL;
+    assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
+    int cached = -1;
+    assert_int_equal(kiln_prewarm(ctx, "sf_transpose", &cached), KILN_OK);
+    assert_int_equal(cached, 0);
+    assert_int_equal(kiln_prewarm(ctx, "sf_transpose", &cached), KILN_OK);
+    assert_int_equal(cached, 0); /* nothing could be stored */
+    kiln_ctx_destroy(ctx);
+}
+
 static void test_unsupported_arch(void **state)
 {
     (void)state;
@@ -398,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_bad_environment_values),
         cmocka_unit_test_setup_teardown(test_option_precedence, setup_cache, remove_cache),
         cmocka_unit_test(test_unsupported_arch),
+        cmocka_unit_test(test_unusable_cache_root),
         cmocka_unit_test_setup_teardown(test_prewarm_cache_and_jit_off, setup_cache, remove_cache),
         cmocka_unit_test_setup_teardown(test_flipped_cubin_byte_recompiles, setup_cache,
                                         remove_cache),

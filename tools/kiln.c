@@ -289,7 +289,7 @@ int cli_cmd_info(int argc, char **argv)
         cli_json_end(&json);
         fputc('\n', stdout);
     } else if (roots.count == 0 && status == KILN_OK) {
-        printf("%-10s none (KILN_CACHE_PATH is empty)\n", "cache");
+        printf("%-10s none (KILN_CACHE_PATH is empty or none of its roots could be opened)\n", "cache");
     }
     if (status != KILN_OK)
         rc = cli_fail("kiln_cache_stats_each: %s: %s", kiln_status_str(status), cli_errmsg(ctx));

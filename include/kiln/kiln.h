@@ -111,7 +111,9 @@ typedef struct CUstream_st *kiln_stream; /* same type as CUstream and cudaStream
 KILN_API kiln_status kiln_device_count(int *count);
 
 /* Create a context for one device (opts->device), or a compile-only context when
- * opts->device is KILN_DEVICE_NONE. opts NULL means kiln_options_init's values.
+ * opts->device is KILN_DEVICE_NONE. opts NULL means kiln_options_init's values. A writable
+ * cache root that cannot be created or opened is logged as a warning and skipped (kernels
+ * compiled then live in this process only); it does not fail the context.
  * The context uses the device's primary context, retained for its lifetime.
  * Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_ENV, KILN_ERR_NO_DEVICE,
  * KILN_ERR_DRIVER, KILN_ERR_CACHE, KILN_ERR_OUT_OF_MEMORY; on failure *out is NULL and

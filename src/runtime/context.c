@@ -89,6 +89,21 @@ static int open_device(kiln_ctx *ctx, kiln__err *err)
     return ctx->arch ? KILN_OK : kiln__err_set(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
+/* A writable root that cannot be opened must not stop a server: warn, and go on with the
+ * read-only roots (compiled kernels then live in this process only). */
+static int open_cache(kiln_ctx *ctx, kiln__err *err)
+{
+    kiln__err first = {0};
+    int64_t max_bytes = ctx->opts.cache_max_mb << 20;
+    if (kc_open(&ctx->cache, ctx->cache_path, max_bytes, &first) == KILN_OK)
+        return KILN_OK;
+    if (first.status != KILN_ERR_CACHE)
+        return kiln__err_set(err, first.status, "%s", first.msg);
+    const char *rest = strchr(ctx->cache_path, ':');
+    kiln__log(KILN__LOG_WARN, "%s; going on without a writable kernel cache", first.msg);
+    return kc_open(&ctx->cache, rest ? rest : ":", max_bytes, err);
+}
+
 kiln_status kiln_ctx_create(kiln_ctx **out, const kiln_options *opts)
 {
     kiln__err err = {0};
@@ -147,7 +162,7 @@ kiln_status kiln_ctx_create(kiln_ctx **out, const kiln_options *opts)
     if (opts->num_sms > 0)
         ctx->num_sms = opts->num_sms < ctx->num_sms || !ctx->has_device ? opts->num_sms
                                                                         : ctx->num_sms;
-    if (kc_open(&ctx->cache, ctx->cache_path, opts->cache_max_mb << 20, &err) != KILN_OK)
+    if (open_cache(ctx, &err) != KILN_OK)
         goto fail;
     ctx->opts.cache_path = ctx->cache_path;
     ctx->opts.arch = ctx->arch;
