@@ -1,16 +1,9 @@
 /* kiln_gemm_fp8: argument checks, configuration, TMA descriptors and launch of the FP8
  * GEMM with fine-grained scaling (src/templates/gemm_fp8.cuh). */
-#include <string.h>
-
 #include "gemm_config.h"
 #include "tma.h"
 
 static const char op[] = "kiln_gemm_fp8";
-
-static int fail(kiln_ctx *ctx, int status, const char *what)
-{
-    return kiln__ctx_failf(ctx, status, "%s: %s", op, what);
-}
 
 /* Shapes, dtypes, alignment: everything the kernel and TMA rely on. */
 static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
@@ -22,9 +15,10 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
         (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 2, 4)))
         return status;
     if (args->d.dtype == KILN_DTYPE_F32 || args->c.data != NULL)
-        return fail(ctx, KILN_ERR_UNSUPPORTED,
-                    "the FP32-output mode (D = C + A·B^T) is not implemented yet; pass a BF16 d "
-                    "and no c");
+        return kiln__ctx_failf(ctx, KILN_ERR_UNSUPPORTED,
+                               "%s: the FP32-output mode (D = C + A·B^T) is not implemented yet; "
+                               "pass a BF16 d and no c",
+                               op);
     if ((status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
         return status;
     int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
