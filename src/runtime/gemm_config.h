@@ -29,10 +29,21 @@ int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg);
 int kiln__gemm_fp8_slab(int block_n);
 CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
 
-/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units
- * (params: the kernel's arguments). Fails into ctx. */
+/* The kernel's arguments (see the entry point of src/templates/gemm_fp8.cuh). */
+typedef struct kiln__gemm_fp8_operands {
+    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    const void *sfb;
+    int rows;               /* M, M_max of every group, or M_total */
+    const void *group_rows; /* grouped: masked_m or the prefix sums; else NULL */
+    int num_groups;
+    void *d;                /* D again, for the row-by-row stores of partial tiles */
+    long long ld_d;
+} kiln__gemm_fp8_operands;
+
+/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units.
+ * Fails into ctx. */
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
-                          void **params, int64_t units, kiln_stream stream);
+                          const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream);
 
 /* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */

@@ -96,8 +96,13 @@ static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
 }
 
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
-                          void **params, int64_t units, kiln_stream stream)
+                          const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream)
 {
+    const void *c = NULL; /* the FP32-output mode's C: not built */
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
+                      (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&c, (void *)&ops->rows,
+                      (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
+                      (void *)&ops->ld_d};
     kj_spec spec;
     kiln__gemm_fp8_spec(&spec, n, k, cfg);
     const kiln__kernel *kernel;
@@ -136,34 +141,35 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
         return kiln__ctx_ok(ctx);
 
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
-    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    kiln__gemm_fp8_operands ops = {
+        .sfb = args->sfb.data,
+        .rows = (int)m,
+        .group_rows = NULL,
+        .num_groups = 1,
+        .d = args->d.data,
+        .ld_d = kiln__row_stride(&args->d),
+    };
     int slab = kiln__gemm_fp8_slab(cfg.block_n);
-    if ((status = kiln__tma_2d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+    if ((status = kiln__tma_2d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
                                (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_2d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+        (status = kiln__tma_2d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)n, (uint64_t)k, (uint64_t)kiln__row_stride(&args->b),
                                (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_2d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+        (status = kiln__tma_2d(ctx, &ops.tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                args->sfa.data, (uint64_t)(k / 128),
                                (uint64_t)kiln_sf_mn_stride(m),
                                (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
                                CU_TENSOR_MAP_SWIZZLE_NONE)) ||
-        (status = kiln__tma_2d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+        (status = kiln__tma_2d(ctx, &ops.tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
                                (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
                                (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
 
-    const void *sfb = args->sfb.data, *c = NULL, *groups = NULL;
-    int rows = (int)m, num_groups = 1;
-    void *d_ptr = args->d.data;
-    long long ld_d = kiln__row_stride(&args->d);
-    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
-                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
     int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;
     int multicast = cfg.multicast > 1 ? cfg.multicast : 1;
     int64_t units = (m_blocks + multicast - 1) / multicast * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

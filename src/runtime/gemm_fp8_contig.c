@@ -81,34 +81,35 @@ kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_arg
         return kiln__ctx_ok(ctx);
     kiln__gemm_config cfg = pick_contig(m, n, k, args->m_alignment, ctx->num_sms);
 
-    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    kiln__gemm_fp8_operands ops = {
+        .sfb = args->sfb.data,
+        .rows = (int)m,
+        .group_rows = args->group_end.data,
+        .num_groups = (int)g,
+        .d = args->d.data,
+        .ld_d = kiln__row_stride(&args->d),
+    };
     int slab = kiln__gemm_fp8_slab(cfg.block_n);
-    if ((status = kiln__tma_2d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+    if ((status = kiln__tma_2d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
                                (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_3d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+        (status = kiln__tma_3d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
                                CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_2d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+        (status = kiln__tma_2d(ctx, &ops.tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                args->sfa.data, (uint64_t)(k / 128),
                                (uint64_t)kiln_sf_mn_stride(m),
                                (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
                                CU_TENSOR_MAP_SWIZZLE_NONE)) ||
-        (status = kiln__tma_2d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+        (status = kiln__tma_2d(ctx, &ops.tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
                                (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
                                (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
 
-    const void *sfb = args->sfb.data, *c = NULL, *groups = args->group_end.data;
-    int rows = (int)m, num_groups = (int)g;
-    void *d_ptr = args->d.data;
-    long long ld_d = kiln__row_stride(&args->d);
-    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
-                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
     /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
     int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

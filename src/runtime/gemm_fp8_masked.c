@@ -88,35 +88,36 @@ kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args 
     int64_t n = args->b.shape[1], kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
     kiln__gemm_config cfg = pick_masked(g, args->expected_m, m_max, n, k, ctx->num_sms);
 
-    CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    kiln__gemm_fp8_operands ops = {
+        .sfb = args->sfb.data,
+        .rows = (int)m_max,
+        .group_rows = args->masked_m.data,
+        .num_groups = (int)g,
+        .d = args->d.data,
+        .ld_d = n,
+    };
     int slab = kiln__gemm_fp8_slab(cfg.block_n);
-    if ((status = kiln__tma_3d(ctx, &tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
+    if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)g, (uint64_t)m_max, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(m_max * k), (uint32_t)cfg.block_m, 128,
                                CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_3d(ctx, &tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
+        (status = kiln__tma_3d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
                                CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_3d(ctx, &tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+        (status = kiln__tma_3d(ctx, &ops.tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                args->sfa.data, (uint64_t)g, (uint64_t)kb, (uint64_t)sf_stride,
                                (uint64_t)sf_stride, (uint64_t)(kb * sf_stride), 1,
                                (uint32_t)cfg.block_m, CU_TENSOR_MAP_SWIZZLE_NONE)) ||
-        (status = kiln__tma_3d(ctx, &tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
+        (status = kiln__tma_3d(ctx, &ops.tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
                                (uint64_t)g, (uint64_t)m_max, (uint64_t)n, (uint64_t)n,
                                (uint64_t)(m_max * n), 64, (uint32_t)slab,
                                kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
 
-    const void *sfb = args->sfb.data, *c = NULL, *groups = args->masked_m.data;
-    int rows = (int)m_max, num_groups = (int)g;
-    void *d_ptr = args->d.data;
-    long long ld_d = n;
-    void *params[] = {&tm_a, &tm_b, &tm_sfa, &tm_d, (void *)&sfb, (void *)&c, &rows,
-                      (void *)&groups, &num_groups, &d_ptr, &ld_d};
     /* At most every group full; the kernel stops at the units the counts give. */
     int64_t units = g * ((m_max + cfg.block_m - 1) / cfg.block_m) * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, params, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }
