@@ -546,6 +546,60 @@ static void test_contiguous_groups(void **state)
     check_contig(4, 1024, 512, 128, c1, bad);
 }
 
+/* Serving mode: a cache prewarmed without a GPU (compile-only context, spec lines) serves a
+ * KILN_JIT=0 context on the device: batch sizes of the prewarmed bucket run without a
+ * compile, a shape that was not prewarmed is KILN_ERR_MISS and launches nothing. */
+static void test_prewarmed_cache_serves_jit_off(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-gemm-serve-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.cache_path = dir;
+    opts.device = KILN_DEVICE_NONE;
+    kiln_ctx *offline = NULL;
+    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
+    assert_int_equal(kiln_prewarm(offline, "gemm_fp8 m=64 n=1024 k=1024", NULL), KILN_OK);
+    kiln_ctx_destroy(offline);
+
+    opts.device = 0;
+    opts.jit = 0;
+    kiln_ctx *server = NULL;
+    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    fp8_problem p;
+    fp8_problem_make(&p, 64, 1024, 1024, &seed);
+    for (int64_t m = 40; m <= 64; m += 24) { /* 40 and 64 rows: one tile configuration */
+        float *sfa = fp8_problem_sfa(&p, m);
+        size_t sfa_bytes = (size_t)(8 * kiln_sf_mn_stride(m)) * 4;
+        void *dsfa = gpu_alloc(sfa_bytes), *dd = gpu_alloc((size_t)(m * 1024) * 2);
+        gpu_upload(dsfa, sfa, sfa_bytes);
+        kiln_gemm_fp8_args args = gemm_args(&p, m, dsfa, dd);
+        if (kiln_gemm_fp8(server, &args, NULL) != KILN_OK)
+            fail_msg("KILN_JIT=0, m=%lld: %s", (long long)m, kiln_ctx_errmsg(server));
+        gpu_sync();
+        gpu_free(dsfa);
+        gpu_free(dd);
+        free(sfa);
+    }
+    fp8_problem_free(&p);
+    fp8_problem_make(&p, 64, 2048, 1024, &seed); /* N not prewarmed */
+    float *sfa = fp8_problem_sfa(&p, 64);
+    void *dsfa = gpu_alloc(8 * 64 * 4), *dd = gpu_alloc(64 * 2048 * 2);
+    gpu_upload(dsfa, sfa, 8 * 64 * 4);
+    kiln_gemm_fp8_args args = gemm_args(&p, 64, dsfa, dd);
+    assert_int_equal(kiln_gemm_fp8(server, &args, NULL), KILN_ERR_MISS);
+    assert_non_null(strstr(kiln_ctx_errmsg(server), "KILN_JIT=0"));
+    gpu_free(dsfa);
+    gpu_free(dd);
+    free(sfa);
+    fp8_problem_free(&p);
+    kiln_ctx_destroy(server);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
@@ -557,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_masked_groups),
         cmocka_unit_test(test_masked_graph_replay),
+        cmocka_unit_test(test_prewarmed_cache_serves_jit_off),
         cmocka_unit_test(test_contiguous_groups),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
