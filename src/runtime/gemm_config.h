@@ -40,6 +40,12 @@ typedef struct kiln__gemm_fp8_operands {
     long long ld_d;
 } kiln__gemm_fp8_operands;
 
+/* The row-major operands of the dense and contiguous GEMMs as 2-D tensor maps: A [m, k]
+ * (row stride ld_a), its MN-major scales [k/128, m] (row stride ld_sfa), D [m, n]. */
+int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t m, int64_t n,
+                            int64_t k, const kiln_tensor *a, const kiln_tensor *sfa,
+                            const kiln_tensor *d, kiln__gemm_fp8_operands *ops);
+
 /* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units.
  * Fails into ctx. */
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,

@@ -95,6 +95,24 @@ static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
     return clusters;
 }
 
+int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t m, int64_t n,
+                            int64_t k, const kiln_tensor *a, const kiln_tensor *sfa,
+                            const kiln_tensor *d, kiln__gemm_fp8_operands *ops)
+{
+    int slab = kiln__gemm_fp8_slab(cfg->block_n), status;
+    if ((status = kiln__tma_2d(ctx, &ops->tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a->data,
+                               (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(a),
+                               (uint32_t)cfg->block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (status = kiln__tma_2d(ctx, &ops->tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
+                               sfa->data, (uint64_t)(k / 128), (uint64_t)kiln_sf_mn_stride(m),
+                               (uint64_t)kiln__row_stride(sfa), 1, (uint32_t)cfg->block_m,
+                               CU_TENSOR_MAP_SWIZZLE_NONE)))
+        return status;
+    return kiln__tma_2d(ctx, &ops->tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, d->data,
+                        (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(d), 64,
+                        (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab));
+}
+
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
                           const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream)
 {
@@ -149,21 +167,11 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
     };
-    int slab = kiln__gemm_fp8_slab(cfg.block_n);
-    if ((status = kiln__tma_2d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
-                               (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
-                               (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+    if ((status = kiln__gemm_fp8_row_maps(ctx, &cfg, m, n, k, &args->a, &args->sfa, &args->d,
+                                          &ops)) ||
         (status = kiln__tma_2d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)n, (uint64_t)k, (uint64_t)kiln__row_stride(&args->b),
-                               (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_2d(ctx, &ops.tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
-                               args->sfa.data, (uint64_t)(k / 128),
-                               (uint64_t)kiln_sf_mn_stride(m),
-                               (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
-                               CU_TENSOR_MAP_SWIZZLE_NONE)) ||
-        (status = kiln__tma_2d(ctx, &ops.tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
-                               (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
-                               (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
+                               (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
     int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;

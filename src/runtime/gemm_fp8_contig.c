@@ -89,22 +89,12 @@ kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_arg
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
     };
-    int slab = kiln__gemm_fp8_slab(cfg.block_n);
-    if ((status = kiln__tma_2d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
-                               (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
-                               (uint32_t)cfg.block_m, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+    if ((status = kiln__gemm_fp8_row_maps(ctx, &cfg, m, n, k, &args->a, &args->sfa, &args->d,
+                                          &ops)) ||
         (status = kiln__tma_3d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
-                               CU_TENSOR_MAP_SWIZZLE_128B)) ||
-        (status = kiln__tma_2d(ctx, &ops.tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
-                               args->sfa.data, (uint64_t)(k / 128),
-                               (uint64_t)kiln_sf_mn_stride(m),
-                               (uint64_t)kiln__row_stride(&args->sfa), 1, (uint32_t)cfg.block_m,
-                               CU_TENSOR_MAP_SWIZZLE_NONE)) ||
-        (status = kiln__tma_2d(ctx, &ops.tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, args->d.data,
-                               (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(&args->d), 64,
-                               (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab))))
+                               CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
     /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
