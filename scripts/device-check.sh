@@ -8,7 +8,7 @@
 #
 # `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
 # programs, or the ones named), writes full logs under $OUT (when set), and prints a short
-# table last.
+# table last. KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the gpu tests it names.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${KILN_BUILD_DIR:-build-device} # another build folder (carried) for A/B checks

@@ -34,6 +34,11 @@ static inline const kiln__driver *gpu_drv(void)
 /* A device context for the tests, or exit 77 (skip) when there is no GPU. */
 static inline kiln_ctx *gpu_ctx_or_skip(void)
 {
+    /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests: device time
+     * is scarce, and a call that checks one new operator need not rerun the rest. */
+    const char *filter = getenv("KILN_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     int count = 0;
     kiln_device_count(&count);
     if (count == 0) {

@@ -1,0 +1,140 @@
+/* Tile scheduling shared by the GEMM templates (persistent grids, grouped problems).
+ *
+ * Included INSIDE a kernel's namespace, after it has defined these constexpr ints:
+ *   BM, BN, NUM_NB      tile rows and columns, number of column blocks (ceil(N / BN))
+ *   N                   problem columns (long long)
+ *   KB                  K blocks of the whole problem
+ *   GROUP_N             tile-order swizzle (column blocks per L2 group)
+ *   MC, CK, CLUSTER     multicast (1 or 2), cluster split-K (1..8), MC * CK
+ *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), and
+ *                       the row alignment of contiguous groups
+ * It has no includes of its own, so one copy can serve several kernels' namespaces.
+ */
+
+/* Work distribution. A work unit is one output tile, or (multicast 2) two vertically
+ * adjacent tiles sharing their B tile; clusters take units round-robin, so every CTA of a
+ * cluster walks the same unit sequence (the cluster's barriers rely on it). */
+struct sched {
+    int rank;         /* CTA rank in the cluster */
+    int first, step;  /* first unit, units between two of this cluster's units */
+    int num_units, num_mb, num_mbu; /* dense only */
+    int kb_begin, kb_count; /* this CTA's K blocks of every tile */
+    int m;                  /* M, or M_max of every group */
+    const int *group_rows;  /* grouped: valid rows of each group (device memory) */
+    int num_groups;
+};
+
+__device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups)
+{
+    sched sc;
+    sc.m = m;
+    sc.group_rows = group_rows;
+    sc.num_groups = num_groups;
+    sc.rank = CLUSTER > 1 ? (int)cluster_ctarank() : 0;
+    sc.first = (int)blockIdx.x / CLUSTER;
+    sc.step = (int)gridDim.x / CLUSTER;
+    sc.num_mb = (m + BM - 1) / BM;
+    sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
+    sc.num_units = sc.num_mbu * NUM_NB;
+    const int r = CK > 1 ? sc.rank : 0;
+    sc.kb_begin = r * KB / CK;
+    sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
+    return sc;
+}
+
+/* One output tile: problem (group) g, m block, n block, the rows of its problem, and the
+ * problem's first row in A and D (contiguous groups; 0 otherwise). */
+struct tile {
+    int g, mb, nb, rows, row0;
+};
+
+/* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
+ * group g contributing ceil(rows_g / BM) * NUM_NB; every role of every CTA walks its units
+ * in increasing order, so the cursor only moves forward. */
+struct cursor {
+    int g, base, count, rows, num_mb;
+    int start, next_start; /* contiguous: this group's first row, the next group's */
+};
+
+__device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
+{
+    c.g = GROUPING == 0 ? 0 : -1;
+    c.base = 0;
+    c.count = GROUPING == 0 ? sc.num_units : 0;
+    c.rows = sc.m;
+    c.num_mb = sc.num_mbu;
+    c.start = c.next_start = 0;
+}
+
+/* Moves c to the group holding `unit`; false when there is no such unit. */
+__device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit)
+{
+    if constexpr (GROUPING == 0)
+        return unit < sc.num_units;
+    while (unit >= c.base + c.count) {
+        c.base += c.count;
+        if (++c.g >= sc.num_groups)
+            return false;
+        int rows;
+        if constexpr (GROUPING == 2) {
+            /* A decreasing prefix sum is an empty group; rows past M_total are not ours. */
+            const int end = __ldg(sc.group_rows + c.g);
+            const int begin = c.g > 0 ? __ldg(sc.group_rows + c.g - 1) : 0;
+            rows = end > begin ? end - begin : 0;
+            c.start = c.next_start;
+            const long long next = ((long long)c.start + rows + M_ALIGN - 1) / M_ALIGN * M_ALIGN;
+            c.next_start = next < sc.m ? (int)next : sc.m; /* huge counts cannot wrap around */
+            rows = c.start >= sc.m ? 0 : rows > sc.m - c.start ? sc.m - c.start : rows;
+        } else {
+            rows = __ldg(sc.group_rows + c.g);
+        }
+        c.rows = rows < 0 ? 0 : rows > sc.m ? sc.m : rows; /* a bad count stays in the group */
+        c.num_mb = (c.rows + BM - 1) / BM;
+        c.count = c.num_mb * NUM_NB;
+    }
+    return true;
+}
+
+/* Unit index -> tile: walk M fastest inside groups of GROUP_N column blocks, so CTAs
+ * running together share the B tiles of the group and a band of A rows in L2. With
+ * multicast the pair's second CTA takes the next m block (which may lie past M: it then
+ * loads clamped rows and stores nothing). */
+__device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, int unit, tile &tl)
+{
+    int local = unit - c.base;
+    int group_units = GROUP_N * c.num_mb;
+    int gi = local / group_units;
+    int first_n = gi * GROUP_N;
+    int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
+    int r = local - gi * group_units;
+    tl.mb = r / width;
+    tl.nb = first_n + r % width;
+    if constexpr (MC == 2)
+        tl.mb = 2 * tl.mb + sc.rank;
+    tl.g = GROUPING == 0 ? 0 : c.g;
+    tl.rows = c.rows;
+    tl.row0 = GROUPING == 2 ? c.start : 0;
+}
+
+/* The epilogue of a 64-row group (m64nN wgmma accumulator layout, `out` already in FP32)
+ * of a group that ends inside it: rows past the group's count (padding, or
+ * past masked_m) are not the kernel's to write, so store from registers, row by row. */
+__device__ __forceinline__ void store_partial(const float *out, const sched &sc, const tile &tl,
+                                              u32 rg, u32 row_in_wg, u32 lane, int rows_left,
+                                              u16 *__restrict__ d_ptr, long long ld_d)
+{
+    u16 *group = d_ptr + (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) * ld_d;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+        u16 *row = group + (long long)(tl.mb * BM + (int)rg * 64 + r) * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (col < N)
+                st_global_u32(row + col, pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+        }
+    }
+}
