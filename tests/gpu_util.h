@@ -36,9 +36,11 @@ static inline kiln_ctx *gpu_ctx_or_skip(void)
 {
     /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests: device time
      * is scarce, and a call that checks one new operator need not rerun the rest. */
+#ifdef cmocka_unit_test /* test programs only; the benchmarks share this header */
     const char *filter = getenv("KILN_TEST_FILTER");
     if (filter && *filter)
         cmocka_set_test_filter(filter);
+#endif
     int count = 0;
     kiln_device_count(&count);
     if (count == 0) {
