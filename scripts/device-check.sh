@@ -17,12 +17,12 @@ shift || true
 
 if [ "$mode" = build ]; then
   set -e
-  [ -d build-device ] || meson setup build-device --buildtype=release -Dwerror=true >/dev/null
-  ninja -C build-device
+  [ -d "$build" ] || meson setup "$build" --buildtype=release -Dwerror=true >/dev/null
+  ninja -C "$build"
   mkdir -p .carry/lib
   # The GPU machine has libsqlite3 and libxxhash but no cmocka.
   cp -L "$(ldconfig -p | awk '/libcmocka.so.0 / {print $NF; exit}')" .carry/lib/
-  du -sh build-device .carry
+  du -sh "$build" .carry
   exit 0
 fi
 
