@@ -58,7 +58,7 @@ static void test_sample_compiles(void **state)
         int64_t m = 1 + rand() % 5000, n = 16 * (1 + rand() % 1000), k = 128 * (1 + rand() % 64);
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
         kj_spec spec;
-        kiln__gemm_fp8_spec(&spec, n, k, &c);
+        kiln__gemm_fp8_spec(&spec, NULL, n, k, &c);
         kj_output out;
         kiln__err err = {0};
         if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)

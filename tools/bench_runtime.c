@@ -55,7 +55,7 @@ static void bench_compile(void)
     for (int i = 0; i < 2; i++) {
         kiln__gemm_config cfg = kiln__gemm_fp8_pick(shapes[i][0], shapes[i][1], shapes[i][2], 132);
         kj_spec spec;
-        kiln__gemm_fp8_spec(&spec, shapes[i][1], shapes[i][2], &cfg);
+        kiln__gemm_fp8_spec(&spec, NULL, shapes[i][1], shapes[i][2], &cfg);
         kj_output out;
         kiln__err err = {0};
         if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK) {

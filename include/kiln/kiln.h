@@ -84,6 +84,7 @@ typedef struct kiln_options {
     int log_level;          /* KILN_LOG: off|error|warn|info|debug or 0..4 */
     const char *dump_dir;   /* KILN_DUMP_DIR: write generated source and cubins there */
     int claim_timeout_ms;   /* KILN_CLAIM_TIMEOUT_MS: wait for another process's compile */
+    int gemm_overlap;       /* KILN_GEMM_OVERLAP: FP8 GEMM promotion overlapped with wgmma */
 } kiln_options;
 
 /* Fill opts with the defaults overridden by the environment.
@@ -251,6 +252,38 @@ typedef struct kiln_gemm_fp8_masked_args {
     int64_t expected_m;
 } kiln_gemm_fp8_masked_args;
 KILN_API kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
+                                          kiln_stream stream);
+
+/* MoE prefill: G FP8 GEMMs over contiguous groups of rows (the M-grouped contiguous
+ * layout): the rows of group g multiply B[g].
+ *   a          E4M3 [M_total, K], K-major; row stride a multiple of 16 bytes
+ *   sfa        F32  [K/128, M_total] MN-major, row stride >= M_total and a multiple of 4
+ *              (kiln_sf_mn_stride(M_total))
+ *   b          E4M3 [G, N, K], contiguous
+ *   sfb        F32  [G, ceil(N/128), K/128], contiguous (128x128 blocks)
+ *   d          BF16 [M_total, N]; row stride a multiple of 16 bytes
+ *   group_end  I32  [G] in device memory, the DeepEP v2 layout: inclusive prefix sums of
+ *              the rows per group; group g's rows start at the next multiple of
+ *              m_alignment after group g-1's last row (group 0 at row 0).
+ *   m_alignment  a positive multiple of 64 (128 is usual; 128-row tiles need it).
+ * The layout is read by the kernel, so one captured CUDA graph serves every routing
+ * outcome. Rows that belong to no group (padding) are neither stored nor, where a whole
+ * tile is padding, computed: d keeps what it held there. A layout that is only wrong on the
+ * device never writes outside d: a decreasing prefix sum is an empty group, and rows past
+ * M_total are dropped.
+ * Same K and N rules as kiln_gemm_fp8; M_total = 0 launches nothing. Returns KILN_OK,
+ * KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE, KILN_ERR_MISS,
+ * KILN_ERR_DRIVER; on an error nothing is launched. Thread-safety: any. */
+typedef struct kiln_gemm_fp8_contig_args {
+    kiln_tensor a;
+    kiln_tensor sfa;
+    kiln_tensor b;
+    kiln_tensor sfb;
+    kiln_tensor d;
+    kiln_tensor group_end;
+    int64_t m_alignment;
+} kiln_gemm_fp8_contig_args;
+KILN_API kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args,
                                           kiln_stream stream);
 
 /* ---------------------------------------------------------------- prewarm and cache */

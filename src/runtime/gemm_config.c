@@ -93,7 +93,7 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms)
 {
     kiln__gemm_config cfg = {.block_m = 128, .block_n = 128, .group_n = 8, .k_split = 1,
-                             .multicast = 1, .cluster_k = 0};
+                             .multicast = 1, .cluster_k = 0, .overlap = 1};
     if (m <= 128) {
         cfg.block_m = m <= 64 ? 64 : 128;
         cfg.group_n = 1000; /* one row of tiles: no L2 grouping to do */
@@ -105,14 +105,32 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
     return cfg;
 }
 
-void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg)
+/* Registers per math thread after setmaxnreg (mirrors the template's MATH_REGS). */
+static int math_regs(const kiln__gemm_config *cfg)
 {
+    int math_wg = cfg->block_m / 64 * cfg->k_split, threads = (math_wg + 1) * 128;
+    int entry = 65536 / threads / 8 * 8;
+    entry = entry > 248 ? 248 : entry;
+    int regs = (entry * threads - 128 * 40) / (128 * math_wg) / 8 * 8;
+    return regs > 240 ? 240 : regs;
+}
+
+bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg)
+{
+    return cfg->k_split == 1 && 3 * cfg->block_n / 2 + 40 <= math_regs(cfg);
+}
+
+void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
+                         const kiln__gemm_config *cfg)
+{
+    bool overlap = cfg->overlap && (ctx == NULL || ctx->opts.gemm_overlap) &&
+                   kiln__gemm_fp8_can_overlap(cfg);
     /* Positional, in the order of the template's parameter list (src/jit/templates.c): this
      * runs on every call, so no lookups by name. */
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->k_split, cfg->multicast, /* out_f32 */ 0, cfg->cluster_k,
-                              cfg->grouping, cfg->m_align};
+                              cfg->grouping, cfg->m_align, overlap};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

@@ -11,6 +11,7 @@ typedef struct kiln__gemm_config {
     int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
     int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
     int m_align;  /* contiguous groups: row alignment of each group's start */
+    int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -55,7 +56,13 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */
 int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);
 
-/* The specialization for (N, K, cfg). */
-void kiln__gemm_fp8_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_config *cfg);
+/* Whether cfg can keep two accumulator sets (no k_split, registers for 3 x block_n/2
+ * accumulators plus ~40 more per math thread). */
+bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
+
+/* The specialization for (N, K, cfg); ctx (may be NULL: the defaults) supplies the knobs
+ * that shape kernels (KILN_GEMM_OVERLAP). */
+void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
+                         const kiln__gemm_config *cfg);
 
 #endif

@@ -122,7 +122,7 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                       (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
                       (void *)&ops->ld_d};
     kj_spec spec;
-    kiln__gemm_fp8_spec(&spec, n, k, cfg);
+    kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
     const kiln__kernel *kernel;
     int status = kiln__kernel_get(ctx, &spec, &kernel);
     if (status != KILN_OK)
@@ -196,7 +196,7 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
                                "of 16, k a positive multiple of 128",
                                (long long)m, (long long)cols, (long long)depth);
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, cols, depth, ctx->num_sms);
-    kiln__gemm_fp8_spec(&specs[0], cols, depth, &cfg);
+    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     return KILN_OK;
 }

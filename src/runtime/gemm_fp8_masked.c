@@ -138,7 +138,7 @@ int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
                                (long long)groups, (long long)expected, (long long)cols,
                                (long long)depth);
     kiln__gemm_config cfg = pick_masked(groups, expected, expected, cols, depth, ctx->num_sms);
-    kiln__gemm_fp8_spec(&specs[0], cols, depth, &cfg);
+    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     return KILN_OK;
 }

@@ -45,6 +45,9 @@ static const knob knobs[] = {
     {{"KILN_CLAIM_TIMEOUT_MS", "int", "60000",
       "how long to wait for another process compiling the same kernel before compiling too"},
      KNOB_INT, OPT(claim_timeout_ms), 0, 3600000},
+    {{"KILN_GEMM_OVERLAP", "bool", "1",
+      "FP8 GEMMs: issue the next K block's wgmma before promoting the last (where registers allow)"},
+     KNOB_BOOL, OPT(gemm_overlap), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 
@@ -127,6 +130,7 @@ kiln_status kiln_options_init(kiln_options *opts)
         .log_level = KILN_LOG_WARN,
         .dump_dir = NULL,
         .claim_timeout_ms = 60000,
+        .gemm_overlap = 1,
     };
     for (int i = 0; i < NUM_KNOBS; i++) {
         const knob *k = &knobs[i];

@@ -112,6 +112,10 @@ constexpr int CLUSTER = MC * CK;
  * inclusive prefix sums of the rows per group. */
 constexpr int GROUPING = (int)kp::grouping;
 constexpr int M_ALIGN = (int)kp::m_align;
+/* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
+ * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
+ * cores promote. Costs BN/2 registers per thread; only without k_split. */
+constexpr bool OVERLAP = kp::overlap != 0;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -134,6 +138,7 @@ static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (ma
 static_assert(GROUPING != 2 || (M_ALIGN > 0 && M_ALIGN % BM == 0),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
+static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
 static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
 static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
@@ -344,6 +349,148 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     }
 }
 
+/* The scales one K block needs from its ring slot: A's for this thread's two rows, B's for
+ * the tile's NSB column blocks. */
+struct kscales {
+    float sa0, sa1;
+    float sb[NSB];
+};
+
+__device__ __forceinline__ kscales load_scales(u32 base, int s, u32 rg, u32 row_in_wg)
+{
+    kscales ks;
+    const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (rg * 64 + row_in_wg) * 4;
+    ks.sa0 = ld_shared_f32(sfa);
+    ks.sa1 = ld_shared_f32(sfa + 32);
+#pragma unroll
+    for (int j = 0; j < NSB; ++j)
+        ks.sb[j] = ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
+    return ks;
+}
+
+/* Issues (and commits) the 4 wgmma of the K block in slot s into acc; does not wait. */
+__device__ __forceinline__ void issue_kblock(float (&acc)[BN / 2], u32 base, int s, u32 rg)
+{
+    const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + rg * 64 * BK;
+    const u32 b_tile = base + OFF_B + s * B_STAGE_BYTES;
+    const u64 da = wgmma_desc_k128b(a_tile);
+    const u64 db = wgmma_desc_k128b(b_tile);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i)
+        reg_fence(acc[i]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 32; ++kk)
+        wgmma_fp8<BN>::run(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4), kk);
+    wgmma_commit();
+}
+
+/* The slot is no longer read (its wgmma done, scales in registers): release it, in both
+ * CTAs of a multicast pair (the partner's producer writes our slot too). */
+__device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u32 lane)
+{
+    __syncwarp();
+    if (lane == 0) {
+        const u32 empty = base + OFF_BAR + (STAGES + s) * 8;
+        mbar_arrive(empty);
+        if constexpr (MC == 2)
+            mbar_arrive_remote(empty, (u32)sc.rank ^ 1u);
+    }
+}
+
+/* out += acc * sa * sb (second level of the two-level accumulation). */
+__device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                        const kscales &ks, int n_off, u32 lane)
+{
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        float sbc;
+        if constexpr (SB_ALIGNED) {
+            sbc = ks.sb[(8 * i) / 128];
+        } else {
+            int blk = (n_off + 8 * i + 2 * (int)(lane & 3)) >> 7;
+            sbc = ks.sb[0];
+#pragma unroll
+            for (int j = 1; j < NSB; ++j)
+                sbc = blk == j ? ks.sb[j] : sbc;
+        }
+        const float s0 = ks.sa0 * sbc, s1 = ks.sa1 * sbc;
+        out[4 * i + 0] += acc[4 * i + 0] * s0;
+        out[4 * i + 1] += acc[4 * i + 1] * s0;
+        out[4 * i + 2] += acc[4 * i + 2] * s1;
+        out[4 * i + 3] += acc[4 * i + 3] * s1;
+    }
+}
+
+__device__ __forceinline__ void ring_next(int &s, u32 &phase, int by)
+{
+    s += by;
+    if (s >= STAGES) {
+        s -= STAGES;
+        phase ^= 1;
+    }
+}
+
+template <int W> __device__ __forceinline__ void wait_acc(float (&acc)[BN / 2])
+{
+    wgmma_wait<W>();
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i)
+        reg_fence(acc[i]);
+}
+
+/* One K block of the overlapped loop: wait for slot s, issue its wgmma into `next`, then
+ * (once the group before it, `prev`'s, has completed) release the previous slot and
+ * promote `prev` with its scales. */
+__device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&next)[BN / 2],
+                                                 float (&prev)[BN / 2], kscales &prev_scales,
+                                                 const sched &sc, u32 base, int &s, u32 &phase,
+                                                 int &s_prev, u32 rg, u32 row_in_wg, int n_off,
+                                                 u32 lane)
+{
+    mbar_wait(base + OFF_BAR + s * 8, phase);
+    const kscales cur = load_scales(base, s, rg, row_in_wg);
+    issue_kblock(next, base, s, rg);
+    wait_acc<1>(prev);
+    release_slot(base, s_prev, sc, lane);
+    promote(out, prev, prev_scales, n_off, lane);
+    prev_scales = cur;
+    s_prev = s;
+    ring_next(s, phase, 1);
+}
+
+/* One tile's K blocks with two accumulator sets: block kl+1 is issued before block kl is
+ * promoted, so one wgmma group is in flight while the CUDA cores promote. Even local K
+ * blocks go to acc0, odd ones to acc1; the loop is unrolled by two so that which set is
+ * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma). */
+__device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&acc0)[BN / 2],
+                                                 float (&acc1)[BN / 2], const sched &sc, u32 base,
+                                                 int &s, u32 &phase, u32 rg, u32 row_in_wg,
+                                                 int n_off, u32 lane)
+{
+    mbar_wait(base + OFF_BAR + s * 8, phase);
+    kscales prev = load_scales(base, s, rg, row_in_wg);
+    issue_kblock(acc0, base, s, rg);
+    int s_prev = s;
+    ring_next(s, phase, 1);
+    int kl = 1;
+#pragma unroll 1
+    for (; kl + 1 < sc.kb_count; kl += 2) {
+        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
+        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
+    }
+    if (kl < sc.kb_count) { /* an even count: one more block, into acc1 */
+        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
+        wait_acc<0>(acc1);
+        release_slot(base, s_prev, sc, lane);
+        promote(out, acc1, prev, n_off, lane);
+    } else {
+        wait_acc<0>(acc0);
+        release_slot(base, s_prev, sc, lane);
+        promote(out, acc0, prev, n_off, lane);
+    }
+}
+
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
@@ -359,6 +506,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     u32 tile_parity = 0; /* cluster_k handshake phase */
 
     float acc[BN / 2];
+    float acc1[BN / 2]; /* the second accumulator set (overlap; unused registers otherwise) */
     float out[BN / 2];
     int s = 0;
     u32 phase = 0;
@@ -375,82 +523,27 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         for (int i = 0; i < BN / 2; ++i)
             out[i] = 0.0f;
 
-        /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
-        s += q;
-        if (s >= STAGES) {
-            s -= STAGES;
-            phase ^= 1;
-        }
+        if constexpr (OVERLAP) {
+            kloop_overlapped(out, acc, acc1, sc, base, s, phase, rg, row_in_wg, n_off, lane);
+        } else {
+            /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
+            ring_next(s, phase, q);
 #pragma unroll 1
-        for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
-            mbar_wait(base + OFF_BAR + s * 8, phase);
-            const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (rg * 64 + row_in_wg) * 4;
-            const float sa0 = ld_shared_f32(sfa);
-            const float sa1 = ld_shared_f32(sfa + 32);
-            float sb[NSB];
-#pragma unroll
-            for (int j = 0; j < NSB; ++j)
-                sb[j] = ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
-
-            const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + rg * 64 * BK;
-            const u32 b_tile = base + OFF_B + s * B_STAGE_BYTES;
-            const u64 da = wgmma_desc_k128b(a_tile);
-            const u64 db = wgmma_desc_k128b(b_tile);
-#pragma unroll
-            for (int i = 0; i < BN / 2; ++i)
-                reg_fence(acc[i]);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < BK / 32; ++kk)
-                wgmma_fp8<BN>::run(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4), kk);
-            wgmma_commit();
-            wgmma_wait<0>();
-#pragma unroll
-            for (int i = 0; i < BN / 2; ++i)
-                reg_fence(acc[i]);
-
-            /* The slot is no longer read (wgmma done, scales in registers): release it, in
-             * both CTAs of a multicast pair (the partner's producer writes our slot too). */
-            __syncwarp();
-            if (lane == 0) {
-                const u32 empty = base + OFF_BAR + (STAGES + s) * 8;
-                if constexpr (MC == 1) {
-                    mbar_arrive(empty);
-                } else {
-                    mbar_arrive(empty);
-                    mbar_arrive_remote(empty, (u32)sc.rank ^ 1u);
-                }
+            for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
+                mbar_wait(base + OFF_BAR + s * 8, phase);
+                const kscales ks = load_scales(base, s, rg, row_in_wg);
+                issue_kblock(acc, base, s, rg);
+                wait_acc<0>(acc);
+                release_slot(base, s, sc, lane);
+                promote(out, acc, ks, n_off, lane);
+                ring_next(s, phase, KSPLIT);
             }
-
-#pragma unroll
-            for (int i = 0; i < BN / 8; ++i) {
-                float sbc;
-                if constexpr (SB_ALIGNED) {
-                    sbc = sb[(8 * i) / 128];
-                } else {
-                    int blk = (n_off + 8 * i + 2 * (int)(lane & 3)) >> 7;
-                    sbc = sb[0];
-#pragma unroll
-                    for (int j = 1; j < NSB; ++j)
-                        sbc = blk == j ? sb[j] : sbc;
-                }
-                const float s0 = sa0 * sbc, s1 = sa1 * sbc;
-                out[4 * i + 0] += acc[4 * i + 0] * s0;
-                out[4 * i + 1] += acc[4 * i + 1] * s0;
-                out[4 * i + 2] += acc[4 * i + 2] * s1;
-                out[4 * i + 3] += acc[4 * i + 3] * s1;
-            }
-            s += KSPLIT;
-            if (s >= STAGES) {
-                s -= STAGES;
+            /* Back to the slot after this tile's last K block (kb_count % KSPLIT == 0). */
+            s -= q;
+            if (s < 0) {
+                s += STAGES;
                 phase ^= 1;
             }
-        }
-        /* Back to the slot after this tile's last K block (kb_count % KSPLIT == 0). */
-        s -= q;
-        if (s < 0) {
-            s += STAGES;
-            phase ^= 1;
         }
 
         if constexpr (KSPLIT > 1) {
