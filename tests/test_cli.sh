@@ -139,6 +139,9 @@ out_has 'failed 0'
 run 0 cache ls --json
 [ "$(wc -l <"$WORK/out")" -ge 4 ] || fail "prewarm --model compiled fewer than 4 kernels"
 grep -q '"template":"gemm_fp8"' "$WORK/out" || fail "prewarm --model compiled no gemm_fp8"
+# The prefill batch (4096 > decode_max) expands into the contiguous expert GEMMs.
+grep -q 'param:grouping=2' "$WORK/out" ||
+    fail "prewarm --model compiled no contiguous grouped GEMM for the prefill batch"
 # Serving mode: with KILN_JIT=0 every kernel of the prewarmed model is found without a
 # compile, and a shape that was not prewarmed is a miss, not a compile.
 KILN_JIT=0 run 0 prewarm --model "$MODEL" -j 2
@@ -147,6 +150,16 @@ printf 'quant_fp8_per_token k=384\n' >"$WORK/cold.spec"
 KILN_JIT=0 run 1 prewarm --spec "$WORK/cold.spec"
 err_has 'KILN_ERR_MISS'
 unset KILN_JIT # sh may keep an assignment made before a function call
+
+# The contiguous grouped GEMM's spec line: its kernels compile once; a bad alignment and a
+# missing key are named.
+printf 'gemm_fp8_contig m=4096 n=256 k=256 align=128\n' >"$WORK/contig.spec"
+run 0 prewarm --spec "$WORK/contig.spec"
+out_has 'failed 0'
+printf 'gemm_fp8_contig m=4096 n=256 k=256 align=96\ngemm_fp8_contig m=4096 n=256 k=256\n' >"$WORK/contig-bad.spec"
+run 1 prewarm --spec "$WORK/contig-bad.spec"
+err_has 'contig-bad.spec:1:.*align = 96'
+err_has 'contig-bad.spec:2:.*missing align='
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'

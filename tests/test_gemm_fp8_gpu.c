@@ -454,7 +454,7 @@ static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const i
     gpu_upload(dsfa, sfa, (size_t)(kb * s) * 4);
     gpu_upload(dsfb, sb, (size_t)(g * nb * kb) * 4);
     gpu_upload(dends, ends, (size_t)g * 4);
-    kiln__gemm_fp8_contig_args args = {
+    kiln_gemm_fp8_contig_args args = {
         .a = t2(da, KILN_DTYPE_E4M3, m, k, k),
         .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, s),
         .b = t3(db, KILN_DTYPE_E4M3, g, n, k),
@@ -466,7 +466,7 @@ static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const i
     uint16_t *d[2] = {malloc(d_bytes), malloc(d_bytes)};
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd, d_bytes, 0xffffffffu);
-        if (kiln__gemm_fp8_contig(ctx, &args, NULL) != KILN_OK)
+        if (kiln_gemm_fp8_contig(ctx, &args, NULL) != KILN_OK)
             fail_msg("contig: %s", kiln_ctx_errmsg(ctx));
         gpu_sync();
         gpu_download(d[run], dd, d_bytes);

@@ -11,7 +11,10 @@
  *   dense_fp8 NxK ...        dense FP8 projections (128x128-block scaled weights)
  *   batch B ...              token counts per step and GPU the server runs (M buckets)
  *   decode_max B             largest batch served by the masked (decode) expert GEMMs
- *                            (default 256)
+ *                            (default 256); larger batches are prefill, served by the
+ *                            contiguous grouped expert GEMMs
+ *   prefill_align A          row alignment of each expert's block in the prefill layout
+ *                            (the DeepEP v2 m alignment; default 128, a multiple of 64)
  */
 #include "cli.h"
 
@@ -22,7 +25,7 @@
 
 typedef struct model {
     char name[64];
-    int64_t hidden, moe_intermediate, experts, top_k, ep_ranks, decode_max;
+    int64_t hidden, moe_intermediate, experts, top_k, ep_ranks, decode_max, prefill_align;
     int64_t dense[64][2];
     int num_dense;
     int64_t batch[64];
@@ -85,6 +88,7 @@ static int parse_line(const char *path, long line_no, char *text, model *m)
                       : strcmp(key, "top_k") == 0            ? &m->top_k
                       : strcmp(key, "ep_ranks") == 0         ? &m->ep_ranks
                       : strcmp(key, "decode_max") == 0       ? &m->decode_max
+                      : strcmp(key, "prefill_align") == 0    ? &m->prefill_align
                                                              : NULL;
     char *word = strtok_r(NULL, " \t\r\n", &save);
     if (word == NULL)
@@ -150,8 +154,12 @@ int cli_model_expand(const char *path, cli_lines *out)
     memset(&m, 0, sizeof m);
     m.ep_ranks = 1;
     m.decode_max = 256;
+    m.prefill_align = 128;
     if (read_model(path, &m) != CLI_OK)
         return CLI_FAIL;
+    if (m.prefill_align % 64 != 0)
+        return cli_fail("%s: prefill_align (%lld) must be a multiple of 64", path,
+                        (long long)m.prefill_align);
     if (m.experts % m.ep_ranks != 0)
         return cli_fail("%s: experts (%lld) must divide by ep_ranks (%lld)", path,
                         (long long)m.experts, (long long)m.ep_ranks);
@@ -179,6 +187,17 @@ int cli_model_expand(const char *path, cli_lines *out)
                        (long long)rows, (long long)(2 * m.moe_intermediate), (long long)m.hidden);
         rc |= add_line(out, "gemm_fp8_masked g=%lld m=%lld n=%lld k=%lld", (long long)local,
                        (long long)rows, (long long)m.hidden, (long long)m.moe_intermediate);
+    }
+    /* Expert GEMMs at prefill: contiguous groups. A GPU receives top_k rows per token of
+     * the batch (its ranks' tokens spread over all ranks), so M_total ~ batch * top_k. */
+    for (int b = 0; b < m.num_batch; b++) {
+        if (m.batch[b] <= m.decode_max)
+            continue;
+        long long rows = (long long)(m.batch[b] * m.top_k), align = (long long)m.prefill_align;
+        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld", rows,
+                       (long long)(2 * m.moe_intermediate), (long long)m.hidden, align);
+        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld", rows,
+                       (long long)m.hidden, (long long)m.moe_intermediate, align);
     }
     return rc == CLI_OK ? CLI_OK : CLI_FAIL;
 }

@@ -1,11 +1,22 @@
-/* kiln__gemm_fp8_contig: the FP8 GEMM kernel over contiguous groups (MoE prefill, the
- * DeepEP v2 layout). Group sizes are device data (prefix sums), read by the kernel. */
+/* kiln_gemm_fp8_contig: the FP8 GEMM kernel over contiguous groups (MoE prefill, the
+ * DeepEP v2 layout). Group sizes are device data (prefix sums), read by the kernel, so
+ * nothing here depends on them. */
 #include "gemm_config.h"
 #include "tma.h"
 
 static const char op[] = "kiln_gemm_fp8_contig";
 
-static int check_args(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args)
+/* The row tiles (64 or 128 rows) must not straddle two groups. */
+static int check_alignment(kiln_ctx *ctx, const char *who, const char *name, int64_t align)
+{
+    if (align <= 0 || align % 64 != 0 || align > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s = %lld must be a positive multiple of 64 (at most 2^20)",
+                               who, name, (long long)align);
+    return KILN_OK;
+}
+
+static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 {
     int status;
     if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_E4M3, 2, 16)) ||
@@ -23,10 +34,8 @@ static int check_args(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: M_total = %lld, G = %lld out of range", op, (long long)m,
                                (long long)g);
-    if (args->m_alignment <= 0 || args->m_alignment % 64 != 0 || args->m_alignment > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: m_alignment = %lld must be a positive multiple of 64", op,
-                               (long long)args->m_alignment);
+    if ((status = check_alignment(ctx, op, "m_alignment", args->m_alignment)) != KILN_OK)
+        return status;
     bool b_packed = args->b.shape[2] == k && args->b.strides[0] == 0 && args->b.strides[1] == 0;
     bool sfb_packed = args->sfb.shape[0] == g && args->sfb.shape[1] == (n + 127) / 128 &&
                       args->sfb.shape[2] == k / 128 && args->sfb.strides[0] == 0 &&
@@ -67,8 +76,8 @@ static kiln__gemm_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t al
     return cfg;
 }
 
-kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args,
-                                  kiln_stream stream)
+kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args,
+                                 kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
     if (status == KILN_OK)
@@ -102,4 +111,28 @@ kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_arg
     if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
+}
+
+/* gemm_fp8_contig m=<rows> n=.. k=.. align=..: the kernel kiln_gemm_fp8_contig launches for
+ * about m rows in all (M_total) whose groups start at multiples of align. */
+int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t rows, cols, depth, align;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &rows)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+        (status = kiln__spec_word(ctx, words, "align", true, 0, &align)))
+        return status;
+    if (rows < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_fp8_contig m=%lld n=%lld k=%lld: needs m >= 1, n a positive "
+                               "multiple of 16, k a positive multiple of 128",
+                               (long long)rows, (long long)cols, (long long)depth);
+    if ((status = check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
+        return status;
+    kiln__gemm_config cfg = pick_contig(rows, cols, depth, align, ctx->num_sms);
+    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
 }

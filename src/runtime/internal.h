@@ -121,38 +121,14 @@ typedef struct kiln__prewarm_op {
     kiln__prewarm_fn specs;
 } kiln__prewarm_op;
 
-/* MoE prefill: G FP8 GEMMs over the contiguous grouped layout (DeepEP v2): the rows of
- * group g follow group g-1's, starting at the next multiple of m_alignment.
- *   a          E4M3 [M_total, K], K-major (row stride a multiple of 16 bytes)
- *   sfa        F32  [K/128, M_total] MN-major, row stride kiln_sf_mn_stride(M_total)
- *   b          E4M3 [G, N, K], contiguous
- *   sfb        F32  [G, ceil(N/128), K/128], contiguous
- *   d          BF16 [M_total, N]
- *   group_end  I32  [G] in device memory: inclusive prefix sums of the rows per group.
- *              Padding rows are not stored (d keeps what it held there); a decreasing
- *              entry is an empty group and rows past M_total are dropped, so a bad layout
- *              never writes outside d.
- *   m_alignment  a positive multiple of 64 (128 is usual).
- * Same K and N rules, returns and thread-safety as kiln_gemm_fp8.
- * Internal until the gpu suite has run it on a device: it joins kiln.h once it has. */
-typedef struct kiln__gemm_fp8_contig_args {
-    kiln_tensor a;
-    kiln_tensor sfa;
-    kiln_tensor b;
-    kiln_tensor sfb;
-    kiln_tensor d;
-    kiln_tensor group_end;
-    int64_t m_alignment;
-} kiln__gemm_fp8_contig_args;
-kiln_status kiln__gemm_fp8_contig(kiln_ctx *ctx, const kiln__gemm_fp8_contig_args *args,
-                                  kiln_stream stream);
-
 /* Operator families (one file each). */
 int kiln__quant_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__quant_block_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__sf_transpose_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
+                                  int *n);
+int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
                                   int *n);
 
 #endif

@@ -12,6 +12,7 @@ static const kiln__prewarm_op ops[] = {
     {"sf_transpose", kiln__sf_transpose_prewarm},
     {"gemm_fp8", kiln__gemm_fp8_prewarm},
     {"gemm_fp8_masked", kiln__gemm_fp8_masked_prewarm},
+    {"gemm_fp8_contig", kiln__gemm_fp8_contig_prewarm},
 };
 
 int kiln__spec_word(kiln_ctx *ctx, kiln__spec_words *words, const char *key, bool required,
