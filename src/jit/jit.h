@@ -31,6 +31,7 @@ enum kj_template_id {
     KJ_QUANT_PER_BLOCK,
     KJ_SF_TRANSPOSE,
     KJ_GEMM_FP8,
+    KJ_GEMM_BF16,
     KJ_NUM_TEMPLATES
 };
 

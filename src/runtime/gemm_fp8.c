@@ -147,6 +147,16 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
     return kiln__launch(ctx, kernel, &launch, params, stream);
 }
 
+/* The heuristic's pick and the knobs on top: KILN_GEMM_MULTICAST pairs the prefill tiles of
+ * two m blocks in a 2-CTA cluster that shares (multicasts) their B tile. */
+static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k)
+{
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
+    if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1)
+        cfg.multicast = 2;
+    return cfg;
+}
+
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
@@ -158,7 +168,7 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
-    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
+    kiln__gemm_config cfg = dense_config(ctx, m, n, k);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
         .rows = (int)m,
@@ -195,7 +205,7 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
                                "gemm_fp8 m=%lld n=%lld k=%lld: needs m >= 1, n a positive multiple "
                                "of 16, k a positive multiple of 128",
                                (long long)m, (long long)cols, (long long)depth);
-    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, cols, depth, ctx->num_sms);
+    kiln__gemm_config cfg = dense_config(ctx, m, cols, depth);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     return KILN_OK;

@@ -48,6 +48,9 @@ static const knob knobs[] = {
     {{"KILN_GEMM_OVERLAP", "bool", "1",
       "FP8 GEMMs: issue the next K block's wgmma before promoting the last (where registers allow)"},
      KNOB_BOOL, OPT(gemm_overlap), 0, 1},
+    {{"KILN_GEMM_MULTICAST", "bool", "0",
+      "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
+     KNOB_BOOL, OPT(gemm_multicast), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 

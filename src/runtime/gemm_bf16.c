@@ -1,0 +1,206 @@
+/* kiln_gemm_bf16: argument checks, configuration, TMA descriptors and the persistent
+ * launch of the BF16 GEMM (src/templates/gemm_bf16.cuh), shared with the grouped forms in
+ * gemm_bf16_grouped.c. */
+#include "gemm_bf16.h"
+#include "tma.h"
+
+static const char op[] = "kiln_gemm_bf16";
+
+int kiln__gemm_bf16_check_nk(kiln_ctx *ctx, const char *name, int64_t n, int64_t k)
+{
+    if (k <= 0 || k % 8 != 0 || k > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: K = %lld must be a positive multiple of 8", name, (long long)k);
+    if (n <= 0 || n % 8 != 0 || n > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: N = %lld must be a positive multiple of 8", name, (long long)n);
+    return KILN_OK;
+}
+
+int kiln__gemm_bf16_out_dtype(kiln_ctx *ctx, const char *name, const kiln_tensor *d, int *out_f32)
+{
+    if (d->dtype != KILN_DTYPE_BF16 && d->dtype != KILN_DTYPE_F32)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d has dtype %s, expected bf16 or f32",
+                               name, kiln__dtype_name(d->dtype));
+    *out_f32 = d->dtype == KILN_DTYPE_F32;
+    return KILN_OK;
+}
+
+/* Shapes, dtypes, alignment: everything the kernel and TMA rely on. */
+static int check_args(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, int *out_f32)
+{
+    int status;
+    if (args->layout < KILN_GEMM_NT || args->layout > KILN_GEMM_TN)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: layout = %d is not a kiln_gemm_layout (0..3)", op, args->layout);
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_BF16, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_BF16, 2, 16)) ||
+        (status = kiln__gemm_bf16_out_dtype(ctx, op, &args->d, out_f32)) ||
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, args->d.dtype, 2, 16)))
+        return status;
+    bool a_mn = args->layout & 1, b_mn = args->layout & 2;
+    int64_t m = args->a.shape[a_mn ? 1 : 0], k = args->a.shape[a_mn ? 0 : 1];
+    int64_t n = args->b.shape[b_mn ? 1 : 0], b_k = args->b.shape[b_mn ? 0 : 1];
+    if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) != KILN_OK)
+        return status;
+    if (m > (1LL << 31) - 256)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M = %lld is too large", op,
+                               (long long)m);
+    if (b_k != k)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: b is [%lld, %lld]: its K (%lld) is not a's K = %lld", op,
+                               (long long)args->b.shape[0], (long long)args->b.shape[1],
+                               (long long)b_k, (long long)k);
+    if (args->d.shape[0] != m || args->d.shape[1] != n)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: d is [%lld, %lld], expected [M = %lld, N = %lld]", op,
+                               (long long)args->d.shape[0], (long long)args->d.shape[1],
+                               (long long)m, (long long)n);
+    return KILN_OK;
+}
+
+int kiln__gemm_bf16_d_map(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, CUtensorMap *map,
+                          void *d, int64_t rows, int64_t n, int64_t ld_d)
+{
+    int elem = cfg->out_f32 ? 4 : 2, slab = kiln__gemm_bf16_slab(cfg->block_n, elem);
+    int bytes = slab * elem;
+    CUtensorMapSwizzle swizzle = bytes == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+                                 : bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                                 : bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                                               : CU_TENSOR_MAP_SWIZZLE_NONE;
+    return kiln__tma_2d(ctx, map, "d",
+                        cfg->out_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                        elem, d, (uint64_t)rows, (uint64_t)n, (uint64_t)ld_d, 64, (uint32_t)slab,
+                        swizzle);
+}
+
+/* Clusters of this kernel that fit on the device at once: asked once per kernel. */
+static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
+                               const kiln__launch_cfg *launch)
+{
+    kiln__kernel *k = (kiln__kernel *)kernel; /* the cached figure is the only thing written */
+    int clusters = atomic_load_explicit(&k->max_active_clusters, memory_order_relaxed);
+    if (clusters > 0)
+        return clusters;
+    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
+    attr.value.clusterDim.x = launch->cluster_x;
+    attr.value.clusterDim.y = attr.value.clusterDim.z = 1;
+    CUlaunchConfig query = {
+        .gridDimX = launch->cluster_x, .gridDimY = 1, .gridDimZ = 1,
+        .blockDimX = launch->block[0], .blockDimY = 1, .blockDimZ = 1,
+        .sharedMemBytes = launch->smem_bytes, .attrs = &attr, .numAttrs = 1,
+    };
+    CUresult rc = ctx->drv->cuOccupancyMaxActiveClusters(&clusters, kernel->fn, &query);
+    if (rc != CUDA_SUCCESS || clusters <= 0) {
+        kiln__err err = {0};
+        kiln__driver_error(&err, "cuOccupancyMaxActiveClusters(kiln_gemm_bf16)",
+                           rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_CLUSTER_SIZE);
+        return -kiln__ctx_fail(ctx, &err);
+    }
+    atomic_store_explicit(&k->max_active_clusters, clusters, memory_order_relaxed);
+    return clusters;
+}
+
+int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int64_t n,
+                           int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
+                           kiln_stream stream)
+{
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_d,
+                      (void *)&ops->rows, (void *)&ops->group_rows, (void *)&ops->num_groups,
+                      (void *)&ops->d, (void *)&ops->ld_d};
+    kj_spec spec;
+    kiln__gemm_bf16_spec(&spec, n, k, cfg);
+    const kiln__kernel *kernel;
+    int status = kiln__kernel_get(ctx, &spec, &kernel);
+    if (status != KILN_OK)
+        return status;
+    kiln__launch_cfg launch = {
+        .grid = {1, 1, 1},
+        .block = {(unsigned)kiln__gemm_bf16_threads(cfg), 1, 1},
+        .smem_bytes = (unsigned)kiln__gemm_bf16_smem(cfg),
+        .cluster_x = (unsigned)(cfg->cluster_k > 1 ? cfg->cluster_k : 1),
+    };
+    /* Persistent: one CTA (or cluster) per unit of work, at most what fits at once. */
+    int64_t slots = ctx->num_sms; /* KILN_NUM_SMS */
+    if (launch.cluster_x > 1) {
+        int clusters = max_active_clusters(ctx, kernel, &launch);
+        if (clusters < 0)
+            return -clusters;
+        slots = ctx->num_sms / (int)launch.cluster_x;
+        slots = clusters < slots ? clusters : slots > 0 ? slots : 1;
+    }
+    launch.grid[0] = launch.cluster_x * (unsigned)(units < slots ? units : slots);
+    return kiln__launch(ctx, kernel, &launch, params, stream);
+}
+
+kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)
+{
+    int out_f32 = 0;
+    /* Arguments first, so a compile-only context reports a bad call too. */
+    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, op)
+                                             : check_args(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_launchable(ctx, args, op);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    bool a_mn = args->layout & 1, b_mn = args->layout & 2;
+    int64_t m = args->a.shape[a_mn ? 1 : 0], k = args->a.shape[a_mn ? 0 : 1];
+    int64_t n = args->b.shape[b_mn ? 1 : 0];
+    if (m == 0)
+        return kiln__ctx_ok(ctx);
+
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, args->layout, out_f32, ctx->num_sms);
+    kiln__gemm_bf16_operands ops = {
+        .rows = (int)m,
+        .group_rows = NULL,
+        .num_groups = 1,
+        .d = args->d.data,
+        .ld_d = kiln__row_stride(&args->d),
+    };
+    /* A K-major operand loads [tile rows, 64 of K] per stage; an MN-major one [64 of K, 64]
+     * boxes, one per 64 rows (columns) of the tile. */
+    const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
+    uint64_t lda = (uint64_t)kiln__row_stride(&args->a), ldb = (uint64_t)kiln__row_stride(&args->b);
+    if ((status = a_mn ? kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)k,
+                                      (uint64_t)m, lda, 64, 64, sw)
+                       : kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)m,
+                                      (uint64_t)k, lda, (uint32_t)cfg.block_m, 64, sw)) ||
+        (status = b_mn ? kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)k,
+                                      (uint64_t)n, ldb, 64, 64, sw)
+                       : kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)n,
+                                      (uint64_t)k, ldb, (uint32_t)cfg.block_n, 64, sw)) ||
+        (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
+        return (kiln_status)status;
+
+    int64_t units = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
+
+/* "gemm_bf16 m=.. n=.. k=.. [layout=0..3] [out_f32=0|1]" */
+int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t m, cols, depth, layout, out_f32;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &m)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+        (status = kiln__spec_word(ctx, words, "layout", false, 0, &layout)) ||
+        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        return status;
+    if (m < 1 || layout < 0 || layout > 3 || (out_f32 != 0 && out_f32 != 1) ||
+        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16", cols, depth) != KILN_OK)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_bf16 m=%lld n=%lld k=%lld layout=%lld out_f32=%lld: needs "
+                               "m >= 1, n and k positive multiples of 8, layout 0..3, out_f32 0 "
+                               "or 1",
+                               (long long)m, (long long)cols, (long long)depth, (long long)layout,
+                               (long long)out_f32);
+    kiln__gemm_bf16_config cfg =
+        kiln__gemm_bf16_pick(m, cols, depth, (int)layout, (int)out_f32, ctx->num_sms);
+    kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
+}

@@ -1,0 +1,62 @@
+/* The BF16 GEMM kernel (src/templates/gemm_bf16.cuh) from the host: its tile
+ * configuration, the heuristic that picks one, and the launch shared by the dense, masked
+ * and contiguous operators. */
+#ifndef KILN_RUNTIME_GEMM_BF16_H
+#define KILN_RUNTIME_GEMM_BF16_H
+
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct kiln__gemm_bf16_config {
+    int block_m, block_n, stages, group_n, cluster_k;
+    int layout;   /* kiln_gemm_layout: bit 0 A M-major, bit 1 B N-major */
+    int out_f32;  /* D is F32 */
+    int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
+    int m_align;  /* contiguous groups: row alignment of each group's start */
+} kiln__gemm_bf16_config;
+
+/* The configuration for an M x N x K problem of `layout` on num_sms SMs. */
+kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
+                                            int out_f32, int num_sms);
+/* Set cfg->stages to as many as fit (0 when none do). */
+void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg);
+/* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
+int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg);
+int kiln__gemm_bf16_threads(const kiln__gemm_bf16_config *cfg);
+/* Column slab of the epilogue's TMA stores (elements) for block_n and the element size. */
+int kiln__gemm_bf16_slab(int block_n, int elem_bytes);
+/* The specialization for (N, K, cfg). */
+void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_bf16_config *cfg);
+
+/* The kernel's arguments (see the entry point of src/templates/gemm_bf16.cuh). */
+typedef struct kiln__gemm_bf16_operands {
+    CUtensorMap tm_a, tm_b, tm_d;
+    int rows;               /* M, M_max of every group, or M_total */
+    const void *group_rows; /* grouped: masked_m or the prefix sums; else NULL */
+    int num_groups;
+    void *d;                /* D again, for the row-by-row stores of partial tiles */
+    long long ld_d;
+} kiln__gemm_bf16_operands;
+
+/* N and K as the kernel needs them: positive multiples of 8 (16-byte rows). */
+int kiln__gemm_bf16_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);
+/* d's dtype: BF16 or F32 (sets *out_f32), else fails into ctx. */
+int kiln__gemm_bf16_out_dtype(kiln_ctx *ctx, const char *op, const kiln_tensor *d, int *out_f32);
+/* D [rows, n] (row stride ld_d) as the epilogue's 2-D store map. */
+int kiln__gemm_bf16_d_map(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, CUtensorMap *map,
+                          void *d, int64_t rows, int64_t n, int64_t ld_d);
+/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units.
+ * Fails into ctx. */
+int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int64_t n,
+                           int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
+                           kiln_stream stream);
+
+/* Spec-line operators (kiln_prewarm). */
+int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
+int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
+                                   int *n);
+int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,
+                                   int *n);
+
+#endif

@@ -1,0 +1,135 @@
+/* BF16 GEMM configurations. Decode sizes (M <= 128) are bound by reading B, and with tiles
+ * narrow enough to give every SM one, each CTA also re-reads all of A: the pick weighs the
+ * bytes one CTA moves (its A and B tiles over its K range, plus the FP32 partial sums a
+ * cluster_k split hands to rank 0) and keeps the cheapest split. Prefill uses 128-row tiles
+ * as wide as the wave count allows (the FP32 accumulator stays in the wgmma registers, so
+ * 128 x 256 fits). */
+#include "gemm_bf16.h"
+
+enum { SMEM_LIMIT = 232448, MAX_STAGES = 32, MIN_DECODE_STAGES = 4 };
+
+static int round_up(int v, int to)
+{
+    return (v + to - 1) / to * to;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+int kiln__gemm_bf16_slab(int block_n, int elem_bytes)
+{
+    for (int bytes = 128; bytes >= 32; bytes /= 2)
+        if (block_n % (bytes / elem_bytes) == 0)
+            return bytes / elem_bytes;
+    return block_n;
+}
+
+int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg)
+{
+    int row_groups = cfg->block_m / 64, elem = cfg->out_f32 ? 4 : 2;
+    int staging = row_groups * 2 * round_up(64 * kiln__gemm_bf16_slab(cfg->block_n, elem) * elem, 1024);
+    bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
+    int partials = split ? round_up(row_groups * 64 * cfg->block_n * 4, 1024) : 0;
+    int per_stage = (cfg->block_m + cfg->block_n) * 128;
+    return staging + partials + cfg->stages * per_stage + cfg->stages * 16 +
+           (split ? row_groups * 16 : 0) + 1024;
+}
+
+int kiln__gemm_bf16_threads(const kiln__gemm_bf16_config *cfg)
+{
+    return (cfg->block_m / 64 + 1) * 128;
+}
+
+void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg)
+{
+    for (cfg->stages = MAX_STAGES; cfg->stages >= 2; cfg->stages--)
+        if (kiln__gemm_bf16_smem(cfg) <= SMEM_LIMIT)
+            return;
+    cfg->stages = 0;
+}
+
+/* Decode: for a K split over clusters of 1, 2 or 4 CTAs (about 132, 66 and 30 fit at once
+ * on 132 SMs, docs/gemm_fp8_notes.md), the tile width that gives each cluster one tile;
+ * the split whose CTAs move the fewest bytes per wave wins. */
+static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
+{
+    const int64_t k_blocks = ceil_div(k, 64);
+    const int step = cfg->layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
+    const int splits[] = {1, 2, 4};
+    double best = -1;
+    kiln__gemm_bf16_config pick = *cfg; /* a fallback that always fits */
+    pick.block_n = 128;
+    kiln__gemm_bf16_fit(&pick);
+    for (int i = 0; i < 3; i++) {
+        int split = splits[i];
+        int64_t clusters = split == 1 ? num_sms : split == 2 ? num_sms / 2 : num_sms * 30 / 132;
+        if (clusters < 1 || (split > 1 && k_blocks < 4 * split))
+            continue;
+        int width = round_up((int)ceil_div(n, clusters), step);
+        width = width < 16 ? 16 : width > 256 ? 256 : width;
+        kiln__gemm_bf16_config c = *cfg;
+        c.block_n = width;
+        c.cluster_k = split > 1 ? split : 0;
+        kiln__gemm_bf16_fit(&c);
+        if (c.stages < MIN_DECODE_STAGES && !(split == 1 && c.stages >= 2))
+            continue;
+        int64_t waves = ceil_div(ceil_div(n, width), clusters);
+        double bytes = (double)(cfg->block_m + width) * 128.0 * (double)ceil_div(k_blocks, split) +
+                       (double)(split - 1) * cfg->block_m * width * 4.0;
+        double cost = (double)waves * bytes;
+        if (best < 0 || cost < best) {
+            best = cost;
+            pick = c;
+        }
+    }
+    *cfg = pick;
+}
+
+/* Prefill: 128-row tiles; the width whose wave count times tile width (time per tile,
+ * with a small penalty for the narrower, less efficient tiles) is least. */
+static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int num_sms)
+{
+    static const int widths[] = {256, 192, 128};
+    static const double penalty[] = {1.0, 1.03, 1.1};
+    double best = -1;
+    for (int i = 0; i < 3; i++) {
+        int64_t tiles = ceil_div(m, 128) * ceil_div(n, widths[i]);
+        double cost = (double)ceil_div(tiles, num_sms) * widths[i] * penalty[i];
+        if (best < 0 || cost < best) {
+            best = cost;
+            cfg->block_n = widths[i];
+        }
+    }
+    kiln__gemm_bf16_fit(cfg);
+}
+
+kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
+                                            int out_f32, int num_sms)
+{
+    kiln__gemm_bf16_config cfg = {.block_m = 128, .block_n = 128, .group_n = 8, .cluster_k = 0,
+                                  .layout = layout, .out_f32 = out_f32};
+    if (num_sms < 1)
+        num_sms = 1;
+    if (m <= 128) {
+        cfg.block_m = m <= 64 ? 64 : 128;
+        cfg.group_n = 1000; /* one row of tiles: no L2 grouping to do */
+        pick_decode(&cfg, n, k, num_sms);
+    } else {
+        pick_prefill(&cfg, m, n, num_sms);
+    }
+    return cfg;
+}
+
+void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_bf16_config *cfg)
+{
+    /* Positional, in the order of the template's parameter list (src/jit/templates.c): this
+     * runs on every call, so no lookups by name. */
+    kj_spec_init(spec, KJ_GEMM_BF16);
+    const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
+                              cfg->cluster_k, cfg->layout, cfg->out_f32, cfg->grouping,
+                              cfg->m_align};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        spec->values[i] = values[i];
+}

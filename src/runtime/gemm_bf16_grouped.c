@@ -1,0 +1,256 @@
+/* kiln_gemm_bf16_masked and kiln_gemm_bf16_contig: the BF16 GEMM kernel over G groups
+ * (MoE decode: masked rows; prefill: contiguous groups, the DeepEP v2 layout). Group sizes
+ * are device data read by the kernel (gemm_sched.cuh), so nothing here depends on them:
+ * one launch, or one captured graph, serves every routing outcome. */
+#include "gemm_bf16.h"
+#include "tma.h"
+
+static const char masked_op[] = "kiln_gemm_bf16_masked";
+static const char contig_op[] = "kiln_gemm_bf16_contig";
+
+/* A 3-D tensor [d0, d1, d2] that is contiguous (strides 0, or exactly {d1*d2, d2, 1}). */
+static bool packed3(const kiln_tensor *t)
+{
+    if (t->strides[0] == 0 && t->strides[1] == 0 && t->strides[2] == 0)
+        return true;
+    return t->strides[2] == 1 && t->strides[1] == t->shape[2] &&
+           t->strides[0] == t->shape[1] * t->shape[2];
+}
+
+static int check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
+                        int64_t d0, int64_t d1, int64_t d2)
+{
+    if (t->shape[0] != d0 || t->shape[1] != d1 || t->shape[2] != d2 || !packed3(t))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s must be a contiguous [%lld, %lld, %lld] (got [%lld, %lld, %lld])",
+                               op, name, (long long)d0, (long long)d1, (long long)d2,
+                               (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2]);
+    return KILN_OK;
+}
+
+static int check_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args, int *out_f32)
+{
+    const char *op = masked_op;
+    int status;
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_BF16, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_BF16, 3, 16)) ||
+        (status = kiln__gemm_bf16_out_dtype(ctx, op, &args->d, out_f32)) ||
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, args->d.dtype, 3, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "masked_m", &args->masked_m, KILN_DTYPE_I32, 1, 4)))
+        return status;
+    int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
+    int64_t n = args->b.shape[1];
+    if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive",
+                               op, (long long)g, (long long)m_max);
+    if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) ||
+        (status = check_shape3(ctx, op, "a", &args->a, g, m_max, k)) ||
+        (status = check_shape3(ctx, op, "b", &args->b, g, n, k)) ||
+        (status = check_shape3(ctx, op, "d", &args->d, g, m_max, n)))
+        return status;
+    if (args->masked_m.shape[0] != g)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
+                               (long long)g);
+    if (args->expected_m < 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: expected_m = %lld is negative", op,
+                               (long long)args->expected_m);
+    return KILN_OK;
+}
+
+/* G groups of about expected_m rows: as a dense problem of that many rows whose N is G
+ * times wider (the groups' tiles are independent work). */
+static kiln__gemm_bf16_config pick_masked(int64_t groups, int64_t expected_m, int64_t m_max,
+                                          int64_t n, int64_t k, int out_f32, int num_sms)
+{
+    int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n * groups, k, 0, out_f32, num_sms);
+    cfg.grouping = 1;
+    return cfg;
+}
+
+kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args,
+                                  kiln_stream stream)
+{
+    int out_f32 = 0;
+    /* Arguments first, so a compile-only context reports a bad call too. */
+    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, masked_op)
+                                             : check_masked(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_launchable(ctx, args, masked_op);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
+    int64_t n = args->b.shape[1];
+    kiln__gemm_bf16_config cfg = pick_masked(g, args->expected_m, m_max, n, k, out_f32, ctx->num_sms);
+
+    kiln__gemm_bf16_operands ops = {
+        .rows = (int)m_max,
+        .group_rows = args->masked_m.data,
+        .num_groups = (int)g,
+        .d = args->d.data,
+        .ld_d = n,
+    };
+    int elem = out_f32 ? 4 : 2, slab = kiln__gemm_bf16_slab(cfg.block_n, elem);
+    const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
+    int bytes = slab * elem;
+    CUtensorMapSwizzle d_sw = bytes == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+                              : bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                              : bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                                            : CU_TENSOR_MAP_SWIZZLE_NONE;
+    if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)g,
+                               (uint64_t)m_max, (uint64_t)k, (uint64_t)k, (uint64_t)(m_max * k),
+                               (uint32_t)cfg.block_m, 64, sw)) ||
+        (status = kiln__tma_3d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)g,
+                               (uint64_t)n, (uint64_t)k, (uint64_t)k, (uint64_t)(n * k),
+                               (uint32_t)cfg.block_n, 64, sw)) ||
+        (status = kiln__tma_3d(ctx, &ops.tm_d, "d",
+                               out_f32 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : bf16, elem,
+                               args->d.data, (uint64_t)g, (uint64_t)m_max, (uint64_t)n,
+                               (uint64_t)n, (uint64_t)(m_max * n), 64, (uint32_t)slab, d_sw)))
+        return (kiln_status)status;
+
+    /* At most every group full; the kernel stops at the units the counts give. */
+    int64_t units = g * ((m_max + cfg.block_m - 1) / cfg.block_m) * ((n + cfg.block_n - 1) / cfg.block_n);
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
+
+static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, int *out_f32)
+{
+    const char *op = contig_op;
+    int status;
+    if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_BF16, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_BF16, 3, 16)) ||
+        (status = kiln__gemm_bf16_out_dtype(ctx, op, &args->d, out_f32)) ||
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, args->d.dtype, 2, 16)) ||
+        (status = kiln__check_tensor(ctx, op, "group_end", &args->group_end, KILN_DTYPE_I32, 1, 4)))
+        return status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1];
+    int64_t g = args->b.shape[0], n = args->b.shape[1];
+    if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) != KILN_OK)
+        return status;
+    if (m > (1LL << 31) - 256 || g <= 0 || g > 65536)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M_total = %lld, G = %lld out of range",
+                               op, (long long)m, (long long)g);
+    if (args->m_alignment <= 0 || args->m_alignment % 64 != 0 || args->m_alignment > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: m_alignment = %lld must be a positive multiple of 64", op,
+                               (long long)args->m_alignment);
+    if ((status = check_shape3(ctx, op, "b", &args->b, g, n, k)) != KILN_OK)
+        return status;
+    if (args->d.shape[0] != m || args->d.shape[1] != n)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d must be [M_total = %lld, N = %lld]",
+                               op, (long long)m, (long long)n);
+    if (args->group_end.shape[0] != g)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: group_end must be I32 [G = %lld]",
+                               op, (long long)g);
+    return KILN_OK;
+}
+
+/* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
+ * group start is a multiple of 128. */
+static kiln__gemm_bf16_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align,
+                                          int out_f32, int num_sms)
+{
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m > 129 ? m : 129, n, k, 0, out_f32, num_sms);
+    cfg.grouping = 2;
+    cfg.m_align = (int)align;
+    if (align % cfg.block_m != 0) {
+        cfg.block_m = 64;
+        kiln__gemm_bf16_fit(&cfg);
+    }
+    return cfg;
+}
+
+kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args,
+                                  kiln_stream stream)
+{
+    int out_f32 = 0;
+    /* Arguments first, so a compile-only context reports a bad call too. */
+    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, contig_op)
+                                             : check_contig(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_launchable(ctx, args, contig_op);
+    if (status != KILN_OK)
+        return (kiln_status)status;
+    int64_t m = args->a.shape[0], k = args->a.shape[1];
+    int64_t g = args->b.shape[0], n = args->b.shape[1];
+    if (m == 0)
+        return kiln__ctx_ok(ctx);
+    kiln__gemm_bf16_config cfg = pick_contig(m, n, k, args->m_alignment, out_f32, ctx->num_sms);
+
+    kiln__gemm_bf16_operands ops = {
+        .rows = (int)m,
+        .group_rows = args->group_end.data,
+        .num_groups = (int)g,
+        .d = args->d.data,
+        .ld_d = kiln__row_stride(&args->d),
+    };
+    const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
+    if ((status = kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)m,
+                               (uint64_t)k, (uint64_t)kiln__row_stride(&args->a),
+                               (uint32_t)cfg.block_m, 64, sw)) ||
+        (status = kiln__tma_3d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)g,
+                               (uint64_t)n, (uint64_t)k, (uint64_t)k, (uint64_t)(n * k),
+                               (uint32_t)cfg.block_n, 64, sw)) ||
+        (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
+        return (kiln_status)status;
+
+    /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
+    int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+        return (kiln_status)status;
+    return kiln__ctx_ok(ctx);
+}
+
+/* "gemm_bf16_masked g=.. m=.. n=.. k=.. [out_f32=0|1]" (m: the expected rows per group) */
+int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t groups, expected, cols, depth, out_f32;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "g", true, 0, &groups)) ||
+        (status = kiln__spec_word(ctx, words, "m", true, 0, &expected)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        return status;
+    if (groups < 1 || expected < 1 || (out_f32 != 0 && out_f32 != 1) ||
+        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_masked", cols, depth) != KILN_OK)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_bf16_masked g=%lld m=%lld n=%lld k=%lld: needs g, m >= 1, n "
+                               "and k positive multiples of 8, out_f32 0 or 1",
+                               (long long)groups, (long long)expected, (long long)cols,
+                               (long long)depth);
+    kiln__gemm_bf16_config cfg =
+        pick_masked(groups, expected, expected, cols, depth, (int)out_f32, ctx->num_sms);
+    kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
+}
+
+/* "gemm_bf16_contig m=.. n=.. k=.. [align=128] [out_f32=0|1]" (m: the total rows) */
+int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
+{
+    int64_t m, cols, depth, align, out_f32;
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &m)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+        (status = kiln__spec_word(ctx, words, "align", false, 128, &align)) ||
+        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        return status;
+    if (m < 1 || align <= 0 || align % 64 != 0 || (out_f32 != 0 && out_f32 != 1) ||
+        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_contig", cols, depth) != KILN_OK)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "gemm_bf16_contig m=%lld n=%lld k=%lld align=%lld: needs m >= 1, n "
+                               "and k positive multiples of 8, align a positive multiple of 64",
+                               (long long)m, (long long)cols, (long long)depth, (long long)align);
+    kiln__gemm_bf16_config cfg = pick_contig(m, cols, depth, align, (int)out_f32, ctx->num_sms);
+    kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
+    *n = 1;
+    return KILN_OK;
+}

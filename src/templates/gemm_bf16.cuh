@@ -1,0 +1,451 @@
+/* BF16 GEMM, sm_90a.
+ *
+ * Computes D[M,N] = A[M,K] . B[K,N] with BF16 operands and FP32 accumulation, held in the
+ * wgmma accumulator over all of K (no promotion step: the registers it would take go to
+ * wider tiles), and BF16 or FP32 output.
+ *
+ * Operands (row-major, element offsets; `layout` bit 0 = A M-major, bit 1 = B N-major):
+ *   A    bf16 [M][K] K-major (layout bit 0 clear) or [K][M] M-major (set)
+ *   B    bf16 [N][K] K-major (bit 1 clear: D = A . B^T as stored, "NT") or [K][N] N-major
+ *   D    bf16 or f32 (out_f32) [M][N]
+ * K % 8 == 0 (16-byte rows; the last K block is zero-filled by TMA), N % 8 == 0, M >= 1 a
+ * run-time argument (M-major A: its row pitch a multiple of 8 elements).
+ *
+ * Compile-time parameters (namespace kp, defined by the including translation unit):
+ *   n, k        problem N and K
+ *   block_m     rows per tile: 64 (one math warpgroup) or 128 (two)
+ *   block_n     columns per tile: multiple of 8 up to 256 (a multiple of 64 when B is
+ *               N-major); the accumulator takes block_n / 2 registers per thread
+ *   stages      depth of the shared-memory ring (one 64-deep K block per slot)
+ *   group_n     tile-order swizzle: tiles walk M inside groups of group_n column blocks
+ *   cluster_k   0 or 1: each CTA does all K blocks of its tile. C in 2..8: a cluster of C
+ *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); ranks > 0
+ *               leave FP32 partial sums in their shared memory and rank 0 adds them in rank
+ *               order (deterministic) over DSMEM and writes D. For decode: wide tiles (A
+ *               read by fewer CTAs) that still fill the SMs.
+ *   layout      0 NT, 1 TN (A M-major), 2 NN (B N-major), 3 TT (both)
+ *   out_f32     0: D bf16. 1: D f32.
+ *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
+ *               D [G][M_max][N] through 3-D tensor maps (dims {K, M_max, G}, {K, N, G},
+ *               {N, M_max, G}); group g has group_rows[g] valid rows (read on the device,
+ *               clamped to [0, M_max]); rows past it are neither stored nor, beyond whole
+ *               tiles, computed.
+ *               2: contiguous groups (MoE prefill): A [M_total][K] and D [M_total][N] 2-D as
+ *               the dense GEMM, B per group as in 1; group g's rows begin at the next
+ *               multiple of m_align after group g-1's and group_rows holds the inclusive
+ *               prefix sums of the rows per group (the DeepEP v2 layout). Padding rows are
+ *               not stored; tiles of padding only are not computed. Grouped: layout 0 only.
+ *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
+ *
+ * Launch: CLUSTER = max(cluster_k, 1); #units = ceil(M/block_m) * ceil(N/block_n); grid =
+ * CLUSTER * min(#units, co-resident clusters) (persistent; without a cluster min(#units,
+ * #SMs)); block = THREADS = (block_m/64 + 1) * 128; dynamic shared memory = SMEM_BYTES
+ * (kiln_gemm_bf16_smem_bytes; the host mirrors the formula), PDL allowed.
+ * Tensor maps (cuTensorMapEncodeTiled, dims innermost first, all 128B swizzle but D's):
+ *   tm_a   bf16 K-major dims {K, M} box {64, block_m}; M-major dims {M, K} box {64, 64}
+ *   tm_b   bf16 K-major dims {K, N} box {64, block_n}; N-major dims {N, K} box {64, 64}
+ *   tm_d   bf16/f32 dims {N, M} box {D_SLAB, 64}, swizzle by the slab's width in bytes
+ *          (D_SLAB = the widest of 128, 64, 32 bytes of columns dividing block_n, else
+ *           block_n; 128B/64B/32B swizzle, none otherwise)
+ *
+ * Warp roles: warpgroups 0 .. RG-1 are math (warpgroup w owns rows 64w of the tile and
+ * issues m64n{block_n}k16 wgmma, or block_n/64 m64n64k16 when B is N-major), the last
+ * warpgroup is the producer (its first warp streams tiles with TMA; registers lowered to
+ * 40 with setmaxnreg, math raised to what is left).
+ *
+ * Pipeline: a ring of `stages` slots of one 64-deep K block of A and B; a full barrier per
+ * slot (TMA arrive + bytes) and an empty barrier per slot (one arrive per math warp). The
+ * math warpgroups keep one K block of wgmma in flight (wait_group 1) and release a slot
+ * when the wgmma that read it have completed. The epilogue packs the accumulator into
+ * swizzled shared memory, one column slab at a time through two staging buffers, and
+ * stores each slab with TMA, overlapping the next tile's loads and the next slab's packing.
+ * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
+ * after the main loop.
+ */
+#include "common/sm90.cuh"
+#include "common/wgmma_bf16.cuh"
+
+namespace kiln_bf16 {
+
+using namespace kiln;
+
+constexpr int BM = (int)kp::block_m;
+constexpr int BN = (int)kp::block_n;
+constexpr int BK = 64; /* bf16 elements: one 128-byte swizzle row */
+constexpr int STAGES = (int)kp::stages;
+constexpr long long N = kp::n;
+constexpr long long K = kp::k;
+constexpr int KB = (int)((K + BK - 1) / BK);
+constexpr int GROUP_N = (int)kp::group_n;
+constexpr int RG = BM / 64; /* 64-row groups = math warpgroups */
+constexpr int MC = 1;       /* no multicast (gemm_sched.cuh supports it; unused here) */
+constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
+constexpr int CLUSTER = CK;
+constexpr int GROUPING = (int)kp::grouping;
+constexpr int M_ALIGN = kp::m_align > 0 ? (int)kp::m_align : 1; /* never a divisor of 0 */
+constexpr bool A_MN = (kp::layout & 1) != 0;
+constexpr bool B_MN = (kp::layout & 2) != 0;
+constexpr bool OUT_F32 = kp::out_f32 != 0;
+constexpr int THREADS = (RG + 1) * 128;
+/* Registers per math thread after setmaxnreg: the launch allocates THREADS x the entry
+ * count (capped by __launch_bounds__ at 65536 / THREADS); setmaxnreg.inc can only take
+ * what the producer (down to 40) gives back. */
+constexpr int ENTRY_REGS_RAW = (65536 / THREADS) / 8 * 8;
+constexpr int ENTRY_REGS = ENTRY_REGS_RAW > 248 ? 248 : ENTRY_REGS_RAW;
+constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * 40) / (128 * RG)) / 8 * 8;
+constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
+constexpr int NUM_NB = (int)((N + BN - 1) / BN);
+
+static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= ceil(K/64)");
+static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (masked) or 2 (contiguous)");
+static_assert(GROUPING != 2 || (kp::m_align > 0 && M_ALIGN % BM == 0),
+              "contiguous groups start at multiples of m_align, a multiple of block_m");
+static_assert(GROUPING == 0 || kp::layout == 0, "grouped GEMMs take K-major A and B only");
+static_assert(kp::layout >= 0 && kp::layout <= 3, "layout must be 0..3");
+static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
+static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
+static_assert(!B_MN || BN % 64 == 0, "an N-major B needs block_n a multiple of 64");
+static_assert(K % 8 == 0 && K > 0, "K must be a positive multiple of 8");
+static_assert(N % 8 == 0 && N > 0, "N must be a positive multiple of 8");
+static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
+static_assert(MATH_REGS >= BN / 2 + 40, "accumulator does not fit the math registers");
+
+/* Epilogue: the tile is split into column slabs of D_SLAB elements (at most 128 bytes),
+ * each slab of one math warpgroup (64 rows) stored by one TMA store from one of two
+ * staging buffers per warpgroup. */
+constexpr int ES = OUT_F32 ? 4 : 2;
+constexpr int D_SLAB = BN % (128 / ES) == 0 ? 128 / ES
+                     : BN % (64 / ES) == 0  ? 64 / ES
+                     : BN % (32 / ES) == 0  ? 32 / ES
+                                            : BN;
+constexpr int D_SLAB_BYTES = D_SLAB * ES;
+constexpr int D_NSLAB = BN / D_SLAB;
+constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
+constexpr int D_BUF_BYTES = ((64 * D_SLAB_BYTES + 1023) / 1024) * 1024;
+constexpr int RED_WG_BYTES = 64 * BN * 4; /* FP32 partial sums of one 64-row warpgroup */
+
+/* Shared-memory layout, offsets from a 1024-aligned base. */
+constexpr int A_STAGE_BYTES = BM * BK * 2;
+constexpr int B_STAGE_BYTES = BN * BK * 2;
+constexpr int OFF_D = 0;
+constexpr int OFF_CRED = OFF_D + RG * 2 * D_BUF_BYTES;
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
+constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
+ * other ranks' partial sums are in their shared memory) and free[RG] (in rank r > 0: rank
+ * 0 has read them). */
+constexpr int OFF_BAR = OFF_B + STAGES * B_STAGE_BYTES;
+constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
+constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
+constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
+static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
+static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_n % 8)");
+
+constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES;
+
+#include "common/gemm_sched.cuh"
+
+/* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. An MN-major
+ * operand comes as boxes of 64 (M or N) x 64 (K), one per 64-wide slice of the tile. */
+__device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const sched &sc,
+                                         u32 base, u32 lane)
+{
+    int s = 0;
+    u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
+        const int b_col = tl.nb * BN;
+#pragma unroll 1
+        for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+            if (lane == 0) {
+                const u32 full = base + OFF_BAR + s * 8;
+                const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
+                const u32 b_dst = base + OFF_B + s * B_STAGE_BYTES;
+                mbar_arrive_expect_tx(full, STAGE_TX);
+                if constexpr (GROUPING == 1) {
+                    tma_load_3d(a_dst, tm_a, full, kb * BK, a_row, tl.g);
+                    tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
+                } else {
+                    if constexpr (A_MN) {
+#pragma unroll
+                        for (int j = 0; j < RG; ++j)
+                            tma_load_2d(a_dst + j * 8192, tm_a, full, a_row + 64 * j, kb * BK);
+                    } else {
+                        tma_load_2d(a_dst, tm_a, full, kb * BK, a_row);
+                    }
+                    if constexpr (GROUPING == 2) {
+                        tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
+                    } else if constexpr (B_MN) {
+#pragma unroll
+                        for (int j = 0; j < BN / 64; ++j)
+                            tma_load_2d(b_dst + j * 8192, tm_b, full, b_col + 64 * j, kb * BK);
+                    } else {
+                        tma_load_2d(b_dst, tm_b, full, kb * BK, b_col);
+                    }
+                }
+            }
+            __syncwarp();
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+}
+
+/* The four k16 steps of one K block. A K-major step is 32 bytes along the swizzled row
+ * (descriptor units of 16 bytes); an MN-major step is 16 rows of 128 bytes. */
+__device__ __forceinline__ void mma_block(float *acc, u32 a_tile, u32 b_tile, bool first)
+{
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+        const u32 scale_d = first && kk == 0 ? 0u : 1u;
+        const u64 da = A_MN ? wgmma_desc_mn128b(a_tile + kk * 2048) : wgmma_desc_k128b(a_tile) + (u64)(kk * 2);
+        if constexpr (B_MN) {
+#pragma unroll
+            for (int j = 0; j < BN / 64; ++j)
+                wgmma_bf16<64, A_MN, 1>::run(acc + 32 * j, da,
+                                             wgmma_desc_mn128b(b_tile + j * 8192 + kk * 2048), scale_d);
+        } else {
+            wgmma_bf16<BN, A_MN, 0>::run(acc, da, wgmma_desc_k128b(b_tile) + (u64)(kk * 2), scale_d);
+        }
+    }
+}
+
+/* FP32 output, rows of a group that ends inside this 64-row group: stored from registers
+ * row by row (the bf16 form is store_partial of gemm_sched.cuh). */
+__device__ __forceinline__ void store_partial_f32(const float *acc, const sched &sc, const tile &tl,
+                                                  u32 rg, u32 row_in_wg, u32 lane, int rows_left,
+                                                  float *__restrict__ d_ptr, long long ld_d)
+{
+    float *group = d_ptr + (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) * ld_d;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+        float *row = group + (long long)(tl.mb * BM + (int)rg * 64 + r) * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (col < N)
+                asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"(row + col),
+                             "f"(acc[4 * i + 2 * h]), "f"(acc[4 * i + 2 * h + 1])
+                             : "memory");
+        }
+    }
+}
+
+/* One column slab of a warpgroup's 64 rows into swizzled staging memory. */
+__device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32 row_in_wg, u32 lane)
+{
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        if ((8 * i) / D_SLAB != sl)
+            continue; /* compile-time after unrolling both loops (D_SLAB % 8 == 0) */
+        const int c = (8 * i) % D_SLAB + 2 * (int)(lane & 3);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * ES;
+            if constexpr (D_SWZ_BITS > 0)
+                off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+            if constexpr (OUT_F32)
+                st_shared_v2f32(buf + off, acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]);
+            else
+                st_shared_u32(buf + off, pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]));
+        }
+    }
+}
+
+/* Cross-CTA reduction (cluster_k): ranks > 0 leave their partial sums in their own shared
+ * memory; rank 0 adds them in rank order (deterministic). Each rank waits until rank 0 has
+ * read before it reuses the buffer (and before it may exit). Returns whether this CTA
+ * writes the tile. */
+__device__ __forceinline__ bool cluster_reduce(float *acc, const sched &sc, u32 base, u32 rg, u32 t,
+                                               u32 &parity)
+{
+    const u32 cred = base + OFF_CRED + rg * RED_WG_BYTES + t * 4;
+    const u32 ready = base + OFF_CBAR + rg * 8;
+    const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
+    if (sc.rank > 0) {
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i)
+            asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(acc[i]) : "memory");
+        mbar_arrive_cluster(ready, 0);
+        mbar_wait_cluster(freed, parity);
+        parity ^= 1;
+        return false;
+    }
+    mbar_wait_cluster(ready, parity);
+    parity ^= 1;
+#pragma unroll 1
+    for (int p = 1; p < CK; ++p) {
+        const u32 theirs = map_shared_rank(cred, (u32)p);
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i)
+            acc[i] += ld_shared_cluster_f32(theirs + i * 512);
+    }
+#pragma unroll 1
+    for (int p = 1; p < CK; ++p)
+        mbar_arrive_cluster(freed, (u32)p);
+    return true;
+}
+
+__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, void *d_ptr,
+                                     long long ld_d)
+{
+    const u32 rg = threadIdx.x / 128; /* row group = warpgroup */
+    const u32 t = threadIdx.x % 128;
+    const u32 warp = t / 32;
+    const u32 lane = t % 32;
+    const u32 row_in_wg = warp * 16 + lane / 4; /* and +8 */
+    const u32 dsm = base + OFF_D + rg * 2 * D_BUF_BYTES;
+    u32 tile_parity = 0; /* cluster_k handshake phase */
+    u32 slabs_stored = 0; /* picks the staging buffer; runs across tiles */
+
+    float acc[BN / 2];
+    int s = 0;
+    u32 phase = 0;
+
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        /* One K block of wgmma stays in flight: the slot of block kl-1 is released once
+         * wait_group 1 says its wgmma have completed. */
+        int prev = 0;
+#pragma unroll 1
+        for (int kl = 0; kl < sc.kb_count; ++kl) {
+            mbar_wait(base + OFF_BAR + s * 8, phase);
+            wgmma_fence();
+            mma_block(acc, base + OFF_A + s * A_STAGE_BYTES + rg * 64 * BK * 2,
+                      base + OFF_B + s * B_STAGE_BYTES, kl == 0);
+            wgmma_commit();
+            if (kl > 0) {
+                wgmma_wait<1>();
+                __syncwarp();
+                if (lane == 0)
+                    mbar_arrive(base + OFF_BAR + (STAGES + prev) * 8);
+            }
+            prev = s;
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+        wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i)
+            reg_fence(acc[i]);
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(base + OFF_BAR + (STAGES + prev) * 8);
+
+        if constexpr (CK > 1) {
+            if (!cluster_reduce(acc, sc, base, rg, t, tile_parity))
+                continue;
+        }
+
+        const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
+        if (rows_left <= 0)
+            continue;
+        if (GROUPING != 0 && rows_left < 64) {
+            if constexpr (OUT_F32)
+                store_partial_f32(acc, sc, tl, rg, row_in_wg, lane, rows_left, (float *)d_ptr, ld_d);
+            else
+                store_partial(acc, sc, tl, rg, row_in_wg, lane, rows_left, (u16 *)d_ptr, ld_d);
+            continue;
+        }
+        const int row = (GROUPING == 2 ? tl.row0 : 0) + tl.mb * BM + (int)rg * 64;
+#pragma unroll
+        for (int sl = 0; sl < D_NSLAB; ++sl) {
+            const u32 buf = dsm + (slabs_stored & 1) * D_BUF_BYTES;
+            /* The store issued two slabs ago read this buffer: it must be done with it. */
+            if (t == 0)
+                bulk_wait_read<1>();
+            named_bar_sync(1 + rg, 128);
+            pack_slab(acc, buf, sl, row_in_wg, lane);
+            fence_proxy_async_smem();
+            named_bar_sync(1 + rg, 128);
+            if (t == 0) {
+                if constexpr (GROUPING == 1)
+                    tma_store_3d(tm_d, buf, tl.nb * BN + sl * D_SLAB, tl.mb * BM + (int)rg * 64, tl.g);
+                else
+                    tma_store_2d(tm_d, buf, tl.nb * BN + sl * D_SLAB, row);
+                bulk_commit();
+            }
+            ++slabs_stored;
+        }
+    }
+    if (t == 0)
+        bulk_wait<0>();
+}
+
+} // namespace kiln_bf16
+
+constexpr int kiln_gemm_bf16_threads = kiln_bf16::THREADS;
+constexpr int kiln_gemm_bf16_smem_bytes = kiln_bf16::SMEM_BYTES;
+constexpr int kiln_gemm_bf16_cluster = kiln_bf16::CLUSTER;
+
+/* m: rows of A and D (grouped: M_max of every group, or M_total); group_rows: grouped, the
+ * valid rows (masked) or prefix sums (contiguous) of the num_groups groups, device memory
+ * (ignored when dense); d_ptr, ld_d: D again as a pointer with its row stride (elements),
+ * for the row-by-row stores of partial tiles. */
+extern "C" __global__ void __launch_bounds__(kiln_bf16::THREADS, 1)
+kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
+               const __grid_constant__ kiln::tmap tm_d, int m, const int *__restrict__ group_rows,
+               int num_groups, void *__restrict__ d_ptr, long long ld_d)
+{
+    using namespace kiln_bf16;
+    extern __shared__ unsigned char smem_raw[];
+    const u32 base = (smem_addr(smem_raw) + 1023) & ~1023u;
+    const u32 warp = threadIdx.x / 32;
+    const u32 lane = threadIdx.x % 32;
+
+    if (threadIdx.x == RG * 128) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(base + OFF_BAR + s * 8, 1);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, RG * 4);
+        }
+        if constexpr (CK > 1) {
+            for (int r = 0; r < RG; ++r) {
+                mbar_init(base + OFF_CBAR + r * 8, (CK - 1) * 128);
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, 128);
+            }
+        }
+        fence_barrier_init();
+        tma_prefetch_desc(&tm_a);
+        tma_prefetch_desc(&tm_b);
+        tma_prefetch_desc(&tm_d);
+    }
+    /* With a cluster, the partners' barriers must be initialised before any remote arrive. */
+    if constexpr (CLUSTER > 1)
+        cluster_sync();
+    else
+        __syncthreads();
+    grid_dependency_wait();
+
+    const sched sc = make_sched(m, group_rows, num_groups);
+
+    if (warp >= RG * 4) {
+        setmaxnreg_dec<40>();
+        if (warp == RG * 4)
+            producer(&tm_a, &tm_b, sc, base, lane);
+    } else {
+        setmaxnreg_inc<MATH_REGS>();
+        math(&tm_d, sc, base, d_ptr, ld_d);
+    }
+    grid_launch_dependents();
+    /* No CTA of a cluster may exit while a partner can still read its shared memory or
+     * arrive on its barriers. */
+    if constexpr (CLUSTER > 1)
+        cluster_sync();
+}

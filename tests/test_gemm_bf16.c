@@ -1,0 +1,157 @@
+/* The BF16 GEMM without a GPU: over a sweep of shapes every configuration pick satisfies
+ * the kernel template's compile-time rules and fits in shared memory; one pick of every
+ * kind (decode with and without a cluster split, prefill, each layout, FP32 output, masked
+ * and contiguous groups) compiles with NVRTC without spills; a compile-only context rejects
+ * bad arguments with a message naming the problem, and accepts good ones as far as the
+ * missing device. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../src/runtime/gemm_bf16.h"
+
+static void check_rules(const kiln__gemm_bf16_config *c, int64_t m, int64_t n, int64_t k)
+{
+    int64_t kb = (k + 63) / 64;
+    int ck = c->cluster_k > 1 ? c->cluster_k : 1;
+    bool ok = (c->block_m == 64 || c->block_m == 128) && c->block_n % 8 == 0 &&
+              c->block_n >= 8 && c->block_n <= 256 && c->stages >= 2 && c->stages <= 32 &&
+              ck <= 8 && ck <= kb && (!(c->layout & 2) || c->block_n % 64 == 0) &&
+              kiln__gemm_bf16_threads(c) <= 1024 && kiln__gemm_bf16_smem(c) <= 232448;
+    if (!ok)
+        fail_msg("%lldx%lldx%lld layout %d: bad config %dx%d stages %d cluster_k %d (smem %d)",
+                 (long long)m, (long long)n, (long long)k, c->layout, c->block_m, c->block_n,
+                 c->stages, c->cluster_k, kiln__gemm_bf16_smem(c));
+}
+
+static void test_bf16_rules_over_a_sweep(void **state)
+{
+    (void)state;
+    static const int64_t ms[] = {1, 7, 64, 65, 128, 129, 1000, 4096, 65536};
+    int checked = 0;
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        for (int64_t n = 8; n <= 65536; n = n < 1024 ? n + 40 : n * 2 + 8)
+            for (int64_t k = 8; k <= 32768; k = k < 2048 ? k + 120 : k * 2)
+                for (int layout = 0; layout < 4; layout++)
+                    for (int out_f32 = 0; out_f32 < 2; out_f32++) {
+                        kiln__gemm_bf16_config c =
+                            kiln__gemm_bf16_pick(ms[i], n, k, layout, out_f32, 132);
+                        check_rules(&c, ms[i], n, k);
+                        checked++;
+                    }
+    print_message("  %d picks checked\n", checked);
+}
+
+/* One specialization of every kind through NVRTC: the template's static_asserts agree with
+ * the host rules, and nothing spills. */
+static void test_bf16_kinds_compile(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, out_f32, grouping;
+    } kinds[] = {
+        {64, 2112, 7168, 0, 0, 0},   /* decode, cluster_k 4 */
+        {64, 24576, 1536, 0, 0, 0},  /* decode, one tile per SM */
+        {4096, 7168, 2048, 0, 0, 0}, /* prefill 128 x 256 */
+        {4096, 576, 7168, 0, 1, 0},  /* prefill, FP32 output */
+        {300, 1024, 200, 1, 0, 0},   /* TT, K off the 64 grid */
+        {128, 1024, 512, 2, 1, 0},   /* NN */
+        {4096, 4096, 7168, 3, 0, 0}, /* TN */
+        {40, 7168, 2048, 0, 1, 1},   /* masked */
+        {8192, 4096, 7168, 0, 0, 2}, /* contiguous */
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(kinds[i].m, kinds[i].n, kinds[i].k,
+                                                        kinds[i].layout, kinds[i].out_f32, 132);
+        c.grouping = kinds[i].grouping;
+        if (c.grouping == 2)
+            c.m_align = 128;
+        kj_spec spec;
+        kiln__gemm_bf16_spec(&spec, kinds[i].n, kinds[i].k, &c);
+        kj_output out = {0};
+        kiln__err err = {0};
+        if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
+            fail_msg("%lldx%lldx%lld: %s", (long long)kinds[i].m, (long long)kinds[i].n,
+                     (long long)kinds[i].k, err.msg);
+        assert_int_equal(out.spills, 0);
+        print_message("  %5lld x %5lld x %5lld layout %d f32 %d grouping %d: %dx%d s%d ck%d  "
+                      "%6.1f ms %3d regs\n",
+                      (long long)kinds[i].m, (long long)kinds[i].n, (long long)kinds[i].k,
+                      kinds[i].layout, kinds[i].out_f32, kinds[i].grouping, c.block_m, c.block_n,
+                      c.stages, c.cluster_k, out.compile_ms, out.registers);
+        kj_output_free(&out);
+    }
+}
+
+static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1)
+{
+    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1},
+                         .strides = {d1, 1}};
+}
+
+/* A compile-only context: bad arguments are named before the missing device is. */
+static void test_bf16_checks_without_device(void **state)
+{
+    (void)state;
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    char dir[] = "/tmp/kiln-bf16-checks-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    opts.device = KILN_DEVICE_NONE;
+    opts.cache_path = dir;
+    kiln_ctx *ctx = NULL;
+    assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
+    static _Alignas(256) char buf[4096];
+    kiln_gemm_bf16_args good = {
+        .a = t2(buf, KILN_DTYPE_BF16, 64, 512),
+        .b = t2(buf, KILN_DTYPE_BF16, 256, 512),
+        .d = t2(buf, KILN_DTYPE_F32, 64, 256),
+        .layout = KILN_GEMM_NT,
+    };
+    assert_int_equal(kiln_gemm_bf16(ctx, &good, NULL), KILN_ERR_NO_DEVICE);
+    /* The context keeps the first error until a call succeeds: clear it before each case. */
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+    kiln_gemm_bf16_args bad = good;
+    bad.layout = KILN_GEMM_TT; /* a read as [K = 64, M = 512]: b's K (512) disagrees */
+    assert_int_equal(kiln_gemm_bf16(ctx, &bad, NULL), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_ctx_errmsg(ctx), "not a's K = 64"));
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+    bad = good;
+    bad.b.shape[0] = 260;
+    assert_int_equal(kiln_gemm_bf16(ctx, &bad, NULL), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_ctx_errmsg(ctx), "N = 260"));
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+    kiln_gemm_bf16_contig_args contig = {
+        .a = t2(buf, KILN_DTYPE_BF16, 128, 512),
+        .b = {.data = buf, .dtype = KILN_DTYPE_BF16, .ndim = 3, .shape = {2, 256, 512}},
+        .d = t2(buf, KILN_DTYPE_BF16, 128, 256),
+        .group_end = {.data = buf, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
+        .m_alignment = 100,
+    };
+    assert_int_equal(kiln_gemm_bf16_contig(ctx, &contig, NULL), KILN_ERR_INVALID_ARG);
+    assert_non_null(strstr(kiln_ctx_errmsg(ctx), "m_alignment = 100"));
+    assert_int_equal(kiln_prewarm(ctx, "gemm_bf16 m=64 n=260 k=512", NULL), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_prewarm(ctx, "gemm_bf16 m=64 n=256 k=512 layout=7", NULL),
+                     KILN_ERR_INVALID_ARG);
+    kiln_ctx_destroy(ctx);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_rules_over_a_sweep),
+        cmocka_unit_test(test_bf16_checks_without_device),
+        cmocka_unit_test(test_bf16_kinds_compile),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

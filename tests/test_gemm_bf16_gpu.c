@@ -1,0 +1,593 @@
+/* gpu suite: kiln_gemm_bf16 (every layout, BF16 and FP32 output) and its masked and
+ * contiguous grouped forms against the FP64 CPU reference, on fresh random data, output
+ * poisoned with NaN, every element checked for being written and finite, two runs bitwise
+ * equal; bad arguments launch nothing. Rows checked against the reference: all of the
+ * first 1000, plus 192 random rows beyond (M = 4096). Every test name holds "bf16", so
+ * KILN_TEST_FILTER='*bf16*' selects exactly these. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "../src/runtime/internal.h"
+#include "gemm_bf16_data.h"
+
+static kiln_ctx *ctx;
+static uint64_t seed;
+
+static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
+{
+    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
+    t.strides[0] = stride0;
+    t.strides[1] = 1;
+    return t;
+}
+
+static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
+{
+    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
+}
+
+static double out_value(const void *d, int64_t i, bool f32)
+{
+    return f32 ? (double)((const float *)d)[i] : (double)bf16_to_float(((const uint16_t *)d)[i]);
+}
+
+static bool out_poisoned(const void *d, int64_t i, bool f32)
+{
+    return f32 ? ((const uint32_t *)d)[i] == 0xffffffffu : ((const uint16_t *)d)[i] == 0xffff;
+}
+
+/* Rows `rows` of d (row stride ld) against ref ([num_rows][n]): elementwise bounds (BF16
+ * output keeps 8 significant bits; FP32 output only the accumulation order differs) and
+ * the diff < 1e-5 of REFERENCE.md. Returns the diff. */
+static double compare(const char *what, const void *d, int64_t ld, bool f32, const int64_t *rows,
+                      int64_t num_rows, int64_t n, const double *ref)
+{
+    double sref2 = 0;
+    for (int64_t i = 0; i < num_rows * n; i++)
+        sref2 += ref[i] * ref[i];
+    double rms = sqrt(sref2 / (double)(num_rows * n > 0 ? num_rows * n : 1));
+    double sxy = 0, sxx_yy = 0, worst = 0;
+    for (int64_t i = 0; i < num_rows; i++)
+        for (int64_t c = 0; c < n; c++) {
+            double x = out_value(d, rows[i] * ld + c, f32), y = ref[i * n + c];
+            double err = fabs(x - y), bound = f32 ? 1e-4 * rms + 1e-5 * fabs(y)
+                                                  : fabs(y) / 128 + 1e-4 * rms;
+            if (!isfinite(x) || err > bound)
+                fail_msg("%s: D[%lld][%lld] = %g, reference %g", what, (long long)rows[i],
+                         (long long)c, x, y);
+            sxy += x * y;
+            sxx_yy += x * x + y * y;
+            worst = err / rms > worst ? err / rms : worst;
+        }
+    double diff = sxx_yy > 0 ? 1.0 - 2.0 * sxy / sxx_yy : 0;
+    if (!(diff < 1e-5))
+        fail_msg("%s: diff %.3e", what, diff);
+    return diff;
+}
+
+/* ------------------------------------------------------------------ dense */
+
+/* A is drawn from a normal distribution, B (the large operand) from random bits
+ * (gemm_bf16_data.h): both fresh every run, never zero. */
+
+typedef struct dense_problem {
+    int64_t m_max, n, k;
+    uint16_t *a, *b; /* host [m_max][k], [n][k] */
+    float *af, *bf;
+} dense_problem;
+
+/* The rows checked against the reference: the first 1000, then 192 sampled. */
+enum { DENSE_ROWS = 1000, SAMPLED_ROWS = 192 };
+
+/* M rows of p in `layout` to a d of `out` dtype, twice; every element finite, runs
+ * bitwise equal, the checked rows against ref. */
+static void check_dense(const dense_problem *p, int64_t m, int layout, bool f32,
+                        const int64_t *rows, int64_t num_rows, const double *ref)
+{
+    int64_t n = p->n, k = p->k;
+    bool a_mn = layout & 1, b_mn = layout & 2;
+    /* MN-major operands get a padded row stride (a multiple of 8 elements). */
+    int64_t lda = a_mn ? (m + 7) / 8 * 8 + 8 : k, ldb = b_mn ? n + 8 : k;
+    void *da = bf16_upload(p->a, m, k, a_mn, lda), *db = bf16_upload(p->b, n, k, b_mn, ldb);
+    size_t es = f32 ? 4 : 2, d_bytes = (size_t)(m * n) * es;
+    void *dd[2] = {gpu_alloc(d_bytes), gpu_alloc(d_bytes)};
+    void *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    char what[128];
+    snprintf(what, sizeof what, "%lldx%lldx%lld layout %d %s", (long long)m, (long long)n,
+             (long long)k, layout, f32 ? "f32" : "bf16");
+    kiln_gemm_bf16_args args = {
+        .a = a_mn ? t2(da, KILN_DTYPE_BF16, k, m, lda) : t2(da, KILN_DTYPE_BF16, m, k, lda),
+        .b = b_mn ? t2(db, KILN_DTYPE_BF16, k, n, ldb) : t2(db, KILN_DTYPE_BF16, n, k, ldb),
+        .layout = layout,
+    };
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd[run], d_bytes, 0xffffffffu);
+        args.d = t2(dd[run], f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n);
+        if (kiln_gemm_bf16(ctx, &args, NULL) != KILN_OK)
+            fail_msg("%s: %s", what, kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd[run], d_bytes);
+    }
+    for (int64_t i = 0; i < m * n; i++)
+        if (!isfinite(out_value(d[0], i, f32)))
+            fail_msg("%s: D[%lld][%lld] not written or not finite", what, (long long)(i / n),
+                     (long long)(i % n));
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("%s: two runs differ", what);
+    int64_t in_range = 0;
+    while (in_range < num_rows && rows[in_range] < m)
+        in_range++;
+    double diff = compare(what, d[0], n, f32, rows, in_range, n, ref);
+    print_message("  %-40s diff %.2e  (%lld rows vs FP64)\n", what, diff, (long long)in_range);
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dd[0]);
+    gpu_free(dd[1]);
+    free(d[0]);
+    free(d[1]);
+}
+
+/* Every M of ms (ascending) for one (N, K), in the given layouts and output dtypes. */
+static void check_shapes(int64_t n, int64_t k, const int64_t *ms, int count, const int *layouts,
+                         int num_layouts, bool both_outputs)
+{
+    int64_t m_max = ms[count - 1];
+    dense_problem p = {.m_max = m_max, .n = n, .k = k};
+    p.a = bf16_random(m_max * k, &seed, false, &p.af);
+    p.b = bf16_random(n * k, &seed, true, &p.bf);
+    int64_t rows[DENSE_ROWS + SAMPLED_ROWS], num_rows = 0;
+    for (int64_t r = 0; r < m_max && r < DENSE_ROWS; r++)
+        rows[num_rows++] = r;
+    /* sampled rows ascending, so every M checks a prefix of the list */
+    for (int i = 0; i < SAMPLED_ROWS && m_max > DENSE_ROWS; i++)
+        rows[num_rows++] = DENSE_ROWS + (int64_t)i * (m_max - DENSE_ROWS) / SAMPLED_ROWS +
+                           (int64_t)(rng_next(&seed) % (uint64_t)((m_max - DENSE_ROWS) / SAMPLED_ROWS + 1));
+    for (int64_t i = DENSE_ROWS + 1; i < num_rows; i++)
+        if (rows[i] <= rows[i - 1] || rows[i] >= m_max)
+            rows[i] = rows[i - 1] + 1 < m_max ? rows[i - 1] + 1 : m_max - 1;
+    double *ref = malloc((size_t)(num_rows * n) * sizeof(double));
+    bf16_reference(p.af, k, p.bf, n, k, rows, num_rows, ref);
+    for (int i = 0; i < count; i++)
+        for (int l = 0; l < num_layouts; l++)
+            for (int out = 0; out < (both_outputs ? 2 : 1); out++)
+                check_dense(&p, ms[i], layouts[l], out == 1, rows, num_rows, ref);
+    free(ref);
+    free(p.a);
+    free(p.b);
+    free(p.af);
+    free(p.bf);
+}
+
+static const int nt_only[] = {KILN_GEMM_NT};
+static const int all_layouts[] = {KILN_GEMM_NT, KILN_GEMM_TT, KILN_GEMM_NN, KILN_GEMM_TN};
+
+static void test_bf16_deepseek_shapes(void **state)
+{
+    (void)state;
+    static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {7168, 2048}, {4096, 7168},
+                                    {576, 7168}};
+    static const int64_t ms[] = {1, 64, 128, 1000, 4096};
+    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+        check_shapes(nk[i][0], nk[i][1], ms, 5, nt_only, 1, false);
+}
+
+static void test_bf16_odd_shapes(void **state)
+{
+    (void)state;
+    static const int64_t m1[] = {3}, m2[] = {65, 300}, m3[] = {77, 2000}, m4[] = {1, 33};
+    check_shapes(8, 64, m1, 1, nt_only, 1, true);
+    check_shapes(272, 200, m2, 2, nt_only, 1, true); /* K not a multiple of 64 */
+    check_shapes(1552, 640, m3, 2, nt_only, 1, false);
+    check_shapes(4104, 2056, m4, 2, nt_only, 1, false);
+}
+
+/* Every layout, BF16 and FP32 output, at decode and prefill sizes. */
+static void test_bf16_layouts(void **state)
+{
+    (void)state;
+    static const int64_t m1[] = {1, 64, 77, 128, 300}, m2[] = {64, 1000};
+    check_shapes(1024, 512, m1, 5, all_layouts, 4, true);
+    check_shapes(4096, 7168, m2, 2, all_layouts, 4, false);
+}
+
+static void test_bf16_f32_output(void **state)
+{
+    (void)state;
+    static const int64_t ms[] = {64, 128, 4096};
+    check_shapes(7168, 2048, ms, 3, nt_only, 1, true);
+}
+
+/* Each bad argument: the right status, a message naming the problem, nothing launched. */
+static void test_bf16_bad_arguments(void **state)
+{
+    (void)state;
+    const int64_t m = 64, n = 256, k = 512;
+    void *da = gpu_alloc(m * k * 2), *db = gpu_alloc(n * k * 2), *dd = gpu_alloc(m * n * 4);
+    gpu_poison(dd, m * n * 4, 0xffffffffu);
+    kiln_gemm_bf16_args good = {
+        .a = t2(da, KILN_DTYPE_BF16, m, k, k),
+        .b = t2(db, KILN_DTYPE_BF16, n, k, k),
+        .d = t2(dd, KILN_DTYPE_BF16, m, n, n),
+        .layout = KILN_GEMM_NT,
+    };
+    enum { CASES = 9 };
+    kiln_gemm_bf16_args c[CASES];
+    const char *named[CASES];
+    for (int i = 0; i < CASES; i++)
+        c[i] = good;
+    c[0].a.shape[1] = c[0].b.shape[1] = 500, named[0] = "K = 500";
+    c[1].b.shape[0] = 252, c[1].d.shape[1] = 252, named[1] = "N = 252";
+    c[2].a.data = (char *)da + 8, named[2] = "not 16-byte aligned";
+    c[3].d.strides[0] = 260, named[3] = "multiple of 16 bytes";
+    c[4].b.shape[1] = 256, named[4] = "not a's K";
+    c[5].d.shape[0] = 32, named[5] = "expected [M = 64";
+    c[6].d.dtype = KILN_DTYPE_E4M3, named[6] = "expected bf16 or f32";
+    c[7].b.dtype = KILN_DTYPE_F16, named[7] = "dtype f16";
+    c[8].layout = 4, named[8] = "layout = 4";
+    for (int i = 0; i < CASES; i++) {
+        assert_int_equal(kiln_gemm_bf16(ctx, &c[i], NULL), KILN_ERR_INVALID_ARG);
+        if (strstr(kiln_ctx_errmsg(ctx), named[i]) == NULL)
+            fail_msg("case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), named[i]);
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK); /* clear the error */
+    }
+    assert_int_equal(kiln_gemm_bf16(ctx, NULL, NULL), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_gemm_bf16(NULL, &good, NULL), KILN_ERR_INVALID_ARG);
+    gpu_sync();
+    uint8_t *d = malloc(m * n * 4);
+    gpu_download(d, dd, m * n * 4);
+    for (int i = 0; i < m * n * 4; i++)
+        assert_int_equal(d[i], 0xff);
+    /* M = 0 is a valid empty product. */
+    kiln_gemm_bf16_args empty = good;
+    empty.a.shape[0] = empty.d.shape[0] = 0;
+    assert_int_equal(kiln_gemm_bf16(ctx, &empty, NULL), KILN_OK);
+    free(d);
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dd);
+}
+
+/* ------------------------------------------------------------------ masked groups */
+
+typedef struct masked_problem {
+    int64_t g, m_max, n, k;
+    uint16_t *a, *b; /* host [G][M_max][K], [G][N][K] */
+    float *af, *bf;
+    void *da, *db, *dmask;
+} masked_problem;
+
+static void masked_make(masked_problem *p, int64_t g, int64_t m_max, int64_t n, int64_t k)
+{
+    *p = (masked_problem){.g = g, .m_max = m_max, .n = n, .k = k};
+    p->a = bf16_random(g * m_max * k, &seed, false, &p->af);
+    p->b = bf16_random(g * n * k, &seed, true, &p->bf);
+    p->da = gpu_alloc((size_t)(g * m_max * k) * 2);
+    p->db = gpu_alloc((size_t)(g * n * k) * 2);
+    p->dmask = gpu_alloc((size_t)g * 4);
+    gpu_upload(p->da, p->a, (size_t)(g * m_max * k) * 2);
+    gpu_upload(p->db, p->b, (size_t)(g * n * k) * 2);
+}
+
+static void masked_free(masked_problem *p)
+{
+    gpu_free(p->da);
+    gpu_free(p->db);
+    gpu_free(p->dmask);
+    free(p->a);
+    free(p->b);
+    free(p->af);
+    free(p->bf);
+}
+
+static kiln_gemm_bf16_masked_args masked_args(const masked_problem *p, void *dd, bool f32,
+                                              int64_t expected)
+{
+    return (kiln_gemm_bf16_masked_args){
+        .a = t3(p->da, KILN_DTYPE_BF16, p->g, p->m_max, p->k),
+        .b = t3(p->db, KILN_DTYPE_BF16, p->g, p->n, p->k),
+        .d = t3(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, p->g, p->m_max, p->n),
+        .masked_m = {.data = p->dmask, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {p->g}},
+        .expected_m = expected,
+    };
+}
+
+/* Rows below masked_m[g] against the FP64 reference; every row past it still poisoned. */
+static void masked_check(const masked_problem *p, const int32_t *masked, const void *d, bool f32)
+{
+    int64_t n = p->n, k = p->k;
+    for (int64_t gi = 0; gi < p->g; gi++) {
+        int64_t rows = masked[gi] < 0 ? 0 : masked[gi] > p->m_max ? p->m_max : masked[gi];
+        int64_t first = gi * p->m_max * n;
+        for (int64_t i = rows * n; i < p->m_max * n; i++)
+            if (!out_poisoned(d, first + i, f32))
+                fail_msg("masked G=%lld: group %lld row %lld (past masked_m %d) was written",
+                         (long long)p->g, (long long)gi, (long long)(i / n), masked[gi]);
+        if (rows == 0)
+            continue;
+        int64_t *ids = malloc((size_t)rows * sizeof *ids), *out_rows = malloc((size_t)rows * sizeof *ids);
+        for (int64_t r = 0; r < rows; r++)
+            ids[r] = r, out_rows[r] = gi * p->m_max + r;
+        double *ref = malloc((size_t)(rows * n) * sizeof(double));
+        bf16_reference(p->af + gi * p->m_max * k, k, p->bf + gi * n * k, n, k, ids, rows, ref);
+        char what[64];
+        snprintf(what, sizeof what, "masked group %lld", (long long)gi);
+        compare(what, d, n, f32, out_rows, rows, n, ref);
+        free(ids);
+        free(out_rows);
+        free(ref);
+    }
+}
+
+static void check_masked(int64_t g, int64_t m_max, int64_t n, int64_t k, int64_t expected, bool f32)
+{
+    masked_problem p;
+    masked_make(&p, g, m_max, n, k);
+    int32_t *masked = malloc((size_t)g * 4);
+    for (int64_t i = 0; i < g; i++) /* 0 and M_max among them */
+        masked[i] = i == 0 ? 0 : i == 1 ? (int32_t)m_max : (int32_t)(rng_next(&seed) % (uint64_t)(m_max + 1));
+    gpu_upload(p.dmask, masked, (size_t)g * 4);
+    size_t d_bytes = (size_t)(g * m_max * n) * (f32 ? 4 : 2);
+    void *dd = gpu_alloc(d_bytes);
+    void *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        kiln_gemm_bf16_masked_args args = masked_args(&p, dd, f32, expected);
+        if (kiln_gemm_bf16_masked(ctx, &args, NULL) != KILN_OK)
+            fail_msg("masked %lldx%lldx%lldx%lld: %s", (long long)g, (long long)m_max,
+                     (long long)n, (long long)k, kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd, d_bytes);
+    }
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("masked: two runs differ");
+    masked_check(&p, masked, d[0], f32);
+    print_message("  masked %3lld groups x %4lld rows (expected %lld) x %5lld x %5lld %s: ok\n",
+                  (long long)g, (long long)m_max, (long long)expected, (long long)n, (long long)k,
+                  f32 ? "f32" : "bf16");
+    free(masked);
+    free(d[0]);
+    free(d[1]);
+    gpu_free(dd);
+    masked_free(&p);
+}
+
+static void test_bf16_masked_groups(void **state)
+{
+    (void)state;
+    check_masked(4, 256, 4096, 1024, 200, false);
+    check_masked(8, 64, 7168, 2048, 40, false);
+    check_masked(32, 24, 1024, 1024, 20, false);
+    check_masked(3, 200, 272, 384, 150, true); /* M_max not a multiple of the tile, odd N */
+    check_masked(2, 1024, 2112, 1536, 900, true);
+}
+
+/* One graph, captured once, replayed over new masked_m contents: right every time. */
+static void test_bf16_masked_graph_replay(void **state)
+{
+    (void)state;
+    const kiln__driver *drv = gpu_drv();
+    masked_problem p;
+    masked_make(&p, 6, 96, 1024, 1024);
+    size_t d_bytes = (size_t)(p.g * p.m_max * p.n) * 2;
+    void *dd = gpu_alloc(d_bytes);
+    uint16_t *d = malloc(d_bytes);
+    int32_t masked[6] = {96, 96, 96, 96, 96, 96};
+    gpu_upload(p.dmask, masked, sizeof masked);
+    CUstream stream;
+    CU_CHECK(drv->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    kiln_gemm_bf16_masked_args args = masked_args(&p, dd, false, 48);
+    assert_int_equal(kiln_gemm_bf16_masked(ctx, &args, (kiln_stream)stream), KILN_OK);
+    CU_CHECK(drv->cuStreamSynchronize(stream));
+    CUgraph graph;
+    CUgraphExec exec;
+    CU_CHECK(drv->cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+    assert_int_equal(kiln_gemm_bf16_masked(ctx, &args, (kiln_stream)stream), KILN_OK);
+    CU_CHECK(drv->cuStreamEndCapture(stream, &graph));
+    CU_CHECK(drv->cuGraphInstantiateWithFlags(&exec, graph, 0));
+    for (int replay = 0; replay < 4; replay++) {
+        for (int i = 0; i < 6; i++)
+            masked[i] = (int32_t)(rng_next(&seed) % 97);
+        masked[replay % 6] = replay % 2 ? 0 : 96;
+        gpu_upload(p.dmask, masked, sizeof masked);
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        CU_CHECK(drv->cuGraphLaunch(exec, stream));
+        CU_CHECK(drv->cuStreamSynchronize(stream));
+        gpu_download(d, dd, d_bytes);
+        masked_check(&p, masked, d, false);
+    }
+    CU_CHECK(drv->cuGraphExecDestroy(exec));
+    CU_CHECK(drv->cuGraphDestroy(graph));
+    CU_CHECK(drv->cuStreamDestroy(stream));
+    free(d);
+    gpu_free(dd);
+    masked_free(&p);
+}
+
+/* ------------------------------------------------------------------ contiguous groups */
+
+/* Groups of `counts` rows laid out contiguously, each starting at the next multiple of
+ * align (DeepEP v2); padding rows of A are NaN, so a computed-and-stored padding row
+ * shows. d has 64 guard rows past M_total that must stay poisoned. */
+static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const int32_t *counts,
+                         const int32_t *group_end_override, bool f32)
+{
+    int64_t *start = malloc((size_t)g * sizeof *start);
+    int64_t m = 0, next = 0;
+    for (int64_t i = 0; i < g; i++) {
+        start[i] = next;
+        m = start[i] + counts[i];
+        next = (m + align - 1) / align * align;
+    }
+    float *af;
+    uint16_t *a = bf16_random(m * k, &seed, false, &af), *b;
+    float *bf;
+    b = bf16_random(g * n * k, &seed, true, &bf);
+    for (int64_t i = 0; i < g; i++) { /* padding rows: bf16 NaN */
+        int64_t pad_end = i + 1 < g ? start[i + 1] : m;
+        for (int64_t r = start[i] + counts[i]; r < pad_end; r++)
+            for (int64_t c = 0; c < k; c++)
+                a[r * k + c] = 0x7fc0;
+    }
+    int32_t *ends = malloc((size_t)g * 4);
+    for (int64_t i = 0, sum = 0; i < g; i++)
+        ends[i] = (int32_t)(sum += counts[i]);
+    if (group_end_override != NULL)
+        memcpy(ends, group_end_override, (size_t)g * 4);
+    void *da = gpu_alloc((size_t)(m * k) * 2 + 16), *db = gpu_alloc((size_t)(g * n * k) * 2);
+    void *dends = gpu_alloc((size_t)g * 4);
+    size_t es = f32 ? 4 : 2, d_bytes = (size_t)((m + 64) * n) * es;
+    void *dd = gpu_alloc(d_bytes);
+    gpu_upload(da, a, (size_t)(m * k) * 2);
+    gpu_upload(db, b, (size_t)(g * n * k) * 2);
+    gpu_upload(dends, ends, (size_t)g * 4);
+    kiln_gemm_bf16_contig_args args = {
+        .a = t2(da, KILN_DTYPE_BF16, m, k, k),
+        .b = t3(db, KILN_DTYPE_BF16, g, n, k),
+        .d = t2(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n),
+        .group_end = {.data = dends, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {g}},
+        .m_alignment = align,
+    };
+    void *d[2] = {malloc(d_bytes), malloc(d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(dd, d_bytes, 0xffffffffu);
+        if (kiln_gemm_bf16_contig(ctx, &args, NULL) != KILN_OK)
+            fail_msg("contig: %s", kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], dd, d_bytes);
+    }
+    if (memcmp(d[0], d[1], d_bytes) != 0)
+        fail_msg("contig: two runs differ");
+    for (int64_t i = m * n; i < (m + 64) * n; i++)
+        if (!out_poisoned(d[0], i, f32))
+            fail_msg("contig: wrote past M_total (row %lld)", (long long)(i / n));
+    for (int64_t i = 0; group_end_override == NULL && i < g; i++) {
+        int64_t pad_end = i + 1 < g ? start[i + 1] : m;
+        for (int64_t r = start[i] + counts[i]; r < pad_end; r++)
+            for (int64_t c = 0; c < n; c++)
+                if (!out_poisoned(d[0], r * n + c, f32))
+                    fail_msg("contig: padding row %lld (group %lld) was written", (long long)r,
+                             (long long)i);
+        if (counts[i] == 0)
+            continue;
+        int64_t *ids = malloc((size_t)counts[i] * sizeof *ids);
+        for (int64_t r = 0; r < counts[i]; r++)
+            ids[r] = start[i] + r;
+        double *ref = malloc((size_t)(counts[i] * n) * sizeof(double));
+        bf16_reference(af, k, bf + i * n * k, n, k, ids, counts[i], ref);
+        char what[64];
+        snprintf(what, sizeof what, "contig group %lld", (long long)i);
+        compare(what, d[0], n, f32, ids, counts[i], n, ref);
+        free(ids);
+        free(ref);
+    }
+    print_message("  contig %lld groups, M_total %lld, N %lld, K %lld, align %lld %s%s: ok\n",
+                  (long long)g, (long long)m, (long long)n, (long long)k, (long long)align,
+                  f32 ? "f32" : "bf16", group_end_override ? " (bad layout)" : "");
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dends);
+    gpu_free(dd);
+    free(a);
+    free(b);
+    free(af);
+    free(bf);
+    free(ends);
+    free(start);
+    free(d[0]);
+    free(d[1]);
+}
+
+static void test_bf16_contiguous_groups(void **state)
+{
+    (void)state;
+    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200}, c4[] = {10, 70, 5};
+    check_contig(4, 4096, 7168, 128, c1, NULL, false); /* an empty group, M_total off the alignment */
+    check_contig(3, 576, 1536, 128, c2, NULL, true);
+    int32_t c3[8];
+    for (int i = 0; i < 8; i++)
+        c3[i] = (int32_t)(rng_next(&seed) % 600);
+    c3[3] = 0;
+    check_contig(8, 7168, 2048, 256, c3, NULL, false);
+    check_contig(3, 1024, 512, 64, c4, NULL, false); /* 64-row tiles */
+    /* Prefix sums that decrease and run past M_total: no write outside d, no hang. */
+    static const int32_t bad[] = {300, 100, 100000, 5};
+    check_contig(4, 1024, 512, 128, c1, bad, false);
+}
+
+/* Grouped bad arguments: status, message, nothing launched. */
+static void test_bf16_grouped_bad_arguments(void **state)
+{
+    (void)state;
+    void *da = gpu_alloc(2 * 64 * 256 * 2), *db = gpu_alloc(2 * 128 * 256 * 2);
+    void *dd = gpu_alloc(2 * 64 * 128 * 2), *dm = gpu_alloc(16);
+    gpu_poison(dd, 2 * 64 * 128 * 2, 0xffffffffu);
+    kiln_gemm_bf16_masked_args mgood = {
+        .a = t3(da, KILN_DTYPE_BF16, 2, 64, 256),
+        .b = t3(db, KILN_DTYPE_BF16, 2, 128, 256),
+        .d = t3(dd, KILN_DTYPE_BF16, 2, 64, 128),
+        .masked_m = {.data = dm, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
+        .expected_m = 32,
+    };
+    kiln_gemm_bf16_masked_args m1 = mgood, m2 = mgood, m3 = mgood;
+    m1.b.shape[0] = 3, m2.masked_m.shape[0] = 3, m3.expected_m = -1;
+    const kiln_gemm_bf16_masked_args *mc[] = {&m1, &m2, &m3};
+    const char *mnamed[] = {"b must be a contiguous [2, 128, 256]", "masked_m", "expected_m"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kiln_gemm_bf16_masked(ctx, mc[i], NULL), KILN_ERR_INVALID_ARG);
+        if (strstr(kiln_ctx_errmsg(ctx), mnamed[i]) == NULL)
+            fail_msg("masked case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), mnamed[i]);
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+    }
+    kiln_gemm_bf16_contig_args cgood = {
+        .a = t2(da, KILN_DTYPE_BF16, 128, 256, 256),
+        .b = t3(db, KILN_DTYPE_BF16, 2, 128, 256),
+        .d = t2(dd, KILN_DTYPE_BF16, 128, 128, 128),
+        .group_end = {.data = dm, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
+        .m_alignment = 128,
+    };
+    kiln_gemm_bf16_contig_args c1 = cgood, c2 = cgood, c3 = cgood;
+    c1.m_alignment = 96, c2.group_end.shape[0] = 1, c3.d.shape[0] = 127;
+    const kiln_gemm_bf16_contig_args *cc[] = {&c1, &c2, &c3};
+    const char *cnamed[] = {"m_alignment = 96", "group_end", "d must be [M_total = 128"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kiln_gemm_bf16_contig(ctx, cc[i], NULL), KILN_ERR_INVALID_ARG);
+        if (strstr(kiln_ctx_errmsg(ctx), cnamed[i]) == NULL)
+            fail_msg("contig case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), cnamed[i]);
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+    }
+    gpu_sync();
+    uint8_t *d = malloc(2 * 64 * 128 * 2);
+    gpu_download(d, dd, 2 * 64 * 128 * 2);
+    for (int i = 0; i < 2 * 64 * 128 * 2; i++)
+        assert_int_equal(d[i], 0xff);
+    free(d);
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dd);
+    gpu_free(dm);
+}
+
+int main(void)
+{
+    ctx = gpu_ctx_or_skip();
+    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    printf("seed %llu\n", (unsigned long long)seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_bad_arguments),
+        cmocka_unit_test(test_bf16_grouped_bad_arguments),
+        cmocka_unit_test(test_bf16_odd_shapes),
+        cmocka_unit_test(test_bf16_layouts),
+        cmocka_unit_test(test_bf16_f32_output),
+        cmocka_unit_test(test_bf16_deepseek_shapes),
+        cmocka_unit_test(test_bf16_masked_groups),
+        cmocka_unit_test(test_bf16_masked_graph_replay),
+        cmocka_unit_test(test_bf16_contiguous_groups),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    kiln_ctx_destroy(ctx);
+    return failed;
+}

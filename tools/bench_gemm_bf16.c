@@ -1,0 +1,269 @@
+/* kiln-bench-gemm-bf16: kiln_gemm_bf16 (NT) against cuBLASLt BF16, in one process on the
+ * same random inputs.
+ *
+ * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
+ * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
+ * timed the same way; kiln runs with its defaults (PDL on). Both outputs are checked
+ * against the FP64 reference on sampled rows.
+ * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [MxNxK ...] */
+#include <cublasLt.h>
+#include <time.h>
+
+#include "../tests/gemm_bf16_data.h"
+
+enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
+
+static cublasLtHandle_t lt;
+static void *lt_workspace;
+static const size_t lt_workspace_bytes = 64u << 20;
+static kiln_ctx *ctx;
+
+#define LT_CHECK(call)                                                                         \
+    do {                                                                                       \
+        cublasStatus_t st_ = (call);                                                           \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, (int)st_);   \
+            return false;                                                                      \
+        }                                                                                      \
+    } while (0)
+
+typedef struct operand_set {
+    void *da, *db, *dd; /* A [M][K], B [N][K], D [M][N], all row-major bf16 */
+} operand_set;
+
+typedef struct lt_plan {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    bool ok;
+} lt_plan;
+
+/* cuBLASLt is column-major: our row-major D [M, N] is its D' [N, M] (ld N) = B'^T A' with
+ * B' = our B as [K, N] (ld K) transposed and A' = our A as [K, M] (ld K). So it writes our
+ * layout directly, at any M. */
+static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k)
+{
+    memset(p, 0, sizeof *p);
+    LT_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n));
+    cublasLtMatmulPreference_t pref;
+    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &lt_workspace_bytes, sizeof lt_workspace_bytes));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->ld, p->ld, pref,
+                                                       1, &h, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
+        p->algo = h.algo;
+        p->ok = true;
+    }
+    return p->ok;
+}
+
+static void lt_plan_free(lt_plan *p)
+{
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+}
+
+static kiln_tensor t2(void *data, int64_t d0, int64_t d1)
+{
+    return (kiln_tensor){.data = data, .dtype = KILN_DTYPE_BF16, .ndim = 2, .shape = {d0, d1},
+                         .strides = {d1, 1}};
+}
+
+/* One launch of kiln (plan NULL) or cuBLASLt on operand set s. */
+static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, int64_t k,
+                     CUstream stream)
+{
+    if (plan != NULL) {
+        float alpha = 1.0f, beta = 0.0f;
+        LT_CHECK(cublasLtMatmul(lt, plan->op, &alpha, s->db, plan->la, s->da, plan->lb, &beta,
+                                s->dd, plan->ld, s->dd, plan->ld, &plan->algo, lt_workspace,
+                                lt_workspace_bytes, (cudaStream_t)stream));
+        return true;
+    }
+    kiln_gemm_bf16_args args = {.a = t2(s->da, m, k), .b = t2(s->db, n, k), .d = t2(s->dd, m, n),
+                                .layout = KILN_GEMM_NT};
+    if (kiln_gemm_bf16(ctx, &args, (kiln_stream)stream) != KILN_OK) {
+        fprintf(stderr, "kiln_gemm_bf16: %s\n", kiln_ctx_errmsg(ctx));
+        return false;
+    }
+    return true;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median microseconds per launch, or -1 when the runner fails. */
+static double time_runner(lt_plan *plan, operand_set *sets, int num_sets, int64_t m, int64_t n,
+                          int64_t k, CUstream stream)
+{
+    const kiln__driver *drv = gpu_drv();
+    for (int i = 0; i < 3; i++)
+        if (!run_once(plan, &sets[i % num_sets], m, n, k, stream))
+            return -1;
+    CUevent start, stop;
+    CU_CHECK(drv->cuEventCreate(&start, 0));
+    CU_CHECK(drv->cuEventCreate(&stop, 0));
+    float ms[BATCHES];
+    for (int b = 0; b < BATCHES; b++) {
+        CU_CHECK(drv->cuEventRecord(start, stream));
+        for (int i = 0; i < BATCH; i++)
+            run_once(plan, &sets[(b * BATCH + i) % num_sets], m, n, k, stream);
+        CU_CHECK(drv->cuEventRecord(stop, stream));
+        CU_CHECK(drv->cuEventSynchronize(stop));
+        CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
+    }
+    CU_CHECK(drv->cuEventDestroy(start));
+    CU_CHECK(drv->cuEventDestroy(stop));
+    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
+    return ms[BATCHES / 2] * 1e3 / BATCH;
+}
+
+/* diff of set 0's D against the FP64 reference on 8 rows spread over M. */
+static double check_output(const operand_set *s, const float *af, const float *bf, int64_t m,
+                           int64_t n, int64_t k)
+{
+    int64_t rows[8];
+    for (int i = 0; i < 8; i++)
+        rows[i] = (int64_t)(i * (m - 1) / 7);
+    double *ref = malloc((size_t)(8 * n) * sizeof(double));
+    bf16_reference(af, k, bf, n, k, rows, 8, ref);
+    uint16_t *d = malloc((size_t)(m * n) * 2);
+    gpu_download(d, s->dd, (size_t)(m * n) * 2);
+    double sxy = 0, sxx = 0;
+    for (int i = 0; i < 8; i++)
+        for (int64_t c = 0; c < n; c++) {
+            double x = bf16_to_float(d[rows[i] * n + c]), y = ref[i * n + c];
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+    free(ref);
+    free(d);
+    return isfinite(sxy) ? 1.0 - 2.0 * sxy / sxx : 1.0;
+}
+
+static double geo_sum[2], geo_count[2]; /* [0]: M <= 128, [1]: prefill */
+
+static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
+{
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
+    double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
+    int num_sets = (int)(200e6 / set_bytes + 1);
+    num_sets = num_sets > MAX_SETS ? MAX_SETS : num_sets < 2 ? 2 : num_sets;
+    operand_set sets[MAX_SETS];
+    float *af = NULL, *bf = NULL;
+    for (int i = 0; i < num_sets; i++) {
+        uint16_t *a = bf16_random(m * k, &seed, true, i == 0 ? &af : NULL);
+        uint16_t *b = bf16_random(n * k, &seed, true, i == 0 ? &bf : NULL);
+        sets[i].da = gpu_alloc((size_t)(m * k) * 2);
+        sets[i].db = gpu_alloc((size_t)(n * k) * 2);
+        sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
+        gpu_upload(sets[i].da, a, (size_t)(m * k) * 2);
+        gpu_upload(sets[i].db, b, (size_t)(n * k) * 2);
+        free(a);
+        free(b);
+    }
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+    double us_kiln = time_runner(NULL, sets, num_sets, m, n, k, stream);
+    CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+    double diff_kiln = check_output(&sets[0], af, bf, m, n, k);
+    lt_plan plan = {0};
+    double us_lt = -1, diff_lt = -1;
+    if (lt_plan_make(&plan, m, n, k)) {
+        gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+        us_lt = time_runner(&plan, sets, num_sets, m, n, k, stream);
+        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+        diff_lt = check_output(&sets[0], af, bf, m, n, k);
+    }
+    lt_plan_free(&plan);
+
+    double flops = 2.0 * (double)m * n * k, bytes = set_bytes;
+    double ratio = us_lt > 0 && us_kiln > 0 ? us_lt / us_kiln : 0;
+    if (target && ratio > 0) {
+        geo_sum[m > 128] += log(ratio);
+        geo_count[m > 128] += 1;
+    }
+    if (json)
+        printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.3f,\"kiln_tflops\":%.1f,"
+               "\"kiln_gbs\":%.0f,\"kiln_diff\":%.2e,\"cublaslt_us\":%.3f,\"cublaslt_diff\":%.2e,"
+               "\"ratio\":%.3f}\n",
+               (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, diff_lt, ratio);
+    else
+        printf("gemm %5lld x %5lld x %5lld  kiln %8.2f us %6.1f TFLOP/s %5.0f GB/s (diff %.1e) | "
+               "cuBLASLt %8.2f us %6.1f TFLOP/s (diff %.1e) | x%.2f\n",
+               (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, us_lt > 0 ? flops / us_lt / 1e6 : 0,
+               diff_lt, ratio);
+    fflush(stdout);
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    for (int i = 0; i < num_sets; i++) {
+        gpu_free(sets[i].da);
+        gpu_free(sets[i].db);
+        gpu_free(sets[i].dd);
+    }
+    free(af);
+    free(bf);
+}
+
+int main(int argc, char **argv)
+{
+    bool json = false, quick = false;
+    int64_t custom[32][3];
+    int num_custom = 0;
+    for (int i = 1; i < argc; i++) {
+        long long m, n, k;
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strcmp(argv[i], "--quick") == 0)
+            quick = true;
+        else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
+            custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
+        else {
+            fprintf(stderr, "usage: %s [--json] [--quick] [MxNxK ...]\n", argv[0]);
+            return 2;
+        }
+    }
+    ctx = gpu_ctx_or_skip();
+    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+        return 1;
+    lt_workspace = gpu_alloc(lt_workspace_bytes);
+    if (num_custom > 0) {
+        for (int i = 0; i < num_custom; i++)
+            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);
+    } else {
+        static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {7168, 2048}, {4096, 7168},
+                                        {576, 7168}};
+        static const int64_t ms[] = {64, 128, 4096, 1};
+        for (int mi = 0; mi < (quick ? 3 : 4); mi++)
+            for (int i = 0; i < 5; i++)
+                bench_shape(ms[mi], nk[i][0], nk[i][1], json, ms[mi] != 1);
+        for (int p = 0; p < 2; p++)
+            if (geo_count[p] > 0)
+                printf(json ? "{\"geomean_vs_cublaslt_%s\":%.3f,\"shapes\":%.0f}\n"
+                            : "geomean speedup over cuBLASLt BF16, %s: x%.3f over %.0f shapes\n",
+                       p ? "m4096" : "m_le_128", exp(geo_sum[p] / geo_count[p]), geo_count[p]);
+        if (!json)
+            printf("summary targets: M <= 128 >= x1.20 per shape, M = 4096 >= x0.95 per shape\n");
+    }
+    gpu_free(lt_workspace);
+    cublasLtDestroy(lt);
+    kiln_ctx_destroy(ctx);
+    return 0;
+}
