@@ -85,6 +85,7 @@ typedef struct kiln_options {
     const char *dump_dir;   /* KILN_DUMP_DIR: write generated source and cubins there */
     int claim_timeout_ms;   /* KILN_CLAIM_TIMEOUT_MS: wait for another process's compile */
     int gemm_overlap;       /* KILN_GEMM_OVERLAP: FP8 GEMM promotion overlapped with wgmma */
+    int gemm_multicast;     /* KILN_GEMM_MULTICAST: FP8 prefill B tiles shared by 2 CTAs */
 } kiln_options;
 
 /* Fill opts with the defaults overridden by the environment.
@@ -255,22 +256,27 @@ KILN_API kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_mas
                                           kiln_stream stream);
 
 /* MoE prefill: G FP8 GEMMs over contiguous groups of rows (the M-grouped contiguous
- * layout): the rows of group g multiply B[g].
+ * layout): the rows of group (expert) g multiply B[g].
  *   a          E4M3 [M_total, K], K-major; row stride a multiple of 16 bytes
  *   sfa        F32  [K/128, M_total] MN-major, row stride >= M_total and a multiple of 4
  *              (kiln_sf_mn_stride(M_total))
  *   b          E4M3 [G, N, K], contiguous
  *   sfb        F32  [G, ceil(N/128), K/128], contiguous (128x128 blocks)
  *   d          BF16 [M_total, N]; row stride a multiple of 16 bytes
- *   group_end  I32  [G] in device memory, the DeepEP v2 layout: inclusive prefix sums of
- *              the rows per group; group g's rows start at the next multiple of
- *              m_alignment after group g-1's last row (group 0 at row 0).
+ * The layout, in device memory, one of (the other's data NULL):
+ *   group_end  I32  [G], the DeepEP v2 layout: inclusive prefix sums of the rows per group;
+ *              group g's rows start at the next multiple of m_alignment after group g-1's
+ *              last row (group 0 at row 0).
+ *   row_expert I32  [M_total]: the group of each row, -1 for a padding row. The rows of one
+ *              group must be contiguous and start at a multiple of m_alignment (after
+ *              padding rows), so no 64- or 128-row tile holds two groups.
  *   m_alignment  a positive multiple of 64 (128 is usual; 128-row tiles need it).
  * The layout is read by the kernel, so one captured CUDA graph serves every routing
  * outcome. Rows that belong to no group (padding) are neither stored nor, where a whole
  * tile is padding, computed: d keeps what it held there. A layout that is only wrong on the
- * device never writes outside d: a decreasing prefix sum is an empty group, and rows past
- * M_total are dropped.
+ * device never writes outside d: a decreasing prefix sum is an empty group and rows past
+ * M_total are dropped; a tile takes the group of its first row that is not padding, rows
+ * of another group are not stored, and a tile whose group is < -1 or >= G is skipped.
  * Same K and N rules as kiln_gemm_fp8; M_total = 0 launches nothing. Returns KILN_OK,
  * KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE, KILN_ERR_MISS,
  * KILN_ERR_DRIVER; on an error nothing is launched. Thread-safety: any. */
@@ -282,6 +288,7 @@ typedef struct kiln_gemm_fp8_contig_args {
     kiln_tensor d;
     kiln_tensor group_end;
     int64_t m_alignment;
+    kiln_tensor row_expert;
 } kiln_gemm_fp8_contig_args;
 KILN_API kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args,
                                           kiln_stream stream);
