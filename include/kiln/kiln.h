@@ -367,6 +367,80 @@ typedef struct kiln_gemm_bf16_contig_args {
 KILN_API kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args,
                                            kiln_stream stream);
 
+/* ---------------------------------------------------------------- BF16 GEMM */
+
+/* How kiln_gemm_bf16 finds A and B in memory, in the BLAS sense of D = A·B with A [M, K]
+ * and B [K, N]: the first letter says whether a holds A (N) or A^T (T), the second whether
+ * b holds B (N) or B^T (T). Bit 0 set: a is M-major; bit 1 set: b is N-major. */
+typedef enum kiln_gemm_layout {
+    KILN_GEMM_NT = 0, /* a [M, K] K-major, b [N, K] K-major (D = a·b^T): the fastest */
+    KILN_GEMM_TT = 1, /* a [K, M] M-major, b [N, K] K-major */
+    KILN_GEMM_NN = 2, /* a [M, K] K-major, b [K, N] N-major */
+    KILN_GEMM_TN = 3, /* a [K, M] M-major, b [K, N] N-major */
+} kiln_gemm_layout;
+
+/* D[M, N] = A·B with BF16 inputs and FP32 accumulation over all of K.
+ *   a       BF16, [M, K] or (layout bit 0) [K, M]; last dim contiguous, row stride a
+ *           multiple of 16 bytes (an M-major a: M's row stride a multiple of 8 elements)
+ *   b       BF16, [N, K] or (layout bit 1) [K, N]; same rules
+ *   d       BF16 or F32 [M, N]; row stride a multiple of 16 bytes
+ *   layout  a kiln_gemm_layout
+ * K and N positive multiples of 8, any M >= 0 (0 launches nothing). N and K are
+ * compile-time (one kernel per (N, K, layout, output dtype, config)); M is a run-time
+ * argument. Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE,
+ * KILN_ERR_MISS, KILN_ERR_DRIVER; on an error nothing is launched. Thread-safety: any. */
+typedef struct kiln_gemm_bf16_args {
+    kiln_tensor a;
+    kiln_tensor b;
+    kiln_tensor d;
+    int layout;
+} kiln_gemm_bf16_args;
+KILN_API kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
+                                    kiln_stream stream);
+
+/* MoE decode: G independent BF16 GEMMs D[g] = A[g]·B[g]^T over masked rows.
+ *   a         BF16 [G, M_max, K], contiguous
+ *   b         BF16 [G, N, K], contiguous
+ *   d         BF16 or F32 [G, M_max, N], contiguous
+ *   masked_m  I32 [G] in device memory: the valid rows of each group, read by the kernel
+ *             (one captured CUDA graph serves every routing outcome); rows of d past
+ *             masked_m[g] are left untouched (values outside [0, M_max] are clamped).
+ *   expected_m  the rows per group the caller expects (picks the tile configuration).
+ * Same K and N rules, returns and thread-safety as kiln_gemm_bf16. */
+typedef struct kiln_gemm_bf16_masked_args {
+    kiln_tensor a;
+    kiln_tensor b;
+    kiln_tensor d;
+    kiln_tensor masked_m;
+    int64_t expected_m;
+} kiln_gemm_bf16_masked_args;
+KILN_API kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args,
+                                           kiln_stream stream);
+
+/* MoE prefill: G BF16 GEMMs over contiguous groups of rows; the rows of group g multiply
+ * B[g]^T.
+ *   a          BF16 [M_total, K], K-major; row stride a multiple of 16 bytes
+ *   b          BF16 [G, N, K], contiguous
+ *   d          BF16 or F32 [M_total, N]; row stride a multiple of 16 bytes
+ *   group_end  I32 [G] in device memory, the DeepEP v2 layout: inclusive prefix sums of
+ *              the rows per group; group g's rows start at the next multiple of
+ *              m_alignment after group g-1's last row (group 0 at row 0).
+ *   m_alignment  a positive multiple of 64 (128 is usual; 128-row tiles need it).
+ * Rows that belong to no group (padding) are neither stored nor, where a whole tile is
+ * padding, computed: d keeps what it held there. A decreasing prefix sum is an empty group
+ * and rows past M_total are dropped, so a bad layout never writes outside d.
+ * Same K and N rules, returns and thread-safety as kiln_gemm_bf16; M_total = 0 launches
+ * nothing. */
+typedef struct kiln_gemm_bf16_contig_args {
+    kiln_tensor a;
+    kiln_tensor b;
+    kiln_tensor d;
+    kiln_tensor group_end;
+    int64_t m_alignment;
+} kiln_gemm_bf16_contig_args;
+KILN_API kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args,
+                                           kiln_stream stream);
+
 /* ---------------------------------------------------------------- prewarm and cache */
 
 /* Compile (or find in the cache) every kernel one spec line needs, for the context's
