@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "gemm_bf16.h"
-#include "gemm_bf16.h"
 #include "internal.h"
 
 static const kiln__prewarm_op ops[] = {
@@ -15,9 +14,6 @@ static const kiln__prewarm_op ops[] = {
     {"gemm_fp8", kiln__gemm_fp8_prewarm},
     {"gemm_fp8_masked", kiln__gemm_fp8_masked_prewarm},
     {"gemm_fp8_contig", kiln__gemm_fp8_contig_prewarm},
-    {"gemm_bf16", kiln__gemm_bf16_prewarm},
-    {"gemm_bf16_masked", kiln__gemm_bf16_masked_prewarm},
-    {"gemm_bf16_contig", kiln__gemm_bf16_contig_prewarm},
     {"gemm_bf16", kiln__gemm_bf16_prewarm},
     {"gemm_bf16_masked", kiln__gemm_bf16_masked_prewarm},
     {"gemm_bf16_contig", kiln__gemm_bf16_contig_prewarm},
