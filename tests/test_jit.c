@@ -164,11 +164,12 @@ static void test_compile_every_template(void **state)
     }
 }
 
-/* The GEMM template's grouped forms compile too (masked and contiguous groups). */
+/* The GEMM template's grouped forms compile too (masked groups, contiguous groups by prefix
+ * sums and by row ids). */
 static void test_compile_grouped_gemm(void **state)
 {
     (void)state;
-    for (int grouping = 1; grouping <= 2; grouping++) {
+    for (int grouping = 1; grouping <= 3; grouping++) {
         kj_spec spec;
         kj_spec_init(&spec, KJ_GEMM_FP8);
         memcpy(spec.values, kj_templates[KJ_GEMM_FP8].example, sizeof spec.values);

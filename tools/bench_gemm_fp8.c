@@ -6,7 +6,9 @@
  * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
  * are checked against the FP64 reference on sampled rows.
  * --masked: the masked grouped GEMM on the MoE decode shapes instead.
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--masked] [MxNxK ...] */
+ * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
+ * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--masked | --contig] [MxNxK ...] */
 #include <cublasLt.h>
 #include <time.h>
 
@@ -77,19 +79,27 @@ static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k, bool fp8, 
     return p->ok;
 }
 
-static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
+/* One cuBLASLt GEMM of plan p; sa and sb (the scales of an FP8 plan) may be NULL. */
+static bool lt_matmul(lt_plan *p, const void *a, const void *b, const void *sa, const void *sb,
+                      void *d, CUstream stream)
 {
     float alpha = 1.0f, beta = 0.0f;
-    const void *a = fp8 ? s->p.da : s->da16, *b = fp8 ? s->p.db : s->db16;
-    if (fp8) {
+    if (sa != NULL) {
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
-                                                &s->dsfa_lt, sizeof s->dsfa_lt));
+                                                &sa, sizeof sa));
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
-                                                &s->p.dsfb, sizeof s->p.dsfb));
+                                                &sb, sizeof sb));
     }
-    LT_CHECK(cublasLtMatmul(lt, p->op, &alpha, a, p->la, b, p->lb, &beta, s->dd, p->ld, s->dd,
-                            p->ld, &p->algo, lt_workspace, lt_workspace_bytes, (cudaStream_t)stream));
+    LT_CHECK(cublasLtMatmul(lt, p->op, &alpha, a, p->la, b, p->lb, &beta, d, p->ld, d, p->ld,
+                            &p->algo, lt_workspace, lt_workspace_bytes, (cudaStream_t)stream));
     return true;
+}
+
+static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
+{
+    if (fp8)
+        return lt_matmul(p, s->p.da, s->p.db, s->dsfa_lt, s->p.dsfb, s->dd, stream);
+    return lt_matmul(p, s->da16, s->db16, NULL, NULL, s->dd, stream);
 }
 
 static void lt_plan_free(lt_plan *p)
@@ -137,30 +147,58 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median microseconds per launch, or -1 when the runner cannot run this shape. */
-static double time_runner(runner who, lt_plan *plan, operand_set *sets, int num_sets, int64_t m,
-                          CUstream stream)
+/* Launch number `index` of a timed sequence; false when it cannot run. */
+typedef bool (*launch_fn)(void *user, int index, CUstream stream);
+
+/* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
+ * after one warm-up batch; -1 when a launch fails. */
+static double time_batches(launch_fn launch, void *user, CUstream stream)
 {
     const kiln__driver *drv = gpu_drv();
-    for (int i = 0; i < 3; i++)
-        if (!run_once(who, plan, &sets[i % num_sets], m, stream))
-            return -1;
     CUevent start, stop;
     CU_CHECK(drv->cuEventCreate(&start, 0));
     CU_CHECK(drv->cuEventCreate(&stop, 0));
     float ms[BATCHES];
-    for (int b = 0; b < BATCHES; b++) {
+    double us = -1;
+    for (int b = -1; b < BATCHES; b++) {
         CU_CHECK(drv->cuEventRecord(start, stream));
         for (int i = 0; i < BATCH; i++)
-            run_once(who, plan, &sets[(b * BATCH + i) % num_sets], m, stream);
+            if (!launch(user, (b + 1) * BATCH + i, stream))
+                goto done;
         CU_CHECK(drv->cuEventRecord(stop, stream));
         CU_CHECK(drv->cuEventSynchronize(stop));
-        CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
+        if (b >= 0)
+            CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
     }
+    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
+    us = ms[BATCHES / 2] * 1e3 / BATCH;
+done:
+    CU_CHECK(drv->cuStreamSynchronize(stream));
     CU_CHECK(drv->cuEventDestroy(start));
     CU_CHECK(drv->cuEventDestroy(stop));
-    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
-    return ms[BATCHES / 2] * 1e3 / BATCH;
+    return us;
+}
+
+typedef struct runner_job {
+    runner who;
+    lt_plan *plan;
+    operand_set *sets;
+    int num_sets;
+    int64_t m;
+} runner_job;
+
+static bool runner_launch(void *user, int index, CUstream stream)
+{
+    runner_job *j = user;
+    return run_once(j->who, j->plan, &j->sets[index % j->num_sets], j->m, stream);
+}
+
+/* Median microseconds per launch, or -1 when the runner cannot run this shape. */
+static double time_runner(runner who, lt_plan *plan, operand_set *sets, int num_sets, int64_t m,
+                          CUstream stream)
+{
+    runner_job job = {who, plan, sets, num_sets, m};
+    return time_batches(runner_launch, &job, stream);
 }
 
 /* diff of D (row-major [m][n], or its transpose when transposed) on sampled rows. */
@@ -281,6 +319,20 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
     }
 }
 
+typedef struct masked_job {
+    kiln_gemm_fp8_masked_args *sets;
+    int num_sets;
+} masked_job;
+
+static bool masked_launch(void *user, int index, CUstream stream)
+{
+    masked_job *j = user;
+    if (kiln_gemm_fp8_masked(ctx, &j->sets[index % j->num_sets], (kiln_stream)stream) == KILN_OK)
+        return true;
+    fprintf(stderr, "masked: %s\n", kiln_ctx_errmsg(ctx));
+    return false;
+}
+
 /* Masked grouped decode: G groups of `rows` valid rows each (masked_m = rows). Effective
  * bytes: A's valid rows, every group's B, the scales, D's valid rows. */
 static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
@@ -325,25 +377,10 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     }
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
-    const kiln__driver *drv = gpu_drv();
-    CUevent start, stop;
-    CU_CHECK(drv->cuEventCreate(&start, 0));
-    CU_CHECK(drv->cuEventCreate(&stop, 0));
-    float ms[BATCHES];
-    for (int b = -1; b < BATCHES; b++) { /* b = -1: warm-up */
-        CU_CHECK(drv->cuEventRecord(start, stream));
-        for (int i = 0; i < BATCH; i++)
-            if (kiln_gemm_fp8_masked(ctx, &sets[(i + (b + 1) * BATCH) % num_sets], (kiln_stream)stream) != KILN_OK) {
-                fprintf(stderr, "masked: %s\n", kiln_ctx_errmsg(ctx));
-                exit(1);
-            }
-        CU_CHECK(drv->cuEventRecord(stop, stream));
-        CU_CHECK(drv->cuEventSynchronize(stop));
-        if (b >= 0)
-            CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
-    }
-    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
-    double us = ms[BATCHES / 2] * 1e3 / BATCH;
+    masked_job job = {sets, num_sets};
+    double us = time_batches(masked_launch, &job, stream);
+    if (us < 0)
+        exit(1);
     double flops = 2.0 * (double)(groups * rows) * n * k;
     double bytes = (double)a_bytes + (double)b_bytes + (double)(groups * (kb * rows + nb * kb)) * 4 +
                    2.0 * (double)(groups * rows * n);
@@ -357,9 +394,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
                (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
                bytes / us / 1e3);
     fflush(stdout);
-    CU_CHECK(drv->cuEventDestroy(start));
-    CU_CHECK(drv->cuEventDestroy(stop));
-    CU_CHECK(drv->cuStreamDestroy(stream));
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     for (int i = 0; i < num_sets; i++)
         for (int j = 0; j < 6; j++)
             gpu_free(buffers[i][j]);
@@ -367,9 +402,177 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     free(scales);
 }
 
+/* MoE prefill: `groups` groups of `rows` rows each, one after another (rows a multiple of
+ * 128: no padding). One operand set: A and B are 59-235 MB each, so L2 cannot serve
+ * repeats. kiln takes the layout as prefix sums and as row ids; the baseline is one
+ * cuBLASLt block-scaled GEMM per group, in a loop on the same stream. */
+typedef struct contig_job {
+    kiln_gemm_fp8_contig_args args[2]; /* prefix sums, row ids */
+    int layout;
+    lt_plan plan;
+    int64_t groups, rows, n, k;
+    uint8_t *da, *db;
+    float *dsfa_lt, *dsfb;
+    uint16_t *dd;
+} contig_job;
+
+static bool contig_kiln(void *user, int index, CUstream stream)
+{
+    contig_job *j = user;
+    (void)index;
+    if (kiln_gemm_fp8_contig(ctx, &j->args[j->layout], (kiln_stream)stream) == KILN_OK)
+        return true;
+    fprintf(stderr, "kiln_gemm_fp8_contig: %s\n", kiln_ctx_errmsg(ctx));
+    return false;
+}
+
+static bool contig_cublaslt(void *user, int index, CUstream stream)
+{
+    contig_job *j = user;
+    int64_t kb = j->k / 128, nb = (j->n + 127) / 128;
+    (void)index;
+    for (int64_t g = 0; g < j->groups; g++)
+        if (!lt_matmul(&j->plan, j->da + g * j->rows * j->k, j->db + g * j->n * j->k,
+                       j->dsfa_lt + g * kb * j->rows, j->dsfb + g * nb * kb,
+                       j->dd + g * j->rows * j->n, stream))
+            return false;
+    return true;
+}
+
+/* diff against the FP64 reference on 3 rows of every group; cuBLASLt writes each group's
+ * block transposed ([N][rows]). */
+static double contig_diff(const contig_job *j, const fp8_problem *host, bool transposed)
+{
+    int64_t n = j->n, kb = j->k / 128, nb = (n + 127) / 128;
+    size_t d_bytes = (size_t)(j->groups * j->rows * n) * 2;
+    uint16_t *d = malloc(d_bytes);
+    gpu_download(d, j->dd, d_bytes);
+    double *ref = malloc((size_t)(3 * n) * sizeof(double)), sxy = 0, sxx = 0;
+    for (int64_t g = 0; g < j->groups; g++) {
+        int64_t first = g * j->rows, rows[3] = {first, first + j->rows / 3, first + j->rows - 1};
+        fp8_problem view = *host;
+        view.b = host->b + g * n * j->k;
+        view.sb = host->sb + g * nb * kb;
+        fp8_reference(&view, rows, 3, ref);
+        for (int i = 0; i < 3; i++)
+            for (int64_t c = 0; c < n; c++) {
+                int64_t at = transposed ? first * n + c * j->rows + (rows[i] - first)
+                                        : rows[i] * n + c;
+                double x = bf16_to_float(d[at]), y = ref[i * n + c];
+                sxy += x * y;
+                sxx += x * x + y * y;
+            }
+    }
+    free(ref);
+    free(d);
+    return 1.0 - 2.0 * sxy / sxx;
+}
+
+static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
+{
+    int64_t m = groups * rows, kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(m);
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 977 + n + k);
+    fp8_problem host = {.m_max = m, .n = n, .k = k};
+    host.a = malloc((size_t)(m * k));
+    host.b = malloc((size_t)(groups * n * k));
+    host.sa = malloc((size_t)(m * kb) * 4);
+    host.sb = malloc((size_t)(groups * nb * kb) * 4);
+    random_e4m3_bytes(host.a, m * k, &seed);
+    random_e4m3_bytes(host.b, groups * n * k, &seed);
+    for (int64_t i = 0; i < m * kb; i++)
+        host.sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    for (int64_t i = 0; i < groups * nb * kb; i++)
+        host.sb[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    /* A's scales: kiln's MN-major [K/128][align(M_total)], cuBLASLt's [G][K/128][rows]. */
+    float *sfa = calloc((size_t)(kb * s), 4), *sfa_lt = malloc((size_t)(m * kb) * 4);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < kb; b++) {
+            sfa[b * s + r] = host.sa[r * kb + b];
+            sfa_lt[(r / rows * kb + b) * rows + r % rows] = host.sa[r * kb + b];
+        }
+    int32_t *ends = malloc((size_t)groups * 4), *ids = malloc((size_t)m * 4);
+    for (int64_t g = 0; g < groups; g++)
+        ends[g] = (int32_t)((g + 1) * rows);
+    for (int64_t r = 0; r < m; r++)
+        ids[r] = (int32_t)(r / rows);
+    contig_job j = {.groups = groups, .rows = rows, .n = n, .k = k};
+    void *dsfa = gpu_alloc((size_t)(kb * s) * 4), *dends = gpu_alloc((size_t)groups * 4);
+    void *dids = gpu_alloc((size_t)m * 4);
+    gpu_upload(j.da = gpu_alloc((size_t)(m * k)), host.a, (size_t)(m * k));
+    gpu_upload(j.db = gpu_alloc((size_t)(groups * n * k)), host.b, (size_t)(groups * n * k));
+    gpu_upload(j.dsfb = gpu_alloc((size_t)(groups * nb * kb) * 4), host.sb,
+               (size_t)(groups * nb * kb) * 4);
+    gpu_upload(j.dsfa_lt = gpu_alloc((size_t)(m * kb) * 4), sfa_lt, (size_t)(m * kb) * 4);
+    gpu_upload(dsfa, sfa, (size_t)(kb * s) * 4);
+    gpu_upload(dends, ends, (size_t)groups * 4);
+    gpu_upload(dids, ids, (size_t)m * 4);
+    j.dd = gpu_alloc((size_t)(m * n) * 2);
+    for (int layout = 0; layout < 2; layout++) {
+        kiln_gemm_fp8_contig_args *a = &j.args[layout];
+        *a = (kiln_gemm_fp8_contig_args){
+            .a = t2(j.da, KILN_DTYPE_E4M3, m, k, k),
+            .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, s),
+            .b = {.data = j.db, .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, n, k}},
+            .sfb = {.data = j.dsfb, .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, nb, kb}},
+            .d = t2(j.dd, KILN_DTYPE_BF16, m, n, n),
+            .m_alignment = 128,
+        };
+        kiln_tensor layout_t = {.data = layout ? dids : dends, .dtype = KILN_DTYPE_I32,
+                                .ndim = 1, .shape = {layout ? m : groups}};
+        if (layout)
+            a->row_expert = layout_t;
+        else
+            a->group_end = layout_t;
+    }
+
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    double us[3] = {-1, -1, -1}, diff[3] = {-1, -1, -1}; /* kiln sums, kiln ids, cuBLASLt */
+    for (j.layout = 0; j.layout < 2; j.layout++) {
+        if ((us[j.layout] = time_batches(contig_kiln, &j, stream)) < 0)
+            exit(1);
+        diff[j.layout] = contig_diff(&j, &host, false);
+    }
+    if (lt_plan_make(&j.plan, rows, n, k, true, j.dsfa_lt, j.dsfb)) {
+        us[2] = time_batches(contig_cublaslt, &j, stream);
+        diff[2] = us[2] > 0 ? contig_diff(&j, &host, true) : -1;
+    }
+    lt_plan_free(&j.plan);
+
+    double tflop = 2.0 * (double)m * n * k / 1e12, ratio = us[2] > 0 ? us[2] / us[0] : 0;
+    if (json)
+        printf("{\"contig_groups\":%lld,\"rows\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.2f,"
+               "\"kiln_tflops\":%.1f,\"kiln_diff\":%.2e,\"kiln_row_ids_us\":%.2f,"
+               "\"kiln_row_ids_tflops\":%.1f,\"kiln_row_ids_diff\":%.2e,"
+               "\"cublaslt_loop_us\":%.2f,\"cublaslt_loop_diff\":%.2e,\"ratio\":%.3f}\n",
+               (long long)groups, (long long)rows, (long long)n, (long long)k, us[0],
+               tflop / us[0] * 1e6, diff[0], us[1], tflop / us[1] * 1e6, diff[1], us[2],
+               diff[2], ratio);
+    else
+        printf("contig %lld x %5lld rows, N %5lld K %5lld: kiln %8.1f us %7.1f TFLOP/s (diff "
+               "%.1e), row ids %7.1f TFLOP/s (diff %.1e) | cuBLASLt loop %8.1f us %7.1f "
+               "TFLOP/s (diff %.1e) x%.2f  [target 1450 TFLOP/s]\n",
+               (long long)groups, (long long)rows, (long long)n, (long long)k, us[0],
+               tflop / us[0] * 1e6, diff[0], tflop / us[1] * 1e6, diff[1], us[2],
+               us[2] > 0 ? tflop / us[2] * 1e6 : 0, diff[2], ratio);
+    fflush(stdout);
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    void *dev[] = {j.da, j.db, j.dsfb, j.dsfa_lt, j.dd, dsfa, dends, dids};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        gpu_free(dev[i]);
+    free(host.a);
+    free(host.b);
+    free(host.sa);
+    free(host.sb);
+    free(sfa);
+    free(sfa_lt);
+    free(ends);
+    free(ids);
+}
+
 int main(int argc, char **argv)
 {
-    bool json = false, quick = false, masked = false;
+    bool json = false, quick = false, masked = false, contig = false;
     int64_t custom[32][3];
     int num_custom = 0;
     for (int i = 1; i < argc; i++) {
@@ -380,10 +583,13 @@ int main(int argc, char **argv)
             quick = true;
         else if (strcmp(argv[i], "--masked") == 0)
             masked = true;
+        else if (strcmp(argv[i], "--contig") == 0)
+            contig = true;
         else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
             custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
         else {
-            fprintf(stderr, "usage: %s [--json] [--quick] [--masked] [MxNxK ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json] [--quick] [--masked | --contig] [MxNxK ...]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -397,6 +603,12 @@ int main(int argc, char **argv)
         for (int j = 0; j < 2; j++)
             for (int i = 0; i < 5; i++)
                 bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json);
+    } else if (contig) {
+        static const int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
+        static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
+        for (int jj = 0; jj < 2; jj++)
+            for (int i = 0; i < 2; i++)
+                bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
     } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
             bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);

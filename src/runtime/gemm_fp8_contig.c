@@ -1,6 +1,6 @@
-/* kiln_gemm_fp8_contig: the FP8 GEMM kernel over contiguous groups (MoE prefill, the
- * DeepEP v2 layout). Group sizes are device data (prefix sums), read by the kernel, so
- * nothing here depends on them. */
+/* kiln_gemm_fp8_contig: the FP8 GEMM kernel over contiguous groups (MoE prefill). The
+ * layout is device data, read by the kernel (template grouping 2: the DeepEP v2 prefix
+ * sums; 3: an expert id per row), so nothing here depends on it. */
 #include "gemm_config.h"
 #include "tma.h"
 
@@ -23,8 +23,16 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
         (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 2, 16)) ||
         (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_E4M3, 3, 16)) ||
         (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 3, 4)) ||
-        (status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)) ||
-        (status = kiln__check_tensor(ctx, op, "group_end", &args->group_end, KILN_DTYPE_I32, 1, 4)))
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
+        return status;
+    bool by_row = args->row_expert.data != NULL;
+    if (by_row == (args->group_end.data != NULL))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: set exactly one of group_end and row_expert (got %s)", op,
+                               by_row ? "both" : "neither");
+    const char *layout_name = by_row ? "row_expert" : "group_end";
+    const kiln_tensor *layout = by_row ? &args->row_expert : &args->group_end;
+    if ((status = kiln__check_tensor(ctx, op, layout_name, layout, KILN_DTYPE_I32, 1, 4)))
         return status;
     int64_t m = args->a.shape[0], k = args->a.shape[1];
     int64_t g = args->b.shape[0], n = args->b.shape[1];
@@ -55,19 +63,22 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
     if (args->d.shape[0] != m || args->d.shape[1] != n)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d must be [M_total = %lld, N = %lld]",
                                op, (long long)m, (long long)n);
-    if (args->group_end.shape[0] != g)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: group_end must be I32 [G = %lld]",
-                               op, (long long)g);
+    if (layout->shape[0] != (by_row ? m : g))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s must be I32 [%s = %lld]", op,
+                               layout_name, by_row ? "M_total" : "G", (long long)(by_row ? m : g));
     return KILN_OK;
 }
 
 /* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
- * group start is a multiple of 128. */
-static kiln__gemm_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align, int num_sms)
+ * group start is a multiple of 128. Per-row experts (grouping 3) need no alignment in the
+ * kernel, only tiles that do not straddle two experts: m_align 0 lets one kernel serve
+ * every alignment that admits the tile. */
+static kiln__gemm_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align,
+                                     bool by_row, int num_sms)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m > 129 ? m : 129, n, k, num_sms);
-    cfg.grouping = 2;
-    cfg.m_align = (int)align;
+    cfg.grouping = by_row ? 3 : 2;
+    cfg.m_align = by_row ? 0 : (int)align;
     cfg.multicast = 1;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
@@ -88,12 +99,13 @@ kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args 
     int64_t g = args->b.shape[0], n = args->b.shape[1];
     if (m == 0)
         return kiln__ctx_ok(ctx);
-    kiln__gemm_config cfg = pick_contig(m, n, k, args->m_alignment, ctx->num_sms);
+    bool by_row = args->row_expert.data != NULL;
+    kiln__gemm_config cfg = pick_contig(m, n, k, args->m_alignment, by_row, ctx->num_sms);
 
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
         .rows = (int)m,
-        .group_rows = args->group_end.data,
+        .group_rows = by_row ? args->row_expert.data : args->group_end.data,
         .num_groups = (int)g,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
@@ -106,15 +118,18 @@ kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args 
                                CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
-    /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
-    int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
+    /* Prefix sums: each group may end in a partial tile, so at most M_total/BM + G row
+     * tiles. Row ids: the tiles of M_total rows (those of padding only are passed over). */
+    int64_t row_tiles = by_row ? (m + cfg.block_m - 1) / cfg.block_m : m / cfg.block_m + g;
+    int64_t units = row_tiles * ((n + cfg.block_n - 1) / cfg.block_n);
     if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }
 
-/* gemm_fp8_contig m=<rows> n=.. k=.. align=..: the kernel kiln_gemm_fp8_contig launches for
- * about m rows in all (M_total) whose groups start at multiples of align. */
+/* gemm_fp8_contig m=<rows> n=.. k=.. align=..: the kernels kiln_gemm_fp8_contig launches for
+ * about m rows in all (M_total) whose groups start at multiples of align, with either
+ * layout (prefix sums, row ids). */
 int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t rows, cols, depth, align;
@@ -131,8 +146,10 @@ int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
                                (long long)rows, (long long)cols, (long long)depth);
     if ((status = check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
         return status;
-    kiln__gemm_config cfg = pick_contig(rows, cols, depth, align, ctx->num_sms);
-    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
-    *n = 1;
+    for (int by_row = 0; by_row < 2; by_row++) {
+        kiln__gemm_config cfg = pick_contig(rows, cols, depth, align, by_row, ctx->num_sms);
+        kiln__gemm_fp8_spec(&specs[by_row], ctx, cols, depth, &cfg);
+    }
+    *n = 2;
     return KILN_OK;
 }

@@ -109,7 +109,9 @@ constexpr int CLUSTER = MC * CK;
  * rows of group g read on the device from group_rows[g] (clamped to [0, M_max]).
  * 2: contiguous groups: A [M_total][K] and D [M_total][N] hold the groups one after
  * another, group g's rows starting at the next multiple of M_ALIGN; group_rows holds the
- * inclusive prefix sums of the rows per group. */
+ * inclusive prefix sums of the rows per group. 3: contiguous groups given by an expert id
+ * per row (group_rows [M_total], -1 = padding); a tile computes for the expert of its first
+ * non-padding row and stores only that expert's rows (gemm_sched.cuh). */
 constexpr int GROUPING = (int)kp::grouping;
 constexpr int M_ALIGN = (int)kp::m_align;
 /* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
@@ -134,7 +136,8 @@ constexpr int KB_CTA = (KB + CK - 1) / CK;
 static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluster)");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
-static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (masked) or 2 (contiguous)");
+static_assert(GROUPING >= 0 && GROUPING <= 3,
+              "grouping must be 0 (dense), 1 (masked), 2 or 3 (contiguous: prefix sums, row ids)");
 static_assert(GROUPING != 2 || (M_ALIGN > 0 && M_ALIGN % BM == 0),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
@@ -267,7 +270,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                     tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
                     tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
                     tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
-                } else if constexpr (GROUPING == 2) { /* A and its scales 2-D, B per group */
+                } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
                     tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
                     tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
                     tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
@@ -633,7 +636,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         fence_proxy_async_smem();
         named_bar_sync(1 + wg, 128);
         const int rows_left = tl.rows - (mb * BM + (int)rg * 64);
-        if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
+        const u64 kept = tile_rows_kept(tl, rg); /* every row, but with per-row experts */
+        if (GROUPING == 3 && kept != ~0ull) {
+            store_expert_rows(out, tl, rg, row_in_wg, lane, kept, d_ptr, ld_d);
+        } else if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
             store_partial(out, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
         } else if (t == 0 && rows_left > 0) {
 #pragma unroll

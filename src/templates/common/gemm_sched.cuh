@@ -6,8 +6,9 @@
  *   KB                  K blocks of the whole problem
  *   GROUP_N             tile-order swizzle (column blocks per L2 group)
  *   MC, CK, CLUSTER     multicast (1 or 2), cluster split-K (1..8), MC * CK
- *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), and
- *                       the row alignment of contiguous groups
+ *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), 3
+ *                       contiguous groups (an expert id per row), and the row alignment
+ *                       of contiguous groups (2 only)
  * It has no includes of its own, so one copy can serve several kernels' namespaces.
  */
 
@@ -17,10 +18,11 @@
 struct sched {
     int rank;         /* CTA rank in the cluster */
     int first, step;  /* first unit, units between two of this cluster's units */
-    int num_units, num_mb, num_mbu; /* dense only */
+    int num_units, num_mb, num_mbu; /* dense and per-row experts only */
     int kb_begin, kb_count; /* this CTA's K blocks of every tile */
     int m;                  /* M, or M_max of every group */
-    const int *group_rows;  /* grouped: valid rows of each group (device memory) */
+    const int *group_rows;  /* grouped: valid rows of each group (device memory); per-row
+                               experts: the expert of each row, -1 for padding */
     int num_groups;
 };
 
@@ -43,9 +45,11 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
 }
 
 /* One output tile: problem (group) g, m block, n block, the rows of its problem, and the
- * problem's first row in A and D (contiguous groups; 0 otherwise). */
+ * problem's first row in A and D (contiguous groups; 0 otherwise). Per-row experts: keep
+ * has bit r of word j set when row 32j + r of the tile belongs to expert g. */
 struct tile {
     int g, mb, nb, rows, row0;
+    u32 keep[BM / 32];
 };
 
 /* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
@@ -54,6 +58,7 @@ struct tile {
 struct cursor {
     int g, base, count, rows, num_mb;
     int start, next_start; /* contiguous: this group's first row, the next group's */
+    u32 keep[BM / 32];     /* per-row experts: the current tile's rows of expert g */
 };
 
 __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
@@ -66,11 +71,15 @@ __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
     c.start = c.next_start = 0;
 }
 
+__device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit);
+
 /* Moves c to the group holding `unit`; false when there is no such unit. */
 __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit)
 {
     if constexpr (GROUPING == 0)
         return unit < sc.num_units;
+    if constexpr (GROUPING == 3)
+        return seek_row_expert(sc, c, unit);
     while (unit >= c.base + c.count) {
         c.base += c.count;
         if (++c.g >= sc.num_groups)
@@ -114,27 +123,109 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     tl.g = GROUPING == 0 ? 0 : c.g;
     tl.rows = c.rows;
     tl.row0 = GROUPING == 2 ? c.start : 0;
+    if constexpr (GROUPING == 3) {
+#pragma unroll
+        for (int j = 0; j < BM / 32; ++j)
+            tl.keep[j] = c.keep[j];
+    }
 }
 
-/* The epilogue of a 64-row group (m64nN wgmma accumulator layout, `out` already in FP32)
- * of a group that ends inside it: rows past the group's count (padding, or
- * past masked_m) are not the kernel's to write, so store from registers, row by row. */
+/* Per-row experts: the tile of m block mb takes the expert of its first row that is not
+ * padding (-1); c.keep gets the tile's rows of that expert. False when there is none, or
+ * when it is not an expert (< -1 or >= G: the tile is skipped, so a bad id writes
+ * nothing). Warp-collective: a lane per row, a ballot per 32 rows. */
+__device__ __forceinline__ bool row_expert_tile(const sched &sc, int mb, cursor &c)
+{
+    constexpr int CHUNKS = BM / 32;
+    const int lane = (int)(threadIdx.x % 32);
+    int ids[CHUNKS];
+#pragma unroll
+    for (int j = 0; j < CHUNKS; ++j) {
+        const int row = mb * BM + 32 * j + lane;
+        ids[j] = row < sc.m ? __ldg(sc.group_rows + row) : -1;
+    }
+    int expert = -1;
+#pragma unroll
+    for (int j = CHUNKS - 1; j >= 0; --j) { /* backwards: the first row found wins */
+        const u32 used = __ballot_sync(0xffffffffu, ids[j] != -1);
+        const int id = __shfl_sync(0xffffffffu, ids[j], used ? __ffs((int)used) - 1 : 0);
+        expert = used ? id : expert;
+    }
+    if (expert < 0 || expert >= sc.num_groups)
+        return false;
+#pragma unroll
+    for (int j = 0; j < CHUNKS; ++j)
+        c.keep[j] = __ballot_sync(0xffffffffu, ids[j] == expert);
+    c.g = expert;
+    return true;
+}
+
+/* Per-row experts: units are the dense tiles of M_total rows; a unit whose tile has no
+ * expert is passed over. Every warp of every role scans the ids itself: they read the same
+ * memory, so all of them pass over the same units without talking to each other. c.base
+ * holds minus the units passed over so far, so tile_coords finds the unit that stands in
+ * for `unit`. */
+__device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit)
+{
+#pragma unroll 1
+    for (int u = unit - c.base; u < sc.num_units; u += sc.step) {
+        c.base = unit - u;
+        tile tl;
+        tile_coords(sc, c, unit, tl);
+        if (row_expert_tile(sc, tl.mb, c))
+            return true;
+    }
+    return false;
+}
+
+/* Per-row experts: bit r set when row r of the tile's 64-row group rg is the tile's
+ * expert's. All rows (every bit) in the other groupings. */
+__device__ __forceinline__ u64 tile_rows_kept(const tile &tl, u32 rg)
+{
+    if constexpr (GROUPING == 3)
+        return (u64)tl.keep[2 * rg] | (u64)tl.keep[2 * rg + 1] << 32;
+    return ~0ull;
+}
+
+/* Store the rows r < rows_left of a 64-row group (m64nN wgmma accumulator layout, `out`
+ * already in FP32) whose bit r is set in `kept`, from registers, row by row; first_row
+ * points at row 0 of the group in D. */
+__device__ __forceinline__ void store_rows(const float *out, u16 *__restrict__ first_row,
+                                           long long ld_d, int nb, u32 row_in_wg, u32 lane,
+                                           int rows_left, u64 kept)
+{
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left || ((kept >> r) & 1) == 0)
+            continue;
+        u16 *row = first_row + (long long)r * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (col < N)
+                st_global_u32(row + col, pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+        }
+    }
+}
+
+/* The epilogue of a 64-row group of a group that ends inside it: rows past the group's
+ * count (padding, or past masked_m) are not the kernel's to write. */
 __device__ __forceinline__ void store_partial(const float *out, const sched &sc, const tile &tl,
                                               u32 rg, u32 row_in_wg, u32 lane, int rows_left,
                                               u16 *__restrict__ d_ptr, long long ld_d)
 {
     u16 *group = d_ptr + (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) * ld_d;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int r = (int)row_in_wg + 8 * h;
-        if (r >= rows_left)
-            continue;
-        u16 *row = group + (long long)(tl.mb * BM + (int)rg * 64 + r) * ld_d;
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i) {
-            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
-            if (col < N)
-                st_global_u32(row + col, pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
-        }
-    }
+    store_rows(out, group + (long long)(tl.mb * BM + (int)rg * 64) * ld_d, ld_d, tl.nb,
+               row_in_wg, lane, rows_left, ~0ull);
+}
+
+/* Per-row experts: the rows of 64-row group rg that are not the tile's expert's (padding,
+ * or a bad layout) keep what D held there. */
+__device__ __forceinline__ void store_expert_rows(const float *out, const tile &tl, u32 rg,
+                                                  u32 row_in_wg, u32 lane, u64 kept,
+                                                  u16 *__restrict__ d_ptr, long long ld_d)
+{
+    store_rows(out, d_ptr + (long long)(tl.mb * BM + (int)rg * 64) * ld_d, ld_d, tl.nb,
+               row_in_wg, lane, 64, kept);
 }

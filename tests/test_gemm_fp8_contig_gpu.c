@@ -1,0 +1,398 @@
+/* gpu suite: kiln_gemm_fp8_contig (MoE prefill, contiguous groups) with both layouts, the
+ * DeepEP v2 prefix sums and an expert id per row, against the FP64 CPU reference of the
+ * dequantized inputs: fresh random data, padding rows of A NaN, d poisoned (with 64 guard
+ * rows past M_total), every element checked (rows of a group against the reference, every
+ * other row still poisoned), two runs bitwise equal, and the two layouts bitwise equal to
+ * each other; bad layouts write nothing outside what they own; bad arguments launch
+ * nothing; a cache prewarmed without a GPU serves both layouts with KILN_JIT=0. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "../src/runtime/internal.h"
+#include "gemm_fp8_data.h"
+
+static kiln_ctx *ctx;
+static uint64_t seed;
+
+enum { GUARD_ROWS = 64 };
+
+/* G groups of counts[g] rows, group g starting at the next multiple of align. */
+typedef struct contig_problem {
+    int64_t g, n, k, align, m; /* m = M_total: the last group's end */
+    int64_t *start;
+    const int32_t *counts;
+    uint8_t *a, *b; /* host [M_total][K] (padding rows NaN), [G][N][K] */
+    float *sa, *sb; /* host [M_total][K/128], [G][N/128][K/128] */
+    void *da, *db, *dsfa, *dsfb, *dlayout, *dd;
+    size_t d_bytes;
+} contig_problem;
+
+static void contig_make(contig_problem *p, int64_t g, int64_t n, int64_t k, int64_t align,
+                        const int32_t *counts)
+{
+    *p = (contig_problem){.g = g, .n = n, .k = k, .align = align, .counts = counts};
+    int64_t kb = k / 128, nb = (n + 127) / 128, next = 0;
+    p->start = malloc((size_t)g * sizeof *p->start);
+    for (int64_t i = 0; i < g; i++) {
+        p->start[i] = next;
+        p->m = p->start[i] + counts[i];
+        next = (p->m + align - 1) / align * align;
+    }
+    int64_t m = p->m, s = kiln_sf_mn_stride(m);
+    p->a = malloc((size_t)(m * k));
+    p->b = malloc((size_t)(g * n * k));
+    p->sa = malloc((size_t)(m * kb) * 4);
+    p->sb = malloc((size_t)(g * nb * kb) * 4);
+    memset(p->a, 0x7f, (size_t)(m * k)); /* E4M3 NaN: a stored padding row shows */
+    for (int64_t i = 0; i < g; i++)
+        for (int64_t r = p->start[i] * k; r < (p->start[i] + counts[i]) * k; r++)
+            p->a[r] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < g * n * k; i++)
+        p->b[i] = float_to_e4m3((float)(rng_normal(&seed) * 100.0));
+    for (int64_t i = 0; i < m * kb; i++)
+        p->sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    for (int64_t i = 0; i < g * nb * kb; i++)
+        p->sb[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
+    float *sfa = calloc((size_t)(kb * s), 4);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t bk = 0; bk < kb; bk++)
+            sfa[bk * s + r] = p->sa[r * kb + bk];
+    p->da = gpu_alloc((size_t)(m * k));
+    p->db = gpu_alloc((size_t)(g * n * k));
+    p->dsfa = gpu_alloc((size_t)(kb * s) * 4);
+    p->dsfb = gpu_alloc((size_t)(g * nb * kb) * 4);
+    p->dlayout = gpu_alloc((size_t)(m > g ? m : g) * 4);
+    p->d_bytes = (size_t)((m + GUARD_ROWS) * n) * 2;
+    p->dd = gpu_alloc(p->d_bytes);
+    gpu_upload(p->da, p->a, (size_t)(m * k));
+    gpu_upload(p->db, p->b, (size_t)(g * n * k));
+    gpu_upload(p->dsfa, sfa, (size_t)(kb * s) * 4);
+    gpu_upload(p->dsfb, p->sb, (size_t)(g * nb * kb) * 4);
+    free(sfa);
+}
+
+static void contig_free(contig_problem *p)
+{
+    void *dev[] = {p->da, p->db, p->dsfa, p->dsfb, p->dlayout, p->dd};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
+        gpu_free(dev[i]);
+    free(p->a);
+    free(p->b);
+    free(p->sa);
+    free(p->sb);
+    free(p->start);
+}
+
+static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
+{
+    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
+    t.strides[0] = stride0;
+    t.strides[1] = 1;
+    return t;
+}
+
+static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
+{
+    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
+}
+
+/* The arguments over p, the layout in p->dlayout: G prefix sums, or M_total row ids. */
+static kiln_gemm_fp8_contig_args contig_args(const contig_problem *p, bool by_row)
+{
+    int64_t kb = p->k / 128;
+    kiln_tensor layout = {.data = p->dlayout, .dtype = KILN_DTYPE_I32, .ndim = 1,
+                          .shape = {by_row ? p->m : p->g}};
+    kiln_gemm_fp8_contig_args args = {
+        .a = t2(p->da, KILN_DTYPE_E4M3, p->m, p->k, p->k),
+        .sfa = t2(p->dsfa, KILN_DTYPE_F32, kb, p->m, kiln_sf_mn_stride(p->m)),
+        .b = t3(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
+        .sfb = t3(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
+        .d = t2(p->dd, KILN_DTYPE_BF16, p->m, p->n, p->n),
+        .m_alignment = p->align,
+    };
+    if (by_row)
+        args.row_expert = layout;
+    else
+        args.group_end = layout;
+    return args;
+}
+
+/* The layouts of p as the caller would build them (prefix sums [G], row ids [M_total]). */
+static int32_t *prefix_sums(const contig_problem *p)
+{
+    int32_t *ends = malloc((size_t)p->g * 4);
+    for (int64_t i = 0, sum = 0; i < p->g; i++)
+        ends[i] = (int32_t)(sum += p->counts[i]);
+    return ends;
+}
+
+static int32_t *row_ids(const contig_problem *p)
+{
+    int32_t *ids = malloc((size_t)p->m * 4);
+    for (int64_t r = 0; r < p->m; r++)
+        ids[r] = -1;
+    for (int64_t i = 0; i < p->g; i++)
+        for (int64_t r = p->start[i]; r < p->start[i] + p->counts[i]; r++)
+            ids[r] = (int32_t)i;
+    return ids;
+}
+
+/* Upload the layout, run twice on a poisoned d, return d (with its guard rows) after the
+ * first run; the two runs must be bitwise equal. */
+static uint16_t *contig_run(const contig_problem *p, bool by_row, const int32_t *layout)
+{
+    gpu_upload(p->dlayout, layout, (size_t)(by_row ? p->m : p->g) * 4);
+    kiln_gemm_fp8_contig_args args = contig_args(p, by_row);
+    uint16_t *d[2] = {malloc(p->d_bytes), malloc(p->d_bytes)};
+    for (int run = 0; run < 2; run++) {
+        gpu_poison(p->dd, p->d_bytes, 0xffffffffu);
+        if (kiln_gemm_fp8_contig(ctx, &args, NULL) != KILN_OK)
+            fail_msg("contig (%s): %s", by_row ? "row ids" : "prefix sums", kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(d[run], p->dd, p->d_bytes);
+    }
+    if (memcmp(d[0], d[1], p->d_bytes) != 0)
+        fail_msg("contig (%s): two runs differ", by_row ? "row ids" : "prefix sums");
+    free(d[1]);
+    return d[0];
+}
+
+/* owner[r] for r < M_total: the group whose product row r of d must hold, or -1 where d
+ * must still be poisoned (padding, rows of a bad layout); rows past M_total: poisoned. */
+static void contig_check(const contig_problem *p, const int32_t *owner, const uint16_t *d,
+                         const char *what)
+{
+    int64_t n = p->n, kb = p->k / 128, nb = (n + 127) / 128;
+    for (int64_t r = 0; r < p->m + GUARD_ROWS; r++) {
+        if (r < p->m && owner[r] >= 0)
+            continue;
+        for (int64_t c = 0; c < n; c++)
+            if (d[r * n + c] != 0xffff)
+                fail_msg("%s: row %lld (%s) was written", what, (long long)r,
+                         r < p->m ? "not a group's" : "past M_total");
+    }
+    int64_t *rows = malloc((size_t)p->m * sizeof *rows);
+    for (int64_t gi = 0; gi < p->g; gi++) {
+        int64_t count = 0;
+        for (int64_t r = 0; r < p->m; r++)
+            if (owner[r] == gi)
+                rows[count++] = r;
+        if (count == 0)
+            continue;
+        fp8_problem view = {.m_max = p->m, .n = n, .k = p->k, .a = p->a,
+                            .b = p->b + gi * n * p->k, .sa = p->sa, .sb = p->sb + gi * nb * kb};
+        double *ref = malloc((size_t)(count * n) * sizeof(double));
+        fp8_reference(&view, rows, count, ref);
+        double sxy = 0, sxx = 0, sref2 = 0;
+        for (int64_t j = 0; j < count * n; j++)
+            sref2 += ref[j] * ref[j];
+        double rms = sqrt(sref2 / (double)(count * n));
+        for (int64_t j = 0; j < count * n; j++) {
+            double x = bf16_to_float(d[rows[j / n] * n + j % n]), y = ref[j];
+            /* the dense test's loose bound: a wrong scale, row, column or group misses it */
+            if (!isfinite(x) || fabs(x - y) > fabs(y) / 16 + 1e-2 * rms)
+                fail_msg("%s group %lld: D[%lld][%lld] = %g, reference %g", what, (long long)gi,
+                         (long long)rows[j / n], (long long)(j % n), x, y);
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+        if (!(1.0 - 2.0 * sxy / sxx < 1e-3))
+            fail_msg("%s group %lld: diff %.3e", what, (long long)gi, 1.0 - 2.0 * sxy / sxx);
+        free(ref);
+    }
+    free(rows);
+}
+
+/* Both layouts of one valid problem: the prefix sums against the reference, the row ids
+ * bit for bit the same (the two kernels walk the same tiles in the same K order). */
+static void check_contig_layouts(int64_t g, int64_t n, int64_t k, int64_t align,
+                                 const int32_t *counts)
+{
+    contig_problem p;
+    contig_make(&p, g, n, k, align, counts);
+    int32_t *ends = prefix_sums(&p), *ids = row_ids(&p);
+    uint16_t *by_sums = contig_run(&p, false, ends);
+    contig_check(&p, ids, by_sums, "contig prefix sums");
+    uint16_t *by_ids = contig_run(&p, true, ids);
+    if (memcmp(by_sums, by_ids, p.d_bytes) != 0)
+        fail_msg("contig: the two layouts give different bits");
+    print_message("  contig %lld groups, M_total %lld, N %lld, K %lld, align %lld: both layouts "
+                  "ok\n",
+                  (long long)g, (long long)p.m, (long long)n, (long long)k, (long long)align);
+    free(by_sums);
+    free(by_ids);
+    free(ends);
+    free(ids);
+    contig_free(&p);
+}
+
+static void test_contig_layouts(void **state)
+{
+    (void)state;
+    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200}, c4[] = {10, 70, 5};
+    check_contig_layouts(4, 4096, 7168, 128, c1); /* an empty group, M_total off the alignment */
+    check_contig_layouts(3, 576, 1536, 128, c2);
+    int32_t c3[8];
+    for (int i = 0; i < 8; i++)
+        c3[i] = (int32_t)(rng_next(&seed) % 600);
+    c3[rng_next(&seed) % 8] = 0;
+    check_contig_layouts(8, 7168, 2048, 256, c3);
+    check_contig_layouts(3, 1024, 512, 64, c4); /* 64-row tiles */
+}
+
+/* Prefix sums that decrease and run past M_total: no write outside d, no hang. */
+static void test_contig_bad_prefix_sums(void **state)
+{
+    (void)state;
+    static const int32_t counts[] = {300, 0, 1, 515}, bad[] = {300, 100, 100000, 5};
+    contig_problem p;
+    contig_make(&p, 4, 1024, 512, 128, counts);
+    uint16_t *d = contig_run(&p, false, bad); /* rows inside d may be written */
+    for (int64_t i = p.m * p.n; i < (p.m + GUARD_ROWS) * p.n; i++)
+        if (d[i] != 0xffff)
+            fail_msg("contig bad prefix sums: wrote past M_total (row %lld)", (long long)(i / p.n));
+    print_message("  contig bad prefix sums: nothing past M_total\n");
+    free(d);
+    contig_free(&p);
+}
+
+/* Row ids the kernel cannot trust: a group whose id is >= G, a block of ids < -1, a row of
+ * another id inside a group, and a tile whose first row is a bad id. Nothing of theirs is
+ * stored; every other row still gets its group's product. */
+static void test_contig_bad_row_ids(void **state)
+{
+    (void)state;
+    static const int32_t counts[] = {300, 130, 0, 64};
+    contig_problem p;
+    contig_make(&p, 4, 1024, 512, 128, counts);
+    int32_t *ids = row_ids(&p), *owner = row_ids(&p);
+    for (int64_t r = p.start[1]; r < p.start[1] + 130; r++)
+        ids[r] = 4, owner[r] = -1; /* id == G */
+    for (int64_t r = p.start[3]; r < p.start[3] + 64; r++)
+        ids[r] = -7, owner[r] = -1; /* below -1 */
+    ids[150] = -5, owner[150] = -1; /* a stray id inside group 0's second tile */
+    ids[256] = 1000; /* group 0's third tile takes the bad id of its first row: skipped */
+    for (int64_t r = 256; r < 300; r++)
+        owner[r] = -1;
+    uint16_t *d = contig_run(&p, true, ids);
+    contig_check(&p, owner, d, "contig bad row ids");
+    print_message("  contig bad row ids (>= G, < -1, stray, first of a tile): only valid rows "
+                  "stored\n");
+    free(d);
+    free(ids);
+    free(owner);
+    contig_free(&p);
+}
+
+/* Each bad argument: the right status, a message naming the problem, nothing launched. */
+static void test_contig_bad_arguments(void **state)
+{
+    (void)state;
+    static const int32_t counts[] = {100, 28};
+    contig_problem p;
+    contig_make(&p, 2, 256, 512, 128, counts);
+    int32_t *ids = row_ids(&p);
+    gpu_upload(p.dlayout, ids, (size_t)p.m * 4);
+    gpu_poison(p.dd, p.d_bytes, 0xffffffffu);
+    kiln_gemm_fp8_contig_args good = contig_args(&p, true);
+    enum { CASES = 7 };
+    kiln_gemm_fp8_contig_args c[CASES];
+    const char *named[CASES];
+    for (int i = 0; i < CASES; i++)
+        c[i] = good;
+    c[0].group_end = good.row_expert, named[0] = "got both";
+    c[1].row_expert.data = NULL, named[1] = "got neither";
+    c[2].row_expert.shape[0] = p.m - 1, named[2] = "row_expert must be I32 [M_total";
+    c[3].row_expert.dtype = KILN_DTYPE_F32, named[3] = "row_expert has dtype";
+    c[4].m_alignment = 96, named[4] = "m_alignment = 96";
+    c[5] = contig_args(&p, false), c[5].group_end.shape[0] = 3, named[5] = "group_end must be";
+    c[6].sfb.shape[0] = 1, named[6] = "sfb";
+    for (int i = 0; i < CASES; i++) {
+        assert_int_equal(kiln_gemm_fp8_contig(ctx, &c[i], NULL), KILN_ERR_INVALID_ARG);
+        if (strstr(kiln_ctx_errmsg(ctx), named[i]) == NULL)
+            fail_msg("case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), named[i]);
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK); /* clear the error */
+    }
+    gpu_sync();
+    uint16_t *d = malloc(p.d_bytes);
+    gpu_download(d, p.dd, p.d_bytes);
+    for (size_t i = 0; i < p.d_bytes / 2; i++)
+        if (d[i] != 0xffff)
+            fail_msg("contig bad arguments: d[%zu] was written", i);
+    print_message("  contig bad arguments: %d cases refused, nothing launched\n", CASES);
+    free(d);
+    free(ids);
+    contig_free(&p);
+}
+
+/* Serving mode: the spec line `kiln prewarm --model` writes for a prefill batch, prewarmed
+ * without a GPU, serves both layouts in a KILN_JIT=0 context; a shape not prewarmed is
+ * KILN_ERR_MISS. */
+static void test_contig_prewarmed_serves_jit_off(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-contig-serve-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.cache_path = dir;
+    opts.device = KILN_DEVICE_NONE;
+    kiln_ctx *offline = NULL;
+    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
+    assert_int_equal(kiln_prewarm(offline, "gemm_fp8_contig m=4096 n=1024 k=1024 align=128", NULL),
+                     KILN_OK);
+    kiln_ctx_destroy(offline);
+
+    opts.device = 0;
+    opts.jit = 0;
+    kiln_ctx *server = NULL;
+    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    kiln_ctx *shared = ctx;
+    ctx = server; /* contig_run launches on ctx */
+    static const int32_t counts[] = {200, 0, 77};
+    contig_problem p;
+    contig_make(&p, 3, 1024, 1024, 128, counts);
+    int32_t *ends = prefix_sums(&p), *ids = row_ids(&p);
+    uint16_t *d = contig_run(&p, false, ends);
+    contig_check(&p, ids, d, "contig KILN_JIT=0 prefix sums");
+    free(d);
+    d = contig_run(&p, true, ids);
+    contig_check(&p, ids, d, "contig KILN_JIT=0 row ids");
+    free(d);
+    contig_free(&p);
+    contig_make(&p, 3, 2048, 1024, 128, counts); /* N not prewarmed */
+    kiln_gemm_fp8_contig_args args = contig_args(&p, false);
+    gpu_upload(p.dlayout, ends, 3 * 4);
+    assert_int_equal(kiln_gemm_fp8_contig(server, &args, NULL), KILN_ERR_MISS);
+    assert_non_null(strstr(kiln_ctx_errmsg(server), "KILN_JIT=0"));
+    ctx = shared;
+    print_message("  contig KILN_JIT=0: both layouts served from the prewarmed cache\n");
+    free(ends);
+    free(ids);
+    contig_free(&p);
+    kiln_ctx_destroy(server);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    ctx = gpu_ctx_or_skip();
+    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    printf("seed %llu\n", (unsigned long long)seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_contig_bad_arguments),
+        cmocka_unit_test(test_contig_layouts),
+        cmocka_unit_test(test_contig_bad_prefix_sums),
+        cmocka_unit_test(test_contig_bad_row_ids),
+        cmocka_unit_test(test_contig_prewarmed_serves_jit_off),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    kiln_ctx_destroy(ctx);
+    return failed;
+}
