@@ -14,6 +14,7 @@ typedef struct fp8_problem {
     uint8_t *a, *b;  /* host E4M3 [m_max][k], [n][k] */
     float *sa;       /* host per row per K block: [m_max][k/128] */
     float *sb;       /* host [ceil(n/128)][k/128] */
+    float *sb_col;   /* NULL, or 1x128 scales of B (the FP32 mode): host [k/128][n] */
     void *da, *db, *dsfb; /* device copies (dsfb in kiln's layout) */
 } fp8_problem;
 
@@ -77,6 +78,7 @@ static inline void fp8_problem_free(fp8_problem *p)
     free(p->b);
     free(p->sa);
     free(p->sb);
+    free(p->sb_col);
 }
 
 /* A's scales for the first m rows in kiln's MN-major layout [k/128][kiln_sf_mn_stride(m)]
@@ -131,7 +133,9 @@ static inline void fp8_reference(const fp8_problem *p, const int64_t *rows, int6
     double *bdeq = malloc((size_t)(p->n * k) * sizeof(double));
     for (int64_t col = 0; col < p->n; col++)
         for (int64_t c = 0; c < k; c++)
-            bdeq[col * k + c] = e4m3_to_double(p->b[col * k + c]) * p->sb[(col / 128) * kb + c / 128];
+            bdeq[col * k + c] = e4m3_to_double(p->b[col * k + c]) *
+                                (p->sb_col ? p->sb_col[(c / 128) * p->n + col]
+                                           : p->sb[(col / 128) * kb + c / 128]);
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1)
         threads = 1;

@@ -214,7 +214,8 @@ KILN_API kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_ar
  *   sfa  F32  [K/128, M] MN-major, row stride kiln_sf_mn_stride(M) (1x128 scales of A)
  *   b    E4M3 [N, K], K-major
  *   BF16 output: d BF16 [M, N]; sfb F32 [ceil(N/128), K/128] contiguous (128x128 blocks)
- *   FP32 output: d F32 [M, N] = c + A·B^T; c F32 [M, N] (may alias d; data NULL = zero);
+ *   FP32 output: d F32 [M, N] = c + A·B^T; c F32 [M, N] with d's row stride (may alias
+ *                d; data NULL = zero; c set with a BF16 d is an error);
  *                sfb F32 [K/128, N] MN-major, row stride kiln_sf_mn_stride(N) (1x128)
  * K a positive multiple of 128, N a positive multiple of 16, any M >= 0 (0 launches
  * nothing). N and K are compile-time (one kernel per (N, K, config)); M is a run-time

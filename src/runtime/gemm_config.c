@@ -22,12 +22,13 @@ static int scale_blocks(int block_n)
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 {
     int row_groups = cfg->block_m / 64;
-    int staging = round_up(row_groups * 64 * cfg->block_n * 2, 1024);
+    int staging = cfg->out_f32 ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
     bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
     int partials = split ? round_up(row_groups * 64 * cfg->block_n * 4, 1024) : 0;
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
-    int scales = round_up(cfg->stages * scale_blocks(cfg->block_n) * 4, 16);
+    int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
+    int scales = round_up(cfg->stages * per_slot * 4, 16);
     return staging + reduction + partials + cfg->stages * per_stage + scales + cfg->stages * 16 +
            (split ? row_groups * 16 : 0) + 1024;
 }
@@ -129,7 +130,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
      * runs on every call, so no lookups by name. */
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
-                              cfg->k_split, cfg->multicast, /* out_f32 */ 0, cfg->cluster_k,
+                              cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
                               cfg->grouping, cfg->m_align, overlap};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];

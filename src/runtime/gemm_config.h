@@ -12,6 +12,7 @@ typedef struct kiln__gemm_config {
     int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
+    int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -34,6 +35,7 @@ CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
 typedef struct kiln__gemm_fp8_operands {
     CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
     const void *sfb;
+    const void *c;          /* FP32 mode: C (NULL = zero) */
     int rows;               /* M, M_max of every group, or M_total */
     const void *group_rows; /* grouped: masked_m or the prefix sums; else NULL */
     int num_groups;
@@ -42,7 +44,8 @@ typedef struct kiln__gemm_fp8_operands {
 } kiln__gemm_fp8_operands;
 
 /* The row-major operands of the dense and contiguous GEMMs as 2-D tensor maps: A [m, k]
- * (row stride ld_a), its MN-major scales [k/128, m] (row stride ld_sfa), D [m, n]. */
+ * (row stride ld_a), its MN-major scales [k/128, m] (row stride ld_sfa), D [m, n] (BF16;
+ * d NULL: the FP32 mode, which stores without TMA, gets A's map as a placeholder). */
 int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t m, int64_t n,
                             int64_t k, const kiln_tensor *a, const kiln_tensor *sfa,
                             const kiln_tensor *d, kiln__gemm_fp8_operands *ops);

@@ -14,12 +14,12 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
         (status = kiln__check_tensor(ctx, op, "sfa", &args->sfa, KILN_DTYPE_F32, 2, 16)) ||
         (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 2, 4)))
         return status;
-    if (args->d.dtype == KILN_DTYPE_F32 || args->c.data != NULL)
-        return kiln__ctx_failf(ctx, KILN_ERR_UNSUPPORTED,
-                               "%s: the FP32-output mode (D = C + A·B^T) is not implemented yet; "
-                               "pass a BF16 d and no c",
-                               op);
-    if ((status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
+    bool f32 = args->d.dtype == KILN_DTYPE_F32; /* the FP32 mode: D = C + A·B^T */
+    if (!f32 && args->c.data != NULL)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: c is only read in the FP32-output mode (d F32); d is BF16", op);
+    if ((status = kiln__check_tensor(ctx, op, "d", &args->d, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16,
+                                     2, 16)))
         return status;
     int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
     if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
@@ -35,6 +35,16 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
                                "%s: d is [%lld, %lld], expected [M = %lld, N = %lld]", op,
                                (long long)args->d.shape[0], (long long)args->d.shape[1],
                                (long long)m, (long long)n);
+    if (f32 && args->c.data != NULL) {
+        if ((status = kiln__check_tensor(ctx, op, "c", &args->c, KILN_DTYPE_F32, 2, 8)))
+            return status;
+        if (args->c.shape[0] != m || args->c.shape[1] != n ||
+            kiln__row_stride(&args->c) != kiln__row_stride(&args->d))
+            return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                   "%s: c must be F32 [M = %lld, N = %lld] with d's row stride (%lld)",
+                                   op, (long long)m, (long long)n,
+                                   (long long)kiln__row_stride(&args->d));
+    }
     const kiln_tensor *sfa = &args->sfa, *sfb = &args->sfb;
     int64_t sfa_stride = kiln__row_stride(sfa);
     if (sfa->shape[0] != k / 128 || sfa->shape[1] != m || sfa_stride < m || sfa_stride % 4 != 0)
@@ -45,8 +55,15 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
                                op, (long long)(k / 128), (long long)m, (long long)kiln_sf_mn_stride(m),
                                (long long)sfa->shape[0], (long long)sfa->shape[1],
                                (long long)sfa_stride);
-    if (sfb->shape[0] != (n + 127) / 128 || sfb->shape[1] != k / 128 ||
-        kiln__row_stride(sfb) != k / 128)
+    if (f32 && (sfb->shape[0] != k / 128 || sfb->shape[1] != n ||
+                kiln__row_stride(sfb) != kiln_sf_mn_stride(n)))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: in the FP32 mode sfb must be F32 [K/128 = %lld, N = %lld] MN-major "
+                               "with row stride kiln_sf_mn_stride(N) = %lld (1x128 scales)",
+                               op, (long long)(k / 128), (long long)n,
+                               (long long)kiln_sf_mn_stride(n));
+    if (!f32 && (sfb->shape[0] != (n + 127) / 128 || sfb->shape[1] != k / 128 ||
+                 kiln__row_stride(sfb) != k / 128))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: sfb must be a contiguous F32 [ceil(N/128) = %lld, K/128 = %lld] "
                                "tensor (128x128 block scales)",
@@ -108,6 +125,10 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
                                (uint64_t)kiln__row_stride(sfa), 1, (uint32_t)cfg->block_m,
                                CU_TENSOR_MAP_SWIZZLE_NONE)))
         return status;
+    if (d == NULL) {
+        ops->tm_d = ops->tm_a;
+        return KILN_OK;
+    }
     return kiln__tma_2d(ctx, &ops->tm_d, "d", CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, d->data,
                         (uint64_t)m, (uint64_t)n, (uint64_t)kiln__row_stride(d), 64,
                         (uint32_t)slab, kiln__gemm_fp8_slab_swizzle(slab));
@@ -116,9 +137,8 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
                           const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream)
 {
-    const void *c = NULL; /* the FP32-output mode's C: not built */
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
-                      (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&c, (void *)&ops->rows,
+                      (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
                       (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
                       (void *)&ops->ld_d};
     kj_spec spec;
@@ -149,11 +169,21 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
 
 /* The heuristic's pick and the knobs on top: KILN_GEMM_MULTICAST pairs the prefill tiles of
  * two m blocks in a 2-CTA cluster that shares (multicasts) their B tile. */
-static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k)
+static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                      bool out_f32)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
-    if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1)
+    if (out_f32) {
+        /* The FP32 mode is the plain kernel: no K split of either kind, no cluster. */
+        cfg.out_f32 = 1;
+        cfg.k_split = 1;
+        cfg.cluster_k = 0;
+        if (cfg.block_n > 128)
+            cfg.block_n = 128;
+        kiln__gemm_fp8_fit(&cfg);
+    } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;
+    }
     return cfg;
 }
 
@@ -168,17 +198,19 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
-    kiln__gemm_config cfg = dense_config(ctx, m, n, k);
+    bool f32 = args->d.dtype == KILN_DTYPE_F32;
+    kiln__gemm_config cfg = dense_config(ctx, m, n, k, f32);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
+        .c = f32 ? args->c.data : NULL,
         .rows = (int)m,
         .group_rows = NULL,
         .num_groups = 1,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
     };
-    if ((status = kiln__gemm_fp8_row_maps(ctx, &cfg, m, n, k, &args->a, &args->sfa, &args->d,
-                                          &ops)) ||
+    if ((status = kiln__gemm_fp8_row_maps(ctx, &cfg, m, n, k, &args->a, &args->sfa,
+                                          f32 ? NULL : &args->d, &ops)) ||
         (status = kiln__tma_2d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)n, (uint64_t)k, (uint64_t)kiln__row_stride(&args->b),
                                (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)))
@@ -194,18 +226,19 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
 
 int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
-    int64_t m, cols, depth;
+    int64_t m, cols, depth, f32;
     int status;
     if ((status = kiln__spec_word(ctx, words, "m", true, 0, &m)) ||
         (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
-        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)))
+        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+        (status = kiln__spec_word(ctx, words, "f32", false, 0, &f32)))
         return status;
     if (m < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "gemm_fp8 m=%lld n=%lld k=%lld: needs m >= 1, n a positive multiple "
                                "of 16, k a positive multiple of 128",
                                (long long)m, (long long)cols, (long long)depth);
-    kiln__gemm_config cfg = dense_config(ctx, m, cols, depth);
+    kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     return KILN_OK;

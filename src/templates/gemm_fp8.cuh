@@ -29,7 +29,11 @@
  *               order (deterministic) over DSMEM and writes D. For decode: fewer, wider
  *               tiles (less of A re-read per CTA) that still fill the SMs. With k_split > 1,
  *               K/128 must divide by C * k_split. Not combined with multicast 2.
- *   out_f32     0 (the FP32 accumulate mode is reserved; only bf16 output is implemented)
+ *   out_f32     0: D bf16, B scaled per 128x128 block. 1: D f32 = C + A.B^T, B scaled
+ *               1x128 (sfb f32 [K/128][align(N,4)], MN-major, one scale per column per K
+ *               block), stored from registers; dense only (no multicast/cluster_k/k_split).
+ *   overlap     1: two accumulator sets, the next K block's wgmma issued before the last
+ *               one is promoted (no k_split; 3*block_n/2 + ~40 registers per math thread)
  *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
  *               D [G][M_max][N] and A's scales [G][K/128][align(M_max,4)] through 3-D
  *               tensor maps (dims {K, M_max, G}, {K, N, G}, {N, M_max, G},
@@ -118,6 +122,10 @@ constexpr int M_ALIGN = (int)kp::m_align;
  * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
  * cores promote. Costs BN/2 registers per thread; only without k_split. */
 constexpr bool OVERLAP = kp::overlap != 0;
+/* 1: D (f32) = C + A.B^T with 1x128 scales on both sides: sfb is F32 [K/128][align(N,4)]
+ * MN-major, one scale per column per K block (weight-gradient use). The output goes
+ * straight from registers to global memory (C read there too), not through TMA. */
+constexpr bool OUT_F32 = kp::out_f32 != 0;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -142,7 +150,8 @@ static_assert(GROUPING != 2 || (M_ALIGN > 0 && M_ALIGN % BM == 0),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
-static_assert(kp::out_f32 == 0, "the FP32 output mode is not implemented yet");
+static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
+              "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
@@ -173,13 +182,16 @@ constexpr int A_STAGE_BYTES = BM * BK;
 constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
-constexpr int OFF_RED = OFF_D + ((RG * D_WG_BYTES + 1023) / 1024) * 1024;
+constexpr int OFF_RED = OFF_D + (OUT_F32 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
 constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
-constexpr int OFF_BAR = OFF_SFB + ((STAGES * NSB * 4 + 15) / 16) * 16;
+/* B scales per slot: NSB block scales, or (FP32 mode) one per tile column. */
+constexpr int SFB_SLOT = OUT_F32 ? BN : NSB;
+constexpr long long SFB_LD = (N + 3) / 4 * 4; /* FP32 mode: row stride of sfb */
+constexpr int OFF_BAR = OFF_SFB + ((STAGES * SFB_SLOT * 4 + 15) / 16) * 16;
 /* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
  * other ranks' partial sums are in their shared memory) and free[RG] (in rank r > 0: rank 0
  * has read them). */
@@ -203,7 +215,7 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 #ifndef KILN_GEMM_FP8_SCALE_WARP
 #define KILN_GEMM_FP8_SCALE_WARP 1
 #endif
-constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0;
+constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
 /* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, rank 0 loads the shared
  * B tile into both CTAs (the empty barriers count both CTAs' consumers). */
@@ -352,11 +364,72 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     }
 }
 
+/* FP32 mode: the scale warp copies each K block's BN column scales of B (row kb of the
+ * MN-major sfb) into the slot, loading the next K block's while it waits for a free slot. */
+constexpr int COL_CHUNKS = (BN + 31) / 32;
+
+__device__ __forceinline__ void load_col_scales(float (&v)[COL_CHUNKS], const float *__restrict__ sfb,
+                                                int kb, int n0, u32 lane)
+{
+#pragma unroll
+    for (int c = 0; c < COL_CHUNKS; ++c) {
+        const int j = c * 32 + (int)lane, col = n0 + j;
+        v[c] = j < BN && col < N ? __ldg(sfb + (long long)kb * SFB_LD + col) : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void producer_col_scales(const float *__restrict__ sfb, const sched &sc,
+                                                    u32 base, u32 lane)
+{
+    int s = 0;
+    u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int n0 = tl.nb * BN;
+        float v[COL_CHUNKS];
+        load_col_scales(v, sfb, sc.kb_begin, n0, lane);
+#pragma unroll 1
+        for (int kl = 0; kl < sc.kb_count; ++kl) {
+            float next[COL_CHUNKS];
+            load_col_scales(next, sfb, sc.kb_begin + (kl + 1 < sc.kb_count ? kl + 1 : kl), n0, lane);
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+#pragma unroll
+            for (int c = 0; c < COL_CHUNKS; ++c)
+                if (c * 32 + (int)lane < BN)
+                    asm volatile("st.shared.f32 [%0], %1;"
+                                 ::"r"(base + OFF_SFB + (s * BN + c * 32 + (int)lane) * 4), "f"(v[c])
+                                 : "memory");
+            __syncwarp(); /* every lane's scales are in the slot before lane 0 arrives */
+            if (lane == 0)
+                mbar_arrive(base + OFF_BAR + s * 8);
+#pragma unroll
+            for (int c = 0; c < COL_CHUNKS; ++c)
+                v[c] = next[c];
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ float2 ld_shared_v2f32(u32 addr)
+{
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+    return v;
+}
+
 /* The scales one K block needs from its ring slot: A's for this thread's two rows, B's for
  * the tile's NSB column blocks. */
 struct kscales {
     float sa0, sa1;
     float sb[NSB];
+    u32 sfb_slot; /* FP32 mode: the slot's column scales, read while promoting */
 };
 
 __device__ __forceinline__ kscales load_scales(u32 base, int s, u32 rg, u32 row_in_wg)
@@ -367,7 +440,8 @@ __device__ __forceinline__ kscales load_scales(u32 base, int s, u32 rg, u32 row_
     ks.sa1 = ld_shared_f32(sfa + 32);
 #pragma unroll
     for (int j = 0; j < NSB; ++j)
-        ks.sb[j] = ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
+        ks.sb[j] = OUT_F32 ? 0.0f : ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
+    ks.sfb_slot = base + OFF_SFB + s * SFB_SLOT * 4;
     return ks;
 }
 
@@ -405,6 +479,17 @@ __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u
 __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                         const kscales &ks, int n_off, u32 lane)
 {
+    if constexpr (OUT_F32) {
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const float2 sb = ld_shared_v2f32(ks.sfb_slot + (8 * i + 2 * (lane & 3)) * 4);
+            out[4 * i + 0] += acc[4 * i + 0] * (ks.sa0 * sb.x);
+            out[4 * i + 1] += acc[4 * i + 1] * (ks.sa0 * sb.y);
+            out[4 * i + 2] += acc[4 * i + 2] * (ks.sa1 * sb.x);
+            out[4 * i + 3] += acc[4 * i + 3] * (ks.sa1 * sb.y);
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
         float sbc;
@@ -422,6 +507,21 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
         out[4 * i + 1] += acc[4 * i + 1] * s0;
         out[4 * i + 2] += acc[4 * i + 2] * s1;
         out[4 * i + 3] += acc[4 * i + 3] * s1;
+    }
+}
+
+/* A K block's wgmma has completed: promote it and give its slot back (in the FP32 mode the
+ * column scales are read from the slot while promoting, so the slot is released after). */
+__device__ __forceinline__ void retire(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                       const kscales &ks, int slot, const sched &sc, u32 base,
+                                       int n_off, u32 lane)
+{
+    if constexpr (OUT_F32) {
+        promote(out, acc, ks, n_off, lane);
+        release_slot(base, slot, sc, lane);
+    } else {
+        release_slot(base, slot, sc, lane);
+        promote(out, acc, ks, n_off, lane);
     }
 }
 
@@ -455,8 +555,7 @@ __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&n
     const kscales cur = load_scales(base, s, rg, row_in_wg);
     issue_kblock(next, base, s, rg);
     wait_acc<1>(prev);
-    release_slot(base, s_prev, sc, lane);
-    promote(out, prev, prev_scales, n_off, lane);
+    retire(out, prev, prev_scales, s_prev, sc, base, n_off, lane);
     prev_scales = cur;
     s_prev = s;
     ring_next(s, phase, 1);
@@ -485,16 +584,44 @@ __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&a
     if (kl < sc.kb_count) { /* an even count: one more block, into acc1 */
         kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
         wait_acc<0>(acc1);
-        release_slot(base, s_prev, sc, lane);
-        promote(out, acc1, prev, n_off, lane);
+        retire(out, acc1, prev, s_prev, sc, base, n_off, lane);
     } else {
         wait_acc<0>(acc0);
-        release_slot(base, s_prev, sc, lane);
-        promote(out, acc0, prev, n_off, lane);
+        retire(out, acc0, prev, s_prev, sc, base, n_off, lane);
     }
 }
 
-__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base,
+/* FP32 mode epilogue: D = C + out, straight from registers (C may alias D: each element is
+ * read and then written by the same thread). */
+__device__ __forceinline__ void store_f32(const float (&out)[BN / 2], const sched &sc, const tile &tl,
+                                          u32 rg, u32 row_in_wg, u32 lane, const float *c,
+                                          u16 *d_ptr, long long ld_d)
+{
+    float *d = reinterpret_cast<float *>(d_ptr);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int row = tl.mb * BM + (int)rg * 64 + (int)row_in_wg + 8 * h;
+        if (row >= sc.m)
+            continue;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (col >= N)
+                continue;
+            const long long at = (long long)row * ld_d + col;
+            float x = out[4 * i + 2 * h], y = out[4 * i + 2 * h + 1];
+            if (c != nullptr) {
+                float cx, cy;
+                asm volatile("ld.global.v2.f32 {%0, %1}, [%2];" : "=f"(cx), "=f"(cy) : "l"(c + at) : "memory");
+                x += cx;
+                y += cy;
+            }
+            asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"(d + at), "f"(x), "f"(y) : "memory");
+        }
+    }
+}
+
+__device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
     const u32 wg = threadIdx.x / 128;
@@ -537,8 +664,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 const kscales ks = load_scales(base, s, rg, row_in_wg);
                 issue_kblock(acc, base, s, rg);
                 wait_acc<0>(acc);
-                release_slot(base, s, sc, lane);
-                promote(out, acc, ks, n_off, lane);
+                retire(out, acc, ks, s, sc, base, n_off, lane);
                 ring_next(s, phase, KSPLIT);
             }
             /* Back to the slot after this tile's last K block (kb_count % KSPLIT == 0). */
@@ -614,6 +740,11 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
         first_tile = false;
 
+        if constexpr (OUT_F32) {
+            store_f32(out, sc, tl, rg, row_in_wg, lane, c, d_ptr, ld_d);
+            continue;
+        }
+
         /* Epilogue: the previous tile's TMA store must have finished reading the staging
          * buffer before it is overwritten. */
         if (t == 0)
@@ -664,7 +795,8 @@ constexpr int kiln_gemm_fp8_threads = kiln_fp8::THREADS;
 constexpr int kiln_gemm_fp8_smem_bytes = kiln_fp8::SMEM_BYTES;
 constexpr int kiln_gemm_fp8_cluster = kiln_fp8::CLUSTER;
 
-/* sfb: B scales (see above); c: reserved for the FP32 accumulate mode (may be null);
+/* sfb: B scales (see above); c: the FP32 mode's C [M][N] with D's row stride (may be null:
+ * zero; may alias D; ignored in the BF16 mode);
  * m: rows of A and D (grouped: M_max of every group); group_rows: grouped, the valid rows
  * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
  * again as a pointer with its row stride (elements), for row-by-row stores of partial
@@ -672,12 +804,11 @@ constexpr int kiln_gemm_fp8_cluster = kiln_fp8::CLUSTER;
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
-                    const float *__restrict__ sfb, const float *__restrict__ c, int m,
+                    const float *__restrict__ sfb, const float *c, int m,
                     const int *__restrict__ group_rows, int num_groups,
                     unsigned short *__restrict__ d_ptr, long long ld_d)
 {
     using namespace kiln_fp8;
-    (void)c;
     extern __shared__ unsigned char smem_raw[];
     const u32 base = (smem_addr(smem_raw) + 1023) & ~1023u;
     const u32 warp = threadIdx.x / 32;
@@ -715,11 +846,13 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         setmaxnreg_dec<40>();
         if (warp == MATH_WG * 4)
             producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane);
+        else if (OUT_F32 && warp == MATH_WG * 4 + 1)
+            producer_col_scales(sfb, sc, base, lane);
         else if (SCALE_WARP && warp == MATH_WG * 4 + 1)
             producer_scales(sfb, sc, base, lane);
     } else {
         setmaxnreg_inc<MATH_REGS>();
-        math(&tm_d, sc, base, d_ptr, ld_d);
+        math(&tm_d, sc, base, c, d_ptr, ld_d);
     }
     grid_launch_dependents();
     /* No CTA of a cluster may exit while a partner can still write its shared memory or
