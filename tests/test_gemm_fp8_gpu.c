@@ -117,7 +117,10 @@ static void check_shapes(int64_t n, int64_t k, const int64_t *ms, int count)
         m_max = ms[i] > m_max ? ms[i] : m_max;
     fp8_problem p;
     fp8_problem_make(&p, m_max, n, k, &seed);
-    enum { DENSE = 1000, SAMPLED = 192 };
+    /* Every row is checked written and finite, and two runs bitwise equal; the FP64
+     * reference (the test's cost) covers the first three 128-row tiles whole and a random
+     * sample of the rest. */
+    enum { DENSE = 384, SAMPLED = 256 };
     int64_t rows[DENSE + SAMPLED], num_rows = 0;
     for (int64_t r = 0; r < m_max && r < DENSE; r++)
         rows[num_rows++] = r;
@@ -177,7 +180,7 @@ static void test_bad_arguments(void **state)
     c[3].d.strides[0] = 260, named[3] = "multiple of 16 bytes";
     c[4].sfa.strides[0] = 63, named[4] = "sfa";
     c[5].sfb.shape[0] = 1, named[5] = "sfb";
-    c[6].d.dtype = KILN_DTYPE_F32, named[6] = "FP32-output", expect[6] = KILN_ERR_UNSUPPORTED;
+    c[6].d.dtype = KILN_DTYPE_F32, named[6] = "FP32 mode sfb"; /* block scales given */
     c[7].b.dtype = KILN_DTYPE_BF16, named[7] = "dtype bf16";
     for (int i = 0; i < CASES; i++) {
         assert_int_equal(kiln_gemm_fp8(ctx, &c[i], NULL), expect[i]);
