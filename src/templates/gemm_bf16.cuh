@@ -145,6 +145,15 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES;
 
 #include "common/gemm_sched.cuh"
 
+/* The start of a 64-wide box along M or N, moved back inside [0, extent) when it lies
+ * wholly past the end (the last tile of an MN-major operand): a box that starts inside is
+ * zero-filled past the end by TMA; a moved one loads rows or columns that are never
+ * stored. */
+__device__ __forceinline__ int in_range(int start, int extent)
+{
+    return start < extent ? start : (extent - 1) / 64 * 64;
+}
+
 /* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. An MN-major
  * operand comes as boxes of 64 (M or N) x 64 (K), one per 64-wide slice of the tile. */
 __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const sched &sc,
@@ -175,7 +184,8 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                     if constexpr (A_MN) {
 #pragma unroll
                         for (int j = 0; j < RG; ++j)
-                            tma_load_2d(a_dst + j * 8192, tm_a, full, a_row + 64 * j, kb * BK);
+                            tma_load_2d(a_dst + j * 8192, tm_a, full, in_range(a_row + 64 * j, sc.m),
+                                        kb * BK);
                     } else {
                         tma_load_2d(a_dst, tm_a, full, kb * BK, a_row);
                     }
@@ -184,7 +194,8 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                     } else if constexpr (B_MN) {
 #pragma unroll
                         for (int j = 0; j < BN / 64; ++j)
-                            tma_load_2d(b_dst + j * 8192, tm_b, full, b_col + 64 * j, kb * BK);
+                            tma_load_2d(b_dst + j * 8192, tm_b, full, in_range(b_col + 64 * j, (int)N),
+                                        kb * BK);
                     } else {
                         tma_load_2d(b_dst, tm_b, full, kb * BK, b_col);
                     }
