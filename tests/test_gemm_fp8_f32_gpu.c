@@ -118,8 +118,8 @@ static void check_f32(int64_t m, int64_t n, int64_t k, c_mode mode)
         /* FP32 output: what rounds is the tensor core's accumulation inside each K block
          * (fewer bits than FP32), so a rare element may miss the tight bound; none may miss
          * the loose one (a wrong scale, row, column or C misses it by far). */
-        tight_misses += err > fabs(y) / 1024 + 1e-4 * rms;
-        if (err > fabs(y) / 64 + 1e-3 * rms && misses++ == 0)
+        tight_misses += err > fabs(y) / 256 + 1e-3 * rms;
+        if (err > fabs(y) / 32 + 5e-3 * rms && misses++ == 0)
             print_message("  f32 %lldx%lldx%lld: D[%lld][%lld] = %g, reference %g\n", (long long)m,
                           (long long)n, (long long)k, (long long)(i / n), (long long)(i % n), x, y);
     }
@@ -173,15 +173,18 @@ static void test_f32_bad_arguments(void **state)
     args.sfb = t2(p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, k / 128, k / 128); /* block scales */
     assert_int_equal(kiln_gemm_fp8(ctx, &args, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_ctx_errmsg(ctx), "sfb"));
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK); /* clears the error */
 
     args = f32_args(&p, m, dsfa, dsfb, dc, dd);
     args.c = t2(dc, KILN_DTYPE_F32, m, n, n + 16); /* c's stride is not d's */
     assert_int_equal(kiln_gemm_fp8(ctx, &args, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_ctx_errmsg(ctx), "c must be"));
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
 
     args = f32_args(&p, m, dsfa, dsfb, dc, dd);
     args.c.dtype = KILN_DTYPE_BF16;
     assert_int_equal(kiln_gemm_fp8(ctx, &args, NULL), KILN_ERR_INVALID_ARG);
+    assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
 
     args = f32_args(&p, m, dsfa, dsfb, dc, dd);
     args.d.dtype = KILN_DTYPE_BF16; /* c is only read in the FP32 mode */
