@@ -5,10 +5,14 @@
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
  * timed the same way; kiln runs with its defaults (PDL on). Both outputs are checked
  * against the FP64 reference on sampled rows.
- * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [MxNxK ...] */
+ * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
+ * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
+ * prefill: 128-row tiles of widths 128..256), each timed the same way.
+ * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--sweep] [MxNxK ...] */
 #include <cublasLt.h>
 #include <time.h>
 
+#include "../src/runtime/gemm_bf16.h"
 #include "../tests/gemm_bf16_data.h"
 
 enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
@@ -17,6 +21,7 @@ static cublasLtHandle_t lt;
 static void *lt_workspace;
 static const size_t lt_workspace_bytes = 64u << 20;
 static kiln_ctx *ctx;
+static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
 
 #define LT_CHECK(call)                                                                         \
     do {                                                                                       \
@@ -94,7 +99,7 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
     }
     kiln_gemm_bf16_args args = {.a = t2(s->da, m, k), .b = t2(s->db, n, k), .d = t2(s->dd, m, n),
                                 .layout = KILN_GEMM_NT};
-    if (kiln_gemm_bf16(ctx, &args, (kiln_stream)stream) != KILN_OK) {
+    if (kiln__gemm_bf16_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_bf16: %s\n", kiln_ctx_errmsg(ctx));
         return false;
     }
@@ -222,9 +227,90 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
     free(bf);
 }
 
+/* The configurations --sweep tries for an M x N x K problem; returns how many. */
+static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config *out, int max)
+{
+    int count = 0;
+    kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8};
+    if (m <= 128) {
+        static const int splits[] = {1, 2, 4, 8}, clusters[] = {132, 66, 30, 16};
+        base.block_m = m <= 64 ? 64 : 128;
+        base.group_n = 1000;
+        for (int i = 0; i < 4 && count < max; i++) {
+            int64_t w = (n + clusters[i] - 1) / clusters[i];
+            w = (w + 7) / 8 * 8;
+            w = w < 16 ? 16 : w > 256 ? 256 : w;
+            if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
+                continue;
+            kiln__gemm_bf16_config c = base;
+            c.block_n = (int)w;
+            c.cluster_k = splits[i] > 1 ? splits[i] : 0;
+            kiln__gemm_bf16_fit(&c);
+            if (c.stages >= 2)
+                out[count++] = c;
+        }
+    } else {
+        static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
+        for (int i = 0; i < 7 && count < max; i++) {
+            kiln__gemm_bf16_config c = base;
+            c.block_n = widths[i];
+            kiln__gemm_bf16_fit(&c);
+            out[count++] = c;
+        }
+    }
+    return count;
+}
+
+static void sweep_shape(int64_t m, int64_t n, int64_t k)
+{
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
+    double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
+    int num_sets = (int)(200e6 / set_bytes + 1);
+    num_sets = num_sets > MAX_SETS ? MAX_SETS : num_sets < 2 ? 2 : num_sets;
+    operand_set sets[MAX_SETS];
+    for (int i = 0; i < num_sets; i++) {
+        uint16_t *a = bf16_random(m * k, &seed, true, NULL), *b = bf16_random(n * k, &seed, true, NULL);
+        sets[i].da = gpu_alloc((size_t)(m * k) * 2);
+        sets[i].db = gpu_alloc((size_t)(n * k) * 2);
+        sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
+        gpu_upload(sets[i].da, a, (size_t)(m * k) * 2);
+        gpu_upload(sets[i].db, b, (size_t)(n * k) * 2);
+        free(a);
+        free(b);
+    }
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    lt_plan plan = {0};
+    double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
+    lt_plan_free(&plan);
+    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, 0, 0, ctx->num_sms), cfgs[8];
+    int count = sweep_configs(m, n, k, cfgs, 8);
+    double flops = 2.0 * (double)m * n * k;
+    for (int i = 0; i < count; i++) {
+        forced = &cfgs[i];
+        double us = time_runner(NULL, sets, num_sets, m, n, k, stream);
+        forced = NULL;
+        bool chosen = cfgs[i].block_m == pick.block_m && cfgs[i].block_n == pick.block_n &&
+                      cfgs[i].cluster_k == pick.cluster_k;
+        printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us %6.1f TFLOP/s %5.0f GB/s "
+               "| cuBLASLt %8.2f us | x%.2f%s\n",
+               (long long)m, (long long)n, (long long)k, cfgs[i].block_m, cfgs[i].block_n,
+               cfgs[i].stages, cfgs[i].cluster_k, us, flops / us / 1e6, set_bytes / us / 1e3, us_lt,
+               us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
+        fflush(stdout);
+    }
+    CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    for (int i = 0; i < num_sets; i++) {
+        gpu_free(sets[i].da);
+        gpu_free(sets[i].db);
+        gpu_free(sets[i].dd);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    bool json = false, quick = false;
+    bool json = false, quick = false, sweep = false;
     int64_t custom[32][3];
     int num_custom = 0;
     for (int i = 1; i < argc; i++) {
@@ -233,10 +319,12 @@ int main(int argc, char **argv)
             json = true;
         else if (strcmp(argv[i], "--quick") == 0)
             quick = true;
+        else if (strcmp(argv[i], "--sweep") == 0)
+            sweep = true;
         else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
             custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
         else {
-            fprintf(stderr, "usage: %s [--json] [--quick] [MxNxK ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json] [--quick] [--sweep] [MxNxK ...]\n", argv[0]);
             return 2;
         }
     }
@@ -244,7 +332,17 @@ int main(int argc, char **argv)
     if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
         return 1;
     lt_workspace = gpu_alloc(lt_workspace_bytes);
-    if (num_custom > 0) {
+    if (sweep) {
+        static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {7168, 2048}, {4096, 7168},
+                                        {576, 7168}};
+        static const int64_t ms[] = {64, 128, 4096};
+        for (int i = 0; i < (num_custom > 0 ? num_custom : 15); i++) {
+            if (num_custom > 0)
+                sweep_shape(custom[i][0], custom[i][1], custom[i][2]);
+            else
+                sweep_shape(ms[i / 5], nk[i % 5][0], nk[i % 5][1]);
+        }
+    } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
             bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);
     } else {

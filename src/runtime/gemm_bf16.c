@@ -135,6 +135,12 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
 
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)
 {
+    return kiln__gemm_bf16_with(ctx, args, NULL, stream);
+}
+
+kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
+                                 const kiln__gemm_bf16_config *forced, kiln_stream stream)
+{
     int out_f32 = 0;
     /* Arguments first, so a compile-only context reports a bad call too. */
     int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, op)
@@ -150,6 +156,14 @@ kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_
         return kiln__ctx_ok(ctx);
 
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, args->layout, out_f32, ctx->num_sms);
+    if (forced != NULL) {
+        cfg = *forced;
+        cfg.layout = args->layout;
+        cfg.out_f32 = out_f32;
+        cfg.grouping = 0;
+        if (cfg.stages == 0)
+            kiln__gemm_bf16_fit(&cfg);
+    }
     kiln__gemm_bf16_operands ops = {
         .rows = (int)m,
         .group_rows = NULL,

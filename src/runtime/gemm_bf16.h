@@ -52,6 +52,11 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
                            int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
                            kiln_stream stream);
 
+/* kiln_gemm_bf16 with the given configuration (layout and output dtype come from args;
+ * stages 0 = as many as fit) instead of the heuristic's; for benchmarks. */
+kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
+                                 const kiln__gemm_bf16_config *cfg, kiln_stream stream);
+
 /* Spec-line operators (kiln_prewarm). */
 int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n);
 int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs,

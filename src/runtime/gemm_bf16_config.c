@@ -76,8 +76,12 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
         if (c.stages < MIN_DECODE_STAGES && !(split == 1 && c.stages >= 2))
             continue;
         int64_t waves = ceil_div(ceil_div(n, width), clusters);
+        /* The reduce-scatter reads (split-1)/split of the tile's FP32 partials per rank
+         * over DSMEM at the end of the tile, where nothing overlaps it: a byte of it costs
+         * about 12 streamed bytes (the weight that reproduces the fastest split of every
+         * decode shape of the H200 sweep in docs/gemm_bf16_notes.md). */
         double bytes = (double)(cfg->block_m + width) * 128.0 * (double)ceil_div(k_blocks, split) +
-                       (double)(split - 1) * cfg->block_m * width * 4.0;
+                       12.0 * (split - 1) / split * cfg->block_m * width * 4.0;
         double cost = (double)waves * bytes;
         if (best < 0 || cost < best) {
             best = cost;
@@ -87,19 +91,27 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
     *cfg = pick;
 }
 
-/* Prefill: 128-row tiles; the width whose wave count times tile width (time per tile,
- * with a small penalty for the narrower, less efficient tiles) is least. */
-static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int num_sms)
+/* Prefill: 128-row tiles. A tile's time is taken as its width times (its K blocks plus
+ * the epilogue: a fixed part and half a K block per stored column slab), times a small
+ * penalty for the L2 traffic per FLOP of narrower tiles ((1/128 + 1/width), normalised to
+ * 128 x 256); the persistent grid runs ceil(tiles / SMs) such rounds. */
+static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms)
 {
-    static const int widths[] = {256, 192, 128};
-    static const double penalty[] = {1.0, 1.03, 1.1};
+    static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
+    const double k_blocks = (double)ceil_div(k, 64), wide = 1.0 / 128 + 1.0 / 256;
+    const int elem = cfg->out_f32 ? 4 : 2;
     double best = -1;
-    for (int i = 0; i < 3; i++) {
-        int64_t tiles = ceil_div(m, 128) * ceil_div(n, widths[i]);
-        double cost = (double)ceil_div(tiles, num_sms) * widths[i] * penalty[i];
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        int w = widths[i];
+        if ((cfg->layout & 2) && w % 64 != 0)
+            continue;
+        int64_t tiles = ceil_div(m, 128) * ceil_div(n, w);
+        double slabs = (double)w / kiln__gemm_bf16_slab(w, elem);
+        double penalty = 0.85 + 0.15 * (1.0 / 128 + 1.0 / w) / wide;
+        double cost = (double)ceil_div(tiles, num_sms) * w * (k_blocks + 2 + slabs / 2) * penalty;
         if (best < 0 || cost < best) {
             best = cost;
-            cfg->block_n = widths[i];
+            cfg->block_n = w;
         }
     }
     kiln__gemm_bf16_fit(cfg);
@@ -117,7 +129,7 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int
         cfg.group_n = 1000; /* one row of tiles: no L2 grouping to do */
         pick_decode(&cfg, n, k, num_sms);
     } else {
-        pick_prefill(&cfg, m, n, num_sms);
+        pick_prefill(&cfg, m, n, k, num_sms);
     }
     return cfg;
 }

@@ -19,11 +19,12 @@
  *   stages      depth of the shared-memory ring (one 64-deep K block per slot)
  *   group_n     tile-order swizzle: tiles walk M inside groups of group_n column blocks
  *   cluster_k   0 or 1: each CTA does all K blocks of its tile. C in 2..8: a cluster of C
- *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); ranks > 0
- *               leave FP32 partial sums in their shared memory and rank 0 adds them in rank
- *               order (deterministic) over DSMEM and writes D. For decode: wide tiles (A
- *               read by fewer CTAs) that still fill the SMs.
- *   layout      0 NT, 1 TN (A M-major), 2 NN (B N-major), 3 TT (both)
+ *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); the
+ *               FP32 partial sums are reduce-scattered over DSMEM (rank r finishes and
+ *               stores the 8-column groups i with i % C == r, from registers). For decode:
+ *               wide tiles that still fill the SMs.
+ *   layout      bit 0: A M-major; bit 1: B N-major (kiln_gemm_layout: 0 NT, 1 TT, 2 NN,
+ *               3 TN)
  *   out_f32     0: D bf16. 1: D f32.
  *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
  *               D [G][M_max][N] through 3-D tensor maps (dims {K, M_max, G}, {K, N, G},
@@ -131,9 +132,9 @@ constexpr int OFF_D = 0;
 constexpr int OFF_CRED = OFF_D + RG * 2 * D_BUF_BYTES;
 constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
-/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
- * other ranks' partial sums are in their shared memory) and free[RG] (in rank r > 0: rank
- * 0 has read them). */
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the other
+ * ranks' partial sums are in their shared memory) and free[RG] (the other ranks have read
+ * ours). */
 constexpr int OFF_BAR = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
@@ -274,38 +275,77 @@ __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32
     }
 }
 
-/* Cross-CTA reduction (cluster_k): ranks > 0 leave their partial sums in their own shared
- * memory; rank 0 adds them in rank order (deterministic). Each rank waits until rank 0 has
- * read before it reuses the buffer (and before it may exit). Returns whether this CTA
- * writes the tile. */
-__device__ __forceinline__ bool cluster_reduce(float *acc, const sched &sc, u32 base, u32 rg, u32 t,
-                                               u32 &parity)
+/* Cross-CTA reduction (cluster_k), reduce-scatter: every rank leaves its FP32 partial sums
+ * in its own shared memory, then finishes the 8-column groups i with i % CK == its rank by
+ * adding the other ranks' partials (in rank order: deterministic) over DSMEM, so the ranks
+ * share the reading instead of one rank doing all of it at the end of the tile. A rank
+ * overwrites its partials for the next tile only once every other rank has read them
+ * (`freed`); the final cluster_sync keeps each CTA alive while others may read it. */
+__device__ __forceinline__ void cluster_reduce(float *acc, const sched &sc, u32 base, u32 rg, u32 t,
+                                               u32 &parity, bool first)
 {
     const u32 cred = base + OFF_CRED + rg * RED_WG_BYTES + t * 4;
     const u32 ready = base + OFF_CBAR + rg * 8;
     const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-    if (sc.rank > 0) {
+    if (!first)
+        mbar_wait_cluster(freed, parity ^ 1);
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i)
-            asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(acc[i]) : "memory");
-        mbar_arrive_cluster(ready, 0);
-        mbar_wait_cluster(freed, parity);
-        parity ^= 1;
-        return false;
-    }
-    mbar_wait_cluster(ready, parity);
-    parity ^= 1;
+    for (int i = 0; i < BN / 2; ++i)
+        asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(acc[i]) : "memory");
 #pragma unroll 1
-    for (int p = 1; p < CK; ++p) {
+    for (int p = 0; p < CK; ++p)
+        if (p != sc.rank)
+            mbar_arrive_cluster(ready, (u32)p);
+    mbar_wait_cluster(ready, parity);
+#pragma unroll 1
+    for (int p = 0; p < CK; ++p) {
+        if (p == sc.rank)
+            continue;
         const u32 theirs = map_shared_rank(cred, (u32)p);
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i)
-            acc[i] += ld_shared_cluster_f32(theirs + i * 512);
+        for (int i = 0; i < BN / 8; ++i) {
+            if (i % CK != sc.rank)
+                continue;
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                acc[4 * i + j] += ld_shared_cluster_f32(theirs + (4 * i + j) * 512);
+        }
     }
 #pragma unroll 1
-    for (int p = 1; p < CK; ++p)
-        mbar_arrive_cluster(freed, (u32)p);
-    return true;
+    for (int p = 0; p < CK; ++p)
+        if (p != sc.rank)
+            mbar_arrive_cluster(freed, (u32)p);
+    parity ^= 1;
+}
+
+/* cluster_k: this rank's 8-column groups of a 64-row group, stored from registers (rows
+ * past the tile's problem and columns past N are not stored). */
+__device__ __forceinline__ void store_owned(const float *acc, const sched &sc, const tile &tl,
+                                            u32 rg, u32 row_in_wg, u32 lane, int rows_left,
+                                            void *__restrict__ d_ptr, long long ld_d)
+{
+    const long long first_row =
+        (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) + tl.mb * BM + (int)rg * 64;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+        const long long row = (first_row + r) * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (i % CK != sc.rank || col >= N)
+                continue;
+            if constexpr (OUT_F32)
+                asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"((float *)d_ptr + row + col),
+                             "f"(acc[4 * i + 2 * h]), "f"(acc[4 * i + 2 * h + 1])
+                             : "memory");
+            else
+                st_global_u32((u16 *)d_ptr + row + col,
+                              pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]));
+        }
+    }
 }
 
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, void *d_ptr,
@@ -318,6 +358,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     const u32 row_in_wg = warp * 16 + lane / 4; /* and +8 */
     const u32 dsm = base + OFF_D + rg * 2 * D_BUF_BYTES;
     u32 tile_parity = 0; /* cluster_k handshake phase */
+    bool first_tile = true;
     u32 slabs_stored = 0; /* picks the staging buffer; runs across tiles */
 
     float acc[BN / 2];
@@ -360,12 +401,14 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         if (lane == 0)
             mbar_arrive(base + OFF_BAR + (STAGES + prev) * 8);
 
-        if constexpr (CK > 1) {
-            if (!cluster_reduce(acc, sc, base, rg, t, tile_parity))
-                continue;
-        }
-
         const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
+        if constexpr (CK > 1) {
+            cluster_reduce(acc, sc, base, rg, t, tile_parity, first_tile);
+            first_tile = false;
+            if (rows_left > 0)
+                store_owned(acc, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
+            continue;
+        }
         if (rows_left <= 0)
             continue;
         if (GROUPING != 0 && rows_left < 64) {
@@ -428,8 +471,10 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
+                /* ready: the other ranks' partials are written; freed: they have read
+                 * ours. One arrive per thread of the other ranks' row group r. */
                 mbar_init(base + OFF_CBAR + r * 8, (CK - 1) * 128);
-                mbar_init(base + OFF_CBAR + (RG + r) * 8, 128);
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, (CK - 1) * 128);
             }
         }
         fence_barrier_init();
