@@ -193,7 +193,7 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
     return kiln__ctx_ok(ctx);
 }
 
-/* "gemm_bf16 m=.. n=.. k=.. [layout=0..3] [out_f32=0|1]" */
+/* "gemm_bf16 m=.. n=.. k=.. [layout=0..3] [f32=0|1]" */
 int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t m, cols, depth, layout, out_f32;
@@ -202,13 +202,13 @@ int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spe
         (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
         (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
         (status = kiln__spec_word(ctx, words, "layout", false, 0, &layout)) ||
-        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
     if (m < 1 || layout < 0 || layout > 3 || (out_f32 != 0 && out_f32 != 1) ||
         kiln__gemm_bf16_check_nk(ctx, "gemm_bf16", cols, depth) != KILN_OK)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_bf16 m=%lld n=%lld k=%lld layout=%lld out_f32=%lld: needs "
-                               "m >= 1, n and k positive multiples of 8, layout 0..3, out_f32 0 "
+                               "gemm_bf16 m=%lld n=%lld k=%lld layout=%lld f32=%lld: needs "
+                               "m >= 1, n and k positive multiples of 8, layout 0..3, f32 0 "
                                "or 1",
                                (long long)m, (long long)cols, (long long)depth, (long long)layout,
                                (long long)out_f32);

@@ -207,7 +207,7 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
     return kiln__ctx_ok(ctx);
 }
 
-/* "gemm_bf16_masked g=.. m=.. n=.. k=.. [out_f32=0|1]" (m: the expected rows per group) */
+/* "gemm_bf16_masked g=.. m=.. n=.. k=.. [f32=0|1]" (m: the expected rows per group) */
 int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t groups, expected, cols, depth, out_f32;
@@ -216,13 +216,13 @@ int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
         (status = kiln__spec_word(ctx, words, "m", true, 0, &expected)) ||
         (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
         (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
-        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
     if (groups < 1 || expected < 1 || (out_f32 != 0 && out_f32 != 1) ||
         kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_masked", cols, depth) != KILN_OK)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "gemm_bf16_masked g=%lld m=%lld n=%lld k=%lld: needs g, m >= 1, n "
-                               "and k positive multiples of 8, out_f32 0 or 1",
+                               "and k positive multiples of 8, f32 0 or 1",
                                (long long)groups, (long long)expected, (long long)cols,
                                (long long)depth);
     kiln__gemm_bf16_config cfg =
@@ -232,7 +232,7 @@ int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
     return KILN_OK;
 }
 
-/* "gemm_bf16_contig m=.. n=.. k=.. [align=128] [out_f32=0|1]" (m: the total rows) */
+/* "gemm_bf16_contig m=.. n=.. k=.. [align=128] [f32=0|1]" (m: the total rows) */
 int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t m, cols, depth, align, out_f32;
@@ -241,7 +241,7 @@ int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
         (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
         (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
         (status = kiln__spec_word(ctx, words, "align", false, 128, &align)) ||
-        (status = kiln__spec_word(ctx, words, "out_f32", false, 0, &out_f32)))
+        (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
     if (m < 1 || align <= 0 || align % 64 != 0 || (out_f32 != 0 && out_f32 != 1) ||
         kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_contig", cols, depth) != KILN_OK)
