@@ -9,13 +9,19 @@ cd "$(dirname "$0")/.."
 build=${KILN_BUILD_DIR:-build-device}
 export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
+out=${OUT:-/tmp/kiln-device-out}
+mkdir -p "$out"
+exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
 shapes=("$@")
-[ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 64x2112x7168)
+[ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 4096x7168x16384 64x2112x7168)
 for shape in "${shapes[@]}"; do
   echo "=== $shape ==="
-  timeout "${KILN_PROFILE_TIMEOUT:-120}" ncu --clock-control none -k regex:kiln_gemm -s 4 -c 1 \
-    --section SpeedOfLight \
-    --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
-    "$build/tools/kiln-bench-gemm-fp8" "$shape" 2>&1 |
-    grep -E 'Frequency|Duration|Throughput|gmma|stalled' | awk '$NF+0 > 0.05 || !/stalled/'
+  run_ncu() { timeout "${KILN_PROFILE_TIMEOUT:-120}" ncu --clock-control none -k regex:kiln_gemm -s 4 -c 1 "$@" \
+    "$build/tools/kiln-bench-gemm-fp8" "$shape" 2>&1; }
+  run_ncu --section SpeedOfLight \
+    --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' |
+    grep -E 'Frequency|Duration|Throughput|stalled' | awk '!/stalled/ || $NF+0 > 0.05'
+  # Tensor-pipe names differ between ncu versions: ask by pattern, print what matched.
+  run_ncu --metrics 'regex:sm__pipe_tensor_cycles_active\.avg\.pct_of_peak_sustained_active' |
+    grep -E '^ *sm__pipe' || true
 done
