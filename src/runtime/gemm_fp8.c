@@ -85,33 +85,6 @@ CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab)
                             : CU_TENSOR_MAP_SWIZZLE_NONE;
 }
 
-/* Clusters of this kernel that fit on the device at once: asked once per kernel. */
-static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
-                               const kiln__launch_cfg *launch)
-{
-    kiln__kernel *k = (kiln__kernel *)kernel; /* the cached figure is the only thing written */
-    int clusters = atomic_load_explicit(&k->max_active_clusters, memory_order_relaxed);
-    if (clusters > 0)
-        return clusters;
-    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
-    attr.value.clusterDim.x = launch->cluster_x;
-    attr.value.clusterDim.y = attr.value.clusterDim.z = 1;
-    CUlaunchConfig query = {
-        .gridDimX = launch->cluster_x, .gridDimY = 1, .gridDimZ = 1,
-        .blockDimX = launch->block[0], .blockDimY = 1, .blockDimZ = 1,
-        .sharedMemBytes = launch->smem_bytes, .attrs = &attr, .numAttrs = 1,
-    };
-    CUresult rc = ctx->drv->cuOccupancyMaxActiveClusters(&clusters, kernel->fn, &query);
-    if (rc != CUDA_SUCCESS || clusters <= 0) {
-        kiln__err err = {0};
-        kiln__driver_error(&err, "cuOccupancyMaxActiveClusters(kiln_gemm_fp8)",
-                           rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_CLUSTER_SIZE);
-        return -kiln__ctx_fail(ctx, &err);
-    }
-    atomic_store_explicit(&k->max_active_clusters, clusters, memory_order_relaxed);
-    return clusters;
-}
-
 int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t m, int64_t n,
                             int64_t k, const kiln_tensor *a, const kiln_tensor *sfa,
                             const kiln_tensor *d, kiln__gemm_fp8_operands *ops)
@@ -153,17 +126,8 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
         .smem_bytes = (unsigned)kiln__gemm_fp8_smem(cfg),
         .cluster_x = (unsigned)kiln__gemm_fp8_cluster(cfg),
     };
-    /* Persistent: one CTA (or cluster) per unit of work, at most what fits at once. */
-    if (launch.cluster_x > 1) {
-        int clusters = max_active_clusters(ctx, kernel, &launch);
-        if (clusters < 0)
-            return -clusters;
-        if (clusters > ctx->num_sms / (int)launch.cluster_x) /* KILN_NUM_SMS */
-            clusters = ctx->num_sms / (int)launch.cluster_x > 0 ? ctx->num_sms / (int)launch.cluster_x : 1;
-        launch.grid[0] = launch.cluster_x * (unsigned)(units < clusters ? units : clusters);
-    } else {
-        launch.grid[0] = (unsigned)(units < ctx->num_sms ? units : ctx->num_sms);
-    }
+    if ((status = kiln__persistent_grid(ctx, kernel, &launch, units)) != KILN_OK)
+        return status;
     return kiln__launch(ctx, kernel, &launch, params, stream);
 }
 

@@ -94,6 +94,12 @@ typedef struct kiln__launch_cfg {
 int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_cfg *cfg,
                  void **params, kiln_stream stream);
 
+/* A persistent launch: grid[0] = one CTA (or cluster of cluster_x) per unit of work, at
+ * most as many as are resident at once (KILN_NUM_SMS SMs; for clusters, what
+ * cuOccupancyMaxActiveClusters allows). Fails into ctx. */
+int kiln__persistent_grid(kiln_ctx *ctx, const kiln__kernel *kernel, kiln__launch_cfg *launch,
+                          int64_t units);
+
 /* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
 int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        kiln_dtype dtype, int ndim, unsigned align_bytes);

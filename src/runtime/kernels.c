@@ -238,3 +238,48 @@ int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_c
     }
     return KILN_OK;
 }
+
+/* Clusters of this kernel that fit on the device at once: asked once per kernel. */
+static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
+                               const kiln__launch_cfg *launch)
+{
+    kiln__kernel *k = (kiln__kernel *)kernel; /* the cached figure is the only thing written */
+    int clusters = atomic_load_explicit(&k->max_active_clusters, memory_order_relaxed);
+    if (clusters > 0)
+        return clusters;
+    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION};
+    attr.value.clusterDim.x = launch->cluster_x;
+    attr.value.clusterDim.y = attr.value.clusterDim.z = 1;
+    CUlaunchConfig query = {
+        .gridDimX = launch->cluster_x, .gridDimY = 1, .gridDimZ = 1,
+        .blockDimX = launch->block[0], .blockDimY = 1, .blockDimZ = 1,
+        .sharedMemBytes = launch->smem_bytes, .attrs = &attr, .numAttrs = 1,
+    };
+    CUresult rc = ctx->drv->cuOccupancyMaxActiveClusters(&clusters, kernel->fn, &query);
+    if (rc != CUDA_SUCCESS || clusters <= 0) {
+        kiln__err err = {0};
+        char call[96];
+        snprintf(call, sizeof call, "cuOccupancyMaxActiveClusters(%s)",
+                 kj_templates[kernel->spec.template_id].entry);
+        kiln__driver_error(&err, call, rc != CUDA_SUCCESS ? rc : CUDA_ERROR_INVALID_CLUSTER_SIZE);
+        return -kiln__ctx_fail(ctx, &err);
+    }
+    atomic_store_explicit(&k->max_active_clusters, clusters, memory_order_relaxed);
+    return clusters;
+}
+
+int kiln__persistent_grid(kiln_ctx *ctx, const kiln__kernel *kernel, kiln__launch_cfg *launch,
+                          int64_t units)
+{
+    int64_t slots = ctx->num_sms; /* KILN_NUM_SMS */
+    if (launch->cluster_x > 1) {
+        int clusters = max_active_clusters(ctx, kernel, launch);
+        if (clusters < 0)
+            return -clusters;
+        slots = ctx->num_sms / (int)launch->cluster_x;
+        slots = clusters < slots ? clusters : slots > 0 ? slots : 1;
+    }
+    launch->grid[0] = (launch->cluster_x > 1 ? launch->cluster_x : 1) *
+                      (unsigned)(units < slots ? units : slots);
+    return KILN_OK;
+}
