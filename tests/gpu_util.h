@@ -32,6 +32,21 @@ static inline const kiln__driver *gpu_drv(void)
 }
 
 /* A device context for the tests, or exit 77 (skip) when there is no GPU. */
+/* Views of device memory: 2-D with a row stride (elements), 3-D contiguous. */
+static inline kiln_tensor tensor2d(void *data, kiln_dtype dtype, int64_t d0, int64_t d1,
+                                   int64_t stride0)
+{
+    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
+    t.strides[0] = stride0;
+    t.strides[1] = 1;
+    return t;
+}
+
+static inline kiln_tensor tensor3d(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
+{
+    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
+}
+
 static inline kiln_ctx *gpu_ctx_or_skip(void)
 {
     /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests: device time

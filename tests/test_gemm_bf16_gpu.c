@@ -17,19 +17,6 @@
 static kiln_ctx *ctx;
 static uint64_t seed;
 
-static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
-{
-    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
-    t.strides[0] = stride0;
-    t.strides[1] = 1;
-    return t;
-}
-
-static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
-{
-    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
-}
-
 static double out_value(const void *d, int64_t i, bool f32)
 {
     return f32 ? (double)((const float *)d)[i] : (double)bf16_to_float(((const uint16_t *)d)[i]);
@@ -100,13 +87,15 @@ static void check_dense(const dense_problem *p, int64_t m, int layout, bool f32,
     snprintf(what, sizeof what, "%lldx%lldx%lld layout %d %s", (long long)m, (long long)n,
              (long long)k, layout, f32 ? "f32" : "bf16");
     kiln_gemm_bf16_args args = {
-        .a = a_mn ? t2(da, KILN_DTYPE_BF16, k, m, lda) : t2(da, KILN_DTYPE_BF16, m, k, lda),
-        .b = b_mn ? t2(db, KILN_DTYPE_BF16, k, n, ldb) : t2(db, KILN_DTYPE_BF16, n, k, ldb),
+        .a = a_mn ? tensor2d(da, KILN_DTYPE_BF16, k, m, lda)
+                  : tensor2d(da, KILN_DTYPE_BF16, m, k, lda),
+        .b = b_mn ? tensor2d(db, KILN_DTYPE_BF16, k, n, ldb)
+                  : tensor2d(db, KILN_DTYPE_BF16, n, k, ldb),
         .layout = layout,
     };
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd[run], d_bytes, 0xffffffffu);
-        args.d = t2(dd[run], f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n);
+        args.d = tensor2d(dd[run], f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n);
         if (kiln_gemm_bf16(ctx, &args, NULL) != KILN_OK)
             fail_msg("%s: %s", what, kiln_ctx_errmsg(ctx));
         gpu_sync();
@@ -209,9 +198,9 @@ static void test_bf16_bad_arguments(void **state)
     void *da = gpu_alloc(m * k * 2), *db = gpu_alloc(n * k * 2), *dd = gpu_alloc(m * n * 4);
     gpu_poison(dd, m * n * 4, 0xffffffffu);
     kiln_gemm_bf16_args good = {
-        .a = t2(da, KILN_DTYPE_BF16, m, k, k),
-        .b = t2(db, KILN_DTYPE_BF16, n, k, k),
-        .d = t2(dd, KILN_DTYPE_BF16, m, n, n),
+        .a = tensor2d(da, KILN_DTYPE_BF16, m, k, k),
+        .b = tensor2d(db, KILN_DTYPE_BF16, n, k, k),
+        .d = tensor2d(dd, KILN_DTYPE_BF16, m, n, n),
         .layout = KILN_GEMM_NT,
     };
     enum { CASES = 9 };
@@ -287,9 +276,9 @@ static kiln_gemm_bf16_masked_args masked_args(const masked_problem *p, void *dd,
                                               int64_t expected)
 {
     return (kiln_gemm_bf16_masked_args){
-        .a = t3(p->da, KILN_DTYPE_BF16, p->g, p->m_max, p->k),
-        .b = t3(p->db, KILN_DTYPE_BF16, p->g, p->n, p->k),
-        .d = t3(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, p->g, p->m_max, p->n),
+        .a = tensor3d(p->da, KILN_DTYPE_BF16, p->g, p->m_max, p->k),
+        .b = tensor3d(p->db, KILN_DTYPE_BF16, p->g, p->n, p->k),
+        .d = tensor3d(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, p->g, p->m_max, p->n),
         .masked_m = {.data = p->dmask, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {p->g}},
         .expected_m = expected,
     };
@@ -445,9 +434,9 @@ static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const i
     gpu_upload(db, b, (size_t)(g * n * k) * 2);
     gpu_upload(dends, ends, (size_t)g * 4);
     kiln_gemm_bf16_contig_args args = {
-        .a = t2(da, KILN_DTYPE_BF16, m, k, k),
-        .b = t3(db, KILN_DTYPE_BF16, g, n, k),
-        .d = t2(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n),
+        .a = tensor2d(da, KILN_DTYPE_BF16, m, k, k),
+        .b = tensor3d(db, KILN_DTYPE_BF16, g, n, k),
+        .d = tensor2d(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n),
         .group_end = {.data = dends, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {g}},
         .m_alignment = align,
     };
@@ -526,9 +515,9 @@ static void test_bf16_grouped_bad_arguments(void **state)
     void *dd = gpu_alloc(2 * 64 * 128 * 2), *dm = gpu_alloc(16);
     gpu_poison(dd, 2 * 64 * 128 * 2, 0xffffffffu);
     kiln_gemm_bf16_masked_args mgood = {
-        .a = t3(da, KILN_DTYPE_BF16, 2, 64, 256),
-        .b = t3(db, KILN_DTYPE_BF16, 2, 128, 256),
-        .d = t3(dd, KILN_DTYPE_BF16, 2, 64, 128),
+        .a = tensor3d(da, KILN_DTYPE_BF16, 2, 64, 256),
+        .b = tensor3d(db, KILN_DTYPE_BF16, 2, 128, 256),
+        .d = tensor3d(dd, KILN_DTYPE_BF16, 2, 64, 128),
         .masked_m = {.data = dm, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
         .expected_m = 32,
     };
@@ -543,9 +532,9 @@ static void test_bf16_grouped_bad_arguments(void **state)
         assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
     }
     kiln_gemm_bf16_contig_args cgood = {
-        .a = t2(da, KILN_DTYPE_BF16, 128, 256, 256),
-        .b = t3(db, KILN_DTYPE_BF16, 2, 128, 256),
-        .d = t2(dd, KILN_DTYPE_BF16, 128, 128, 128),
+        .a = tensor2d(da, KILN_DTYPE_BF16, 128, 256, 256),
+        .b = tensor3d(db, KILN_DTYPE_BF16, 2, 128, 256),
+        .d = tensor2d(dd, KILN_DTYPE_BF16, 128, 128, 128),
         .group_end = {.data = dm, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
         .m_alignment = 128,
     };

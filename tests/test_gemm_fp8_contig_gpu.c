@@ -87,19 +87,6 @@ static void contig_free(contig_problem *p)
     free(p->start);
 }
 
-static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
-{
-    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
-    t.strides[0] = stride0;
-    t.strides[1] = 1;
-    return t;
-}
-
-static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
-{
-    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
-}
-
 /* The arguments over p, the layout in p->dlayout: G prefix sums, or M_total row ids. */
 static kiln_gemm_fp8_contig_args contig_args(const contig_problem *p, bool by_row)
 {
@@ -107,11 +94,11 @@ static kiln_gemm_fp8_contig_args contig_args(const contig_problem *p, bool by_ro
     kiln_tensor layout = {.data = p->dlayout, .dtype = KILN_DTYPE_I32, .ndim = 1,
                           .shape = {by_row ? p->m : p->g}};
     kiln_gemm_fp8_contig_args args = {
-        .a = t2(p->da, KILN_DTYPE_E4M3, p->m, p->k, p->k),
-        .sfa = t2(p->dsfa, KILN_DTYPE_F32, kb, p->m, kiln_sf_mn_stride(p->m)),
-        .b = t3(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
-        .sfb = t3(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
-        .d = t2(p->dd, KILN_DTYPE_BF16, p->m, p->n, p->n),
+        .a = tensor2d(p->da, KILN_DTYPE_E4M3, p->m, p->k, p->k),
+        .sfa = tensor2d(p->dsfa, KILN_DTYPE_F32, kb, p->m, kiln_sf_mn_stride(p->m)),
+        .b = tensor3d(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
+        .sfb = tensor3d(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
+        .d = tensor2d(p->dd, KILN_DTYPE_BF16, p->m, p->n, p->n),
         .m_alignment = p->align,
     };
     if (by_row)

@@ -17,14 +17,6 @@
 static kiln_ctx *ctx;
 static uint64_t seed;
 
-static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
-{
-    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
-    t.strides[0] = stride0;
-    t.strides[1] = 1;
-    return t;
-}
-
 /* p with 1x128 B scales [k/128][n] (host) and their device copy in kiln's layout
  * [k/128][kiln_sf_mn_stride(n)]; returns the device copy. */
 static void *make_column_scales(fp8_problem *p)
@@ -48,14 +40,14 @@ static kiln_gemm_fp8_args f32_args(const fp8_problem *p, int64_t m, void *dsfa, 
 {
     int64_t kb = p->k / 128;
     kiln_gemm_fp8_args args = {
-        .a = t2(p->da, KILN_DTYPE_E4M3, m, p->k, p->k),
-        .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
-        .b = t2(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
-        .sfb = t2(dsfb, KILN_DTYPE_F32, kb, p->n, kiln_sf_mn_stride(p->n)),
-        .d = t2(dd, KILN_DTYPE_F32, m, p->n, p->n),
+        .a = tensor2d(p->da, KILN_DTYPE_E4M3, m, p->k, p->k),
+        .sfa = tensor2d(dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
+        .b = tensor2d(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
+        .sfb = tensor2d(dsfb, KILN_DTYPE_F32, kb, p->n, kiln_sf_mn_stride(p->n)),
+        .d = tensor2d(dd, KILN_DTYPE_F32, m, p->n, p->n),
     };
     if (dc != NULL)
-        args.c = t2(dc, KILN_DTYPE_F32, m, p->n, p->n);
+        args.c = tensor2d(dc, KILN_DTYPE_F32, m, p->n, p->n);
     return args;
 }
 
@@ -170,13 +162,14 @@ static void test_f32_bad_arguments(void **state)
     gpu_poison(dd, (size_t)(m * n) * 4, 0x7fc00001u);
 
     kiln_gemm_fp8_args args = f32_args(&p, m, dsfa, dsfb, dc, dd);
-    args.sfb = t2(p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, k / 128, k / 128); /* block scales */
+    /* block scales instead of 1x128 ones */
+    args.sfb = tensor2d(p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, k / 128, k / 128);
     assert_int_equal(kiln_gemm_fp8(ctx, &args, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_ctx_errmsg(ctx), "sfb"));
     assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK); /* clears the error */
 
     args = f32_args(&p, m, dsfa, dsfb, dc, dd);
-    args.c = t2(dc, KILN_DTYPE_F32, m, n, n + 16); /* c's stride is not d's */
+    args.c = tensor2d(dc, KILN_DTYPE_F32, m, n, n + 16); /* c's stride is not d's */
     assert_int_equal(kiln_gemm_fp8(ctx, &args, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_ctx_errmsg(ctx), "c must be"));
     assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);

@@ -15,23 +15,15 @@
 static kiln_ctx *ctx;
 static uint64_t seed;
 
-static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
-{
-    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
-    t.strides[0] = stride0;
-    t.strides[1] = 1;
-    return t;
-}
-
 static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa, void *dd)
 {
     int64_t kb = p->k / 128;
     return (kiln_gemm_fp8_args){
-        .a = t2(p->da, KILN_DTYPE_E4M3, m, p->k, p->k),
-        .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
-        .b = t2(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
-        .sfb = t2(p->dsfb, KILN_DTYPE_F32, (p->n + 127) / 128, kb, kb),
-        .d = t2(dd, KILN_DTYPE_BF16, m, p->n, p->n),
+        .a = tensor2d(p->da, KILN_DTYPE_E4M3, m, p->k, p->k),
+        .sfa = tensor2d(dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
+        .b = tensor2d(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
+        .sfb = tensor2d(p->dsfb, KILN_DTYPE_F32, (p->n + 127) / 128, kb, kb),
+        .d = tensor2d(dd, KILN_DTYPE_BF16, m, p->n, p->n),
     };
 }
 
@@ -258,20 +250,15 @@ static void masked_free(masked_problem *p)
     free(p->sb);
 }
 
-static kiln_tensor t3(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t d2)
-{
-    return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
-}
-
 static kiln_gemm_fp8_masked_args masked_args(const masked_problem *p, void *dd, int64_t expected)
 {
     int64_t kb = p->k / 128, s = kiln_sf_mn_stride(p->m_max);
     kiln_gemm_fp8_masked_args args = {
-        .a = t3(p->da, KILN_DTYPE_E4M3, p->g, p->m_max, p->k),
-        .sfa = t3(p->dsfa, KILN_DTYPE_F32, p->g, kb, p->m_max),
-        .b = t3(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
-        .sfb = t3(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
-        .d = t3(dd, KILN_DTYPE_BF16, p->g, p->m_max, p->n),
+        .a = tensor3d(p->da, KILN_DTYPE_E4M3, p->g, p->m_max, p->k),
+        .sfa = tensor3d(p->dsfa, KILN_DTYPE_F32, p->g, kb, p->m_max),
+        .b = tensor3d(p->db, KILN_DTYPE_E4M3, p->g, p->n, p->k),
+        .sfb = tensor3d(p->dsfb, KILN_DTYPE_F32, p->g, (p->n + 127) / 128, kb),
+        .d = tensor3d(dd, KILN_DTYPE_BF16, p->g, p->m_max, p->n),
         .masked_m = {.data = p->dmask, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {p->g}},
         .expected_m = expected,
     };

@@ -110,14 +110,6 @@ static void lt_plan_free(lt_plan *p)
     if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
 }
 
-static kiln_tensor t2(void *data, kiln_dtype dtype, int64_t d0, int64_t d1, int64_t stride0)
-{
-    kiln_tensor t = {.data = data, .dtype = dtype, .ndim = 2, .shape = {d0, d1}};
-    t.strides[0] = stride0;
-    t.strides[1] = 1;
-    return t;
-}
-
 typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
@@ -128,11 +120,11 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         return lt_run(plan, who == RUN_LT_FP8, s, stream);
     int64_t n = s->p.n, k = s->p.k, kb = k / 128;
     kiln_gemm_fp8_args args = {
-        .a = t2(s->p.da, KILN_DTYPE_E4M3, m, k, k),
-        .sfa = t2(s->dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
-        .b = t2(s->p.db, KILN_DTYPE_E4M3, n, k, k),
-        .sfb = t2(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
-        .d = t2(s->dd, KILN_DTYPE_BF16, m, n, n),
+        .a = tensor2d(s->p.da, KILN_DTYPE_E4M3, m, k, k),
+        .sfa = tensor2d(s->dsfa, KILN_DTYPE_F32, kb, m, kiln_sf_mn_stride(m)),
+        .b = tensor2d(s->p.db, KILN_DTYPE_E4M3, n, k, k),
+        .sfb = tensor2d(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
+        .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
     };
     if (kiln_gemm_fp8(ctx, &args, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
@@ -510,11 +502,11 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     for (int layout = 0; layout < 2; layout++) {
         kiln_gemm_fp8_contig_args *a = &j.args[layout];
         *a = (kiln_gemm_fp8_contig_args){
-            .a = t2(j.da, KILN_DTYPE_E4M3, m, k, k),
-            .sfa = t2(dsfa, KILN_DTYPE_F32, kb, m, s),
+            .a = tensor2d(j.da, KILN_DTYPE_E4M3, m, k, k),
+            .sfa = tensor2d(dsfa, KILN_DTYPE_F32, kb, m, s),
             .b = {.data = j.db, .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, n, k}},
             .sfb = {.data = j.dsfb, .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, nb, kb}},
-            .d = t2(j.dd, KILN_DTYPE_BF16, m, n, n),
+            .d = tensor2d(j.dd, KILN_DTYPE_BF16, m, n, n),
             .m_alignment = 128,
         };
         kiln_tensor layout_t = {.data = layout ? dids : dends, .dtype = KILN_DTYPE_I32,
