@@ -9,39 +9,18 @@
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--sweep] [MxNxK ...] */
-#include <cublasLt.h>
 #include <time.h>
 
 #include "../src/runtime/gemm_bf16.h"
 #include "../tests/gemm_bf16_data.h"
+#include "bench_common.h"
 
-enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
-
-static cublasLtHandle_t lt;
-static void *lt_workspace;
-static const size_t lt_workspace_bytes = 64u << 20;
 static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
-
-#define LT_CHECK(call)                                                                         \
-    do {                                                                                       \
-        cublasStatus_t st_ = (call);                                                           \
-        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-            fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, (int)st_);   \
-            return false;                                                                      \
-        }                                                                                      \
-    } while (0)
 
 typedef struct operand_set {
     void *da, *db, *dd; /* A [M][K], B [N][K], D [M][N], all row-major bf16 */
 } operand_set;
-
-typedef struct lt_plan {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulAlgo_t algo;
-    bool ok;
-} lt_plan;
 
 /* cuBLASLt is column-major: our row-major D [M, N] is its D' [N, M] (ld N) = B'^T A' with
  * B' = our B as [K, N] (ld K) transposed and A' = our A as [K, M] (ld K). So it writes our
@@ -56,34 +35,7 @@ static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k)
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n));
-    cublasLtMatmulPreference_t pref;
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &lt_workspace_bytes, sizeof lt_workspace_bytes));
-    cublasLtMatmulHeuristicResult_t h;
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->ld, p->ld, pref,
-                                                       1, &h, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
-        p->algo = h.algo;
-        p->ok = true;
-    }
-    return p->ok;
-}
-
-static void lt_plan_free(lt_plan *p)
-{
-    if (p->op) cublasLtMatmulDescDestroy(p->op);
-    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
-    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
-    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
-}
-
-static kiln_tensor t2(void *data, int64_t d0, int64_t d1)
-{
-    return (kiln_tensor){.data = data, .dtype = KILN_DTYPE_BF16, .ndim = 2, .shape = {d0, d1},
-                         .strides = {d1, 1}};
+    return lt_plan_pick(p);
 }
 
 /* One launch of kiln (plan NULL) or cuBLASLt on operand set s. */
@@ -97,7 +49,9 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
                                 lt_workspace_bytes, (cudaStream_t)stream));
         return true;
     }
-    kiln_gemm_bf16_args args = {.a = t2(s->da, m, k), .b = t2(s->db, n, k), .d = t2(s->dd, m, n),
+    kiln_gemm_bf16_args args = {.a = tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
+                                .b = tensor2d(s->db, KILN_DTYPE_BF16, n, k, k),
+                                .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
                                 .layout = KILN_GEMM_NT};
     if (kiln__gemm_bf16_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_bf16: %s\n", kiln_ctx_errmsg(ctx));
@@ -106,36 +60,25 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
     return true;
 }
 
-static int cmp_float(const void *a, const void *b)
+typedef struct runner_job {
+    lt_plan *plan; /* NULL: kiln */
+    operand_set *sets;
+    int num_sets;
+    int64_t m, n, k;
+} runner_job;
+
+static bool runner_launch(void *user, int index, CUstream stream)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    runner_job *j = user;
+    return run_once(j->plan, &j->sets[index % j->num_sets], j->m, j->n, j->k, stream);
 }
 
 /* Median microseconds per launch, or -1 when the runner fails. */
 static double time_runner(lt_plan *plan, operand_set *sets, int num_sets, int64_t m, int64_t n,
                           int64_t k, CUstream stream)
 {
-    const kiln__driver *drv = gpu_drv();
-    for (int i = 0; i < 3; i++)
-        if (!run_once(plan, &sets[i % num_sets], m, n, k, stream))
-            return -1;
-    CUevent start, stop;
-    CU_CHECK(drv->cuEventCreate(&start, 0));
-    CU_CHECK(drv->cuEventCreate(&stop, 0));
-    float ms[BATCHES];
-    for (int b = 0; b < BATCHES; b++) {
-        CU_CHECK(drv->cuEventRecord(start, stream));
-        for (int i = 0; i < BATCH; i++)
-            run_once(plan, &sets[(b * BATCH + i) % num_sets], m, n, k, stream);
-        CU_CHECK(drv->cuEventRecord(stop, stream));
-        CU_CHECK(drv->cuEventSynchronize(stop));
-        CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
-    }
-    CU_CHECK(drv->cuEventDestroy(start));
-    CU_CHECK(drv->cuEventDestroy(stop));
-    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
-    return ms[BATCHES / 2] * 1e3 / BATCH;
+    runner_job job = {plan, sets, num_sets, m, n, k};
+    return time_batches(runner_launch, &job, stream);
 }
 
 /* diff of set 0's D against the FP64 reference on 8 rows spread over M. */
@@ -163,17 +106,18 @@ static double check_output(const operand_set *s, const float *af, const float *b
 
 static double geo_sum[2], geo_count[2]; /* [0]: M <= 128, [1]: prefill */
 
-static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
+/* Enough random operand sets (at least 2) to exceed ~200 MB, so L2 does not serve repeats;
+ * the first set's A and B also as floats in *af, *bf when those are non-NULL. Returns the
+ * number of sets. */
+static int sets_make(operand_set *sets, int64_t m, int64_t n, int64_t k, float **af, float **bf)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
     int num_sets = (int)(200e6 / set_bytes + 1);
     num_sets = num_sets > MAX_SETS ? MAX_SETS : num_sets < 2 ? 2 : num_sets;
-    operand_set sets[MAX_SETS];
-    float *af = NULL, *bf = NULL;
     for (int i = 0; i < num_sets; i++) {
-        uint16_t *a = bf16_random(m * k, &seed, true, i == 0 ? &af : NULL);
-        uint16_t *b = bf16_random(n * k, &seed, true, i == 0 ? &bf : NULL);
+        uint16_t *a = bf16_random(m * k, &seed, true, i == 0 ? af : NULL);
+        uint16_t *b = bf16_random(n * k, &seed, true, i == 0 ? bf : NULL);
         sets[i].da = gpu_alloc((size_t)(m * k) * 2);
         sets[i].db = gpu_alloc((size_t)(n * k) * 2);
         sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
@@ -182,6 +126,24 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
         free(a);
         free(b);
     }
+    return num_sets;
+}
+
+static void sets_free(operand_set *sets, int num_sets)
+{
+    for (int i = 0; i < num_sets; i++) {
+        gpu_free(sets[i].da);
+        gpu_free(sets[i].db);
+        gpu_free(sets[i].dd);
+    }
+}
+
+static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
+{
+    double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
+    operand_set sets[MAX_SETS];
+    float *af = NULL, *bf = NULL;
+    int num_sets = sets_make(sets, m, n, k, &af, &bf);
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
@@ -218,11 +180,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
                diff_lt, ratio);
     fflush(stdout);
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
-    for (int i = 0; i < num_sets; i++) {
-        gpu_free(sets[i].da);
-        gpu_free(sets[i].db);
-        gpu_free(sets[i].dd);
-    }
+    sets_free(sets, num_sets);
     free(af);
     free(bf);
 }
@@ -263,21 +221,9 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
 
 static void sweep_shape(int64_t m, int64_t n, int64_t k)
 {
-    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
-    int num_sets = (int)(200e6 / set_bytes + 1);
-    num_sets = num_sets > MAX_SETS ? MAX_SETS : num_sets < 2 ? 2 : num_sets;
     operand_set sets[MAX_SETS];
-    for (int i = 0; i < num_sets; i++) {
-        uint16_t *a = bf16_random(m * k, &seed, true, NULL), *b = bf16_random(n * k, &seed, true, NULL);
-        sets[i].da = gpu_alloc((size_t)(m * k) * 2);
-        sets[i].db = gpu_alloc((size_t)(n * k) * 2);
-        sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
-        gpu_upload(sets[i].da, a, (size_t)(m * k) * 2);
-        gpu_upload(sets[i].db, b, (size_t)(n * k) * 2);
-        free(a);
-        free(b);
-    }
+    int num_sets = sets_make(sets, m, n, k, NULL, NULL);
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     lt_plan plan = {0};
@@ -301,11 +247,7 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     }
     CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
-    for (int i = 0; i < num_sets; i++) {
-        gpu_free(sets[i].da);
-        gpu_free(sets[i].db);
-        gpu_free(sets[i].dd);
-    }
+    sets_free(sets, num_sets);
 }
 
 int main(int argc, char **argv)
@@ -329,9 +271,8 @@ int main(int argc, char **argv)
         }
     }
     ctx = gpu_ctx_or_skip();
-    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+    if (!lt_open())
         return 1;
-    lt_workspace = gpu_alloc(lt_workspace_bytes);
     if (sweep) {
         static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {7168, 2048}, {4096, 7168},
                                         {576, 7168}};
@@ -360,8 +301,7 @@ int main(int argc, char **argv)
         if (!json)
             printf("summary targets: M <= 128 >= x1.20 per shape, M = 4096 >= x0.95 per shape\n");
     }
-    gpu_free(lt_workspace);
-    cublasLtDestroy(lt);
+    lt_close();
     kiln_ctx_destroy(ctx);
     return 0;
 }

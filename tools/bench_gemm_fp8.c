@@ -9,37 +9,15 @@
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--masked | --contig] [MxNxK ...] */
-#include <cublasLt.h>
 #include <time.h>
 
 #include "../tests/gemm_fp8_data.h"
-
-enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
-
-static cublasLtHandle_t lt;
-static void *lt_workspace;
-static const size_t lt_workspace_bytes = 64u << 20;
-
-#define LT_CHECK(call)                                                                         \
-    do {                                                                                       \
-        cublasStatus_t st_ = (call);                                                           \
-        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-            fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, (int)st_);   \
-            return false;                                                                      \
-        }                                                                                      \
-    } while (0)
+#include "bench_common.h"
 
 typedef struct operand_set {
     fp8_problem p;
     void *dsfa, *dsfa_lt, *dd, *da16, *db16;
 } operand_set;
-
-typedef struct lt_plan {
-    cublasLtMatmulDesc_t op;
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulAlgo_t algo;
-    bool ok;
-} lt_plan;
 
 /* cuBLASLt in column-major terms: D'[M,N] (= D^T, same bytes) = A'^T B' with A' = our A as
  * [K, M] and B' = our B as [K, N]. Hopper's block-scaled kernels take VEC128 on A and
@@ -63,20 +41,7 @@ static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k, bool fp8, 
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, in, (uint64_t)k, (uint64_t)m, k));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, in, (uint64_t)k, (uint64_t)n, k));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)m, (uint64_t)n, m));
-    cublasLtMatmulPreference_t pref;
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                  &lt_workspace_bytes, sizeof lt_workspace_bytes));
-    cublasLtMatmulHeuristicResult_t h;
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->ld, p->ld, pref,
-                                                       1, &h, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
-        p->algo = h.algo;
-        p->ok = true;
-    }
-    return p->ok;
+    return lt_plan_pick(p);
 }
 
 /* One cuBLASLt GEMM of plan p; sa and sb (the scales of an FP8 plan) may be NULL. */
@@ -102,14 +67,6 @@ static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
     return lt_matmul(p, s->da16, s->db16, NULL, NULL, s->dd, stream);
 }
 
-static void lt_plan_free(lt_plan *p)
-{
-    if (p->op) cublasLtMatmulDescDestroy(p->op);
-    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
-    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
-    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
-}
-
 typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
@@ -131,44 +88,6 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         return false;
     }
     return true;
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* Launch number `index` of a timed sequence; false when it cannot run. */
-typedef bool (*launch_fn)(void *user, int index, CUstream stream);
-
-/* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
- * after one warm-up batch; -1 when a launch fails. */
-static double time_batches(launch_fn launch, void *user, CUstream stream)
-{
-    const kiln__driver *drv = gpu_drv();
-    CUevent start, stop;
-    CU_CHECK(drv->cuEventCreate(&start, 0));
-    CU_CHECK(drv->cuEventCreate(&stop, 0));
-    float ms[BATCHES];
-    double us = -1;
-    for (int b = -1; b < BATCHES; b++) {
-        CU_CHECK(drv->cuEventRecord(start, stream));
-        for (int i = 0; i < BATCH; i++)
-            if (!launch(user, (b + 1) * BATCH + i, stream))
-                goto done;
-        CU_CHECK(drv->cuEventRecord(stop, stream));
-        CU_CHECK(drv->cuEventSynchronize(stop));
-        if (b >= 0)
-            CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
-    }
-    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
-    us = ms[BATCHES / 2] * 1e3 / BATCH;
-done:
-    CU_CHECK(drv->cuStreamSynchronize(stream));
-    CU_CHECK(drv->cuEventDestroy(start));
-    CU_CHECK(drv->cuEventDestroy(stop));
-    return us;
 }
 
 typedef struct runner_job {
@@ -586,9 +505,8 @@ int main(int argc, char **argv)
         }
     }
     ctx = gpu_ctx_or_skip();
-    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+    if (!lt_open())
         return 1;
-    lt_workspace = gpu_alloc(lt_workspace_bytes);
     if (masked) {
         static const int64_t shapes[][2] = {{1, 1024}, {2, 512}, {4, 256}, {8, 64}, {32, 20}};
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
@@ -617,8 +535,7 @@ int main(int argc, char **argv)
                           "(M in 64,128,4096; N != 576)  [target x1.5]\n",
                    exp(geo_sum / geo_count), geo_count);
     }
-    gpu_free(lt_workspace);
-    cublasLtDestroy(lt);
+    lt_close();
     kiln_ctx_destroy(ctx);
     return 0;
 }

@@ -1,0 +1,112 @@
+/* What the GEMM benchmarks share: the cuBLASLt baseline's handle, workspace and plan, and
+ * the timing loop (CUDA events around BATCHES batches of BATCH launches, median batch,
+ * after one warm-up batch). Each benchmark is one translation unit that includes this once,
+ * after its data header (which brings gpu_util.h). */
+#ifndef KILN_TOOLS_BENCH_COMMON_H
+#define KILN_TOOLS_BENCH_COMMON_H
+
+#include <cublasLt.h>
+
+enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
+
+static cublasLtHandle_t lt;
+static void *lt_workspace;
+static const size_t lt_workspace_bytes = 64u << 20;
+
+#define LT_CHECK(call)                                                                         \
+    do {                                                                                       \
+        cublasStatus_t st_ = (call);                                                           \
+        if (st_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, (int)st_);   \
+            return false;                                                                      \
+        }                                                                                      \
+    } while (0)
+
+typedef struct lt_plan {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    bool ok;
+} lt_plan;
+
+/* With p's descriptor and layouts made: cuBLASLt's first heuristic pick for them. */
+static inline bool lt_plan_pick(lt_plan *p)
+{
+    cublasLtMatmulPreference_t pref;
+    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &lt_workspace_bytes, sizeof lt_workspace_bytes));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->op, p->la, p->lb, p->ld, p->ld, pref,
+                                                       1, &h, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0) {
+        p->algo = h.algo;
+        p->ok = true;
+    }
+    return p->ok;
+}
+
+static inline void lt_plan_free(lt_plan *p)
+{
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+}
+
+/* cuBLASLt's handle and workspace for the whole run. */
+static inline bool lt_open(void)
+{
+    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS)
+        return false;
+    lt_workspace = gpu_alloc(lt_workspace_bytes);
+    return true;
+}
+
+static inline void lt_close(void)
+{
+    gpu_free(lt_workspace);
+    cublasLtDestroy(lt);
+}
+
+static inline int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Launch number `index` of a timed sequence; false when it cannot run. */
+typedef bool (*launch_fn)(void *user, int index, CUstream stream);
+
+/* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
+ * after one warm-up batch; -1 when a launch fails. */
+static inline double time_batches(launch_fn launch, void *user, CUstream stream)
+{
+    const kiln__driver *drv = gpu_drv();
+    CUevent start, stop;
+    CU_CHECK(drv->cuEventCreate(&start, 0));
+    CU_CHECK(drv->cuEventCreate(&stop, 0));
+    float ms[BATCHES];
+    double us = -1;
+    for (int b = -1; b < BATCHES; b++) {
+        CU_CHECK(drv->cuEventRecord(start, stream));
+        for (int i = 0; i < BATCH; i++)
+            if (!launch(user, (b + 1) * BATCH + i, stream))
+                goto done;
+        CU_CHECK(drv->cuEventRecord(stop, stream));
+        CU_CHECK(drv->cuEventSynchronize(stop));
+        if (b >= 0)
+            CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
+    }
+    qsort(ms, BATCHES, sizeof ms[0], cmp_float);
+    us = ms[BATCHES / 2] * 1e3 / BATCH;
+done:
+    CU_CHECK(drv->cuStreamSynchronize(stream));
+    CU_CHECK(drv->cuEventDestroy(start));
+    CU_CHECK(drv->cuEventDestroy(stop));
+    return us;
+}
+
+#endif
