@@ -146,3 +146,17 @@ int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)
                                "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
     return KILN_OK;
 }
+
+int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *op, int64_t *m,
+                            int64_t *n, int64_t *k)
+{
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "m", true, 0, m)) ||
+        (status = kiln__spec_word(ctx, words, "n", true, 0, n)) ||
+        (status = kiln__spec_word(ctx, words, "k", true, 0, k)))
+        return status;
+    if (*m < 1)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: m = %lld must be at least 1", op,
+                               (long long)*m);
+    return kiln__gemm_fp8_check_nk(ctx, op, *n, *k);
+}

@@ -63,6 +63,11 @@ int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)
  * accumulators plus ~40 more per math thread). */
 bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
 
+/* A prewarm line's m=, n= and k= (rows >= 1; N and K as kiln__gemm_fp8_check_nk wants).
+ * Fails into ctx naming op. */
+int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *op, int64_t *m,
+                            int64_t *n, int64_t *k);
+
 /* The specialization for (N, K, cfg); ctx (may be NULL: the defaults) supplies the knobs
  * that shape kernels (KILN_GEMM_OVERLAP). */
 void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,

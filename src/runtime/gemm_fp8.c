@@ -192,16 +192,9 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
 {
     int64_t m, cols, depth, f32;
     int status;
-    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &m)) ||
-        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
-        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+    if ((status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8", &m, &cols, &depth)) ||
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &f32)))
         return status;
-    if (m < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_fp8 m=%lld n=%lld k=%lld: needs m >= 1, n a positive multiple "
-                               "of 16, k a positive multiple of 128",
-                               (long long)m, (long long)cols, (long long)depth);
     kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;

@@ -134,16 +134,9 @@ int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
 {
     int64_t rows, cols, depth, align;
     int status;
-    if ((status = kiln__spec_word(ctx, words, "m", true, 0, &rows)) ||
-        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
-        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
+    if ((status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8_contig", &rows, &cols, &depth)) ||
         (status = kiln__spec_word(ctx, words, "align", true, 0, &align)))
         return status;
-    if (rows < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_fp8_contig m=%lld n=%lld k=%lld: needs m >= 1, n a positive "
-                               "multiple of 16, k a positive multiple of 128",
-                               (long long)rows, (long long)cols, (long long)depth);
     if ((status = check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
         return status;
     for (int by_row = 0; by_row < 2; by_row++) {

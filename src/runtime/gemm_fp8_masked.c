@@ -127,16 +127,11 @@ int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
     int64_t groups, expected, cols, depth;
     int status;
     if ((status = kiln__spec_word(ctx, words, "g", true, 0, &groups)) ||
-        (status = kiln__spec_word(ctx, words, "m", true, 0, &expected)) ||
-        (status = kiln__spec_word(ctx, words, "n", true, 0, &cols)) ||
-        (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)))
+        (status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8_masked", &expected, &cols, &depth)))
         return status;
-    if (groups < 1 || expected < 1 || cols <= 0 || cols % 16 != 0 || depth <= 0 || depth % 128 != 0)
+    if (groups < 1)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_fp8_masked g=%lld m=%lld n=%lld k=%lld: needs g, m >= 1, n a "
-                               "positive multiple of 16, k a positive multiple of 128",
-                               (long long)groups, (long long)expected, (long long)cols,
-                               (long long)depth);
+                               "gemm_fp8_masked: g = %lld must be at least 1", (long long)groups);
     kiln__gemm_config cfg = pick_masked(groups, expected, expected, cols, depth, ctx->num_sms);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
