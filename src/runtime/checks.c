@@ -88,3 +88,20 @@ int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op)
                                "%s: the context is compile-only (no device)", op);
     return KILN_OK;
 }
+
+int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
+                       int64_t d0, int64_t d1, int64_t d2, int64_t row_stride)
+{
+    bool packed = t->strides[0] == 0 && t->strides[1] == 0 && t->strides[2] == 0
+                      ? row_stride == d2
+                      : t->strides[2] == 1 && t->strides[1] == row_stride &&
+                            t->strides[0] == d1 * row_stride;
+    if (t->shape[0] != d0 || t->shape[1] != d1 || t->shape[2] != d2 || !packed)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s must be a contiguous [%lld, %lld, %lld] with rows of %lld "
+                               "elements (got [%lld, %lld, %lld])",
+                               op, name, (long long)d0, (long long)d1, (long long)d2,
+                               (long long)row_stride, (long long)t->shape[0],
+                               (long long)t->shape[1], (long long)t->shape[2]);
+    return KILN_OK;
+}

@@ -8,26 +8,6 @@
 static const char masked_op[] = "kiln_gemm_bf16_masked";
 static const char contig_op[] = "kiln_gemm_bf16_contig";
 
-/* A 3-D tensor [d0, d1, d2] that is contiguous (strides 0, or exactly {d1*d2, d2, 1}). */
-static bool packed3(const kiln_tensor *t)
-{
-    if (t->strides[0] == 0 && t->strides[1] == 0 && t->strides[2] == 0)
-        return true;
-    return t->strides[2] == 1 && t->strides[1] == t->shape[2] &&
-           t->strides[0] == t->shape[1] * t->shape[2];
-}
-
-static int check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
-                        int64_t d0, int64_t d1, int64_t d2)
-{
-    if (t->shape[0] != d0 || t->shape[1] != d1 || t->shape[2] != d2 || !packed3(t))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: %s must be a contiguous [%lld, %lld, %lld] (got [%lld, %lld, %lld])",
-                               op, name, (long long)d0, (long long)d1, (long long)d2,
-                               (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2]);
-    return KILN_OK;
-}
-
 static int check_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args, int *out_f32)
 {
     const char *op = masked_op;
@@ -45,9 +25,9 @@ static int check_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args, i
                                "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive",
                                op, (long long)g, (long long)m_max);
     if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) ||
-        (status = check_shape3(ctx, op, "a", &args->a, g, m_max, k)) ||
-        (status = check_shape3(ctx, op, "b", &args->b, g, n, k)) ||
-        (status = check_shape3(ctx, op, "d", &args->d, g, m_max, n)))
+        (status = kiln__check_shape3(ctx, op, "a", &args->a, g, m_max, k, k)) ||
+        (status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) ||
+        (status = kiln__check_shape3(ctx, op, "d", &args->d, g, m_max, n, n)))
         return status;
     if (args->masked_m.shape[0] != g)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
@@ -139,7 +119,7 @@ static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, i
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: m_alignment = %lld must be a positive multiple of 64", op,
                                (long long)args->m_alignment);
-    if ((status = check_shape3(ctx, op, "b", &args->b, g, n, k)) != KILN_OK)
+    if ((status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) != KILN_OK)
         return status;
     if (args->d.shape[0] != m || args->d.shape[1] != n)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d must be [M_total = %lld, N = %lld]",

@@ -6,15 +6,6 @@
 
 static const char op[] = "kiln_gemm_fp8_masked";
 
-/* A 3-D tensor [d0, d1, d2] whose strides are 0 (contiguous) or exactly {d1*s, s, 1}. */
-static bool packed3(const kiln_tensor *t, int64_t inner_stride)
-{
-    if (t->strides[0] == 0 && t->strides[1] == 0 && t->strides[2] == 0)
-        return inner_stride == t->shape[2];
-    return t->strides[2] == 1 && t->strides[1] == inner_stride &&
-           t->strides[0] == t->shape[1] * inner_stride;
-}
-
 static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
 {
     int status;
@@ -34,28 +25,12 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
     if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
         return status;
     int64_t kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
-    const struct {
-        const kiln_tensor *t;
-        const char *name;
-        int64_t d0, d1, d2, inner_stride;
-    } expect[] = {
-        {&args->a, "a", g, m_max, k, k},
-        {&args->b, "b", g, n, k, k},
-        {&args->sfa, "sfa", g, kb, m_max, sf_stride},
-        {&args->sfb, "sfb", g, (n + 127) / 128, kb, kb},
-        {&args->d, "d", g, m_max, n, n},
-    };
-    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
-        const kiln_tensor *t = expect[i].t;
-        if (t->shape[0] != expect[i].d0 || t->shape[1] != expect[i].d1 ||
-            t->shape[2] != expect[i].d2 || !packed3(t, expect[i].inner_stride))
-            return kiln__ctx_failf(
-                ctx, KILN_ERR_INVALID_ARG,
-                "%s: %s must be [%lld, %lld, %lld] with row stride %lld (got [%lld, %lld, %lld])",
-                op, expect[i].name, (long long)expect[i].d0, (long long)expect[i].d1,
-                (long long)expect[i].d2, (long long)expect[i].inner_stride,
-                (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2]);
-    }
+    if ((status = kiln__check_shape3(ctx, op, "a", &args->a, g, m_max, k, k)) ||
+        (status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) ||
+        (status = kiln__check_shape3(ctx, op, "sfa", &args->sfa, g, kb, m_max, sf_stride)) ||
+        (status = kiln__check_shape3(ctx, op, "sfb", &args->sfb, g, (n + 127) / 128, kb, kb)) ||
+        (status = kiln__check_shape3(ctx, op, "d", &args->d, g, m_max, n, n)))
+        return status;
     if (args->masked_m.shape[0] != g)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
                                (long long)g);

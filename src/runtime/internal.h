@@ -103,6 +103,11 @@ int kiln__persistent_grid(kiln_ctx *ctx, const kiln__kernel *kernel, kiln__launc
 /* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
 int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        kiln_dtype dtype, int ndim, unsigned align_bytes);
+/* A 3-D tensor of exactly [d0, d1, d2] laid out as one buffer of rows of row_stride
+ * elements (row_stride >= d2): strides all 0 (then row_stride must be d2) or exactly
+ * {d1 * row_stride, row_stride, 1}. Fails into ctx naming op and the tensor. */
+int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
+                       int64_t d0, int64_t d1, int64_t d2, int64_t row_stride);
 /* Row stride (elements) of a 2-D tensor: strides[0], or shape[1] when contiguous (0s). */
 int64_t kiln__row_stride(const kiln_tensor *t);
 bool kiln__inner_contiguous(const kiln_tensor *t);
