@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../src/runtime/driver.h"
 #include "kiln/kiln.h"
@@ -111,6 +113,14 @@ static inline void gpu_sync(void)
 }
 
 /* xorshift64*: fresh streams per run come from the seed the caller picks. */
+/* A fresh seed per run (time and pid), printed so a failing run can be replayed. */
+static inline uint64_t rng_fresh_seed(void)
+{
+    uint64_t seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    printf("seed %llu\n", (unsigned long long)seed);
+    return seed;
+}
+
 static inline uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s >> 12;

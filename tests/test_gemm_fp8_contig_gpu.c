@@ -370,8 +370,7 @@ static void test_contig_prewarmed_serves_jit_off(void **state)
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
-    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-    printf("seed %llu\n", (unsigned long long)seed);
+    seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_contig_bad_arguments),
         cmocka_unit_test(test_contig_layouts),

@@ -200,8 +200,7 @@ static void test_f32_bad_arguments(void **state)
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
-    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-    printf("seed %llu\n", (unsigned long long)seed);
+    seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_bad_arguments),
         cmocka_unit_test(test_f32_output),

@@ -452,8 +452,7 @@ static void test_prewarmed_cache_serves_jit_off(void **state)
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
-    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-    printf("seed %llu\n", (unsigned long long)seed);
+    seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_odd_shapes),

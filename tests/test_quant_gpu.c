@@ -381,8 +381,7 @@ static void test_many_threads_one_context(void **state)
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
-    seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
-    printf("seed %llu\n", (unsigned long long)seed);
+    seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_per_token),
         cmocka_unit_test(test_per_block),
