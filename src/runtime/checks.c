@@ -105,3 +105,15 @@ int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const ki
                                (long long)t->shape[1], (long long)t->shape[2]);
     return KILN_OK;
 }
+
+int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
+                         int64_t expected_m)
+{
+    if (masked_m->shape[0] != g)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
+                               (long long)g);
+    if (expected_m < 0)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: expected_m = %lld is negative", op,
+                               (long long)expected_m);
+    return KILN_OK;
+}

@@ -29,13 +29,7 @@ static int check_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args, i
         (status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) ||
         (status = kiln__check_shape3(ctx, op, "d", &args->d, g, m_max, n, n)))
         return status;
-    if (args->masked_m.shape[0] != g)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: masked_m must be I32 [G = %lld]", op,
-                               (long long)g);
-    if (args->expected_m < 0)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: expected_m = %lld is negative", op,
-                               (long long)args->expected_m);
-    return KILN_OK;
+    return kiln__check_masked_m(ctx, op, &args->masked_m, g, args->expected_m);
 }
 
 /* G groups of about expected_m rows: as a dense problem of that many rows whose N is G

@@ -108,6 +108,10 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
  * {d1 * row_stride, row_stride, 1}. Fails into ctx naming op and the tensor. */
 int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        int64_t d0, int64_t d1, int64_t d2, int64_t row_stride);
+/* The masked grouped GEMMs' group sizes: masked_m I32 [g] (checked as a tensor already)
+ * and the host hint expected_m >= 0. Fails into ctx naming op. */
+int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
+                         int64_t expected_m);
 /* Row stride (elements) of a 2-D tensor: strides[0], or shape[1] when contiguous (0s). */
 int64_t kiln__row_stride(const kiln_tensor *t);
 bool kiln__inner_contiguous(const kiln_tensor *t);
