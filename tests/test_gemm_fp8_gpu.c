@@ -147,6 +147,24 @@ static void test_odd_shapes(void **state)
     check_shapes(4112, 256, m4, 2);
 }
 
+/* KILN_GEMM_MULTICAST: prefill tiles in 2-CTA clusters, each CTA loading half of the shared
+ * B tile into both; 3 m blocks leave the last pair with a dummy partner, N = 576 takes
+ * 144-column tiles (72-row halves). */
+static void test_multicast(void **state)
+{
+    (void)state;
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.gemm_multicast = 1;
+    kiln_ctx *plain = ctx;
+    assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
+    static const int64_t m1[] = {129, 1000}, m2[] = {300};
+    check_shapes(2112, 1024, m1, 2);
+    check_shapes(576, 1536, m2, 1);
+    kiln_ctx_destroy(ctx);
+    ctx = plain;
+}
+
 /* Each bad argument: the right status, a message naming the problem, nothing launched. */
 static void test_bad_arguments(void **state)
 {
@@ -457,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_deepseek_shapes),
+        cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_masked_groups),
         cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_prewarmed_cache_serves_jit_off),

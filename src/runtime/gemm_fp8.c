@@ -177,7 +177,9 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
                                           f32 ? NULL : &args->d, &ops)) ||
         (status = kiln__tma_2d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)n, (uint64_t)k, (uint64_t)kiln__row_stride(&args->b),
-                               (uint32_t)cfg.block_n, 128, CU_TENSOR_MAP_SWIZZLE_128B)))
+                               /* multicast: each CTA of the pair loads half of B's tile */
+                               (uint32_t)(cfg.block_n / (cfg.multicast > 1 ? cfg.multicast : 1)),
+                               128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
     int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;

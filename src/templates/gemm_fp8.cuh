@@ -142,6 +142,7 @@ constexpr int SFB_ROWS = (int)((N + 127) / 128);
 constexpr int KB_CTA = (KB + CK - 1) / CK;
 
 static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluster)");
+static_assert(MC == 1 || BN % 16 == 0, "multicast halves of B must be whole 8-row swizzle atoms");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
 static_assert(GROUPING >= 0 && GROUPING <= 3,
@@ -217,8 +218,8 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 #endif
 constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
-/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, rank 0 loads the shared
- * B tile into both CTAs (the empty barriers count both CTAs' consumers). */
+/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
+ * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                              const tmap *tm_sfa, const float *__restrict__ sfb,
                                              const sched &sc, u32 base, u32 lane)
@@ -290,9 +291,11 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                     tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
                     if constexpr (MC == 1)
                         tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
-                    else if (sc.rank == 0)
-                        tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES, tm_b, full,
-                                              kb * BK, nb * BN, (u16)3);
+                    else /* each CTA loads its half of the B tile into both */
+                        tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES +
+                                                  sc.rank * (B_STAGE_BYTES / 2),
+                                              tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2),
+                                              (u16)3);
                     tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
                 }
             }
@@ -561,10 +564,21 @@ __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&n
     ring_next(s, phase, 1);
 }
 
+/* The tile's last K block: nothing is issued behind it, so wait for all of it. */
+__device__ __forceinline__ void finish_kloop(float (&out)[BN / 2], float (&last)[BN / 2],
+                                             const kscales &ks, int slot, const sched &sc,
+                                             u32 base, int n_off, u32 lane)
+{
+    wait_acc<0>(last);
+    retire(out, last, ks, slot, sc, base, n_off, lane);
+}
+
 /* One tile's K blocks with two accumulator sets: block kl+1 is issued before block kl is
  * promoted, so one wgmma group is in flight while the CUDA cores promote. Even local K
  * blocks go to acc0, odd ones to acc1; the loop is unrolled by two so that which set is
- * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma). */
+ * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma).
+ * Both parities of the K-block count leave the loop from inside it, so issue and promote
+ * are inlined twice, not three times (NVRTC time). */
 __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&acc0)[BN / 2],
                                                  float (&acc1)[BN / 2], const sched &sc, u32 base,
                                                  int &s, u32 &phase, u32 rg, u32 row_in_wg,
@@ -575,20 +589,17 @@ __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&a
     issue_kblock(acc0, base, s, rg);
     int s_prev = s;
     ring_next(s, phase, 1);
-    int kl = 1;
 #pragma unroll 1
-    for (; kl + 1 < sc.kb_count; kl += 2) {
+    for (int kl = 1; kl < sc.kb_count; kl += 2) {
         kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
+        if (kl + 1 == sc.kb_count) { /* an even count ends with block kl, in acc1 */
+            finish_kloop(out, acc1, prev, s_prev, sc, base, n_off, lane);
+            return;
+        }
         kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
     }
-    if (kl < sc.kb_count) { /* an even count: one more block, into acc1 */
-        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
-        wait_acc<0>(acc1);
-        retire(out, acc1, prev, s_prev, sc, base, n_off, lane);
-    } else {
-        wait_acc<0>(acc0);
-        retire(out, acc0, prev, s_prev, sc, base, n_off, lane);
-    }
+    /* an odd count ends with its last block in acc0 */
+    finish_kloop(out, acc0, prev, s_prev, sc, base, n_off, lane);
 }
 
 /* FP32 mode epilogue: D = C + out, straight from registers (C may alias D: each element is
