@@ -9,6 +9,9 @@
 # `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
 # programs, or the ones named), writes full logs under $OUT (when set), and prints a short
 # table last. KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the gpu tests it names.
+# KILN_SAMPLE_CLOCKS=1 samples the SM clock, power and throttle reasons every 50 ms while
+# the benchmarks run ($OUT/clocks.csv; summary at the end): sustained FP8 load runs into
+# the power cap and the clock drops well below its boost value.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${KILN_BUILD_DIR:-build-device} # another build folder (carried) for A/B checks
@@ -53,6 +56,11 @@ benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   for b in "$build"/tools/kiln-bench-*; do benches+=("$(basename "$b" | sed 's/^kiln-bench-//')"); done
 fi
+if [ "${KILN_SAMPLE_CLOCKS:-0}" = 1 ]; then
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_throttle_reasons.active \
+    --format=csv,noheader -lms 50 >"$out/clocks.csv" &
+  sampler=$!
+fi
 for spec in "${benches[@]}"; do
   b=${spec%%:*}
   args=()
@@ -63,6 +71,16 @@ for spec in "${benches[@]}"; do
   timeout "${KILN_BENCH_TIMEOUT:-300}" "$prog" "${args[@]}" 2>&1 | tee "$log"
   summary+=("$(printf '%-24s rc=%s' "bench $spec" "${PIPESTATUS[0]}")")
 done
+
+if [ -n "${sampler:-}" ]; then
+  kill "$sampler"
+  # Samples under load (above 200 W): SM clock quantiles and how often a throttle was on.
+  awk -F', ' '$3+0 > 200 {print $2+0, ($4 != "0x0000000000000000")}' "$out/clocks.csv" | sort -n |
+    awk '{c[NR] = $1; t += $2}
+      END {if (!NR) {print "clocks: no sample under load"; exit}
+           printf "clocks under load: %d samples, SM MHz min %d median %d max %d, throttled %d%%\n",
+             NR, c[1], c[int((NR + 1) / 2)], c[NR], 100 * t / NR}' | tee -a "$out/clocks.txt"
+fi
 
 echo
 echo "=== device check summary ==="

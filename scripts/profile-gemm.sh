@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Hardware counters of one FP8 GEMM launch per shape, on the GPU machine (device tool):
-#   bash scripts/profile-gemm.sh [MxNxK ...]      (carry build-device and .carry)
+#   bash scripts/profile-gemm.sh [--source] [MxNxK ...]   (carry build-device and .carry)
 # Nsight Compute with the clocks left alone; prints the speed-of-light figures, the gmma
 # (wgmma) pipe's utilisation and the warps' stall reasons per issued instruction, so a
-# session can see which unit bounds a kernel before changing it.
+# session can see which unit bounds a kernel before changing it. --source also samples the
+# stalls per SASS instruction (ncu-source-SHAPE.csv under $OUT) and prints where they land
+# (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${KILN_BUILD_DIR:-build-device}
@@ -12,6 +14,11 @@ export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
 out=${OUT:-/tmp/kiln-device-out}
 mkdir -p "$out"
 exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
+source=0
+if [ "${1:-}" = --source ]; then
+  source=1
+  shift
+fi
 shapes=("$@")
 [ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 4096x7168x16384 64x2112x7168)
 for shape in "${shapes[@]}"; do
@@ -24,4 +31,9 @@ for shape in "${shapes[@]}"; do
   # Tensor-pipe names differ between ncu versions: ask by pattern, print what matched.
   run_ncu --metrics 'regex:sm__pipe_tensor_cycles_active\.avg\.pct_of_peak_sustained_active' |
     grep -E '^ *sm__pipe' || true
+  if [ $source = 1 ]; then
+    run_ncu --import-source no --section SourceCounters --section WarpStateStats \
+      --page source --print-source sass --csv >"$out/ncu-source-$shape.csv"
+    python3 scripts/ncu_stalls.py "$out/ncu-source-$shape.csv" 15
+  fi
 done
