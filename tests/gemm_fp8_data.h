@@ -31,8 +31,53 @@ static inline void random_e4m3_bytes(uint8_t *dst, int64_t count, uint64_t *seed
     }
 }
 
-/* E4M3 values of a normal distribution (about 2 in 1000 saturate at 448), or with `fast`
- * uniformly random codes, and scales spread over a decade. */
+/* Worker threads for the host-side loops below: one per CPU, at most 64. */
+static inline long host_threads(void)
+{
+    long threads = sysconf(_SC_NPROCESSORS_ONLN);
+    return threads < 1 ? 1 : threads > 64 ? 64 : threads;
+}
+
+/* E4M3 values of N(0, 100^2) (about 1.5 in 100,000 round to the largest code, 448), drawn
+ * by all CPUs: chunk c of NORMAL_CHUNK values has its own xorshift stream seeded from
+ * (seed, c), so the values depend on the seed alone, not on the number of threads. */
+enum { NORMAL_CHUNK = 1 << 20 };
+
+typedef struct normal_job {
+    uint8_t *dst;
+    int64_t count, first, step; /* chunks first, first + step, ... */
+    uint64_t seed;
+} normal_job;
+
+static void *normal_worker(void *user)
+{
+    normal_job *j = user;
+    for (int64_t c = j->first; c * NORMAL_CHUNK < j->count; c += j->step) {
+        uint64_t s = (j->seed ^ ((uint64_t)(c + 1) * 0x9E3779B97F4A7C15ull)) | 1; /* never 0 */
+        rng_next(&s);
+        int64_t end = (c + 1) * NORMAL_CHUNK < j->count ? (c + 1) * NORMAL_CHUNK : j->count;
+        for (int64_t i = c * NORMAL_CHUNK; i < end; i++)
+            j->dst[i] = float_to_e4m3((float)(rng_normal(&s) * 100.0));
+    }
+    return NULL;
+}
+
+static inline void random_normal_e4m3(uint8_t *dst, int64_t count, uint64_t *seed)
+{
+    const uint64_t base = rng_next(seed);
+    long threads = host_threads();
+    pthread_t tid[64];
+    normal_job jobs[64];
+    for (long t = 0; t < threads; t++) {
+        jobs[t] = (normal_job){dst, count, t, threads, base};
+        pthread_create(&tid[t], NULL, normal_worker, &jobs[t]);
+    }
+    for (long t = 0; t < threads; t++)
+        pthread_join(tid[t], NULL);
+}
+
+/* E4M3 values of a normal distribution (random_normal_e4m3), or with `fast` uniformly random
+ * codes, and scales spread over a decade. */
 static inline void fp8_problem_make_with(fp8_problem *p, int64_t m_max, int64_t n, int64_t k,
                                          uint64_t *seed, bool fast)
 {
@@ -46,10 +91,8 @@ static inline void fp8_problem_make_with(fp8_problem *p, int64_t m_max, int64_t 
         random_e4m3_bytes(p->a, m_max * k, seed);
         random_e4m3_bytes(p->b, n * k, seed);
     } else {
-        for (int64_t i = 0; i < m_max * k; i++)
-            p->a[i] = float_to_e4m3((float)(rng_normal(seed) * 100.0));
-        for (int64_t i = 0; i < n * k; i++)
-            p->b[i] = float_to_e4m3((float)(rng_normal(seed) * 100.0));
+        random_normal_e4m3(p->a, m_max * k, seed);
+        random_normal_e4m3(p->b, n * k, seed);
     }
     for (int64_t i = 0; i < m_max * kb; i++)
         p->sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(seed)));
@@ -93,10 +136,15 @@ static inline float *fp8_problem_sfa(const fp8_problem *p, int64_t m)
     return sfa;
 }
 
+/* The reference walks B once per block of REF_ROWS output rows (A rows interleaved so the
+ * inner loop is an outer product): a quarter of the memory traffic of a pass per row, and
+ * each output still sums in exactly the order of the plain loop (8 partial sums over c). */
+enum { REF_ROWS = 4 };
+
 typedef struct ref_job {
     const fp8_problem *p;
     const int64_t *rows;
-    int64_t num_rows, first, step;
+    int64_t num_rows, first, step; /* row blocks first, first + step, ... */
     double *out; /* [num_rows][n] */
     const double *bdeq;
 } ref_job;
@@ -106,22 +154,30 @@ static void *ref_worker(void *user)
     ref_job *j = user;
     const fp8_problem *p = j->p;
     int64_t k = p->k, kb = k / 128, n = p->n;
-    double *arow = malloc((size_t)k * sizeof(double));
-    for (int64_t i = j->first; i < j->num_rows; i += j->step) {
-        int64_t r = j->rows[i];
-        for (int64_t c = 0; c < k; c++)
-            arow[c] = e4m3_to_double(p->a[r * k + c]) * p->sa[r * kb + c / 128];
+    double *arows = malloc((size_t)(REF_ROWS * k) * sizeof(double)); /* [k][REF_ROWS] */
+    for (int64_t i0 = j->first * REF_ROWS; i0 < j->num_rows; i0 += j->step * REF_ROWS) {
+        int64_t count = j->num_rows - i0 < REF_ROWS ? j->num_rows - i0 : REF_ROWS;
+        for (int64_t r = 0; r < REF_ROWS; r++) {
+            int64_t row = j->rows[i0 + (r < count ? r : 0)]; /* a short block repeats a row */
+            for (int64_t c = 0; c < k; c++)
+                arows[c * REF_ROWS + r] =
+                    e4m3_to_double(p->a[row * k + c]) * p->sa[row * kb + c / 128];
+        }
         for (int64_t col = 0; col < n; col++) {
             const double *brow = j->bdeq + col * k;
-            double acc[8] = {0};
+            double acc[8][REF_ROWS] = {{0}};
             for (int64_t c = 0; c < k; c += 8)
-                for (int u = 0; u < 8; u++)
-                    acc[u] += arow[c + u] * brow[c + u];
-            j->out[i * n + col] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                                  ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+                for (int u = 0; u < 8; u++) {
+                    const double b = brow[c + u], *a = arows + (c + u) * REF_ROWS;
+                    for (int r = 0; r < REF_ROWS; r++)
+                        acc[u][r] += a[r] * b;
+                }
+            for (int64_t r = 0; r < count; r++)
+                j->out[(i0 + r) * n + col] = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r])) +
+                                             ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));
         }
     }
-    free(arow);
+    free(arows);
     return NULL;
 }
 
@@ -136,11 +192,7 @@ static inline void fp8_reference(const fp8_problem *p, const int64_t *rows, int6
             bdeq[col * k + c] = e4m3_to_double(p->b[col * k + c]) *
                                 (p->sb_col ? p->sb_col[(c / 128) * p->n + col]
                                            : p->sb[(col / 128) * kb + c / 128]);
-    long threads = sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1)
-        threads = 1;
-    if (threads > 64)
-        threads = 64;
+    long threads = host_threads();
     pthread_t tid[64];
     ref_job jobs[64];
     for (long t = 0; t < threads; t++) {
