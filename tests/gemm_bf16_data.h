@@ -58,33 +58,47 @@ typedef struct bf16_ref_job {
     const float *a, *b;
     int64_t lda, n, k;
     const int64_t *rows;
-    int64_t num_rows, first, step;
-    double *out; /* [num_rows][n] */
+    int64_t num_rows, first, step; /* row blocks first, first + step, ... */
+    double *out;                   /* [num_rows][n] */
 } bf16_ref_job;
+
+/* Like the FP8 reference: B walked once per block of BF16_REF_ROWS output rows (A rows
+ * interleaved), each output summed in exactly the order of a plain per-row loop. */
+enum { BF16_REF_ROWS = 4 };
 
 static void *bf16_ref_worker(void *user)
 {
     bf16_ref_job *j = user;
-    int64_t k = j->k;
-    double *arow = malloc((size_t)k * sizeof(double));
-    for (int64_t i = j->first; i < j->num_rows; i += j->step) {
-        const float *a = j->a + j->rows[i] * j->lda;
-        for (int64_t c = 0; c < k; c++)
-            arow[c] = a[c];
+    const int64_t k = j->k, R = BF16_REF_ROWS;
+    double *arows = malloc((size_t)(R * k) * sizeof(double)); /* [k][R] */
+    for (int64_t i0 = j->first * R; i0 < j->num_rows; i0 += j->step * R) {
+        int64_t count = j->num_rows - i0 < R ? j->num_rows - i0 : R;
+        for (int64_t r = 0; r < R; r++) {
+            const float *a = j->a + j->rows[i0 + (r < count ? r : 0)] * j->lda;
+            for (int64_t c = 0; c < k; c++)
+                arows[c * R + r] = a[c];
+        }
         for (int64_t col = 0; col < j->n; col++) {
             const float *b = j->b + col * k;
-            double acc[8] = {0};
+            double acc[8][BF16_REF_ROWS] = {{0}};
             int64_t c = 0;
             for (; c + 8 <= k; c += 8)
-                for (int u = 0; u < 8; u++)
-                    acc[u] += arow[c + u] * (double)b[c + u];
+                for (int u = 0; u < 8; u++) {
+                    const double bv = b[c + u], *a = arows + (c + u) * R;
+                    for (int r = 0; r < BF16_REF_ROWS; r++)
+                        acc[u][r] += a[r] * bv;
+                }
             for (; c < k; c++)
-                acc[0] += arow[c] * (double)b[c];
-            j->out[i * j->n + col] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                                     ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+                for (int r = 0; r < BF16_REF_ROWS; r++)
+                    acc[0][r] += arows[c * R + r] * (double)b[c];
+            for (int64_t r = 0; r < count; r++) {
+                double *o = j->out + (i0 + r) * j->n + col;
+                *o = ((acc[0][r] + acc[1][r]) + (acc[2][r] + acc[3][r])) +
+                     ((acc[4][r] + acc[5][r]) + (acc[6][r] + acc[7][r]));
+            }
         }
     }
-    free(arow);
+    free(arows);
     return NULL;
 }
 
@@ -93,8 +107,7 @@ static void *bf16_ref_worker(void *user)
 static inline void bf16_reference(const float *a, int64_t lda, const float *b, int64_t n,
                                   int64_t k, const int64_t *rows, int64_t num_rows, double *out)
 {
-    long threads = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    long threads = host_threads();
     pthread_t tid[64];
     bf16_ref_job jobs[64];
     for (long t = 0; t < threads; t++) {

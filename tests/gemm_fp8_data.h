@@ -31,13 +31,6 @@ static inline void random_e4m3_bytes(uint8_t *dst, int64_t count, uint64_t *seed
     }
 }
 
-/* Worker threads for the host-side loops below: one per CPU, at most 64. */
-static inline long host_threads(void)
-{
-    long threads = sysconf(_SC_NPROCESSORS_ONLN);
-    return threads < 1 ? 1 : threads > 64 ? 64 : threads;
-}
-
 /* E4M3 values of N(0, 100^2) (about 1.5 in 100,000 round to the largest code, 448), drawn
  * by all CPUs: chunk c of NORMAL_CHUNK values has its own xorshift stream seeded from
  * (seed, c), so the values depend on the seed alone, not on the number of threads. */

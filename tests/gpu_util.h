@@ -112,6 +112,14 @@ static inline void gpu_sync(void)
     CU_CHECK(gpu_drv()->cuCtxSynchronize());
 }
 
+/* Worker threads for the host-side loops of the tests (data, references): one per CPU, at
+ * most 64. */
+static inline long host_threads(void)
+{
+    long threads = sysconf(_SC_NPROCESSORS_ONLN);
+    return threads < 1 ? 1 : threads > 64 ? 64 : threads;
+}
+
 /* xorshift64*: fresh streams per run come from the seed the caller picks. */
 /* A fresh seed per run (time and pid), printed so a failing run can be replayed. */
 static inline uint64_t rng_fresh_seed(void)
