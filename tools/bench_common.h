@@ -7,7 +7,41 @@
 
 #include <cublasLt.h>
 
-enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12 };
+enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12, MAX_SHAPES = 32 };
+
+/* The benchmarks' command line: --json, --quick, the benchmark's own flags (names in
+ * flags[], NULL-terminated, each setting set[i]) and up to MAX_SHAPES MxNxK shapes. False
+ * on anything else (the caller prints its usage). */
+typedef struct bench_cli {
+    bool json, quick;
+    int64_t shapes[MAX_SHAPES][3];
+    int num_shapes;
+} bench_cli;
+
+static bool bench_parse(int argc, char **argv, const char *const *flags, bool *set, bench_cli *cli)
+{
+    *cli = (bench_cli){0};
+    for (int i = 1; i < argc; i++) {
+        long long m, n, k;
+        int f = 0;
+        while (flags[f] != NULL && strcmp(argv[i], flags[f]) != 0)
+            f++;
+        if (flags[f] != NULL)
+            set[f] = true;
+        else if (strcmp(argv[i], "--json") == 0)
+            cli->json = true;
+        else if (strcmp(argv[i], "--quick") == 0)
+            cli->quick = true;
+        else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 &&
+                 cli->num_shapes < MAX_SHAPES) {
+            int64_t *s = cli->shapes[cli->num_shapes++];
+            s[0] = m, s[1] = n, s[2] = k;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
 
 static cublasLtHandle_t lt;
 static void *lt_workspace;

@@ -252,24 +252,16 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
 
 int main(int argc, char **argv)
 {
-    bool json = false, quick = false, sweep = false;
-    int64_t custom[32][3];
-    int num_custom = 0;
-    for (int i = 1; i < argc; i++) {
-        long long m, n, k;
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (strcmp(argv[i], "--quick") == 0)
-            quick = true;
-        else if (strcmp(argv[i], "--sweep") == 0)
-            sweep = true;
-        else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
-            custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
-        else {
-            fprintf(stderr, "usage: %s [--json] [--quick] [--sweep] [MxNxK ...]\n", argv[0]);
-            return 2;
-        }
+    static const char *const flags[] = {"--sweep", NULL};
+    bool set[1] = {false};
+    bench_cli cli;
+    if (!bench_parse(argc, argv, flags, set, &cli)) {
+        fprintf(stderr, "usage: %s [--json] [--quick] [--sweep] [MxNxK ...]\n", argv[0]);
+        return 2;
     }
+    const bool json = cli.json, quick = cli.quick, sweep = set[0];
+    const int num_custom = cli.num_shapes;
+    int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
     if (!lt_open())
         return 1;

@@ -483,27 +483,17 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
 
 int main(int argc, char **argv)
 {
-    bool json = false, quick = false, masked = false, contig = false;
-    int64_t custom[32][3];
-    int num_custom = 0;
-    for (int i = 1; i < argc; i++) {
-        long long m, n, k;
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (strcmp(argv[i], "--quick") == 0)
-            quick = true;
-        else if (strcmp(argv[i], "--masked") == 0)
-            masked = true;
-        else if (strcmp(argv[i], "--contig") == 0)
-            contig = true;
-        else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && num_custom < 32)
-            custom[num_custom][0] = m, custom[num_custom][1] = n, custom[num_custom++][2] = k;
-        else {
-            fprintf(stderr, "usage: %s [--json] [--quick] [--masked | --contig] [MxNxK ...]\n",
-                    argv[0]);
-            return 2;
-        }
+    static const char *const flags[] = {"--masked", "--contig", NULL};
+    bool set[2] = {false, false};
+    bench_cli cli;
+    if (!bench_parse(argc, argv, flags, set, &cli)) {
+        fprintf(stderr, "usage: %s [--json] [--quick] [--masked | --contig] [MxNxK ...]\n",
+                argv[0]);
+        return 2;
     }
+    const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1];
+    const int num_custom = cli.num_shapes;
+    int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
     if (!lt_open())
         return 1;

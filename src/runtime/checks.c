@@ -106,6 +106,15 @@ int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const ki
     return KILN_OK;
 }
 
+int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max)
+{
+    if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive",
+                               op, (long long)g, (long long)m_max);
+    return KILN_OK;
+}
+
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
                          int64_t expected_m)
 {

@@ -83,19 +83,10 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
                       (void *)&ops->d, (void *)&ops->ld_d};
     kj_spec spec;
     kiln__gemm_bf16_spec(&spec, n, k, cfg);
-    const kiln__kernel *kernel;
-    int status = kiln__kernel_get(ctx, &spec, &kernel);
-    if (status != KILN_OK)
-        return status;
-    kiln__launch_cfg launch = {
-        .grid = {1, 1, 1},
-        .block = {(unsigned)kiln__gemm_bf16_threads(cfg), 1, 1},
-        .smem_bytes = (unsigned)kiln__gemm_bf16_smem(cfg),
-        .cluster_x = (unsigned)(cfg->cluster_k > 1 ? cfg->cluster_k : 1),
-    };
-    if ((status = kiln__persistent_grid(ctx, kernel, &launch, units)) != KILN_OK)
-        return status;
-    return kiln__launch(ctx, kernel, &launch, params, stream);
+    return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_bf16_threads(cfg),
+                                   (unsigned)kiln__gemm_bf16_smem(cfg),
+                                   (unsigned)(cfg->cluster_k > 1 ? cfg->cluster_k : 1), units,
+                                   params, stream);
 }
 
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)

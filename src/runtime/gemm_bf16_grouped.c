@@ -20,11 +20,8 @@ static int check_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args, i
         return status;
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
     int64_t n = args->b.shape[1];
-    if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive",
-                               op, (long long)g, (long long)m_max);
-    if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) ||
+    if ((status = kiln__check_groups(ctx, op, g, m_max)) ||
+        (status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) ||
         (status = kiln__check_shape3(ctx, op, "a", &args->a, g, m_max, k, k)) ||
         (status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) ||
         (status = kiln__check_shape3(ctx, op, "d", &args->d, g, m_max, n, n)))

@@ -116,19 +116,9 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                       (void *)&ops->ld_d};
     kj_spec spec;
     kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
-    const kiln__kernel *kernel;
-    int status = kiln__kernel_get(ctx, &spec, &kernel);
-    if (status != KILN_OK)
-        return status;
-    kiln__launch_cfg launch = {
-        .grid = {1, 1, 1},
-        .block = {(unsigned)kiln__gemm_fp8_threads(cfg), 1, 1},
-        .smem_bytes = (unsigned)kiln__gemm_fp8_smem(cfg),
-        .cluster_x = (unsigned)kiln__gemm_fp8_cluster(cfg),
-    };
-    if ((status = kiln__persistent_grid(ctx, kernel, &launch, units)) != KILN_OK)
-        return status;
-    return kiln__launch(ctx, kernel, &launch, params, stream);
+    return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_fp8_threads(cfg),
+                                   (unsigned)kiln__gemm_fp8_smem(cfg),
+                                   (unsigned)kiln__gemm_fp8_cluster(cfg), units, params, stream);
 }
 
 /* The heuristic's pick and the knobs on top: KILN_GEMM_MULTICAST pairs the prefill tiles of

@@ -18,11 +18,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
         return status;
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
     int64_t n = args->b.shape[1];
-    if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive", op,
-                               (long long)g, (long long)m_max);
-    if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
+    if ((status = kiln__check_groups(ctx, op, g, m_max)) ||
+        (status = kiln__gemm_fp8_check_nk(ctx, op, n, k)))
         return status;
     int64_t kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
     if ((status = kiln__check_shape3(ctx, op, "a", &args->a, g, m_max, k, k)) ||

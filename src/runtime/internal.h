@@ -94,11 +94,13 @@ typedef struct kiln__launch_cfg {
 int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_cfg *cfg,
                  void **params, kiln_stream stream);
 
-/* A persistent launch: grid[0] = one CTA (or cluster of cluster_x) per unit of work, at
- * most as many as are resident at once (KILN_NUM_SMS SMs; for clusters, what
- * cuOccupancyMaxActiveClusters allows). Fails into ctx. */
-int kiln__persistent_grid(kiln_ctx *ctx, const kiln__kernel *kernel, kiln__launch_cfg *launch,
-                          int64_t units);
+/* A persistent launch of the kernel for spec (compiled or loaded first) with `threads` per
+ * CTA, smem_bytes of dynamic shared memory and clusters of cluster_x (0 or 1: none): one CTA
+ * (or cluster) per unit of work, at most as many as are resident at once (KILN_NUM_SMS SMs;
+ * for clusters, what cuOccupancyMaxActiveClusters allows). Fails into ctx. */
+int kiln__launch_persistent(kiln_ctx *ctx, const kj_spec *spec, unsigned threads,
+                            unsigned smem_bytes, unsigned cluster_x, int64_t units,
+                            void **params, kiln_stream stream);
 
 /* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
 int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
@@ -108,6 +110,9 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
  * {d1 * row_stride, row_stride, 1}. Fails into ctx naming op and the tensor. */
 int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        int64_t d0, int64_t d1, int64_t d2, int64_t row_stride);
+/* The masked grouped GEMMs' A [G, M_max, K]: G in 1..65536, M_max in 1..2^24. Fails into
+ * ctx naming op. */
+int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max);
 /* The masked grouped GEMMs' group sizes: masked_m I32 [g] (checked as a tensor already)
  * and the host hint expected_m >= 0. Fails into ctx naming op. */
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,

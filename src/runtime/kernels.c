@@ -268,18 +268,28 @@ static int max_active_clusters(kiln_ctx *ctx, const kiln__kernel *kernel,
     return clusters;
 }
 
-int kiln__persistent_grid(kiln_ctx *ctx, const kiln__kernel *kernel, kiln__launch_cfg *launch,
-                          int64_t units)
+int kiln__launch_persistent(kiln_ctx *ctx, const kj_spec *spec, unsigned threads,
+                            unsigned smem_bytes, unsigned cluster_x, int64_t units,
+                            void **params, kiln_stream stream)
 {
+    const kiln__kernel *kernel;
+    int status = kiln__kernel_get(ctx, spec, &kernel);
+    if (status != KILN_OK)
+        return status;
+    kiln__launch_cfg launch = {
+        .grid = {1, 1, 1},
+        .block = {threads, 1, 1},
+        .smem_bytes = smem_bytes,
+        .cluster_x = cluster_x,
+    };
     int64_t slots = ctx->num_sms; /* KILN_NUM_SMS */
-    if (launch->cluster_x > 1) {
-        int clusters = max_active_clusters(ctx, kernel, launch);
+    if (cluster_x > 1) {
+        int clusters = max_active_clusters(ctx, kernel, &launch);
         if (clusters < 0)
             return -clusters;
-        slots = ctx->num_sms / (int)launch->cluster_x;
+        slots = ctx->num_sms / (int)cluster_x;
         slots = clusters < slots ? clusters : slots > 0 ? slots : 1;
     }
-    launch->grid[0] = (launch->cluster_x > 1 ? launch->cluster_x : 1) *
-                      (unsigned)(units < slots ? units : slots);
-    return KILN_OK;
+    launch.grid[0] = (cluster_x > 1 ? cluster_x : 1) * (unsigned)(units < slots ? units : slots);
+    return kiln__launch(ctx, kernel, &launch, params, stream);
 }
