@@ -147,6 +147,20 @@ static void test_odd_shapes(void **state)
     check_shapes(4112, 256, m4, 2);
 }
 
+/* The shared context is swapped for one made with opts for the length of a test. */
+static kiln_ctx *swap_ctx(const kiln_options *opts)
+{
+    kiln_ctx *plain = ctx;
+    assert_int_equal(kiln_ctx_create(&ctx, opts), KILN_OK);
+    return plain;
+}
+
+static void restore_ctx(kiln_ctx *plain)
+{
+    kiln_ctx_destroy(ctx);
+    ctx = plain;
+}
+
 /* KILN_GEMM_MULTICAST: prefill tiles in 2-CTA clusters, each CTA loading half of the shared
  * B tile into both; 3 m blocks leave the last pair with a dummy partner, N = 576 takes
  * 144-column tiles (72-row halves). */
@@ -156,13 +170,26 @@ static void test_multicast(void **state)
     kiln_options opts;
     assert_int_equal(kiln_options_init(&opts), KILN_OK);
     opts.gemm_multicast = 1;
-    kiln_ctx *plain = ctx;
-    assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
+    kiln_ctx *plain = swap_ctx(&opts);
     static const int64_t m1[] = {129, 1000}, m2[] = {300};
     check_shapes(2112, 1024, m1, 2);
     check_shapes(576, 1536, m2, 1);
-    kiln_ctx_destroy(ctx);
-    ctx = plain;
+    restore_ctx(plain);
+}
+
+/* KILN_GEMM_TALL_TILES: 192 x 128 prefill tiles, three math warpgroups. M = 129, 300 and
+ * 1000 end in partial 192-row tiles; 4096 is the benchmark's size. */
+static void test_tall_tiles(void **state)
+{
+    (void)state;
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.gemm_tall_tiles = 1;
+    kiln_ctx *plain = swap_ctx(&opts);
+    static const int64_t m1[] = {129, 300, 1000}, m2[] = {4096};
+    check_shapes(2112, 1024, m1, 3);
+    check_shapes(7168, 2048, m2, 1);
+    restore_ctx(plain);
 }
 
 /* Each bad argument: the right status, a message naming the problem, nothing launched. */
@@ -476,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
+        cmocka_unit_test(test_tall_tiles),
         cmocka_unit_test(test_masked_groups),
         cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_prewarmed_cache_serves_jit_off),

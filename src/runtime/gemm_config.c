@@ -112,7 +112,8 @@ static int math_regs(const kiln__gemm_config *cfg)
     int math_wg = cfg->block_m / 64 * cfg->k_split, threads = (math_wg + 1) * 128;
     int entry = 65536 / threads / 8 * 8;
     entry = entry > 248 ? 248 : entry;
-    int regs = (entry * threads - 128 * 40) / (128 * math_wg) / 8 * 8;
+    int producer = cfg->block_m == 192 ? 24 : 40; /* the template's PRODUCER_REGS */
+    int regs = (entry * threads - 128 * producer) / (128 * math_wg) / 8 * 8;
     return regs > 240 ? 240 : regs;
 }
 

@@ -51,6 +51,9 @@ static const knob knobs[] = {
     {{"KILN_GEMM_MULTICAST", "bool", "0",
       "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
      KNOB_BOOL, OPT(gemm_multicast), 0, 1},
+    {{"KILN_GEMM_TALL_TILES", "bool", "0",
+      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap) instead of 128 x 128"},
+     KNOB_BOOL, OPT(gemm_tall_tiles), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 

@@ -128,13 +128,16 @@ constexpr bool OVERLAP = kp::overlap != 0;
 constexpr bool OUT_F32 = kp::out_f32 != 0;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
+/* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
+ * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
+constexpr int PRODUCER_REGS = RG == 3 ? 24 : 40;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
  * has the registers, and the pool is only what the launch allocated (THREADS x the entry
  * count, capped by __launch_bounds__ at 65536 / THREADS), so the math warpgroups can only
- * take what the producer (down to 40) gives back. */
+ * take what the producer gives back. */
 constexpr int ENTRY_REGS_RAW = (65536 / THREADS) / 8 * 8;
 constexpr int ENTRY_REGS = ENTRY_REGS_RAW > 248 ? 248 : ENTRY_REGS_RAW;
-constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * 40) / (128 * MATH_WG)) / 8 * 8;
+constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * PRODUCER_REGS) / (128 * MATH_WG)) / 8 * 8;
 constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr int SFB_ROWS = (int)((N + 127) / 128);
@@ -153,7 +156,9 @@ static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
 static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
-static_assert(BM == 64 || BM == 128, "block_m must be 64 or 128");
+static_assert(BM == 64 || BM == 128 || BM == 192, "block_m must be 64, 128 or 192");
+static_assert(BM != 192 || (GROUPING == 0 && KSPLIT == 1 && CK == 1 && MC == 1 && !OVERLAP),
+              "192-row tiles are dense prefill tiles: no k_split, cluster_k, multicast or overlap");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
@@ -854,7 +859,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     const sched sc = make_sched(m, group_rows, num_groups);
 
     if (warp >= MATH_WG * 4) {
-        setmaxnreg_dec<40>();
+        setmaxnreg_dec<PRODUCER_REGS>();
         if (warp == MATH_WG * 4)
             producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane);
         else if (OUT_F32 && warp == MATH_WG * 4 + 1)
