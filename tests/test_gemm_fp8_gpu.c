@@ -184,7 +184,7 @@ static void test_tall_tiles(void **state)
     (void)state;
     kiln_options opts;
     assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.gemm_tall_tiles = 1;
+    opts.gemm_tall_tiles = 2; /* always */
     kiln_ctx *plain = swap_ctx(&opts);
     static const int64_t m1[] = {129, 300, 1000}, m2[] = {4096};
     check_shapes(2112, 1024, m1, 3);

@@ -106,6 +106,26 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
     return cfg;
 }
 
+/* 192 x 128 tiles (three math warpgroups, no overlap) against 128 x 128 (two, overlapped):
+ * on the H200 a 192-row tile took 1.36-1.41x the time of a 128-row one (0.91-0.94 of its
+ * 1.5x the work; docs/gemm_fp8_notes.md, "Stop 8"), so they pay where they need fewer
+ * rounds of tiles over the SMs by more than that: 5 -> 3 rounds at 4096x2112, 63 -> 43 at
+ * 4096x32768, not 8 -> 6 at 4096x4096 or 2 -> 2 at 1000 rows. */
+bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms)
+{
+    int64_t nb = (n + 127) / 128;
+    int64_t rounds_128 = ((m + 127) / 128 * nb + num_sms - 1) / num_sms;
+    int64_t rounds_192 = ((m + 191) / 192 * nb + num_sms - 1) / num_sms;
+    return rounds_192 * 138 < rounds_128 * 100;
+}
+
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg)
+{
+    cfg->block_m = 192;
+    cfg->overlap = 0; /* three warpgroups' accumulators leave no room for a second set */
+    kiln__gemm_fp8_fit(cfg);
+}
+
 /* Registers per math thread after setmaxnreg (mirrors the template's MATH_REGS). */
 static int math_regs(const kiln__gemm_config *cfg)
 {

@@ -18,6 +18,12 @@ typedef struct kiln__gemm_config {
 /* The configuration for an M x N x K problem on num_sms SMs. */
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
 
+/* Whether 192 x 128 prefill tiles beat 128 x 128 ones for M x N on num_sms SMs (fewer
+ * rounds of tiles by more than their lower rate costs). */
+bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms);
+/* Make a 128 x 128 prefill configuration 192 x 128 (three math warpgroups, no overlap). */
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg);
+
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);
 

@@ -122,7 +122,8 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
 }
 
 /* The heuristic's pick and the knobs on top: KILN_GEMM_TALL_TILES makes the 128 x 128
- * prefill tiles 192 x 128; KILN_GEMM_MULTICAST pairs the prefill tiles of two m blocks in a
+ * prefill tiles 192 x 128 where that takes fewer rounds of tiles (1, the default) or always
+ * (2); KILN_GEMM_MULTICAST pairs the prefill tiles of two m blocks in a
  * 2-CTA cluster that shares (multicasts) their B tile. */
 static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                       bool out_f32)
@@ -136,11 +137,11 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
         if (cfg.block_n > 128)
             cfg.block_n = 128;
         kiln__gemm_fp8_fit(&cfg);
-    } else if (ctx->opts.gemm_tall_tiles && m > 128 && cfg.block_m == 128 && cfg.block_n == 128) {
+    } else if (m > 128 && cfg.block_m == 128 && cfg.block_n == 128 &&
+               (ctx->opts.gemm_tall_tiles == 2 ||
+                (ctx->opts.gemm_tall_tiles == 1 && kiln__gemm_fp8_tall_pays(m, n, ctx->num_sms)))) {
         /* Three math warpgroups: one promotes while two keep the tensor cores busy. */
-        cfg.block_m = 192;
-        cfg.overlap = 0;
-        kiln__gemm_fp8_fit(&cfg);
+        kiln__gemm_fp8_make_tall(&cfg);
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;
     }

@@ -72,17 +72,23 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 /* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
  * group start is a multiple of 128. Per-row experts (grouping 3) need no alignment in the
  * kernel, only tiles that do not straddle two experts: m_align 0 lets one kernel serve
- * every alignment that admits the tile. */
-static kiln__gemm_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align,
-                                     bool by_row, int num_sms)
+ * every alignment that admits the tile. Prefix sums may take 192-row tiles where the dense
+ * rule says they pay (KILN_GEMM_TALL_TILES): a group's last tile then runs into the next
+ * group's rows, which it loads but does not store. */
+static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                     int64_t align, bool by_row)
 {
-    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m > 129 ? m : 129, n, k, num_sms);
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m > 129 ? m : 129, n, k, ctx->num_sms);
     cfg.grouping = by_row ? 3 : 2;
     cfg.m_align = by_row ? 0 : (int)align;
     cfg.multicast = 1;
+    int tall = ctx->opts.gemm_tall_tiles;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
         kiln__gemm_fp8_fit(&cfg);
+    } else if (!by_row && m > 128 && cfg.block_m == 128 && cfg.block_n == 128 &&
+               (tall == 2 || (tall == 1 && kiln__gemm_fp8_tall_pays(m, n, ctx->num_sms)))) {
+        kiln__gemm_fp8_make_tall(&cfg);
     }
     return cfg;
 }
@@ -100,7 +106,7 @@ kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args 
     if (m == 0)
         return kiln__ctx_ok(ctx);
     bool by_row = args->row_expert.data != NULL;
-    kiln__gemm_config cfg = pick_contig(m, n, k, args->m_alignment, by_row, ctx->num_sms);
+    kiln__gemm_config cfg = pick_contig(ctx, m, n, k, args->m_alignment, by_row);
 
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
@@ -140,7 +146,7 @@ int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
     if ((status = check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
         return status;
     for (int by_row = 0; by_row < 2; by_row++) {
-        kiln__gemm_config cfg = pick_contig(rows, cols, depth, align, by_row, ctx->num_sms);
+        kiln__gemm_config cfg = pick_contig(ctx, rows, cols, depth, align, by_row);
         kiln__gemm_fp8_spec(&specs[by_row], ctx, cols, depth, &cfg);
     }
     *n = 2;

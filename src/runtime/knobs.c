@@ -51,9 +51,10 @@ static const knob knobs[] = {
     {{"KILN_GEMM_MULTICAST", "bool", "0",
       "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
      KNOB_BOOL, OPT(gemm_multicast), 0, 1},
-    {{"KILN_GEMM_TALL_TILES", "bool", "0",
-      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap) instead of 128 x 128"},
-     KNOB_BOOL, OPT(gemm_tall_tiles), 0, 1},
+    {{"KILN_GEMM_TALL_TILES", "int", "1",
+      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap) instead of "
+      "128 x 128: 0 never, 1 where they take fewer rounds of tiles over the SMs, 2 always"},
+     KNOB_INT, OPT(gemm_tall_tiles), 0, 2},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 
@@ -137,6 +138,7 @@ kiln_status kiln_options_init(kiln_options *opts)
         .dump_dir = NULL,
         .claim_timeout_ms = 60000,
         .gemm_overlap = 1,
+        .gemm_tall_tiles = 1,
     };
     for (int i = 0; i < NUM_KNOBS; i++) {
         const knob *k = &knobs[i];

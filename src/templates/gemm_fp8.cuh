@@ -150,15 +150,19 @@ static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/1
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
 static_assert(GROUPING >= 0 && GROUPING <= 3,
               "grouping must be 0 (dense), 1 (masked), 2 or 3 (contiguous: prefix sums, row ids)");
-static_assert(GROUPING != 2 || (M_ALIGN > 0 && M_ALIGN % BM == 0),
+/* A 192-row tile may run past its group's end into the next group's rows: it loads them
+ * but stores only its own group's rows (the epilogue's rows_left, per 64-row warpgroup). */
+static_assert(GROUPING != 2 || (M_ALIGN > 0 && (M_ALIGN % BM == 0 || BM == 192)),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
 static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128 || BM == 192, "block_m must be 64, 128 or 192");
-static_assert(BM != 192 || (GROUPING == 0 && KSPLIT == 1 && CK == 1 && MC == 1 && !OVERLAP),
-              "192-row tiles are dense prefill tiles: no k_split, cluster_k, multicast or overlap");
+static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
+                            MC == 1 && !OVERLAP),
+              "192-row tiles are dense or prefix-sum prefill tiles: no k_split, cluster_k, "
+              "multicast or overlap");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
