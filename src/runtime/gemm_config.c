@@ -126,6 +126,15 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg)
     kiln__gemm_fp8_fit(cfg);
 }
 
+bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int knob, int num_sms)
+{
+    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0 ||
+        (knob == 1 && !kiln__gemm_fp8_tall_pays(m, n, num_sms)))
+        return false;
+    kiln__gemm_fp8_make_tall(cfg);
+    return true;
+}
+
 /* Registers per math thread after setmaxnreg (mirrors the template's MATH_REGS). */
 static int math_regs(const kiln__gemm_config *cfg)
 {

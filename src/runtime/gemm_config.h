@@ -23,6 +23,9 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
 bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms);
 /* Make a 128 x 128 prefill configuration 192 x 128 (three math warpgroups, no overlap). */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg);
+/* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
+ * 0 never, 1 where kiln__gemm_fp8_tall_pays, 2 always. True when cfg was made tall. */
+bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int knob, int num_sms);
 
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);

@@ -82,13 +82,11 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, 
     cfg.grouping = by_row ? 3 : 2;
     cfg.m_align = by_row ? 0 : (int)align;
     cfg.multicast = 1;
-    int tall = ctx->opts.gemm_tall_tiles;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
         kiln__gemm_fp8_fit(&cfg);
-    } else if (!by_row && m > 128 && cfg.block_m == 128 && cfg.block_n == 128 &&
-               (tall == 2 || (tall == 1 && kiln__gemm_fp8_tall_pays(m, n, ctx->num_sms)))) {
-        kiln__gemm_fp8_make_tall(&cfg);
+    } else if (!by_row) {
+        kiln__gemm_fp8_try_tall(&cfg, m, n, ctx->opts.gemm_tall_tiles, ctx->num_sms);
     }
     return cfg;
 }
