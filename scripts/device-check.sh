@@ -7,10 +7,10 @@
 #       run(command="bash scripts/device-check.sh run", carry=["build-device", ".carry"])
 #
 # `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
-# programs, or the ones named), writes full logs under $OUT (when set), and prints a short
+# programs, or the ones named), packs full logs into $OUT/device-check.tgz, and prints a short
 # table last. KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the gpu tests it names.
 # KILN_SAMPLE_CLOCKS=1 samples the SM clock, power and throttle reasons every 50 ms while
-# the benchmarks run ($OUT/clocks.csv; summary at the end): sustained FP8 load runs into
+# the benchmarks run (clocks.csv in the logs; summary at the end): sustained FP8 load runs into
 # the power cap and the clock drops well below its boost value.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +36,8 @@ fi
 
 export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
-out=${OUT:-/tmp/kiln-device-out}
-mkdir -p "$out"
+source scripts/device-logs.sh
+device_logs device-check # sets $out; packs it into $OUT/device-check.tgz at exit
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
 summary=()
 for t in "$build"/tests/test_*_gpu; do

@@ -4,15 +4,15 @@
 # Nsight Compute with the clocks left alone; prints the speed-of-light figures, the gmma
 # (wgmma) pipe's utilisation and the warps' stall reasons per issued instruction, so a
 # session can see which unit bounds a kernel before changing it. --source also samples the
-# stalls per SASS instruction (ncu-source-SHAPE.csv under $OUT) and prints where they land
+# stalls per SASS instruction (ncu-source-SHAPE.csv in $OUT/profile-gemm.tgz) and prints where they land
 # (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${KILN_BUILD_DIR:-build-device}
 export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
-out=${OUT:-/tmp/kiln-device-out}
-mkdir -p "$out"
+source scripts/device-logs.sh
+device_logs profile-gemm # sets $out; packs it into $OUT/profile-gemm.tgz at exit
 exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
 source=0
 if [ "${1:-}" = --source ]; then
