@@ -75,6 +75,13 @@ run 0 info --json
 [ "$(wc -l <"$WORK/out")" -eq 1 ] || fail "info --json is not one line"
 out_has '^{"version":"'
 out_has '"cache":\[{"root":'
+# The knobs that pick GEMM kernels are shown: a cache prewarmed under other values misses.
+export KILN_GEMM_TALL_TILES=2
+run 0 info
+out_has 'KILN_GEMM_TALL_TILES=2'
+run 0 info --json
+out_has '"gemm_tall_tiles":2'
+unset KILN_GEMM_TALL_TILES
 
 # A bad environment value is an error naming the variable.
 step=$((step + 1))

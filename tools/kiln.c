@@ -222,6 +222,9 @@ static void info_text(const kiln_ctx_info *info, const kiln_options *opts)
         printf("%-10s %d bytes per block\n", "smem", info->max_smem_per_block);
     printf("%-10s KILN_JIT=%d KILN_PDL=%d KILN_CACHE_MAX_MB=%lld KILN_LOG=%d\n", "settings",
            opts->jit, opts->pdl, (long long)opts->cache_max_mb, opts->log_level);
+    /* These pick the GEMM kernels, so a cache prewarmed under other values misses. */
+    printf("%-10s KILN_GEMM_OVERLAP=%d KILN_GEMM_MULTICAST=%d KILN_GEMM_TALL_TILES=%d\n", "",
+           opts->gemm_overlap, opts->gemm_multicast, opts->gemm_tall_tiles);
 }
 
 static void info_json_begin(cli_json *json, const kiln_ctx_info *info, const kiln_options *opts)
@@ -245,6 +248,9 @@ static void info_json_begin(cli_json *json, const kiln_ctx_info *info, const kil
     cli_json_bool(json, "pdl", opts->pdl);
     cli_json_int(json, "cache_max_mb", opts->cache_max_mb);
     cli_json_int(json, "log_level", opts->log_level);
+    cli_json_bool(json, "gemm_overlap", opts->gemm_overlap);
+    cli_json_bool(json, "gemm_multicast", opts->gemm_multicast);
+    cli_json_int(json, "gemm_tall_tiles", opts->gemm_tall_tiles);
 }
 
 int cli_cmd_info(int argc, char **argv)
