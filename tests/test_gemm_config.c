@@ -102,6 +102,12 @@ static void test_sample_compiles(void **state)
         if (out.spills > (c.block_m == 192 ? 64 : 0))
             fail_msg("%lldx%lldx%lld (%dx%d): %d bytes of spills", (long long)m, (long long)n,
                      (long long)k, c.block_m, c.block_n, out.spills);
+        /* C7514/C7517: ptxas could not keep the wgmma pipelined and serialized them (a
+         * silent slowdown of the main loop, e.g. when it cannot tell which accumulator set
+         * is in flight). */
+        if (out.log != NULL && (strstr(out.log, "C7514") || strstr(out.log, "C7517")))
+            fail_msg("%lldx%lldx%lld (%dx%d): ptxas serialized the wgmma:\n%s", (long long)m,
+                     (long long)n, (long long)k, c.block_m, c.block_n, out.log);
         kj_output_free(&out);
     }
 }
