@@ -78,6 +78,34 @@ static void test_tall_tiles_where_measured_faster(void **state)
     assert_false(kiln__gemm_fp8_tall_pays(129, 7168, 132));
 }
 
+/* KILN_GEMM_TALL_TILES: 0 never, 1 the rule, 2 always; only 128 x 128 prefill picks. */
+static void test_try_tall_knob(void **state)
+{
+    (void)state;
+    for (int knob = 0; knob <= 2; knob++) {
+        static const int64_t shapes[][3] = {
+            {4096, 2112, 7168}, {4096, 4096, 7168}, {64, 7168, 2048}, {1000, 576, 7168}};
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+            kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132), before = c;
+            bool eligible = m > 128 && c.block_m == 128 && c.block_n == 128;
+            bool want =
+                eligible && (knob == 2 || (knob == 1 && kiln__gemm_fp8_tall_pays(m, n, 132)));
+            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, knob, 132), want);
+            if (want) {
+                assert_int_equal(c.block_m, 192);
+                assert_int_equal(c.overlap, 0);
+                check_rules(&c, m, n, k);
+            } else {
+                assert_memory_equal(&c, &before, sizeof c); /* untouched */
+            }
+        }
+    }
+    /* The rule's two sides on the first two shapes, as measured (stop 8). */
+    assert_true(kiln__gemm_fp8_tall_pays(4096, 2112, 132));
+    assert_false(kiln__gemm_fp8_tall_pays(4096, 4096, 132));
+}
+
 /* A random sample of picks, compiled: the template's static_asserts agree with the rules. */
 static void test_sample_compiles(void **state)
 {
@@ -117,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_tiles_where_measured_faster),
+        cmocka_unit_test(test_try_tall_knob),
         cmocka_unit_test(test_sample_compiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
