@@ -115,6 +115,24 @@ int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max)
     return KILN_OK;
 }
 
+int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, int64_t g)
+{
+    if (m_total > (1LL << 31) - 256 || g <= 0 || g > 65536)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: M_total = %lld, G = %lld out of range", op,
+                               (long long)m_total, (long long)g);
+    return KILN_OK;
+}
+
+int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64_t align)
+{
+    if (align <= 0 || align % 64 != 0 || align > (1 << 20))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: %s = %lld must be a positive multiple of 64 (at most 2^20)",
+                               op, name, (long long)align);
+    return KILN_OK;
+}
+
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
                          int64_t expected_m)
 {

@@ -103,13 +103,9 @@ static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, i
     int64_t g = args->b.shape[0], n = args->b.shape[1];
     if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) != KILN_OK)
         return status;
-    if (m > (1LL << 31) - 256 || g <= 0 || g > 65536)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M_total = %lld, G = %lld out of range",
-                               op, (long long)m, (long long)g);
-    if (args->m_alignment <= 0 || args->m_alignment % 64 != 0 || args->m_alignment > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: m_alignment = %lld must be a positive multiple of 64", op,
-                               (long long)args->m_alignment);
+    if ((status = kiln__check_contig_groups(ctx, op, m, g)) ||
+        (status = kiln__check_alignment(ctx, op, "m_alignment", args->m_alignment)))
+        return status;
     if ((status = kiln__check_shape3(ctx, op, "b", &args->b, g, n, k, k)) != KILN_OK)
         return status;
     if (args->d.shape[0] != m || args->d.shape[1] != n)

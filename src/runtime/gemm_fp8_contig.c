@@ -7,15 +7,6 @@
 static const char op[] = "kiln_gemm_fp8_contig";
 
 /* The row tiles (64 or 128 rows) must not straddle two groups. */
-static int check_alignment(kiln_ctx *ctx, const char *who, const char *name, int64_t align)
-{
-    if (align <= 0 || align % 64 != 0 || align > (1 << 20))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: %s = %lld must be a positive multiple of 64 (at most 2^20)",
-                               who, name, (long long)align);
-    return KILN_OK;
-}
-
 static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 {
     int status;
@@ -38,11 +29,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
     int64_t g = args->b.shape[0], n = args->b.shape[1];
     if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
         return status;
-    if (m > (1LL << 31) - 256 || g <= 0 || g > 65536)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: M_total = %lld, G = %lld out of range", op, (long long)m,
-                               (long long)g);
-    if ((status = check_alignment(ctx, op, "m_alignment", args->m_alignment)) != KILN_OK)
+    if ((status = kiln__check_contig_groups(ctx, op, m, g)) ||
+        (status = kiln__check_alignment(ctx, op, "m_alignment", args->m_alignment)))
         return status;
     bool b_packed = args->b.shape[2] == k && args->b.strides[0] == 0 && args->b.strides[1] == 0;
     bool sfb_packed = args->sfb.shape[0] == g && args->sfb.shape[1] == (n + 127) / 128 &&
@@ -141,7 +129,7 @@ int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
     if ((status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8_contig", &rows, &cols, &depth)) ||
         (status = kiln__spec_word(ctx, words, "align", true, 0, &align)))
         return status;
-    if ((status = check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
+    if ((status = kiln__check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
         return status;
     for (int by_row = 0; by_row < 2; by_row++) {
         kiln__gemm_config cfg = pick_contig(ctx, rows, cols, depth, align, by_row);

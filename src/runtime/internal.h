@@ -113,6 +113,10 @@ int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const ki
 /* The masked grouped GEMMs' A [G, M_max, K]: G in 1..65536, M_max in 1..2^24. Fails into
  * ctx naming op. */
 int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max);
+/* Contiguous grouped GEMMs: M_total rows (they index in 32 bits) in G groups, and the row
+ * alignment of each group's start (a positive multiple of 64). Fail into ctx naming op. */
+int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, int64_t g);
+int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64_t align);
 /* The masked grouped GEMMs' group sizes: masked_m I32 [g] (checked as a tensor already)
  * and the host hint expected_m >= 0. Fails into ctx naming op. */
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
