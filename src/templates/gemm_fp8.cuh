@@ -554,40 +554,41 @@ template <int W> __device__ __forceinline__ void wait_acc(float (&acc)[BN / 2])
         reg_fence(acc[i]);
 }
 
-/* One K block of the overlapped loop: wait for slot s, issue its wgmma into `next`, then
- * (once the group before it, `prev`'s, has completed) release the previous slot and
- * promote `prev` with its scales. */
+/* One step of the overlapped loop. With `more`: wait for slot s, issue its wgmma into
+ * `next`, and wait until only that group is in flight (so `prev`'s has completed).
+ * Without: the tile's last K block is in `prev` and nothing is issued behind it, so wait
+ * for all. Either way `prev` is then retired (released, promoted) by one copy of that code:
+ * promote is inlined twice per kernel instead of four times (NVRTC time, stop 8). */
 __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&next)[BN / 2],
                                                  float (&prev)[BN / 2], kscales &prev_scales,
                                                  const sched &sc, u32 base, int &s, u32 &phase,
                                                  int &s_prev, u32 rg, u32 row_in_wg, int n_off,
-                                                 u32 lane)
+                                                 u32 lane, bool more)
 {
-    mbar_wait(base + OFF_BAR + s * 8, phase);
-    const kscales cur = load_scales(base, s, rg, row_in_wg);
-    issue_kblock(next, base, s, rg);
-    wait_acc<1>(prev);
+    kscales cur = prev_scales;
+    if (more) {
+        mbar_wait(base + OFF_BAR + s * 8, phase);
+        cur = load_scales(base, s, rg, row_in_wg);
+        issue_kblock(next, base, s, rg);
+        wait_acc<1>(prev);
+    } else {
+        wait_acc<0>(prev);
+    }
     retire(out, prev, prev_scales, s_prev, sc, base, n_off, lane);
-    prev_scales = cur;
-    s_prev = s;
-    ring_next(s, phase, 1);
-}
-
-/* The tile's last K block: nothing is issued behind it, so wait for all of it. */
-__device__ __forceinline__ void finish_kloop(float (&out)[BN / 2], float (&last)[BN / 2],
-                                             const kscales &ks, int slot, const sched &sc,
-                                             u32 base, int n_off, u32 lane)
-{
-    wait_acc<0>(last);
-    retire(out, last, ks, slot, sc, base, n_off, lane);
+    if (more) {
+        prev_scales = cur;
+        s_prev = s;
+        ring_next(s, phase, 1);
+    }
 }
 
 /* One tile's K blocks with two accumulator sets: block kl+1 is issued before block kl is
  * promoted, so one wgmma group is in flight while the CUDA cores promote. Even local K
  * blocks go to acc0, odd ones to acc1; the loop is unrolled by two so that which set is
  * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma).
- * Both parities of the K-block count leave the loop from inside it, so issue and promote
- * are inlined twice, not three times (NVRTC time). */
+ * Each half either goes on or ends the tile. At the end nothing is in flight, but ptxas
+ * cannot tell which half ended it (on its merged paths the other set may still be in
+ * flight, and it then serializes every wgmma: C7514), so an explicit wait<0> says so. */
 __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&acc0)[BN / 2],
                                                  float (&acc1)[BN / 2], const sched &sc, u32 base,
                                                  int &s, u32 &phase, u32 rg, u32 row_in_wg,
@@ -599,16 +600,22 @@ __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&a
     int s_prev = s;
     ring_next(s, phase, 1);
 #pragma unroll 1
-    for (int kl = 1; kl < sc.kb_count; kl += 2) {
-        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
-        if (kl + 1 == sc.kb_count) { /* an even count ends with block kl, in acc1 */
-            finish_kloop(out, acc1, prev, s_prev, sc, base, n_off, lane);
+    for (int kl = 1;; kl += 2) {
+        bool more = kl < sc.kb_count;
+        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more);
+        if (!more) {
+            wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
             return;
         }
-        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off, lane);
+        more = kl + 1 < sc.kb_count;
+        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more);
+        if (!more) {
+            wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
+            return;
+        }
     }
-    /* an odd count ends with its last block in acc0 */
-    finish_kloop(out, acc0, prev, s_prev, sc, base, n_off, lane);
 }
 
 /* FP32 mode epilogue: D = C + out, straight from registers (C may alias D: each element is
