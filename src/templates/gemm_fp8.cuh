@@ -121,7 +121,7 @@ constexpr int M_ALIGN = (int)kp::m_align;
 /* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
  * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
  * cores promote. Costs BN/2 registers per thread; only without k_split. */
-constexpr bool OVERLAP = kp::overlap != 0;
+constexpr bool OVERLAP = kp::overlap != 0 && (KB + CK - 1) / CK != 2; /* see kloop_overlapped */
 /* 1: D (f32) = C + A.B^T with 1x128 scales on both sides: sfb is F32 [K/128][align(N,4)]
  * MN-major, one scale per column per K block (weight-gradient use). The output goes
  * straight from registers to global memory (C read there too), not through TMA. */
@@ -557,13 +557,15 @@ template <int W> __device__ __forceinline__ void wait_acc(float (&acc)[BN / 2])
 /* One step of the overlapped loop. With `more`: wait for slot s, issue its wgmma into
  * `next`, and wait until only that group is in flight (so `prev`'s has completed).
  * Without: the tile's last K block is in `prev` and nothing is issued behind it, so wait
- * for all. Either way `prev` is then retired (released, promoted) by one copy of that code:
- * promote is inlined twice per kernel instead of four times (NVRTC time, stop 8). */
+ * for all. Either way `prev` is then retired (released, promoted) by one copy of that code,
+ * unless no block was issued before this one (have_prev false: the tile's first step).
+ * Issue and promote are inlined twice per kernel instead of three and four times (NVRTC
+ * time, stop 8). */
 __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&next)[BN / 2],
                                                  float (&prev)[BN / 2], kscales &prev_scales,
                                                  const sched &sc, u32 base, int &s, u32 &phase,
                                                  int &s_prev, u32 rg, u32 row_in_wg, int n_off,
-                                                 u32 lane, bool more)
+                                                 u32 lane, bool more, bool have_prev)
 {
     kscales cur = prev_scales;
     if (more) {
@@ -574,7 +576,8 @@ __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&n
     } else {
         wait_acc<0>(prev);
     }
-    retire(out, prev, prev_scales, s_prev, sc, base, n_off, lane);
+    if (have_prev)
+        retire(out, prev, prev_scales, s_prev, sc, base, n_off, lane);
     if (more) {
         prev_scales = cur;
         s_prev = s;
@@ -586,31 +589,31 @@ __device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&n
  * promoted, so one wgmma group is in flight while the CUDA cores promote. Even local K
  * blocks go to acc0, odd ones to acc1; the loop is unrolled by two so that which set is
  * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma).
- * Each half either goes on or ends the tile. At the end nothing is in flight, but ptxas
+ * Each half either goes on or ends the tile; the first step only issues. At the end
+ * nothing is in flight, but ptxas
  * cannot tell which half ended it (on its merged paths the other set may still be in
- * flight, and it then serializes every wgmma: C7514), so an explicit wait<0> says so. */
+ * flight, and it then serializes every wgmma: C7514), so an explicit wait<0> says so.
+ * With exactly two K blocks per CTA (K = 256) ptxas 13.0 still reports C7514 for this
+ * loop, so those kernels take the plain loop (OVERLAP is false there). */
 __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&acc0)[BN / 2],
                                                  float (&acc1)[BN / 2], const sched &sc, u32 base,
                                                  int &s, u32 &phase, u32 rg, u32 row_in_wg,
                                                  int n_off, u32 lane)
 {
-    mbar_wait(base + OFF_BAR + s * 8, phase);
-    kscales prev = load_scales(base, s, rg, row_in_wg);
-    issue_kblock(acc0, base, s, rg);
+    kscales prev = {}; /* read only once a block is in flight (have_prev) */
     int s_prev = s;
-    ring_next(s, phase, 1);
 #pragma unroll 1
-    for (int kl = 1;; kl += 2) {
-        bool more = kl < sc.kb_count;
-        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
-                         lane, more);
+    for (int kl = 0;; kl += 2) {
+        bool more = kl < sc.kb_count; /* block kl goes to acc0 */
+        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more, kl > 0);
         if (!more) {
             wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
             return;
         }
-        more = kl + 1 < sc.kb_count;
-        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
-                         lane, more);
+        more = kl + 1 < sc.kb_count; /* block kl + 1 goes to acc1 */
+        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more, true);
         if (!more) {
             wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
             return;
