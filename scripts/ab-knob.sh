@@ -21,11 +21,8 @@ if [[ ${1:-} =~ ^[0-9]+$ ]]; then
   rounds=$1
   shift
 fi
-build=${KILN_BUILD_DIR:-build-device}
-export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
 source scripts/device-logs.sh
-device_logs "ab-$knob" # sets $out; packs it into $OUT/ab-$knob.tgz at exit
+device_run "ab-$knob" # sets $out; packs it into $OUT/ab-$knob.tgz at exit
 for r in $(seq "$rounds"); do
   for side in 0 1; do
     v=${values[$side]}

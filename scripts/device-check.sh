@@ -34,10 +34,8 @@ if [ "$mode" != run ]; then
   exit 2
 fi
 
-export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
 source scripts/device-logs.sh
-device_logs device-check # sets $out; packs it into $OUT/device-check.tgz at exit
+device_run device-check # sets $out; packs it into $OUT/device-check.tgz at exit
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
 summary=()
 for t in "$build"/tests/test_*_gpu; do

@@ -8,11 +8,8 @@
 # (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${KILN_BUILD_DIR:-build-device}
-export LD_LIBRARY_PATH="$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export KILN_CACHE_PATH="${KILN_CACHE_PATH:-/tmp/kiln-device-cache}"
 source scripts/device-logs.sh
-device_logs profile-gemm # sets $out; packs it into $OUT/profile-gemm.tgz at exit
+device_run profile-gemm # sets $out; packs it into $OUT/profile-gemm.tgz at exit
 exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
 source=0
 if [ "${1:-}" = --source ]; then

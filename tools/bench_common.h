@@ -1,7 +1,8 @@
 /* What the GEMM benchmarks share: the cuBLASLt baseline's handle, workspace and plan, and
  * the timing loop (CUDA events around BATCHES batches of BATCH launches, median batch,
- * after one warm-up batch). Each benchmark is one translation unit that includes this once,
- * after its data header (which brings gpu_util.h). */
+ * after one warm-up batch; with --single, lone launches for a profiler). Each benchmark is
+ * one translation unit that includes this once, after its data header (which brings
+ * gpu_util.h). */
 #ifndef KILN_TOOLS_BENCH_COMMON_H
 #define KILN_TOOLS_BENCH_COMMON_H
 
@@ -9,8 +10,22 @@
 
 enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12, MAX_SHAPES = 32 };
 
-/* The benchmarks' command line: --json, --quick, the benchmark's own flags (names in
- * flags[], NULL-terminated, each setting set[i]) and up to MAX_SHAPES MxNxK shapes. False
+/* --single: BATCHES + 2 launches per measurement, each one alone on the stream (synchronized
+ * before and after), for a profiler to time (scripts/profile-single.sh: REFERENCE.md's
+ * anchors are the profiler's kernel times of lone launches). The event times this mode
+ * prints include the host's launch call, so they are upper bounds, not kernel times (far
+ * above them for decode sizes); the profiler's are. */
+static bool bench_single;
+
+static inline void bench_single_banner(bool json)
+{
+    if (bench_single && !json)
+        printf("# --single: lone launches; the times below include the host's launch call, not "
+               "kernel times (scripts/profile-single.sh gives the profiler's)\n");
+}
+
+/* The benchmarks' command line: --json, --quick, --single, the benchmark's own flags (names
+ * in flags[], NULL-terminated, each setting set[i]) and up to MAX_SHAPES MxNxK shapes. False
  * on anything else (the caller prints its usage). */
 typedef struct bench_cli {
     bool json, quick;
@@ -32,6 +47,8 @@ static bool bench_parse(int argc, char **argv, const char *const *flags, bool *s
             cli->json = true;
         else if (strcmp(argv[i], "--quick") == 0)
             cli->quick = true;
+        else if (strcmp(argv[i], "--single") == 0)
+            bench_single = true;
         else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 &&
                  cli->num_shapes < MAX_SHAPES) {
             int64_t *s = cli->shapes[cli->num_shapes++];
@@ -115,19 +132,21 @@ static inline int cmp_float(const void *a, const void *b)
 typedef bool (*launch_fn)(void *user, int index, CUstream stream);
 
 /* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
- * after one warm-up batch; -1 when a launch fails. */
+ * after one warm-up batch; with --single, batches of one launch after two warm-up launches
+ * (each batch starts on a drained stream either way); -1 when a launch fails. */
 static inline double time_batches(launch_fn launch, void *user, CUstream stream)
 {
     const kiln__driver *drv = gpu_drv();
+    const int per_batch = bench_single ? 1 : BATCH, warm_up = bench_single ? 2 : 1;
     CUevent start, stop;
     CU_CHECK(drv->cuEventCreate(&start, 0));
     CU_CHECK(drv->cuEventCreate(&stop, 0));
     float ms[BATCHES];
     double us = -1;
-    for (int b = -1; b < BATCHES; b++) {
+    for (int b = -warm_up; b < BATCHES; b++) {
         CU_CHECK(drv->cuEventRecord(start, stream));
-        for (int i = 0; i < BATCH; i++)
-            if (!launch(user, (b + 1) * BATCH + i, stream))
+        for (int i = 0; i < per_batch; i++)
+            if (!launch(user, (b + warm_up) * per_batch + i, stream))
                 goto done;
         CU_CHECK(drv->cuEventRecord(stop, stream));
         CU_CHECK(drv->cuEventSynchronize(stop));
@@ -135,7 +154,7 @@ static inline double time_batches(launch_fn launch, void *user, CUstream stream)
             CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
     }
     qsort(ms, BATCHES, sizeof ms[0], cmp_float);
-    us = ms[BATCHES / 2] * 1e3 / BATCH;
+    us = ms[BATCHES / 2] * 1e3 / per_batch;
 done:
     CU_CHECK(drv->cuStreamSynchronize(stream));
     CU_CHECK(drv->cuEventDestroy(start));

@@ -2,13 +2,14 @@
  * same random inputs.
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
- * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
+ * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
+ * launches for a profiler; see bench_common.h). Both libraries are
  * timed the same way; kiln runs with its defaults (PDL on). Both outputs are checked
  * against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
- * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--sweep] [MxNxK ...] */
+ * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
 #include <time.h>
 
 #include "../src/runtime/gemm_bf16.h"
@@ -256,13 +257,15 @@ int main(int argc, char **argv)
     bool set[1] = {false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
-        fprintf(stderr, "usage: %s [--json] [--quick] [--sweep] [MxNxK ...]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--json] [--quick] [--single] [--sweep] [MxNxK ...]\n",
+                argv[0]);
         return 2;
     }
     const bool json = cli.json, quick = cli.quick, sweep = set[0];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
+    bench_single_banner(json);
     if (!lt_open())
         return 1;
     if (sweep) {

@@ -2,13 +2,14 @@
  * BLK128x128) and cuBLASLt BF16, in one process on the same random inputs.
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
- * to exceed the 60 MB L2; median batch over 15 batches, after warm-up. Both libraries are
+ * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
+ * launches for a profiler; see bench_common.h). Both libraries are
  * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
  * are checked against the FP64 reference on sampled rows.
  * --masked: the masked grouped GEMM on the MoE decode shapes instead.
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--masked | --contig] [MxNxK ...] */
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [MxNxK ...] */
 #include <time.h>
 
 #include "../tests/gemm_fp8_data.h"
@@ -487,7 +488,7 @@ int main(int argc, char **argv)
     bool set[2] = {false, false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
-        fprintf(stderr, "usage: %s [--json] [--quick] [--masked | --contig] [MxNxK ...]\n",
+        fprintf(stderr, "usage: %s [--json] [--quick] [--single] [--masked | --contig] [MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
@@ -495,6 +496,7 @@ int main(int argc, char **argv)
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
+    bench_single_banner(json);
     if (!lt_open())
         return 1;
     if (masked) {

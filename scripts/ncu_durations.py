@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Kernel times from `ncu --csv --metrics gpu__time_duration.sum` output of a benchmark run
+with --single (scripts/profile-single.sh). Usage: ncu_durations.py LABEL FILE.csv
+
+A call is one GEMM kernel plus any reduction kernel launched right after it (cuBLASLt's
+split-K), their times summed. Calls are cut into runs: consecutive calls of one kernel
+name, and kiln's runs further into measurements of BATCHES + 2 = 17 launches (the two
+layouts of the contiguous benchmark share one kernel name). One line per run, in launch
+order: the label, call count, median microseconds per call, for kiln's GEMM kernel when LABEL is
+MxNxK TFLOP/s, and the median SM clock where ncu measured it. cuBLASLt's loop over groups (--contig) shows G calls per
+measurement: multiply the median by G."""
+import csv
+import statistics
+import sys
+
+LAUNCHES = 17  # BATCHES + 2 in tools/bench_common.h (--single)
+UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+CLOCK_UNITS = {"hz": 1e-6, "khz": 1e-3, "mhz": 1.0, "ghz": 1e3, "cycle/second": 1e-6,
+               "cycle/s": 1e-6, "cycle/usecond": 1.0, "cycle/us": 1.0, "cycle/nsecond": 1e3,
+               "cycle/ns": 1e3}  # to MHz
+
+
+def launches(path):
+    """[(kernel name, microseconds, SM MHz or None)] in launch order."""
+    with open(path, newline="") as f:
+        rows = [line for line in f if line.startswith('"')]  # drop ncu's ==PROF== lines
+    by_id = {}  # launch ID -> [name, us, MHz]
+    for row in csv.DictReader(rows):
+        entry = by_id.setdefault(row["ID"], [row["Kernel Name"], None, None])
+        value = float(row["Metric Value"].replace(",", "") or "nan")
+        unit = row["Metric Unit"]
+        if row["Metric Name"] == "gpu__time_duration.sum" and unit in UNITS:
+            entry[1] = value * UNITS[unit]
+        elif row["Metric Name"] == "sm__cycles_elapsed.avg.per_second":
+            scale = CLOCK_UNITS.get(unit.lower())
+            entry[2] = value * scale if scale else None
+    return [tuple(e) for _, e in sorted(by_id.items(), key=lambda kv: int(kv[0])) if e[1]]
+
+
+def runs(path):
+    """[(name, [per-call microseconds], helper kernel count)]: a call is one GEMM kernel plus
+    the reduction kernels launched right after it (cuBLASLt's split-K), summed."""
+    calls = []
+    for name, us, mhz in launches(path):
+        if "reduce" in name.lower() and calls:
+            calls[-1][1] += us
+            calls[-1][2] += 1
+        else:
+            calls.append([name, us, 0, mhz])
+    out = []
+    for name, us, helpers, mhz in calls:
+        kiln_full = out and name.startswith("kiln_gemm") and len(out[-1][1]) == LAUNCHES
+        if out and out[-1][0] == name and not kiln_full:
+            out[-1][1].append(us)
+            out[-1][2] += helpers
+            out[-1][3].append(mhz)
+        else:
+            out.append([name, [us], helpers, [mhz]])
+    return out
+
+
+def main():
+    label, path = sys.argv[1], sys.argv[2]
+    flops = None
+    dims = label.split("x")
+    if len(dims) == 3 and all(d.isdigit() for d in dims):
+        m, n, k = map(int, dims)
+        flops = 2.0 * m * n * k
+    found = runs(path)
+    if not found:
+        print(f"{label:>20}  no kernel profiled (see the .err log)")
+    for name, us, helpers, mhz in found:
+        med = statistics.median(us)
+        clocks = [c for c in mhz if c]
+        clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
+        rate = ""
+        if flops and name.startswith("kiln_gemm"):
+            rate = f"  {flops / med / 1e6:7.1f} TFLOP/s"
+        extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
+        print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
+
+
+if __name__ == "__main__":
+    main()

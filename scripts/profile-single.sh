@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Kernel times the way REFERENCE.md's anchors were taken (the profiler's duration of lone
+# launches), on the GPU machine (device tool; carry build-device and .carry):
+#   bash scripts/profile-single.sh [MxNxK ... | --quick | --contig | --masked]
+# Runs kiln-bench-gemm-fp8 --single under Nsight Compute (clocks left alone; caches flushed
+# before each launch, its default) once per shape, and prints per shape the median
+# gpu__time_duration and SM clock of each kernel (scripts/ncu_durations.py): kiln's, then
+# cuBLASLt's block-scaled FP8 and BF16; then the comparison with cuBLASLt and with the best
+# public library's figures (scripts/vs_reference.py). No arguments: the 21 shapes of --quick
+# (M = 64, 128, 4096). --contig / --masked: the grouped benchmarks, one profiled run each.
+# Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
+# $OUT/profile-single.tgz (-2, -3... when run again in one call).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-logs.sh
+device_run profile-single # sets $out; packs it into $OUT/profile-single.tgz at exit
+bench=$build/tools/kiln-bench-gemm-fp8
+runs=()
+for a in "$@"; do
+  case $a in
+    --quick) ;;
+    --contig | --masked | [0-9]*x[0-9]*x[0-9]*) runs+=("$a") ;;
+    *) echo "$0: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+if [ ${#runs[@]} -eq 0 ]; then
+  for m in 64 128 4096; do
+    for nk in 2112x7168 24576x1536 32768x512 7168x16384 4096x7168 7168x2048 576x7168; do
+      runs+=("${m}x$nk")
+    done
+  done
+fi
+for r in "${runs[@]}"; do
+  label=${r#--}
+  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none \
+    --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second --csv \
+    "$bench" --single "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
+  python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"
+done
+echo
+python3 scripts/vs_reference.py "$out/summary.txt"
