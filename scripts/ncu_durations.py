@@ -7,7 +7,8 @@ split-K), their times summed. Calls are cut into runs: consecutive calls of one 
 name, and kiln's runs further into measurements of BATCHES + 2 = 17 launches (the two
 layouts of the contiguous benchmark share one kernel name). One line per run, in launch
 order: the label, call count, median microseconds per call, for kiln's GEMM kernel when LABEL is
-MxNxK TFLOP/s, and the median SM clock where ncu measured it. cuBLASLt's loop over groups (--contig) shows G calls per
+MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
+after the first carry the configuration the benchmark printed for them. cuBLASLt's loop over groups (--contig) shows G calls per
 measurement: multiply the median by G."""
 import csv
 import statistics
@@ -59,8 +60,22 @@ def runs(path):
     return out
 
 
+def sweep_configs(path):
+    """The configurations of the benchmark's --sweep lines (its own output, ahead of ncu's
+    CSV in FILE), in order: "BMxBN sS ksK ckC mcM ovO"."""
+    configs = []
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if words[:1] == ["sweep"] and len(words) >= 12:
+                configs.append(" ".join(words[6:12]))
+    return configs
+
+
 def main():
     label, path = sys.argv[1], sys.argv[2]
+    configs = sweep_configs(path)
+    kiln_runs = 0
     flops = None
     dims = label.split("x")
     if len(dims) == 3 and all(d.isdigit() for d in dims):
@@ -77,6 +92,11 @@ def main():
         if flops and name.startswith("kiln_gemm"):
             rate = f"  {flops / med / 1e6:7.1f} TFLOP/s"
         extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
+        if name.startswith("kiln_gemm"):
+            # With --sweep: the default run, then one run per configuration swept.
+            if 0 < kiln_runs <= len(configs):
+                extra += f"  [{configs[kiln_runs - 1]}]"
+            kiln_runs += 1
         print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Kernel times the way REFERENCE.md's anchors were taken (the profiler's duration of lone
 # launches), on the GPU machine (device tool; carry build-device and .carry):
-#   bash scripts/profile-single.sh [MxNxK ... | --quick | --contig | --masked]
+#   bash scripts/profile-single.sh [--sweep] [MxNxK ... | --quick | --contig | --masked]
 # Runs kiln-bench-gemm-fp8 --single under Nsight Compute (clocks left alone; caches flushed
 # before each launch, its default) once per shape, and prints per shape the median
 # gpu__time_duration and SM clock of each kernel (scripts/ncu_durations.py): kiln's, then
 # cuBLASLt's block-scaled FP8 and BF16; then the comparison with cuBLASLt and with the best
 # public library's figures (scripts/vs_reference.py). No arguments: the 21 shapes of --quick
 # (M = 64, 128, 4096). --contig / --masked: the grouped benchmarks, one profiled run each.
+# --sweep: each dense shape's alternative configurations too (kiln-bench-gemm-fp8 --sweep),
+# each kiln line labelled with its configuration.
 # Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
 # $OUT/profile-single.tgz (-2, -3... when run again in one call).
 set -uo pipefail
@@ -16,9 +18,11 @@ source scripts/device-logs.sh
 device_run profile-single # sets $out; packs it into $OUT/profile-single.tgz at exit
 bench=$build/tools/kiln-bench-gemm-fp8
 runs=()
+sweep=()
 for a in "$@"; do
   case $a in
     --quick) ;;
+    --sweep) sweep=(--sweep) ;;
     --contig | --masked | [0-9]*x[0-9]*x[0-9]*) runs+=("$a") ;;
     *) echo "$0: unknown argument $a" >&2; exit 2 ;;
   esac
@@ -34,7 +38,7 @@ for r in "${runs[@]}"; do
   label=${r#--}
   timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none \
     --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second --csv \
-    "$bench" --single "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
+    "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
   python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"
 done
 echo

@@ -106,6 +106,34 @@ static void test_try_tall_knob(void **state)
     assert_false(kiln__gemm_fp8_tall_pays(4096, 4096, 132));
 }
 
+/* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
+ * 192-row tiles) or when ptxas serialized the wgmma. */
+static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_config *c)
+{
+    kj_spec spec;
+    kiln__gemm_fp8_spec(&spec, NULL, n, k, c);
+    kj_output out;
+    kiln__err err = {0};
+    if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
+        fail_msg("%lldx%lldx%lld (%dx%d, %d stages, k_split %d, cluster_k %d): %s", (long long)m,
+                 (long long)n, (long long)k, c->block_m, c->block_n, c->stages, c->k_split,
+                 c->cluster_k, err.msg);
+    /* 192-row tiles leave each math thread 160 registers for 128 accumulator values, and
+     * ptxas spills a few words for some K (36 bytes at K = 7168); the stall samples of
+     * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. */
+    if (out.spills > (c->block_m == 192 ? 64 : 0))
+        fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of spills",
+                 (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->k_split,
+                 c->cluster_k, out.spills);
+    /* C7514/C7517: ptxas could not keep the wgmma pipelined and serialized them (a silent
+     * slowdown of the main loop, e.g. when it cannot tell which accumulator set is in
+     * flight). */
+    if (out.log != NULL && (strstr(out.log, "C7514") || strstr(out.log, "C7517")))
+        fail_msg("%lldx%lldx%lld (%dx%d): ptxas serialized the wgmma:\n%s", (long long)m,
+                 (long long)n, (long long)k, c->block_m, c->block_n, out.log);
+    kj_output_free(&out);
+}
+
 /* A random sample of picks, compiled: the template's static_asserts agree with the rules. */
 static void test_sample_compiles(void **state)
 {
@@ -116,27 +144,53 @@ static void test_sample_compiles(void **state)
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
         if (i % 2 == 1 && m > 128 && c.block_m == 128 && c.block_n == 128)
             kiln__gemm_fp8_make_tall(&c);
-        kj_spec spec;
-        kiln__gemm_fp8_spec(&spec, NULL, n, k, &c);
-        kj_output out;
-        kiln__err err = {0};
-        if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
-            fail_msg("%lldx%lldx%lld (%dx%d, %d stages, k_split %d, cluster_k %d): %s",
-                     (long long)m, (long long)n, (long long)k, c.block_m, c.block_n, c.stages,
-                     c.k_split, c.cluster_k, err.msg);
-        /* 192-row tiles leave each math thread 160 registers for 128 accumulator values, and
-         * ptxas spills a few words for some K (36 bytes at K = 7168); the stall samples of
-         * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. */
-        if (out.spills > (c.block_m == 192 ? 64 : 0))
-            fail_msg("%lldx%lldx%lld (%dx%d): %d bytes of spills", (long long)m, (long long)n,
-                     (long long)k, c.block_m, c.block_n, out.spills);
-        /* C7514/C7517: ptxas could not keep the wgmma pipelined and serialized them (a
-         * silent slowdown of the main loop, e.g. when it cannot tell which accumulator set
-         * is in flight). */
-        if (out.log != NULL && (strstr(out.log, "C7514") || strstr(out.log, "C7517")))
-            fail_msg("%lldx%lldx%lld (%dx%d): ptxas serialized the wgmma:\n%s", (long long)m,
-                     (long long)n, (long long)k, c.block_m, c.block_n, out.log);
-        kj_output_free(&out);
+        assert_compiles(m, n, k, &c);
+    }
+}
+
+/* The benchmark's --sweep configurations: the pick first, no two the same kernel, every one
+ * within the template's rules, over a sweep of shapes like the picks'. */
+static void test_alternatives_follow_the_rules(void **state)
+{
+    (void)state;
+    static const int64_t ms[] = {1, 7, 64, 100, 128, 129, 1000, 4096};
+    int checked = 0;
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        for (int64_t n = 16; n <= 65536; n = n < 1024 ? n + 112 : n * 2 + 16)
+            for (int64_t k = 128; k <= 32768; k = k < 2048 ? k + 384 : k * 2) {
+                kiln__gemm_config alt[16];
+                int count = kiln__gemm_fp8_alternatives(ms[i], n, k, 132, alt, 16);
+                kiln__gemm_config pick = kiln__gemm_fp8_pick(ms[i], n, k, 132);
+                assert_true(count >= 1);
+                assert_memory_equal(&alt[0], &pick, sizeof pick);
+                for (int a = 0; a < count; a++) {
+                    check_rules(&alt[a], ms[i], n, k);
+                    for (int b = 0; b < a; b++) { /* no two compile to the same kernel */
+                        kj_spec sa, sb;
+                        kiln__gemm_fp8_spec(&sa, NULL, n, k, &alt[a]);
+                        kiln__gemm_fp8_spec(&sb, NULL, n, k, &alt[b]);
+                        assert_memory_not_equal(sa.values, sb.values, sizeof sa.values);
+                    }
+                }
+                checked += count;
+            }
+    print_message("  %d alternatives checked\n", checked);
+}
+
+/* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined. */
+static void test_alternatives_compile(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][3] = {{64, 2112, 7168}, {128, 4096, 7168}, {4096, 7168, 2048}};
+    for (int i = 0; i < 3; i++) {
+        kiln__gemm_config alt[16];
+        int count = kiln__gemm_fp8_alternatives(shapes[i][0], shapes[i][1], shapes[i][2], 132,
+                                                alt, 16);
+        assert_true(count >= 3);
+        for (int a = 0; a < count; a++)
+            assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);
+        print_message("  %lldx%lldx%lld: %d alternatives compiled\n", (long long)shapes[i][0],
+                      (long long)shapes[i][1], (long long)shapes[i][2], count);
     }
 }
 
@@ -147,6 +201,8 @@ int main(void)
         cmocka_unit_test(test_tall_tiles_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
         cmocka_unit_test(test_sample_compiles),
+        cmocka_unit_test(test_alternatives_follow_the_rules),
+        cmocka_unit_test(test_alternatives_compile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

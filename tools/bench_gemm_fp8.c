@@ -9,9 +9,13 @@
  * --masked: the masked grouped GEMM on the MoE decode shapes instead.
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [MxNxK ...] */
+ * --sweep: after each dense shape, every configuration kiln__gemm_fp8_alternatives lists for
+ * it (the heuristic's first), each timed the same way and checked against FP64.
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig | --sweep]
+ *        [MxNxK ...] */
 #include <time.h>
 
+#include "../src/runtime/gemm_config.h"
 #include "../tests/gemm_fp8_data.h"
 #include "bench_common.h"
 
@@ -71,6 +75,7 @@ static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
 typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
+static const kiln__gemm_config *forced; /* --sweep: the configuration kiln runs */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
 {
@@ -84,7 +89,7 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         .sfb = tensor2d(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
         .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
     };
-    if (kiln_gemm_fp8(ctx, &args, (kiln_stream)stream) != KILN_OK) {
+    if (kiln__gemm_fp8_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
         return false;
     }
@@ -150,7 +155,44 @@ static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
 
 static double geo_sum, geo_count;
 
-static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
+/* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
+ * operand sets, timed like the heuristic's and checked against FP64 (set 0's D poisoned
+ * with NaN first, so a configuration that writes nothing cannot pass). */
+static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, int64_t k,
+                        double us_lt, bool json, CUstream stream)
+{
+    kiln__gemm_config alt[16];
+    int count = kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, 16);
+    double flops = 2.0 * (double)m * n * k;
+    for (int i = 0; i < count; i++) {
+        const kiln__gemm_config *c = &alt[i];
+        gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+        forced = c;
+        double us = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+        forced = NULL;
+        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+        double diff = us > 0 ? check_output(&sets[0], m, false) : -1;
+        int overlap = c->overlap && ctx->opts.gemm_overlap && kiln__gemm_fp8_can_overlap(c);
+        if (json)
+            printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
+                   "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
+                   "\"overlap\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,\"kiln_diff\":%.2e,"
+                   "\"ratio_fp8\":%.3f}\n",
+                   (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
+                   c->k_split, c->cluster_k, c->multicast, overlap, i == 0 ? "true" : "false", us,
+                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0);
+        else
+            printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d  %8.2f us "
+                   "%7.1f TFLOP/s (diff %.1e) | cuBLASLt fp8 x%.2f%s\n",
+                   (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
+                   c->k_split, c->cluster_k, c->multicast, overlap, us,
+                   us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
+                   i == 0 ? "  <- heuristic (before the knobs)" : "");
+        fflush(stdout);
+    }
+}
+
+static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target, bool sweep)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double bytes_b = (double)(n * k);
@@ -220,6 +262,8 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
                (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
                bytes / us_kiln / 1e3, diff_kiln, us_lt, ratio, diff_lt, us_bf16, ratio16);
     fflush(stdout);
+    if (sweep)
+        sweep_shape(sets, num_sets, m, n, k, us_lt, json, stream);
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     for (int i = 0; i < num_sets; i++) {
         gpu_free(sets[i].da16);
@@ -484,15 +528,16 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
 
 int main(int argc, char **argv)
 {
-    static const char *const flags[] = {"--masked", "--contig", NULL};
-    bool set[2] = {false, false};
+    static const char *const flags[] = {"--masked", "--contig", "--sweep", NULL};
+    bool set[3] = {false, false, false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
-        fprintf(stderr, "usage: %s [--json] [--quick] [--single] [--masked | --contig] [MxNxK ...]\n",
+        fprintf(stderr,
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig | --sweep] [MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
-    const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1];
+    const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
@@ -513,14 +558,15 @@ int main(int argc, char **argv)
                 bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
     } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
-            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false);
+            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false, sweep);
     } else {
         static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
                                         {4096, 7168}, {7168, 2048},  {576, 7168}};
         static const int64_t ms[] = {64, 128, 4096, 1};
         for (int mi = 0; mi < (quick ? 3 : 4); mi++)
             for (int i = 0; i < 7; i++)
-                bench_shape(ms[mi], nk[i][0], nk[i][1], json, ms[mi] != 1 && nk[i][0] != 576);
+                bench_shape(ms[mi], nk[i][0], nk[i][1], json, ms[mi] != 1 && nk[i][0] != 576,
+                            sweep);
         if (geo_count > 0)
             printf(json ? "{\"geomean_speedup_vs_cublaslt_fp8\":%.3f,\"shapes\":%.0f}\n"
                         : "geomean speedup over cuBLASLt block-scaled FP8: x%.3f over %.0f shapes "

@@ -5,6 +5,8 @@
  * scales align with the tile. */
 #include "gemm_config.h"
 
+#include <string.h>
+
 enum { SMEM_LIMIT = 232448, MAX_STAGES = 32 };
 
 static int round_up(int v, int to)
@@ -189,4 +191,89 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: m = %lld must be at least 1", op,
                                (long long)*m);
     return kiln__gemm_fp8_check_nk(ctx, op, *n, *k);
+}
+
+/* out and one wgmma accumulator set (two with overlap) of block_n / 2 values per math
+ * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model). */
+static bool fits_registers(const kiln__gemm_config *cfg)
+{
+    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 <= math_regs(cfg);
+}
+
+/* Appends cfg to out unless out is full or holds a configuration that compiles to the same
+ * kernel (overlap counts only where the kernel can overlap: kiln__gemm_fp8_spec). */
+static void add_alternative(kiln__gemm_config *out, int *count, int max, const kiln__gemm_config *cfg)
+{
+    kiln__gemm_config a = *cfg;
+    a.overlap = a.overlap && kiln__gemm_fp8_can_overlap(&a);
+    for (int i = 0; i < *count; i++) {
+        kiln__gemm_config b = out[i];
+        b.overlap = b.overlap && kiln__gemm_fp8_can_overlap(&b);
+        if (memcmp(&a, &b, sizeof a) == 0)
+            return;
+    }
+    if (*count < max)
+        out[(*count)++] = *cfg;
+}
+
+/* Decode: k_split s inside the CTA and a cluster of c CTAs over K, on the tile width that
+ * gives every co-resident CTA one tile (about 66 clusters of 2 and 30 of 4 fit on 132 SMs). */
+static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
+                               int num_sms)
+{
+    int m_tiles = 1; /* M <= 128: one row of tiles */
+    int clusters = c == 4 ? num_sms * 30 / 132 : num_sms / c;
+    int n_tiles = clusters / m_tiles;
+    int width = round_up((int)((n + n_tiles - 1) / n_tiles), 8);
+    cfg->block_n = width < 16 ? 16 : width;
+    cfg->k_split = s;
+    cfg->cluster_k = c > 1 ? c : 0;
+    cfg->multicast = 1;
+    if (cfg->block_n > 256 || kiln__gemm_fp8_threads(cfg) > 1024 || c > k_blocks ||
+        (s > 1 && (k_blocks % c != 0 || k_blocks / c % s != 0)))
+        return false;
+    cfg->overlap = 1;
+    if (!kiln__gemm_fp8_can_overlap(cfg))
+        cfg->overlap = 0;
+    if (!fits_registers(cfg))
+        return false;
+    kiln__gemm_fp8_fit(cfg);
+    return cfg->k_split == s && cfg->stages >= 2;
+}
+
+int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
+                                kiln__gemm_config *out, int max)
+{
+    int count = 0;
+    const kiln__gemm_config pick = kiln__gemm_fp8_pick(m, n, k, num_sms);
+    add_alternative(out, &count, max, &pick);
+    kiln__gemm_config c = pick;
+    if (pick.overlap && pick.k_split == 1) {
+        c.overlap = 0;
+        kiln__gemm_fp8_fit(&c);
+        add_alternative(out, &count, max, &c);
+    }
+    if (m <= 128) {
+        static const int splits[] = {1, 2, 4}, clusters[] = {1, 2, 4};
+        for (int ci = 0; ci < 3; ci++)
+            for (int si = 0; si < 3; si++) {
+                c = pick;
+                if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], num_sms))
+                    add_alternative(out, &count, max, &c);
+            }
+        return count;
+    }
+    if (pick.k_split == 1 && pick.cluster_k <= 1) { /* B shared by a pair of M tiles */
+        for (int overlap = 1; overlap >= 0; overlap--) {
+            c = pick;
+            c.multicast = 2;
+            c.overlap = overlap && kiln__gemm_fp8_can_overlap(&c);
+            kiln__gemm_fp8_fit(&c);
+            add_alternative(out, &count, max, &c);
+        }
+    }
+    c = pick;
+    if (kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
+        add_alternative(out, &count, max, &c);
+    return count;
 }

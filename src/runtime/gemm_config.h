@@ -64,6 +64,20 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
                           const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream);
 
+/* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
+ * heuristic's (NULL: the heuristic's); for the benchmark's --sweep. */
+kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
+                                const kiln__gemm_config *forced, kiln_stream stream);
+
+/* The configurations worth timing against each other for an M x N x K problem on num_sms
+ * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as
+ * alternatives); at most max, returns how many. Decode sizes (M <= 128): K split inside
+ * the CTA (k_split 1, 2, 4) and over a cluster (1, 2, 4 CTAs), each with the tile width
+ * that fills the SMs in one round and its registers; prefill: with and without overlap,
+ * B multicast, 192-row tiles. */
+int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
+                                kiln__gemm_config *out, int max);
+
 /* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */
 int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);

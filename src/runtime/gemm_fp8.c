@@ -147,17 +147,27 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
 
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
+    return kiln__gemm_fp8_with(ctx, args, NULL, stream);
+}
+
+kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
+                                const kiln__gemm_config *forced, kiln_stream stream)
+{
     int status = kiln__check_launchable(ctx, args, op);
     if (status == KILN_OK)
         status = check_args(ctx, args);
     if (status != KILN_OK)
         return (kiln_status)status;
     int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
+    bool f32 = args->d.dtype == KILN_DTYPE_F32;
+    if (forced != NULL && (f32 || forced->out_f32 || forced->grouping != 0))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: a forced configuration is for the dense BF16-output "
+                                            "GEMM only", op);
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
-    bool f32 = args->d.dtype == KILN_DTYPE_F32;
-    kiln__gemm_config cfg = dense_config(ctx, m, n, k, f32);
+    kiln__gemm_config cfg = forced != NULL ? *forced : dense_config(ctx, m, n, k, f32);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
         .c = f32 ? args->c.data : NULL,
