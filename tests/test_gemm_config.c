@@ -120,8 +120,10 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
                  c->cluster_k, err.msg);
     /* 192-row tiles leave each math thread 160 registers for 128 accumulator values, and
      * ptxas spills a few words for some K (36 bytes at K = 7168); the stall samples of
-     * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. */
-    if (out.spills > (c->block_m == 192 ? 64 : 0))
+     * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. Their
+     * trace-mode build (two more live registers: the trace pointer) spills 104 bytes at
+     * K = 2048, so its timings are approximate. */
+    if (out.spills > (c->block_m == 192 ? (c->trace ? 128 : 64) : 0))
         fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of spills",
                  (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->k_split,
                  c->cluster_k, out.spills);
@@ -177,7 +179,8 @@ static void test_alternatives_follow_the_rules(void **state)
     print_message("  %d alternatives checked\n", checked);
 }
 
-/* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined. */
+/* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined, and
+ * so do the first and the last in trace mode. */
 static void test_alternatives_compile(void **state)
 {
     (void)state;
@@ -189,6 +192,9 @@ static void test_alternatives_compile(void **state)
         assert_true(count >= 3);
         for (int a = 0; a < count; a++)
             assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);
+        alt[0].trace = alt[count - 1].trace = 1; /* the benchmark's --trace kernels */
+        assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[0]);
+        assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[count - 1]);
         print_message("  %lldx%lldx%lld: %d alternatives compiled\n", (long long)shapes[i][0],
                       (long long)shapes[i][1], (long long)shapes[i][2], count);
     }

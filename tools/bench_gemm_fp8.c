@@ -11,8 +11,10 @@
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
  * --sweep: after each dense shape, every configuration kiln__gemm_fp8_alternatives lists for
  * it (the heuristic's first), each timed the same way and checked against FP64.
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig | --sweep]
- *        [MxNxK ...] */
+ * --trace: after each dense shape, one launch of each of those configurations in the
+ * template's trace mode, and where its CTAs spent their time (SM clock cycles).
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig | --sweep |
+ *        --trace] [MxNxK ...] */
 #include <time.h>
 
 #include "../src/runtime/gemm_config.h"
@@ -75,7 +77,8 @@ static bool lt_run(lt_plan *p, bool fp8, const operand_set *s, CUstream stream)
 typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
-static const kiln__gemm_config *forced; /* --sweep: the configuration kiln runs */
+static const kiln__gemm_config *forced; /* --sweep, --trace: the configuration kiln runs */
+static void *trace_buffer;               /* --trace: the kernel's clock readings */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
 {
@@ -89,7 +92,7 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         .sfb = tensor2d(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
         .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
     };
-    if (kiln__gemm_fp8_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
+    if (kiln__gemm_fp8_with(ctx, &args, forced, trace_buffer, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
         return false;
     }
@@ -167,6 +170,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
         gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+        gpu_sync(); /* the memset runs on the legacy stream, ours does not wait for it */
         forced = c;
         double us = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
         forced = NULL;
@@ -192,7 +196,83 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     }
 }
 
-static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target, bool sweep)
+/* --trace: one lone launch of each configuration of the shape in the template's trace mode,
+ * and where its CTAs spent their time (SM clock cycles since each CTA's entry, median and
+ * maximum over the CTAs; the slots are the template's trace_slot). */
+enum { TRACE_SLOTS = 8, TRACE_CTAS = 1024 };
+
+static void print_phase(const char *name, const uint64_t *t, int ctas, int from, int to)
+{
+    double v[TRACE_CTAS];
+    int count = 0;
+    for (int i = 0; i < ctas; i++)
+        if (t[i * TRACE_SLOTS + from] != 0 && t[i * TRACE_SLOTS + to] != 0)
+            v[count++] = (double)(int64_t)(t[i * TRACE_SLOTS + to] - t[i * TRACE_SLOTS + from]);
+    if (count == 0) {
+        printf(" %s -", name);
+        return;
+    }
+    for (int i = 1; i < count; i++) /* insertion sort: at most TRACE_CTAS values */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+    printf(" %s %.0f/%.0f", name, v[count / 2], v[count - 1]);
+}
+
+static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, int64_t k,
+                        CUstream stream)
+{
+    kiln__gemm_config alt[16];
+    int count = kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, 16);
+    size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
+    void *buffer = gpu_alloc(bytes);
+    uint64_t *t = malloc(bytes);
+    for (int i = 0; i < count; i++) {
+        kiln__gemm_config c = alt[i];
+        c.trace = 1;
+        forced = &c;
+        trace_buffer = buffer;
+        bool ok = run_once(RUN_KILN, NULL, &sets[0], m, stream); /* compiles; warms up */
+        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+        gpu_poison(buffer, bytes, 0);
+        gpu_sync(); /* the memset runs on the legacy stream, ours does not wait for it */
+        ok = ok && run_once(RUN_KILN, NULL, &sets[num_sets > 1 ? 1 : 0], m, stream);
+        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+        forced = NULL;
+        trace_buffer = NULL;
+        if (!ok)
+            continue;
+        gpu_download(t, buffer, bytes);
+        int ctas = 0;
+        uint64_t first_ns = UINT64_MAX, last_ns = 0;
+        for (int b = 0; b < TRACE_CTAS && t[b * TRACE_SLOTS + 1] != 0; b++, ctas++) {
+            uint64_t ns = t[b * TRACE_SLOTS];
+            first_ns = ns < first_ns ? ns : first_ns;
+            last_ns = ns > last_ns ? ns : last_ns;
+        }
+        int ck = c.cluster_k > 1 ? c.cluster_k : 1;
+        printf("trace %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d  %d CTAs, entries "
+               "spread %.2f us, %lld K blocks per tile and CTA; cycles median/max:",
+               (long long)m, (long long)n, (long long)k, c.block_m, c.block_n, c.stages, c.k_split,
+               c.cluster_k, c.multicast, c.overlap && kiln__gemm_fp8_can_overlap(&c), ctas,
+               (double)(last_ns - first_ns) / 1e3, (long long)(k / 128 / ck));
+        print_phase("ready", t, ctas, 1, 2);
+        print_phase("loop0-start", t, ctas, 1, 3);
+        print_phase("loop0", t, ctas, 3, 4);
+        print_phase("last-loop-end", t, ctas, 1, 5);
+        print_phase("math-end", t, ctas, 1, 6);
+        print_phase("last-load", t, ctas, 1, 7);
+        printf("\n");
+        fflush(stdout);
+    }
+    free(t);
+    gpu_free(buffer);
+}
+
+static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target, bool sweep,
+                        bool trace)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double bytes_b = (double)(n * k);
@@ -264,6 +344,8 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
     fflush(stdout);
     if (sweep)
         sweep_shape(sets, num_sets, m, n, k, us_lt, json, stream);
+    if (trace)
+        trace_shape(sets, num_sets, m, n, k, stream);
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     for (int i = 0; i < num_sets; i++) {
         gpu_free(sets[i].da16);
@@ -528,16 +610,18 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
 
 int main(int argc, char **argv)
 {
-    static const char *const flags[] = {"--masked", "--contig", "--sweep", NULL};
-    bool set[3] = {false, false, false};
+    static const char *const flags[] = {"--masked", "--contig", "--sweep", "--trace", NULL};
+    bool set[4] = {false, false, false, false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
         fprintf(stderr,
-                "usage: %s [--json] [--quick] [--single] [--masked | --contig | --sweep] [MxNxK ...]\n",
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig | --sweep | --trace] "
+                "[MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
-    const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2];
+    const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2],
+               trace = set[3];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
@@ -558,7 +642,7 @@ int main(int argc, char **argv)
                 bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
     } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
-            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false, sweep);
+            bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false, sweep, trace);
     } else {
         static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {32768, 512}, {7168, 16384},
                                         {4096, 7168}, {7168, 2048},  {576, 7168}};
@@ -566,7 +650,7 @@ int main(int argc, char **argv)
         for (int mi = 0; mi < (quick ? 3 : 4); mi++)
             for (int i = 0; i < 7; i++)
                 bench_shape(ms[mi], nk[i][0], nk[i][1], json, ms[mi] != 1 && nk[i][0] != 576,
-                            sweep);
+                            sweep, trace);
         if (geo_count > 0)
             printf(json ? "{\"geomean_speedup_vs_cublaslt_fp8\":%.3f,\"shapes\":%.0f}\n"
                         : "geomean speedup over cuBLASLt block-scaled FP8: x%.3f over %.0f shapes "

@@ -13,6 +13,7 @@ typedef struct kiln__gemm_config {
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
+    int trace;    /* 1: the kernel records SM clocks per CTA into `c` (kiln-bench-gemm-fp8 --trace) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -65,9 +66,11 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream);
 
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
- * heuristic's (NULL: the heuristic's); for the benchmark's --sweep. */
+ * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. With
+ * forced->trace, `trace` is a zeroed device buffer of 8 u64 per CTA (at most 8 x SMs) that
+ * the kernel fills with clock readings (the template's trace_slot); NULL otherwise. */
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
-                                const kiln__gemm_config *forced, kiln_stream stream);
+                                const kiln__gemm_config *forced, void *trace, kiln_stream stream);
 
 /* The configurations worth timing against each other for an M x N x K problem on num_sms
  * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as

@@ -147,11 +147,11 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
 
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
-    return kiln__gemm_fp8_with(ctx, args, NULL, stream);
+    return kiln__gemm_fp8_with(ctx, args, NULL, NULL, stream);
 }
 
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
-                                const kiln__gemm_config *forced, kiln_stream stream)
+                                const kiln__gemm_config *forced, void *trace, kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
     if (status == KILN_OK)
@@ -164,13 +164,17 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a forced configuration is for the dense BF16-output "
                                             "GEMM only", op);
+    if ((forced != NULL && forced->trace) != (trace != NULL))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: a trace buffer goes with a forced trace "
+                                            "configuration, and only with one", op);
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
     kiln__gemm_config cfg = forced != NULL ? *forced : dense_config(ctx, m, n, k, f32);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
-        .c = f32 ? args->c.data : NULL,
+        .c = f32 ? args->c.data : trace, /* trace mode: the kernel's clock readings */
         .rows = (int)m,
         .group_rows = NULL,
         .num_groups = 1,

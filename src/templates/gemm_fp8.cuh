@@ -126,6 +126,9 @@ constexpr bool OVERLAP = kp::overlap != 0 && (KB + CK - 1) / CK != 2; /* see klo
  * MN-major, one scale per column per K block (weight-gradient use). The output goes
  * straight from registers to global memory (C read there too), not through TMA. */
 constexpr bool OUT_F32 = kp::out_f32 != 0;
+/* 1: trace mode (kiln-bench-gemm-fp8 --trace): each CTA records the SM clock at a few points
+ * of its run into the buffer that `c` then points to; compiled out otherwise. */
+constexpr bool TRACE = kp::trace != 0;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
@@ -159,6 +162,7 @@ static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
 static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128 || BM == 192, "block_m must be 64, 128 or 192");
+static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
                             MC == 1 && !OVERLAP),
               "192-row tiles are dense or prefix-sum prefill tiles: no k_split, cluster_k, "
@@ -229,9 +233,38 @@ constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
 /* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
  * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
+/* Trace mode: TRACE_SLOTS u64 per CTA, written by one thread each. TR_START_NS is the global
+ * timer (ns, common to all SMs, coarse); the rest are this SM's clock64. Host side:
+ * kiln-bench-gemm-fp8 --trace. */
+enum trace_slot {
+    TR_START_NS,     /* kernel entry, %globaltimer */
+    TR_START,        /* kernel entry */
+    TR_READY,        /* barriers set up, griddepcontrol.wait passed */
+    TR_LOOP0_BEGIN,  /* math warpgroup 0 starts its first tile's K loop */
+    TR_LOOP0_END,    /* ... and leaves it (its last promotion done) */
+    TR_LAST_LOOP_END,/* ... leaves its last tile's K loop */
+    TR_MATH_END,     /* ... has stored its last tile */
+    TR_LAST_LOAD,    /* the producer has issued its last TMA load */
+    TRACE_SLOTS
+};
+
+__device__ __forceinline__ void trace_mark(const float *trace, int slot)
+{
+    if constexpr (TRACE) {
+        unsigned long long t;
+        if (slot == TR_START_NS)
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        else
+            asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+        reinterpret_cast<unsigned long long *>(const_cast<float *>(trace))[blockIdx.x * TRACE_SLOTS +
+                                                                          slot] = t;
+    }
+}
+
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                              const tmap *tm_sfa, const float *__restrict__ sfb,
-                                             const sched &sc, u32 base, u32 lane)
+                                             const sched &sc, u32 base, u32 lane,
+                                             const float *trace)
 {
     int s = 0;
     u32 phase = 0;
@@ -315,6 +348,8 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
             }
         }
     }
+    if (lane == 0)
+        trace_mark(trace, TR_LAST_LOAD);
 }
 
 /* Producer warp 1: B scales, read from global memory by its lanes (each lane holds K blocks
@@ -682,6 +717,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll
         for (int i = 0; i < BN / 2; ++i)
             out[i] = 0.0f;
+        if (threadIdx.x == 0 && first_tile)
+            trace_mark(c, TR_LOOP0_BEGIN);
 
         if constexpr (OVERLAP) {
             kloop_overlapped(out, acc, acc1, sc, base, s, phase, rg, row_in_wg, n_off, lane);
@@ -703,6 +740,11 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 s += STAGES;
                 phase ^= 1;
             }
+        }
+        if (threadIdx.x == 0) {
+            if (first_tile)
+                trace_mark(c, TR_LOOP0_END);
+            trace_mark(c, TR_LAST_LOOP_END);
         }
 
         if constexpr (KSPLIT > 1) {
@@ -817,6 +859,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     }
     if (t == 0 && q == 0)
         bulk_wait<0>();
+    if (threadIdx.x == 0)
+        trace_mark(c, TR_MATH_END);
 }
 
 } // namespace kiln_fp8
@@ -843,6 +887,10 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     const u32 base = (smem_addr(smem_raw) + 1023) & ~1023u;
     const u32 warp = threadIdx.x / 32;
     const u32 lane = threadIdx.x % 32;
+    if (threadIdx.x == 0) {
+        trace_mark(c, TR_START_NS);
+        trace_mark(c, TR_START);
+    }
 
     if (threadIdx.x == MATH_WG * 128) {
         for (int s = 0; s < STAGES; ++s) {
@@ -869,13 +917,15 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     else
         __syncthreads();
     grid_dependency_wait();
+    if (threadIdx.x == 0)
+        trace_mark(c, TR_READY);
 
     const sched sc = make_sched(m, group_rows, num_groups);
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
         if (warp == MATH_WG * 4)
-            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane);
+            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c);
         else if (OUT_F32 && warp == MATH_WG * 4 + 1)
             producer_col_scales(sfb, sc, base, lane);
         else if (SCALE_WARP && warp == MATH_WG * 4 + 1)
