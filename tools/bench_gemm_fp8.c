@@ -180,16 +180,17 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         if (json)
             printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
                    "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
-                   "\"overlap\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,\"kiln_diff\":%.2e,"
-                   "\"ratio_fp8\":%.3f}\n",
+                   "\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,"
+                   "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f}\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap, i == 0 ? "true" : "false", us,
+                   c->k_split, c->cluster_k, c->multicast, overlap, c->unroll > 1 ? c->unroll : 1,
+                   i == 0 ? "true" : "false", us,
                    diff, us > 0 && us_lt > 0 ? us_lt / us : 0);
         else
-            printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d  %8.2f us "
+            printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d  %8.2f us "
                    "%7.1f TFLOP/s (diff %.1e) | cuBLASLt fp8 x%.2f%s\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap, us,
+                   c->k_split, c->cluster_k, c->multicast, overlap, c->unroll > 1 ? c->unroll : 1, us,
                    us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
                    i == 0 ? "  <- heuristic (before the knobs)" : "");
         fflush(stdout);
@@ -253,10 +254,11 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             last_ns = ns > last_ns ? ns : last_ns;
         }
         int ck = c.cluster_k > 1 ? c.cluster_k : 1;
-        printf("trace %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d  %d CTAs, entries "
-               "spread %.2f us, %lld K blocks per tile and CTA; cycles median/max:",
+        printf("trace %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d  %d CTAs, "
+               "entries spread %.2f us, %lld K blocks per tile and CTA; cycles median/max:",
                (long long)m, (long long)n, (long long)k, c.block_m, c.block_n, c.stages, c.k_split,
-               c.cluster_k, c.multicast, c.overlap && kiln__gemm_fp8_can_overlap(&c), ctas,
+               c.cluster_k, c.multicast, c.overlap && kiln__gemm_fp8_can_overlap(&c),
+               c.unroll > 1 ? c.unroll : 1, ctas,
                (double)(last_ns - first_ns) / 1e3, (long long)(k / 128 / ck));
         print_phase("ready", t, ctas, 1, 2);
         print_phase("loop0-start", t, ctas, 1, 3);

@@ -14,8 +14,9 @@ const kj_template kj_templates[KJ_NUM_TEMPLATES] = {
     /* New parameters must mean "as before" at 0: a spec leaves unset ones at 0. */
     [KJ_GEMM_FP8] = {"gemm_fp8", "gemm_fp8.cuh", "kiln_gemm_fp8",
                      {"n", "k", "block_m", "block_n", "stages", "group_n", "k_split", "multicast",
-                      "out_f32", "cluster_k", "grouping", "m_align", "overlap", "trace", NULL},
-                     true, {4096, 7168, 128, 128, 5, 8, 1, 1, 0, 0, 0, 0, 1, 0}},
+                      "out_f32", "cluster_k", "grouping", "m_align", "overlap", "trace", "unroll",
+                      NULL},
+                     true, {4096, 7168, 128, 128, 5, 8, 1, 1, 0, 0, 0, 0, 1, 0, 1}},
     [KJ_GEMM_BF16] = {"gemm_bf16", "gemm_bf16.cuh", "kiln_gemm_bf16",
                       {"n", "k", "block_m", "block_n", "stages", "group_n", "cluster_k", "layout",
                        "out_f32", "grouping", "m_align", NULL},

@@ -163,7 +163,8 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
-                              cfg->grouping, cfg->m_align, overlap, cfg->trace};
+                              cfg->grouping, cfg->m_align, overlap, cfg->trace,
+                              cfg->unroll > 1 ? cfg->unroll : 1};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
@@ -241,8 +242,9 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
     return cfg->k_split == s && cfg->stages >= 2;
 }
 
-int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
-                                kiln__gemm_config *out, int max)
+/* kiln__gemm_fp8_alternatives without the unrolled copies. */
+static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
+                             kiln__gemm_config *out, int max)
 {
     int count = 0;
     const kiln__gemm_config pick = kiln__gemm_fp8_pick(m, n, k, num_sms);
@@ -275,5 +277,22 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
     c = pick;
     if (kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
         add_alternative(out, &count, max, &c);
+    return count;
+}
+
+int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
+                                kiln__gemm_config *out, int max)
+{
+    int count = tile_alternatives(m, n, k, num_sms, out, max);
+    /* Each with an unrolled K loop too, where the loop is the plain one (the overlapped
+     * loop leaves from inside its body, and the compiler does not unroll it) and registers
+     * allow (192-row tiles spill 276 bytes unrolled twice). */
+    for (int i = 0, tiles = count; i < tiles; i++) {
+        kiln__gemm_config c = out[i];
+        if ((c.overlap && kiln__gemm_fp8_can_overlap(&c)) || c.block_m == 192)
+            continue;
+        c.unroll = m <= 128 ? 4 : 2;
+        add_alternative(out, &count, max, &c);
+    }
     return count;
 }

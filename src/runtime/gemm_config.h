@@ -14,6 +14,7 @@ typedef struct kiln__gemm_config {
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
     int trace;    /* 1: the kernel records SM clocks per CTA into `c` (kiln-bench-gemm-fp8 --trace) */
+    int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -77,7 +78,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * alternatives); at most max, returns how many. Decode sizes (M <= 128): K split inside
  * the CTA (k_split 1, 2, 4) and over a cluster (1, 2, 4 CTAs), each with the tile width
  * that fills the SMs in one round and its registers; prefill: with and without overlap,
- * B multicast, 192-row tiles. */
+ * B multicast, 192-row tiles; and those without overlap again with an unrolled K loop. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 

@@ -122,6 +122,9 @@ constexpr int M_ALIGN = (int)kp::m_align;
  * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
  * cores promote. Costs BN/2 registers per thread; only without k_split. */
 constexpr bool OVERLAP = kp::overlap != 0 && (KB + CK - 1) / CK != 2; /* see kloop_overlapped */
+/* Copies of the K loop's body the compiler may make (1: none). More copies let it schedule
+ * one K block's address and descriptor work ahead of the previous block's waits. */
+constexpr int UNROLL = kp::unroll < 1 ? 1 : (int)kp::unroll;
 /* 1: D (f32) = C + A.B^T with 1x128 scales on both sides: sfb is F32 [K/128][align(N,4)]
  * MN-major, one scale per column per K block (weight-gradient use). The output goes
  * straight from registers to global memory (C read there too), not through TMA. */
@@ -637,7 +640,7 @@ __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&a
 {
     kscales prev = {}; /* read only once a block is in flight (have_prev) */
     int s_prev = s;
-#pragma unroll 1
+#pragma unroll UNROLL
     for (int kl = 0;; kl += 2) {
         bool more = kl < sc.kb_count; /* block kl goes to acc0 */
         kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
@@ -725,7 +728,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         } else {
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
             ring_next(s, phase, q);
-#pragma unroll 1
+#pragma unroll UNROLL
             for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
                 mbar_wait(base + OFF_BAR + s * 8, phase);
                 const kscales ks = load_scales(base, s, rg, row_in_wg);
