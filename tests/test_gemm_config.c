@@ -160,10 +160,11 @@ static void test_alternatives_follow_the_rules(void **state)
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
         for (int64_t n = 16; n <= 65536; n = n < 1024 ? n + 112 : n * 2 + 16)
             for (int64_t k = 128; k <= 32768; k = k < 2048 ? k + 384 : k * 2) {
-                kiln__gemm_config alt[16];
-                int count = kiln__gemm_fp8_alternatives(ms[i], n, k, 132, alt, 16);
+                kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+                int count = kiln__gemm_fp8_alternatives(ms[i], n, k, 132, alt,
+                                                        KILN_GEMM_FP8_MAX_ALTERNATIVES);
                 kiln__gemm_config pick = kiln__gemm_fp8_pick(ms[i], n, k, 132);
-                assert_true(count >= 1);
+                assert_true(count >= 1 && count < KILN_GEMM_FP8_MAX_ALTERNATIVES); /* none cut */
                 assert_memory_equal(&alt[0], &pick, sizeof pick);
                 for (int a = 0; a < count; a++) {
                     check_rules(&alt[a], ms[i], n, k);
@@ -184,11 +185,11 @@ static void test_alternatives_follow_the_rules(void **state)
 static void test_alternatives_compile(void **state)
 {
     (void)state;
-    static const int64_t shapes[][3] = {{64, 2112, 7168}, {128, 4096, 7168}, {4096, 7168, 2048}};
-    for (int i = 0; i < 3; i++) {
-        kiln__gemm_config alt[16];
+    static const int64_t shapes[][3] = {{64, 2112, 7168}, {4096, 7168, 2048}};
+    for (int i = 0; i < 2; i++) {
+        kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
         int count = kiln__gemm_fp8_alternatives(shapes[i][0], shapes[i][1], shapes[i][2], 132,
-                                                alt, 16);
+                                                alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
         assert_true(count >= 3);
         for (int a = 0; a < count; a++)
             assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);

@@ -164,8 +164,9 @@ static double geo_sum, geo_count;
 static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, int64_t k,
                         double us_lt, bool json, CUstream stream)
 {
-    kiln__gemm_config alt[16];
-    int count = kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, 16);
+    kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count =
+        kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     double flops = 2.0 * (double)m * n * k;
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
@@ -190,7 +191,8 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d  %8.2f us "
                    "%7.1f TFLOP/s (diff %.1e) | cuBLASLt fp8 x%.2f%s\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap, c->unroll > 1 ? c->unroll : 1, us,
+                   c->k_split, c->cluster_k, c->multicast, overlap,
+                   c->unroll > 1 ? c->unroll : 1, us,
                    us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
                    i == 0 ? "  <- heuristic (before the knobs)" : "");
         fflush(stdout);
@@ -225,8 +227,9 @@ static void print_phase(const char *name, const uint64_t *t, int ctas, int from,
 static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, int64_t k,
                         CUstream stream)
 {
-    kiln__gemm_config alt[16];
-    int count = kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, 16);
+    kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count =
+        kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
     void *buffer = gpu_alloc(bytes);
     uint64_t *t = malloc(bytes);

@@ -203,7 +203,8 @@ static bool fits_registers(const kiln__gemm_config *cfg)
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
  * kernel (overlap counts only where the kernel can overlap: kiln__gemm_fp8_spec). */
-static void add_alternative(kiln__gemm_config *out, int *count, int max, const kiln__gemm_config *cfg)
+static void add_alternative(kiln__gemm_config *out, int *count, int max,
+                            const kiln__gemm_config *cfg)
 {
     kiln__gemm_config a = *cfg;
     a.overlap = a.overlap && kiln__gemm_fp8_can_overlap(&a);
@@ -284,12 +285,15 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max)
 {
     int count = tile_alternatives(m, n, k, num_sms, out, max);
-    /* Each with an unrolled K loop too, where the loop is the plain one (the overlapped
-     * loop leaves from inside its body, and the compiler does not unroll it) and registers
-     * allow (192-row tiles spill 276 bytes unrolled twice). */
+    /* Each with an unrolled K loop too where registers allow (192-row tiles spill 276 bytes
+     * unrolled twice). The overlapped loop unrolls only fully, over a constant K-block count
+     * (the template's kloop_overlapped): decode, at most 64 K blocks per CTA. */
     for (int i = 0, tiles = count; i < tiles; i++) {
         kiln__gemm_config c = out[i];
-        if ((c.overlap && kiln__gemm_fp8_can_overlap(&c)) || c.block_m == 192)
+        int64_t k_blocks = k / 128, ck = c.cluster_k > 1 ? c.cluster_k : 1;
+        bool overlapped = c.overlap && kiln__gemm_fp8_can_overlap(&c);
+        if (c.block_m == 192 ||
+            (overlapped && (m > 128 || k_blocks % ck != 0 || k_blocks / ck > 64)))
             continue;
         c.unroll = m <= 128 ? 4 : 2;
         add_alternative(out, &count, max, &c);

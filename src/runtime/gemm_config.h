@@ -13,7 +13,7 @@ typedef struct kiln__gemm_config {
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
-    int trace;    /* 1: the kernel records SM clocks per CTA into `c` (kiln-bench-gemm-fp8 --trace) */
+    int trace;    /* 1: the kernel records SM clocks per CTA into `c` (bench --trace) */
     int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
 } kiln__gemm_config;
 
@@ -81,6 +81,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * B multicast, 192-row tiles; and those without overlap again with an unrolled K loop. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
+enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 24 }; /* room for every list it makes */
 
 /* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */

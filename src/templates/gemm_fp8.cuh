@@ -123,7 +123,8 @@ constexpr int M_ALIGN = (int)kp::m_align;
  * cores promote. Costs BN/2 registers per thread; only without k_split. */
 constexpr bool OVERLAP = kp::overlap != 0 && (KB + CK - 1) / CK != 2; /* see kloop_overlapped */
 /* Copies of the K loop's body the compiler may make (1: none). More copies let it schedule
- * one K block's address and descriptor work ahead of the previous block's waits. */
+ * one K block's address and descriptor work ahead of the previous block's waits. The
+ * overlapped loop unrolls fully for any value above 1 (dense tiles only: kloop_overlapped). */
 constexpr int UNROLL = kp::unroll < 1 ? 1 : (int)kp::unroll;
 /* 1: D (f32) = C + A.B^T with 1x128 scales on both sides: sfb is F32 [K/128][align(N,4)]
  * MN-major, one scale per column per K block (weight-gradient use). The output goes
@@ -640,6 +641,22 @@ __device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&a
 {
     kscales prev = {}; /* read only once a block is in flight (have_prev) */
     int s_prev = s;
+    if constexpr (UNROLL > 1 && GROUPING == 0 && KB % CK == 0) {
+        /* Unrolled: a dense tile's K-block count is the constant KB / CK, so the loop runs
+         * to it and every step's `more` and `have_prev` are compile-time facts. */
+        constexpr int COUNT = KB / CK;
+#pragma unroll
+        for (int kl = 0; kl < COUNT + 1; ++kl) {
+            if (kl % 2 == 0)
+                kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg,
+                                 n_off, lane, kl < COUNT, kl > 0);
+            else
+                kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg,
+                                 n_off, lane, kl < COUNT, true);
+        }
+        wgmma_wait<0>();
+        return;
+    }
 #pragma unroll UNROLL
     for (int kl = 0;; kl += 2) {
         bool more = kl < sc.kb_count; /* block kl goes to acc0 */
