@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Hardware counters of one FP8 GEMM launch per shape, on the GPU machine (device tool):
-#   bash scripts/profile-gemm.sh [--source] [MxNxK ...]   (carry build-device and .carry)
+#   bash scripts/profile-gemm.sh [--source] [--memory] [MxNxK ...]  (carry build-device, .carry)
 # Nsight Compute with the clocks left alone; prints the speed-of-light figures, the gmma
 # (wgmma) pipe's utilisation and the warps' stall reasons per issued instruction, so a
-# session can see which unit bounds a kernel before changing it. --source also samples the
+# session can see which unit bounds a kernel before changing it. --memory adds the shared
+# memory tables and utilisation (wgmma operands and TMA writes). --source also samples the
 # stalls per SASS instruction (ncu-source-SHAPE.csv in $OUT/profile-gemm.tgz) and prints where they land
 # (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue.
 set -uo pipefail
@@ -12,10 +13,15 @@ source scripts/device-logs.sh
 device_run profile-gemm # sets $out; packs it into $OUT/profile-gemm.tgz at exit
 exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
 source=0
-if [ "${1:-}" = --source ]; then
-  source=1
+memory=0
+while [[ ${1:-} == --* ]]; do
+  case $1 in
+    --source) source=1 ;;
+    --memory) memory=1 ;;
+    *) echo "$0: unknown option $1" >&2; exit 2 ;;
+  esac
   shift
-fi
+done
 shapes=("$@")
 [ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 4096x7168x16384 64x2112x7168)
 for shape in "${shapes[@]}"; do
@@ -28,6 +34,13 @@ for shape in "${shapes[@]}"; do
   # Tensor-pipe names differ between ncu versions: ask by pattern, print what matched.
   run_ncu --metrics 'regex:sm__pipe_tensor_cycles_active\.avg\.pct_of_peak_sustained_active' |
     grep -E '^ *sm__pipe' || true
+  if [ $memory = 1 ]; then
+    # Shared memory: the wgmma operand reads and the TMA writes share its bandwidth; a 128x128
+    # tile needs ~160 B/clk of it at the tensor cores' full rate (docs/gemm_fp8_notes.md).
+    run_ncu --section MemoryWorkloadAnalysis_Tables \
+      --metrics 'regex:.*mem_shared.*pct_of_peak_sustained_(elapsed|active)' |
+      grep -i -E 'shared' || true
+  fi
   if [ $source = 1 ]; then
     run_ncu --import-source no --section SourceCounters --section WarpStateStats \
       --page source --print-source sass --csv >"$out/ncu-source-$shape.csv"
