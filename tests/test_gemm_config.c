@@ -199,6 +199,17 @@ static void test_alternatives_compile(void **state)
         print_message("  %lldx%lldx%lld: %d alternatives compiled\n", (long long)shapes[i][0],
                       (long long)shapes[i][1], (long long)shapes[i][2], count);
     }
+    /* Decode with two 64-row tiles sharing B (multicast): no other shape above has them. */
+    kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count = kiln__gemm_fp8_alternatives(128, 2112, 7168, 132, alt,
+                                            KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    int compiled = 0;
+    for (int a = 0; a < count; a++)
+        if (alt[a].multicast == 2) {
+            assert_compiles(128, 2112, 7168, &alt[a]);
+            compiled++;
+        }
+    assert_true(compiled >= 2);
 }
 
 int main(void)

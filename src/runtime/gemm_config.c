@@ -218,27 +218,36 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
         out[(*count)++] = *cfg;
 }
 
-/* Decode: k_split s inside the CTA and a cluster of c CTAs over K, on the tile width that
- * gives every co-resident CTA one tile (about 66 clusters of 2 and 30 of 4 fit on 132 SMs). */
+/* Decode: k_split s inside the CTA and a cluster of c CTAs over K, with M in m_tiles tiles
+ * (2: 64-row tiles for M in 65..128, their pair sharing B by multicast when mc is 2), on the
+ * tile width that gives every co-resident CTA one tile (about 66 clusters of 2 and 30 of 4
+ * fit on 132 SMs), or two, three or four rounds of tiles where one round's would be too
+ * wide for the registers. */
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
-                               int num_sms)
+                               int m_tiles, int mc, int num_sms)
 {
-    int m_tiles = 1; /* M <= 128: one row of tiles */
-    int clusters = c == 4 ? num_sms * 30 / 132 : num_sms / c;
-    int n_tiles = clusters / m_tiles;
-    int width = round_up((int)((n + n_tiles - 1) / n_tiles), 8);
-    cfg->block_n = width < 16 ? 16 : width;
+    int ctas = c == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int n_tiles = ctas / (m_tiles * c);
+    if (m_tiles == 2)
+        cfg->block_m = 64;
     cfg->k_split = s;
     cfg->cluster_k = c > 1 ? c : 0;
-    cfg->multicast = 1;
-    if (cfg->block_n > 256 || kiln__gemm_fp8_threads(cfg) > 1024 || c > k_blocks ||
-        (s > 1 && (k_blocks % c != 0 || k_blocks / c % s != 0)))
+    cfg->multicast = mc;
+    if (kiln__gemm_fp8_threads(cfg) > 1024 || c > k_blocks ||
+        (s > 1 && (k_blocks % c != 0 || k_blocks / c % s != 0)) || (mc > 1 && c > 1))
         return false;
-    cfg->overlap = 1;
-    if (!kiln__gemm_fp8_can_overlap(cfg))
-        cfg->overlap = 0;
-    if (!fits_registers(cfg))
-        return false;
+    for (int rounds = 1; rounds <= 4; rounds++) {
+        int64_t tiles = (int64_t)n_tiles * rounds;
+        int width = round_up((int)((n + tiles - 1) / tiles), mc > 1 ? 16 : 8);
+        cfg->block_n = width < 16 ? 16 : width;
+        cfg->overlap = 1;
+        if (!kiln__gemm_fp8_can_overlap(cfg))
+            cfg->overlap = 0;
+        if (cfg->block_n <= 256 && fits_registers(cfg))
+            break;
+        if (rounds == 4)
+            return false;
+    }
     kiln__gemm_fp8_fit(cfg);
     return cfg->k_split == s && cfg->stages >= 2;
 }
@@ -261,9 +270,17 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         for (int ci = 0; ci < 3; ci++)
             for (int si = 0; si < 3; si++) {
                 c = pick;
-                if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], num_sms))
+                if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], 1, 1, num_sms))
                     add_alternative(out, &count, max, &c);
             }
+        /* Two 64-row tiles: twice the CTAs per N tile, each with one row group. */
+        static const int pairs[][3] = {{1, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 1, 2}};
+        for (int i = 0; m > 64 && i < 4; i++) { /* {k_split, cluster_k, multicast} */
+            c = pick;
+            if (decode_alternative(&c, n, k / 128, pairs[i][0], pairs[i][1], 2, pairs[i][2],
+                                   num_sms))
+                add_alternative(out, &count, max, &c);
+        }
         return count;
     }
     if (pick.k_split == 1 && pick.cluster_k <= 1) { /* B shared by a pair of M tiles */

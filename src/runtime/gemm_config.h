@@ -77,11 +77,12 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as
  * alternatives); at most max, returns how many. Decode sizes (M <= 128): K split inside
  * the CTA (k_split 1, 2, 4) and over a cluster (1, 2, 4 CTAs), each with the tile width
- * that fills the SMs in one round and its registers; prefill: with and without overlap,
+ * that fills the SMs in one round and its registers, and for M > 64 two 64-row tiles (with
+ * B multicast between them); prefill: with and without overlap,
  * B multicast, 192-row tiles; and those without overlap again with an unrolled K loop. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
-enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 24 }; /* room for every list it makes */
+enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 32 }; /* room for every list it makes */
 
 /* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */
