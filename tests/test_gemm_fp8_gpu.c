@@ -9,11 +9,16 @@
 
 #include <cmocka.h>
 
+#include "../src/runtime/gemm_config.h"
 #include "../src/runtime/internal.h"
 #include "gemm_fp8_data.h"
 
 static kiln_ctx *ctx;
 static uint64_t seed;
+/* The benchmark's --sweep and --trace paths: check_m runs this configuration (NULL: the
+ * heuristic's), and with its trace flag fills trace (8 u64 per CTA). */
+static const kiln__gemm_config *forced;
+static void *trace;
 
 static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa, void *dd)
 {
@@ -42,7 +47,7 @@ static void check_m(const fp8_problem *p, int64_t m, const int64_t *rows, int64_
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd[run], d_bytes, 0xffffffffu);
         kiln_gemm_fp8_args args = gemm_args(p, m, dsfa, dd[run]);
-        if (kiln_gemm_fp8(ctx, &args, NULL) != KILN_OK)
+        if (kiln__gemm_fp8_with(ctx, &args, forced, trace, NULL) != KILN_OK)
             fail_msg("%lldx%lldx%lld: %s", (long long)m, (long long)n, (long long)p->k,
                      kiln_ctx_errmsg(ctx));
         gpu_sync();
@@ -190,6 +195,92 @@ static void test_tall_tiles(void **state)
     check_shapes(2112, 1024, m1, 3);
     check_shapes(7168, 2048, m2, 1);
     restore_ctx(plain);
+}
+
+/* The benchmark's --sweep: every alternative configuration of a decode and a prefill shape
+ * (k_split, cluster_k, 64-row tiles with multicast, unrolled loops, 192-row tiles...) is
+ * as correct as the heuristic's. */
+static void check_alternatives(int64_t m, int64_t n, int64_t k)
+{
+    fp8_problem p;
+    fp8_problem_make(&p, m, n, k, &seed);
+    int64_t rows[512], num_rows = 0;
+    for (int64_t r = 0; r < m && num_rows < 512; r++)
+        rows[num_rows++] = r;
+    double *ref = malloc((size_t)(num_rows * n) * sizeof(double));
+    fp8_reference(&p, rows, num_rows, ref);
+    kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count = kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt,
+                                            KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    for (int i = 0; i < count; i++) {
+        const kiln__gemm_config *c = &alt[i];
+        print_message("  %dx%d stages %d k_split %d cluster_k %d multicast %d overlap %d unroll "
+                      "%d\n",
+                      c->block_m, c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
+                      c->overlap, c->unroll);
+        forced = c;
+        check_m(&p, m, rows, num_rows, ref);
+        forced = NULL;
+    }
+    free(ref);
+    fp8_problem_free(&p);
+}
+
+static void test_sweep_alternatives(void **state)
+{
+    (void)state;
+    check_alternatives(100, 2112, 7168);
+    check_alternatives(300, 7168, 2048);
+}
+
+/* The benchmark's --trace: the traced kernel computes the same D, and every CTA's clock
+ * readings come out in program order (the slots of the template's trace_slot). */
+static void check_trace(int64_t m, int64_t n, int64_t k, kiln__gemm_config cfg)
+{
+    enum { SLOTS = 8, CTAS = 1024 };
+    size_t bytes = (size_t)SLOTS * CTAS * 8;
+    trace = gpu_alloc(bytes);
+    gpu_poison(trace, bytes, 0);
+    gpu_sync();
+    cfg.trace = 1;
+    forced = &cfg;
+    fp8_problem p;
+    fp8_problem_make(&p, m, n, k, &seed);
+    int64_t rows[] = {0, m / 2, m - 1};
+    double *ref = malloc((size_t)(3 * n) * sizeof(double));
+    fp8_reference(&p, rows, 3, ref);
+    check_m(&p, m, rows, 3, ref);
+    free(ref);
+    forced = NULL;
+    uint64_t *t = malloc(bytes);
+    gpu_download(t, trace, bytes);
+    gpu_free(trace);
+    trace = NULL;
+    int ctas = 0;
+    for (; ctas < CTAS && t[ctas * SLOTS + 1] != 0; ctas++) {
+        const uint64_t *c = t + ctas * SLOTS;
+        /* start <= ready <= first loop begins <= it ends <= last loop ends <= math ends;
+         * the producer's last load after the start. A CTA with no tile has no loop marks. */
+        assert_true(c[1] <= c[2]);
+        assert_true(c[7] >= c[1]);
+        assert_true(c[6] >= c[2]);
+        if (c[3] != 0)
+            assert_true(c[2] <= c[3] && c[3] <= c[4] && c[4] <= c[5] && c[5] <= c[6]);
+    }
+    assert_true(ctas >= 1 && ctas <= ctx->num_sms);
+    print_message("  %lldx%lldx%lld (%dx%d): %d CTAs traced in order\n", (long long)m, (long long)n,
+                  (long long)k, cfg.block_m, cfg.block_n, ctas);
+    free(t);
+    fp8_problem_free(&p);
+}
+
+static void test_trace_mode(void **state)
+{
+    (void)state;
+    check_trace(128, 2112, 7168, kiln__gemm_fp8_pick(128, 2112, 7168, ctx->num_sms));
+    kiln__gemm_config tall = kiln__gemm_fp8_pick(4096, 7168, 2048, ctx->num_sms);
+    kiln__gemm_fp8_make_tall(&tall);
+    check_trace(1000, 7168, 2048, tall);
 }
 
 /* Each bad argument: the right status, a message naming the problem, nothing launched. */
@@ -504,6 +595,8 @@ int main(void)
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),
+        cmocka_unit_test(test_sweep_alternatives),
+        cmocka_unit_test(test_trace_mode),
         cmocka_unit_test(test_masked_groups),
         cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_prewarmed_cache_serves_jit_off),
