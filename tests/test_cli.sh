@@ -172,6 +172,12 @@ run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'
 run 2 prewarm --spec "$BAD" --model "$MODEL"
 
+# KILN_NUM_SMS=1: the GEMM heuristics still pick (a decode pick divided by num_sms / 2 once).
+printf 'gemm_fp8 m=64 n=256 k=256\ngemm_bf16 m=64 n=256 k=256\n' >"$WORK/one-sm.spec"
+KILN_NUM_SMS=1 run 0 prewarm --spec "$WORK/one-sm.spec"
+out_has 'failed 0'
+unset KILN_NUM_SMS
+
 # bench: a missing benchmark is a clear failure.
 run 1 bench no-such-bench
 err_has 'no-such-bench'

@@ -53,6 +53,15 @@ static void test_rules_over_a_sweep(void **state)
                     }
                 }
             }
+    /* KILN_NUM_SMS may leave a single SM (or a count no cluster of 2 or 4 fits in): the
+     * heuristic must still pick (it divided by num_sms / 2 = 0 once). */
+    for (int sms = 0; sms <= 8; sms++)
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+            kiln__gemm_config c = kiln__gemm_fp8_pick(ms[i], 2112, 7168, sms);
+            check_rules(&c, ms[i], 2112, 7168);
+            (void)kiln__gemm_fp8_tall_pays(ms[i], 2112, sms);
+            checked++;
+        }
     print_message("  %d picks checked\n", checked);
 }
 
@@ -177,6 +186,15 @@ static void test_alternatives_follow_the_rules(void **state)
                 }
                 checked += count;
             }
+    /* Few SMs (KILN_NUM_SMS): no cluster of 4 fits, the list still holds the pick. */
+    for (int sms = 1; sms <= 8; sms++) {
+        kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+        int count = kiln__gemm_fp8_alternatives(128, 2112, 7168, sms, alt,
+                                                KILN_GEMM_FP8_MAX_ALTERNATIVES);
+        assert_true(count >= 1);
+        for (int a = 0; a < count; a++)
+            check_rules(&alt[a], 128, 2112, 7168);
+    }
     print_message("  %d alternatives checked\n", checked);
 }
 

@@ -67,7 +67,7 @@ void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
 static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int num_sms)
 {
     const int cap = 192;
-    int pairs = num_sms / 2, quads = num_sms * 30 / 132;
+    int pairs = num_sms >= 2 ? num_sms / 2 : 1, quads = num_sms * 30 / 132;
     if (k_blocks >= 32 && (n + 31) / 32 <= quads && k_blocks % 4 == 0) {
         cfg->block_n = 32;
         cfg->cluster_k = 4;
@@ -95,6 +95,8 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
 
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms)
 {
+    if (num_sms < 1)
+        num_sms = 1;
     kiln__gemm_config cfg = {.block_m = 128, .block_n = 128, .group_n = 8, .k_split = 1,
                              .multicast = 1, .cluster_k = 0, .overlap = 1};
     if (m <= 128) {
@@ -115,6 +117,8 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * 4096x32768, not 8 -> 6 at 4096x4096 or 2 -> 2 at 1000 rows. */
 bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms)
 {
+    if (num_sms < 1)
+        num_sms = 1;
     int64_t nb = (n + 127) / 128;
     int64_t rounds_128 = ((m + 127) / 128 * nb + num_sms - 1) / num_sms;
     int64_t rounds_192 = ((m + 191) / 192 * nb + num_sms - 1) / num_sms;
@@ -228,6 +232,8 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
 {
     int ctas = c == 4 ? num_sms * 30 / 132 * 4 : num_sms;
     int n_tiles = ctas / (m_tiles * c);
+    if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
+        return false;
     if (m_tiles == 2)
         cfg->block_m = 64;
     cfg->k_split = s;
