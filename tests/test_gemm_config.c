@@ -24,7 +24,8 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
               (c->k_split == 1 || c->k_split == 2 || c->k_split == 4) &&
               c->stages % c->k_split == 0 && ck <= 8 && ck <= kb &&
               (c->k_split == 1 || (kb % ck == 0 && (kb / ck) % c->k_split == 0)) &&
-              (c->multicast <= 1 || ck == 1) && kiln__gemm_fp8_threads(c) <= 1024 &&
+              (c->multicast <= 1 || ck == 1) && (c->multicast <= 1 || c->grouping == 0) &&
+              kiln__gemm_fp8_threads(c) <= 1024 &&
               kiln__gemm_fp8_smem(c) <= 232448 && 1 + math_wg + 2 * rg <= 16;
     if (!ok)
         fail_msg("%lldx%lldx%lld: bad config %dx%d stages %d k_split %d cluster_k %d multicast %d "
@@ -198,6 +199,30 @@ static void test_alternatives_follow_the_rules(void **state)
     print_message("  %d alternatives checked\n", checked);
 }
 
+/* The masked benchmark's shapes: each masked alternative is within the rules (grouping 1,
+ * no multicast, no 192-row tiles), the pick first; those of 8 x 64 rows compile. */
+static void test_masked_alternatives(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][2] = {{1, 1024}, {2, 512}, {4, 256}, {8, 64}, {32, 20}};
+    static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < 5; i++) {
+            int64_t g = shapes[i][0], m = shapes[i][1], n = nk[j][0], k = nk[j][1];
+            kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+            int count = kiln__gemm_fp8_masked_alternatives(g, m, m, n, k, 132, alt,
+                                                           KILN_GEMM_FP8_MAX_ALTERNATIVES);
+            assert_true(count >= 1);
+            assert_int_equal(alt[0].grouping, 1);
+            for (int a = 0; a < count; a++) {
+                assert_int_equal(alt[a].grouping, 1);
+                check_rules(&alt[a], m, n, k);
+                if (i == 3 && j == 0)
+                    assert_compiles(m, n, k, &alt[a]);
+            }
+        }
+}
+
 /* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined, and
  * so do the first and the last in trace mode. */
 static void test_alternatives_compile(void **state)
@@ -239,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_sample_compiles),
         cmocka_unit_test(test_alternatives_follow_the_rules),
         cmocka_unit_test(test_alternatives_compile),
+        cmocka_unit_test(test_masked_alternatives),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

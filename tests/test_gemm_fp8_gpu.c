@@ -460,7 +460,7 @@ static void check_masked(int64_t g, int64_t m_max, int64_t n, int64_t k, int64_t
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd, d_bytes, 0xffffffffu);
         kiln_gemm_fp8_masked_args args = masked_args(&p, dd, expected);
-        if (kiln_gemm_fp8_masked(ctx, &args, NULL) != KILN_OK)
+        if (kiln__gemm_fp8_masked_with(ctx, &args, forced, NULL) != KILN_OK)
             fail_msg("masked %lldx%lldx%lldx%lld: %s", (long long)g, (long long)m_max,
                      (long long)n, (long long)k, kiln_ctx_errmsg(ctx));
         gpu_sync();
@@ -490,6 +490,28 @@ static void test_masked_groups(void **state)
 }
 
 /* One graph, captured once, replayed over new masked_m contents: right every time. */
+/* The benchmark's --masked --sweep: every masked alternative is as correct as the pick. */
+static void test_masked_alternatives(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][5] = {{4, 64, 512, 1024, 40}, {8, 64, 2048, 2048, 64}};
+    for (int s = 0; s < 2; s++) { /* {groups, M_max, N, K, expected} */
+        const int64_t *sh = shapes[s];
+        kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+        int count = kiln__gemm_fp8_masked_alternatives(sh[0], sh[4], sh[1], sh[2], sh[3],
+                                                       ctx->num_sms, alt,
+                                                       KILN_GEMM_FP8_MAX_ALTERNATIVES);
+        for (int i = 0; i < count; i++) {
+            print_message("  %dx%d stages %d k_split %d cluster_k %d overlap %d unroll %d\n",
+                          alt[i].block_m, alt[i].block_n, alt[i].stages, alt[i].k_split,
+                          alt[i].cluster_k, alt[i].overlap, alt[i].unroll);
+            forced = &alt[i];
+            check_masked(sh[0], sh[1], sh[2], sh[3], sh[4]);
+            forced = NULL;
+        }
+    }
+}
+
 static void test_masked_graph_replay(void **state)
 {
     (void)state;
@@ -598,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_sweep_alternatives),
         cmocka_unit_test(test_trace_mode),
         cmocka_unit_test(test_masked_groups),
+        cmocka_unit_test(test_masked_alternatives),
         cmocka_unit_test(test_masked_graph_replay),
         cmocka_unit_test(test_prewarmed_cache_serves_jit_off),
     };

@@ -10,11 +10,12 @@
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
  * --sweep: after each dense shape, every configuration kiln__gemm_fp8_alternatives lists for
- * it (the heuristic's first), each timed the same way and checked against FP64.
+ * it (the heuristic's first), each timed the same way and checked against FP64; with
+ * --masked, each masked alternative timed (test_masked_alternatives checks them).
  * --trace: after each dense shape, one launch of each of those configurations in the
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig | --sweep |
- *        --trace] [MxNxK ...] */
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [--sweep]
+ *        [--trace] [MxNxK ...] */
 #include <time.h>
 
 #include "../src/runtime/gemm_config.h"
@@ -370,7 +371,8 @@ typedef struct masked_job {
 static bool masked_launch(void *user, int index, CUstream stream)
 {
     masked_job *j = user;
-    if (kiln_gemm_fp8_masked(ctx, &j->sets[index % j->num_sets], (kiln_stream)stream) == KILN_OK)
+    if (kiln__gemm_fp8_masked_with(ctx, &j->sets[index % j->num_sets], forced,
+                                   (kiln_stream)stream) == KILN_OK)
         return true;
     fprintf(stderr, "masked: %s\n", kiln_ctx_errmsg(ctx));
     return false;
@@ -378,7 +380,8 @@ static bool masked_launch(void *user, int index, CUstream stream)
 
 /* Masked grouped decode: G groups of `rows` valid rows each (masked_m = rows). Effective
  * bytes: A's valid rows, every group's B, the scales, D's valid rows. */
-static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
+static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json,
+                         bool sweep)
 {
     int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(rows);
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 131 + rows);
@@ -437,6 +440,25 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
                (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
                bytes / us / 1e3);
     fflush(stdout);
+    if (sweep) { /* timing only: the gpu suite checks every masked alternative's output */
+        kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+        int count = kiln__gemm_fp8_masked_alternatives(groups, rows, rows, n, k, ctx->num_sms,
+                                                       alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+        for (int i = 0; i < count; i++) {
+            const kiln__gemm_config *c = &alt[i];
+            forced = c;
+            double t = time_batches(masked_launch, &job, stream);
+            forced = NULL;
+            printf("sweep masked %2lld x %4lld rows, N %5lld K %5lld  %3dx%-3d s%-2d ks%d ck%d ov%d "
+                   "u%d  %8.2f us %6.0f GB/s%s\n",
+                   (long long)groups, (long long)rows, (long long)n, (long long)k, c->block_m,
+                   c->block_n, c->stages, c->k_split, c->cluster_k,
+                   c->overlap && ctx->opts.gemm_overlap && kiln__gemm_fp8_can_overlap(c),
+                   c->unroll > 1 ? c->unroll : 1, t, t > 0 ? bytes / t / 1e3 : 0,
+                   i == 0 ? "  <- heuristic" : "");
+            fflush(stdout);
+        }
+    }
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     for (int i = 0; i < num_sets; i++)
         for (int j = 0; j < 6; j++)
@@ -620,7 +642,7 @@ int main(int argc, char **argv)
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
         fprintf(stderr,
-                "usage: %s [--json] [--quick] [--single] [--masked | --contig | --sweep | --trace] "
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep] [--trace] "
                 "[MxNxK ...]\n",
                 argv[0]);
         return 2;
@@ -638,7 +660,7 @@ int main(int argc, char **argv)
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
         for (int j = 0; j < 2; j++)
             for (int i = 0; i < 5; i++)
-                bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json);
+                bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json, sweep);
     } else if (contig) {
         static const int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};

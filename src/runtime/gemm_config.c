@@ -308,14 +308,17 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max)
 {
     int count = tile_alternatives(m, n, k, num_sms, out, max);
-    /* Each with an unrolled K loop too where registers allow (192-row tiles spill 276 bytes
-     * unrolled twice). The overlapped loop unrolls only fully, over a constant K-block count
-     * (the template's kloop_overlapped): decode, at most 64 K blocks per CTA. */
+    /* Each with an unrolled K loop too where registers allow. The overlapped loop unrolls
+     * only fully, over a constant K-block count (the template's kloop_overlapped): decode.
+     * Limits from compiling every alternative of the twelve decode shapes (stop 9): fully
+     * unrolled, tiles wider than 64 spilled (12-1120 bytes) or had their wgmma serialized
+     * (C7514, 64 K blocks); the plain loop unrolled 4 times spilled at 168-192 columns, and
+     * 192-row tiles spill 276 bytes unrolled twice. */
     for (int i = 0, tiles = count; i < tiles; i++) {
         kiln__gemm_config c = out[i];
         int64_t k_blocks = k / 128, ck = c.cluster_k > 1 ? c.cluster_k : 1;
         bool overlapped = c.overlap && kiln__gemm_fp8_can_overlap(&c);
-        if (c.block_m == 192 ||
+        if (c.block_m == 192 || c.block_n > (overlapped ? 64 : 128) ||
             (overlapped && (m > 128 || k_blocks % ck != 0 || k_blocks / ck > 64)))
             continue;
         c.unroll = m <= 128 ? 4 : 2;

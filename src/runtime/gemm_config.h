@@ -84,6 +84,16 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 32 }; /* room for every list it makes */
 
+/* The same for the masked grouped GEMM of G groups of about expected_m rows (the dense
+ * alternatives of its pick's problem, less multicast, 192-row tiles and unrolled overlapped
+ * loops, which masked kernels do not have), and kiln_gemm_fp8_masked with one of them
+ * forced. */
+int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64_t m_max,
+                                       int64_t n, int64_t k, int num_sms, kiln__gemm_config *out,
+                                       int max);
+kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
+                                       const kiln__gemm_config *forced, kiln_stream stream);
+
 /* N and K as the kernel needs them: K a positive multiple of 128, N of 16 (K is one TMA
  * box deep per stage and the scales come in 128-blocks; N keeps rows 16-byte aligned). */
 int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);

@@ -42,8 +42,34 @@ static kiln__gemm_config pick_masked(int64_t groups, int64_t expected_m, int64_t
     return cfg;
 }
 
+int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64_t m_max,
+                                       int64_t n, int64_t k, int num_sms, kiln__gemm_config *out,
+                                       int max)
+{
+    int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
+    int count = kiln__gemm_fp8_alternatives(m, n * groups, k, num_sms, out, max), kept = 0;
+    for (int i = 0; i < count; i++) {
+        kiln__gemm_config c = out[i];
+        /* Masked kernels take neither multicast nor 192-row tiles, and their overlapped loop
+         * does not unroll (the K-block count is not a constant there): such a copy would be
+         * the same kernel. */
+        if (c.multicast > 1 || c.block_m == 192 ||
+            (c.unroll > 1 && c.overlap && kiln__gemm_fp8_can_overlap(&c)))
+            continue;
+        c.grouping = 1;
+        out[kept++] = c;
+    }
+    return kept;
+}
+
 kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
                                  kiln_stream stream)
+{
+    return kiln__gemm_fp8_masked_with(ctx, args, NULL, stream);
+}
+
+kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
+                                       const kiln__gemm_config *forced, kiln_stream stream)
 {
     int status = kiln__check_launchable(ctx, args, op);
     if (status == KILN_OK)
@@ -52,7 +78,13 @@ kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args 
         return (kiln_status)status;
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
     int64_t n = args->b.shape[1], kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
-    kiln__gemm_config cfg = pick_masked(g, args->expected_m, m_max, n, k, ctx->num_sms);
+    if (forced != NULL && (forced->grouping != 1 || forced->multicast > 1 || forced->trace))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: a forced configuration must be a masked one "
+                                            "(grouping 1, no multicast, no trace)", op);
+    kiln__gemm_config cfg = forced != NULL ? *forced
+                                           : pick_masked(g, args->expected_m, m_max, n, k,
+                                                         ctx->num_sms);
 
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
