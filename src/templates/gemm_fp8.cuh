@@ -235,8 +235,6 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 #endif
 constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
-/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
- * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
 /* Trace mode: TRACE_SLOTS u64 per CTA, written by one thread each. TR_START_NS is the global
  * timer (ns, common to all SMs, coarse); the rest are this SM's clock64. Host side:
  * kiln-bench-gemm-fp8 --trace. */
@@ -265,6 +263,8 @@ __device__ __forceinline__ void trace_mark(const float *trace, int slot)
     }
 }
 
+/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
+ * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                              const tmap *tm_sfa, const float *__restrict__ sfb,
                                              const sched &sc, u32 base, u32 lane,
