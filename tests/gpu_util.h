@@ -33,7 +33,6 @@ static inline const kiln__driver *gpu_drv(void)
     return kiln__driver_get(NULL);
 }
 
-/* A device context for the tests, or exit 77 (skip) when there is no GPU. */
 /* Views of device memory: 2-D with a row stride (elements), 3-D contiguous. */
 static inline kiln_tensor tensor2d(void *data, kiln_dtype dtype, int64_t d0, int64_t d1,
                                    int64_t stride0)
@@ -49,6 +48,7 @@ static inline kiln_tensor tensor3d(void *data, kiln_dtype dtype, int64_t d0, int
     return (kiln_tensor){.data = data, .dtype = dtype, .ndim = 3, .shape = {d0, d1, d2}};
 }
 
+/* A device context for the tests, or exit 77 (skip) when there is no GPU. */
 static inline kiln_ctx *gpu_ctx_or_skip(void)
 {
     /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests: device time
@@ -120,7 +120,6 @@ static inline long host_threads(void)
     return threads < 1 ? 1 : threads > 64 ? 64 : threads;
 }
 
-/* xorshift64*: fresh streams per run come from the seed the caller picks. */
 /* A fresh seed per run (time and pid), printed so a failing run can be replayed. */
 static inline uint64_t rng_fresh_seed(void)
 {
@@ -129,6 +128,7 @@ static inline uint64_t rng_fresh_seed(void)
     return seed;
 }
 
+/* xorshift64*: fresh streams per run come from the seed the caller picks. */
 static inline uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s >> 12;

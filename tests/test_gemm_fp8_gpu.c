@@ -237,7 +237,7 @@ static void test_sweep_alternatives(void **state)
  * readings come out in program order (the slots of the template's trace_slot). */
 static void check_trace(int64_t m, int64_t n, int64_t k, kiln__gemm_config cfg)
 {
-    enum { SLOTS = 8, CTAS = 1024 };
+    enum { SLOTS = KILN_GEMM_FP8_TRACE_SLOTS, CTAS = 1024 };
     size_t bytes = (size_t)SLOTS * CTAS * 8;
     trace = gpu_alloc(bytes);
     gpu_poison(trace, bytes, 0);

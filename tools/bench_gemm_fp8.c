@@ -159,6 +159,17 @@ static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
 
 static double geo_sum, geo_count;
 
+/* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ov1 u1"
+ * (seven words: scripts/ncu_durations.py reads them back). */
+static const char *config_label(const kiln__gemm_config *c)
+{
+    static char label[80];
+    snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d", c->block_m,
+             c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
+             kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c));
+    return label;
+}
+
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
  * operand sets, timed like the heuristic's and checked against FP64 (set 0's D poisoned
  * with NaN first, so a configuration that writes nothing cannot pass). */
@@ -178,22 +189,20 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         forced = NULL;
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         double diff = us > 0 ? check_output(&sets[0], m, false) : -1;
-        int overlap = c->overlap && ctx->opts.gemm_overlap && kiln__gemm_fp8_can_overlap(c);
+        int overlap = kiln__gemm_fp8_overlaps(c, ctx);
         if (json)
             printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
                    "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
                    "\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,"
                    "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f}\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap, c->unroll > 1 ? c->unroll : 1,
+                   c->k_split, c->cluster_k, c->multicast, overlap, kiln__gemm_fp8_unroll(c),
                    i == 0 ? "true" : "false", us,
                    diff, us > 0 && us_lt > 0 ? us_lt / us : 0);
         else
-            printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d  %8.2f us "
-                   "%7.1f TFLOP/s (diff %.1e) | cuBLASLt fp8 x%.2f%s\n",
-                   (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap,
-                   c->unroll > 1 ? c->unroll : 1, us,
+            printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
+                   "cuBLASLt fp8 x%.2f%s\n",
+                   (long long)m, (long long)n, (long long)k, config_label(c), us,
                    us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
                    i == 0 ? "  <- heuristic (before the knobs)" : "");
         fflush(stdout);
@@ -203,25 +212,20 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
 /* --trace: one lone launch of each configuration of the shape in the template's trace mode,
  * and where its CTAs spent their time (SM clock cycles since each CTA's entry, median and
  * maximum over the CTAs; the slots are the template's trace_slot). */
-enum { TRACE_SLOTS = 8, TRACE_CTAS = 1024 };
+enum { TRACE_SLOTS = KILN_GEMM_FP8_TRACE_SLOTS, TRACE_CTAS = 1024 };
 
 static void print_phase(const char *name, const uint64_t *t, int ctas, int from, int to)
 {
-    double v[TRACE_CTAS];
+    float v[TRACE_CTAS]; /* cycles: exact in a float up to 2^24 */
     int count = 0;
     for (int i = 0; i < ctas; i++)
         if (t[i * TRACE_SLOTS + from] != 0 && t[i * TRACE_SLOTS + to] != 0)
-            v[count++] = (double)(int64_t)(t[i * TRACE_SLOTS + to] - t[i * TRACE_SLOTS + from]);
+            v[count++] = (float)(int64_t)(t[i * TRACE_SLOTS + to] - t[i * TRACE_SLOTS + from]);
     if (count == 0) {
         printf(" %s -", name);
         return;
     }
-    for (int i = 1; i < count; i++) /* insertion sort: at most TRACE_CTAS values */
-        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-            double x = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = x;
-        }
+    qsort(v, (size_t)count, sizeof v[0], cmp_float);
     printf(" %s %.0f/%.0f", name, v[count / 2], v[count - 1]);
 }
 
@@ -258,11 +262,9 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             last_ns = ns > last_ns ? ns : last_ns;
         }
         int ck = c.cluster_k > 1 ? c.cluster_k : 1;
-        printf("trace %5lld x %5lld x %5lld  %3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d  %d CTAs, "
-               "entries spread %.2f us, %lld K blocks per tile and CTA; cycles median/max:",
-               (long long)m, (long long)n, (long long)k, c.block_m, c.block_n, c.stages, c.k_split,
-               c.cluster_k, c.multicast, c.overlap && kiln__gemm_fp8_can_overlap(&c),
-               c.unroll > 1 ? c.unroll : 1, ctas,
+        printf("trace %5lld x %5lld x %5lld  %s  %d CTAs, entries spread %.2f us, %lld K blocks "
+               "per tile and CTA; cycles median/max:",
+               (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
                (double)(last_ns - first_ns) / 1e3, (long long)(k / 128 / ck));
         print_phase("ready", t, ctas, 1, 2);
         print_phase("loop0-start", t, ctas, 1, 3);
@@ -449,13 +451,9 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
             forced = c;
             double t = time_batches(masked_launch, &job, stream);
             forced = NULL;
-            printf("sweep masked %2lld x %4lld rows, N %5lld K %5lld  %3dx%-3d s%-2d ks%d ck%d ov%d "
-                   "u%d  %8.2f us %6.0f GB/s%s\n",
-                   (long long)groups, (long long)rows, (long long)n, (long long)k, c->block_m,
-                   c->block_n, c->stages, c->k_split, c->cluster_k,
-                   c->overlap && ctx->opts.gemm_overlap && kiln__gemm_fp8_can_overlap(c),
-                   c->unroll > 1 ? c->unroll : 1, t, t > 0 ? bytes / t / 1e3 : 0,
-                   i == 0 ? "  <- heuristic" : "");
+            printf("sweep masked %2lld x %4lld rows, N %5lld K %5lld  %s  %8.2f us %6.0f GB/s%s\n",
+                   (long long)groups, (long long)rows, (long long)n, (long long)k, config_label(c),
+                   t, t > 0 ? bytes / t / 1e3 : 0, i == 0 ? "  <- heuristic" : "");
             fflush(stdout);
         }
     }

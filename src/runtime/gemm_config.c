@@ -157,18 +157,22 @@ bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg)
     return cfg->k_split == 1 && 3 * cfg->block_n / 2 + 40 <= math_regs(cfg);
 }
 
+bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
+{
+    return cfg->overlap && (ctx == NULL || ctx->opts.gemm_overlap) &&
+           kiln__gemm_fp8_can_overlap(cfg);
+}
+
 void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
                          const kiln__gemm_config *cfg)
 {
-    bool overlap = cfg->overlap && (ctx == NULL || ctx->opts.gemm_overlap) &&
-                   kiln__gemm_fp8_can_overlap(cfg);
     /* Positional, in the order of the template's parameter list (src/jit/templates.c): this
      * runs on every call, so no lookups by name. */
     kj_spec_init(spec, KJ_GEMM_FP8);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
-                              cfg->grouping, cfg->m_align, overlap, cfg->trace,
-                              cfg->unroll > 1 ? cfg->unroll : 1};
+                              cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
+                              cfg->trace, kiln__gemm_fp8_unroll(cfg)};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
@@ -211,10 +215,10 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
                             const kiln__gemm_config *cfg)
 {
     kiln__gemm_config a = *cfg;
-    a.overlap = a.overlap && kiln__gemm_fp8_can_overlap(&a);
+    a.overlap = kiln__gemm_fp8_overlaps(&a, NULL);
     for (int i = 0; i < *count; i++) {
         kiln__gemm_config b = out[i];
-        b.overlap = b.overlap && kiln__gemm_fp8_can_overlap(&b);
+        b.overlap = kiln__gemm_fp8_overlaps(&b, NULL);
         if (memcmp(&a, &b, sizeof a) == 0)
             return;
     }
@@ -246,9 +250,7 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
         int64_t tiles = (int64_t)n_tiles * rounds;
         int width = round_up((int)((n + tiles - 1) / tiles), mc > 1 ? 16 : 8);
         cfg->block_n = width < 16 ? 16 : width;
-        cfg->overlap = 1;
-        if (!kiln__gemm_fp8_can_overlap(cfg))
-            cfg->overlap = 0;
+        cfg->overlap = kiln__gemm_fp8_can_overlap(cfg);
         if (cfg->block_n <= 256 && fits_registers(cfg))
             break;
         if (rounds == 4)
@@ -293,7 +295,7 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         for (int overlap = 1; overlap >= 0; overlap--) {
             c = pick;
             c.multicast = 2;
-            c.overlap = overlap && kiln__gemm_fp8_can_overlap(&c);
+            c.overlap = overlap;
             kiln__gemm_fp8_fit(&c);
             add_alternative(out, &count, max, &c);
         }
@@ -317,7 +319,7 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
     for (int i = 0, tiles = count; i < tiles; i++) {
         kiln__gemm_config c = out[i];
         int64_t k_blocks = k / 128, ck = c.cluster_k > 1 ? c.cluster_k : 1;
-        bool overlapped = c.overlap && kiln__gemm_fp8_can_overlap(&c);
+        bool overlapped = kiln__gemm_fp8_overlaps(&c, NULL);
         if (c.block_m == 192 || c.block_n > (overlapped ? 64 : 128) ||
             (overlapped && (m > 128 || k_blocks % ck != 0 || k_blocks / ck > 64)))
             continue;

@@ -79,7 +79,8 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * the CTA (k_split 1, 2, 4) and over a cluster (1, 2, 4 CTAs), each with the tile width
  * that fills the SMs in one round and its registers, and for M > 64 two 64-row tiles (with
  * B multicast between them); prefill: with and without overlap,
- * B multicast, 192-row tiles; and those without overlap again with an unrolled K loop. */
+ * B multicast, 192-row tiles; and each again with an unrolled K loop where its registers
+ * allow. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 32 }; /* room for every list it makes */
@@ -101,6 +102,17 @@ int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)
 /* Whether cfg can keep two accumulator sets (no k_split, registers for 3 x block_n/2
  * accumulators plus ~40 more per math thread). */
 bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
+/* Whether cfg's kernel takes the overlapped loop: asked for (cfg->overlap), allowed by
+ * KILN_GEMM_OVERLAP (ctx NULL: the default, on) and possible (kiln__gemm_fp8_can_overlap).
+ * What kiln__gemm_fp8_spec compiles. */
+bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
+/* Copies of the K loop's body cfg asks for (unroll 0 and 1 both mean none). */
+static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
+{
+    return cfg->unroll > 1 ? cfg->unroll : 1;
+}
+/* u64 clock readings per CTA in trace mode (the template's TRACE_SLOTS). */
+enum { KILN_GEMM_FP8_TRACE_SLOTS = 8 };
 
 /* A prewarm line's m=, n= and k= (rows >= 1; N and K as kiln__gemm_fp8_check_nk wants).
  * Fails into ctx naming op. */

@@ -31,13 +31,19 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args)
     return kiln__check_masked_m(ctx, op, &args->masked_m, g, args->expected_m);
 }
 
+/* The rows a masked configuration is picked for: the host hint, at most M_max (0: M_max). */
+static int64_t planned_rows(int64_t expected_m, int64_t m_max)
+{
+    return expected_m > 0 && expected_m < m_max ? expected_m : m_max;
+}
+
 /* The configuration for G groups of about expected_m rows: as a dense problem of that many
  * rows whose N is G times wider (the groups' tiles are independent work). */
 static kiln__gemm_config pick_masked(int64_t groups, int64_t expected_m, int64_t m_max,
                                      int64_t n, int64_t k, int num_sms)
 {
-    int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
-    kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n * groups, k, num_sms);
+    kiln__gemm_config cfg =
+        kiln__gemm_fp8_pick(planned_rows(expected_m, m_max), n * groups, k, num_sms);
     cfg.grouping = 1;
     return cfg;
 }
@@ -46,15 +52,16 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
                                        int64_t n, int64_t k, int num_sms, kiln__gemm_config *out,
                                        int max)
 {
-    int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
-    int count = kiln__gemm_fp8_alternatives(m, n * groups, k, num_sms, out, max), kept = 0;
+    int count = kiln__gemm_fp8_alternatives(planned_rows(expected_m, m_max), n * groups, k,
+                                            num_sms, out, max);
+    int kept = 0;
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = out[i];
         /* Masked kernels take neither multicast nor 192-row tiles, and their overlapped loop
          * does not unroll (the K-block count is not a constant there): such a copy would be
          * the same kernel. */
         if (c.multicast > 1 || c.block_m == 192 ||
-            (c.unroll > 1 && c.overlap && kiln__gemm_fp8_can_overlap(&c)))
+            (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)))
             continue;
         c.grouping = 1;
         out[kept++] = c;

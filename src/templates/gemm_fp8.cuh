@@ -235,9 +235,9 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 #endif
 constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
-/* Trace mode: TRACE_SLOTS u64 per CTA, written by one thread each. TR_START_NS is the global
- * timer (ns, common to all SMs, coarse); the rest are this SM's clock64. Host side:
- * kiln-bench-gemm-fp8 --trace. */
+/* Trace mode: TRACE_SLOTS u64 per CTA (KILN_GEMM_FP8_TRACE_SLOTS on the host), written by one
+ * thread each. TR_START_NS is the global timer (ns, common to all SMs, coarse); the rest are
+ * this SM's clock64. Host side: kiln-bench-gemm-fp8 --trace. */
 enum trace_slot {
     TR_START_NS,     /* kernel entry, %globaltimer */
     TR_START,        /* kernel entry */
