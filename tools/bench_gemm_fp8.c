@@ -16,7 +16,9 @@
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [--sweep]
  *        [--trace] [MxNxK ...] */
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../src/runtime/gemm_config.h"
 #include "../tests/gemm_fp8_data.h"
@@ -170,6 +172,51 @@ static const char *config_label(const kiln__gemm_config *c)
     return label;
 }
 
+/* --sweep and --trace compile up to KILN_GEMM_FP8_MAX_ALTERNATIVES kernels per shape, each
+ * NVRTC run single-threaded for 0.2-1.5 s; compiled on every CPU at once first (the kernel
+ * cache is thread-safe: kiln prewarm does the same), they cost the GPU machine's lease a
+ * fraction of that. A compile error shows up again, with its message, at the first launch. */
+typedef struct precompile_pool {
+    kj_spec specs[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count;
+    int next; /* guarded by lock */
+    pthread_mutex_t lock;
+} precompile_pool;
+
+static void *precompile_worker(void *user)
+{
+    precompile_pool *pool = user;
+    for (;;) {
+        pthread_mutex_lock(&pool->lock);
+        int i = pool->next++;
+        pthread_mutex_unlock(&pool->lock);
+        if (i >= pool->count)
+            return NULL;
+        bool cached = false;
+        kiln__err err = {0};
+        (void)kiln__cubin_ensure(ctx, &pool->specs[i], &cached, &err);
+    }
+}
+
+static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int64_t k, bool trace)
+{
+    precompile_pool pool = {.count = count, .lock = PTHREAD_MUTEX_INITIALIZER};
+    for (int i = 0; i < count; i++) {
+        kiln__gemm_config c = cfgs[i];
+        c.trace = trace;
+        kiln__gemm_fp8_spec(&pool.specs[i], ctx, n, k, &c);
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int num_threads = cpus < 1 ? 1 : cpus > count ? count : (int)cpus, started = 0;
+    pthread_t threads[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    while (started < num_threads &&
+           pthread_create(&threads[started], NULL, precompile_worker, &pool) == 0)
+        started++;
+    precompile_worker(&pool); /* the calling thread helps (and finishes alone if none started) */
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+}
+
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
  * operand sets, timed like the heuristic's and checked against FP64 (set 0's D poisoned
  * with NaN first, so a configuration that writes nothing cannot pass). */
@@ -179,6 +226,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    precompile(alt, count, n, k, false);
     double flops = 2.0 * (double)m * n * k;
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
@@ -235,6 +283,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    precompile(alt, count, n, k, true);
     size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
     void *buffer = gpu_alloc(bytes);
     uint64_t *t = malloc(bytes);
@@ -446,6 +495,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
         kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
         int count = kiln__gemm_fp8_masked_alternatives(groups, rows, rows, n, k, ctx->num_sms,
                                                        alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+        precompile(alt, count, n, k, false);
         for (int i = 0; i < count; i++) {
             const kiln__gemm_config *c = &alt[i];
             forced = c;
