@@ -25,6 +25,9 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
               c->stages % c->k_split == 0 && ck <= 8 && ck <= kb &&
               (c->k_split == 1 || (kb % ck == 0 && (kb / ck) % c->k_split == 0)) &&
               (c->multicast <= 1 || ck == 1) && (c->multicast <= 1 || c->grouping == 0) &&
+              (c->multicast_a <= 1 || c->multicast_a == 2 || c->multicast_a == 4) &&
+              (c->multicast_a <= 1 || (c->multicast <= 1 && ck == 1 && c->grouping == 0 &&
+                                       !c->out_f32 && c->block_m != 192)) &&
               kiln__gemm_fp8_threads(c) <= 1024 &&
               kiln__gemm_fp8_smem(c) <= 232448 && 1 + math_wg + 2 * rg <= 16;
     if (!ok)

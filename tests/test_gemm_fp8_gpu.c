@@ -198,8 +198,8 @@ static void test_tall_tiles(void **state)
 }
 
 /* The benchmark's --sweep: every alternative configuration of a decode and a prefill shape
- * (k_split, cluster_k, 64-row tiles with multicast, unrolled loops, 192-row tiles...) is
- * as correct as the heuristic's. */
+ * (k_split, cluster_k, 64-row tiles with multicast, A multicast, unrolled loops, 192-row
+ * tiles...) is as correct as the heuristic's. */
 static void check_alternatives(int64_t m, int64_t n, int64_t k)
 {
     fp8_problem p;
@@ -214,10 +214,10 @@ static void check_alternatives(int64_t m, int64_t n, int64_t k)
                                             KILN_GEMM_FP8_MAX_ALTERNATIVES);
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
-        print_message("  %dx%d stages %d k_split %d cluster_k %d multicast %d overlap %d unroll "
-                      "%d\n",
+        print_message("  %dx%d stages %d k_split %d cluster_k %d multicast %d multicast_a %d "
+                      "overlap %d unroll %d\n",
                       c->block_m, c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
-                      c->overlap, c->unroll);
+                      c->multicast_a, c->overlap, c->unroll);
         forced = c;
         check_m(&p, m, rows, num_rows, ref);
         forced = NULL;
@@ -231,6 +231,9 @@ static void test_sweep_alternatives(void **state)
     (void)state;
     check_alternatives(100, 2112, 7168);
     check_alternatives(300, 7168, 2048);
+    /* A multicast (multicast_a) where most of a cluster's A slices lie past M (7 rows: the
+     * TMA fills them with zeros) and 89 n blocks leave the last cluster of two a CTA past N. */
+    check_alternatives(7, 2128, 1024);
 }
 
 /* The benchmark's --trace: the traced kernel computes the same D, and every CTA's clock

@@ -161,14 +161,15 @@ static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
 
 static double geo_sum, geo_count;
 
-/* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ov1 u1"
- * (seven words: scripts/ncu_durations.py reads them back). */
+/* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1"
+ * (eight words: scripts/ncu_durations.py reads them back). */
 static const char *config_label(const kiln__gemm_config *c)
 {
     static char label[80];
-    snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ov%d u%d", c->block_m,
+    snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d", c->block_m,
              c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
-             kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c));
+             c->multicast_a > 1 ? c->multicast_a : 1, kiln__gemm_fp8_overlaps(c, ctx),
+             kiln__gemm_fp8_unroll(c));
     return label;
 }
 

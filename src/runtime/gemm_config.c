@@ -27,7 +27,8 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
     int staging = cfg->out_f32 ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
     bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
-    int partials = split ? round_up(row_groups * 64 * cfg->block_n * 4, 1024) : 0;
+    int partials =
+        split ? round_up((cfg->cluster_k - 1) * row_groups * 64 * cfg->block_n * 4, 1024) : 0;
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
     int scales = round_up(cfg->stages * per_slot * 4, 16);
@@ -37,7 +38,8 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 
 int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg)
 {
-    return (cfg->multicast > 1 ? cfg->multicast : 1) * (cfg->cluster_k > 1 ? cfg->cluster_k : 1);
+    return (cfg->multicast > 1 ? cfg->multicast : 1) * (cfg->cluster_k > 1 ? cfg->cluster_k : 1) *
+           (cfg->multicast_a > 1 ? cfg->multicast_a : 1);
 }
 
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg)
@@ -172,7 +174,8 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
-                              cfg->trace, kiln__gemm_fp8_unroll(cfg)};
+                              cfg->trace, kiln__gemm_fp8_unroll(cfg),
+                              cfg->multicast_a > 1 ? cfg->multicast_a : 1};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
@@ -227,14 +230,15 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 }
 
 /* Decode: k_split s inside the CTA and a cluster of c CTAs over K, with M in m_tiles tiles
- * (2: 64-row tiles for M in 65..128, their pair sharing B by multicast when mc is 2), on the
+ * (2: 64-row tiles for M in 65..128, their pair sharing B by multicast when mc is 2), or a
+ * cluster of mca n blocks sharing the A tile by multicast (multicast_a), on the
  * tile width that gives every co-resident CTA one tile (about 66 clusters of 2 and 30 of 4
  * fit on 132 SMs), or two, three or four rounds of tiles where one round's would be too
  * wide for the registers. */
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
-                               int m_tiles, int mc, int num_sms)
+                               int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int ctas = c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
         return false;
@@ -243,8 +247,10 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
     cfg->k_split = s;
     cfg->cluster_k = c > 1 ? c : 0;
     cfg->multicast = mc;
+    cfg->multicast_a = mca > 1 ? mca : 0;
     if (kiln__gemm_fp8_threads(cfg) > 1024 || c > k_blocks ||
-        (s > 1 && (k_blocks % c != 0 || k_blocks / c % s != 0)) || (mc > 1 && c > 1))
+        (s > 1 && (k_blocks % c != 0 || k_blocks / c % s != 0)) || (mc > 1 && c > 1) ||
+        (mca > 1 && (c > 1 || mc > 1 || m_tiles > 1 || n_tiles < mca)))
         return false;
     for (int rounds = 1; rounds <= 4; rounds++) {
         int64_t tiles = (int64_t)n_tiles * rounds;
@@ -278,15 +284,23 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         for (int ci = 0; ci < 3; ci++)
             for (int si = 0; si < 3; si++) {
                 c = pick;
-                if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], 1, 1, num_sms))
+                if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], 1, 1, 1, num_sms))
                     add_alternative(out, &count, max, &c);
             }
         /* Two 64-row tiles: twice the CTAs per N tile, each with one row group. */
         static const int pairs[][3] = {{1, 1, 1}, {1, 2, 1}, {1, 1, 2}, {2, 1, 2}};
         for (int i = 0; m > 64 && i < 4; i++) { /* {k_split, cluster_k, multicast} */
             c = pick;
-            if (decode_alternative(&c, n, k / 128, pairs[i][0], pairs[i][1], 2, pairs[i][2],
+            if (decode_alternative(&c, n, k / 128, pairs[i][0], pairs[i][1], 2, pairs[i][2], 1,
                                    num_sms))
+                add_alternative(out, &count, max, &c);
+        }
+        /* A read once per cluster of 2 or 4 n blocks (multicast_a) instead of once per n
+         * block: at decode sizes those L2 reads of A outweigh B's (stop 10's trace). */
+        static const int shares[][2] = {{1, 2}, {2, 2}, {1, 4}, {2, 4}}; /* {k_split, mca} */
+        for (int i = 0; i < 4; i++) {
+            c = pick;
+            if (decode_alternative(&c, n, k / 128, shares[i][0], 1, 1, 1, shares[i][1], num_sms))
                 add_alternative(out, &count, max, &c);
         }
         return count;

@@ -15,6 +15,7 @@ typedef struct kiln__gemm_config {
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
     int trace;    /* 1: the kernel records SM clocks per CTA into `c` (bench --trace) */
     int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
+    int multicast_a; /* 2 or 4: a cluster of n blocks sharing (multicasting) the A tile */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -83,7 +84,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * allow. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
-enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 32 }; /* room for every list it makes */
+enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 48 }; /* room for every list it makes */
 
 /* The same for the masked grouped GEMM of G groups of about expected_m rows (the dense
  * alternatives of its pick's problem, less multicast, 192-row tiles and unrolled overlapped

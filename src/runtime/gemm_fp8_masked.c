@@ -57,10 +57,10 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
     int kept = 0;
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = out[i];
-        /* Masked kernels take neither multicast nor 192-row tiles, and their overlapped loop
-         * does not unroll (the K-block count is not a constant there): such a copy would be
-         * the same kernel. */
-        if (c.multicast > 1 || c.block_m == 192 ||
+        /* Masked kernels take no multicast (of B or A) nor 192-row tiles, and their
+         * overlapped loop does not unroll (the K-block count is not a constant there): such
+         * a copy would be the same kernel. */
+        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m == 192 ||
             (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)))
             continue;
         c.grouping = 1;
@@ -85,7 +85,8 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
         return (kiln_status)status;
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
     int64_t n = args->b.shape[1], kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
-    if (forced != NULL && (forced->grouping != 1 || forced->multicast > 1 || forced->trace))
+    if (forced != NULL && (forced->grouping != 1 || forced->multicast > 1 ||
+                           forced->multicast_a > 1 || forced->trace))
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a forced configuration must be a masked one "
                                             "(grouping 1, no multicast, no trace)", op);

@@ -81,6 +81,7 @@ constexpr int GROUP_N = (int)kp::group_n;
 constexpr int RG = BM / 64; /* 64-row groups = math warpgroups */
 constexpr int MC = 1;       /* no multicast (gemm_sched.cuh supports it; unused here) */
 constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
+constexpr int MCA = 1;      /* no A multicast either */
 constexpr int CLUSTER = CK;
 constexpr int GROUPING = (int)kp::grouping;
 constexpr int M_ALIGN = kp::m_align > 0 ? (int)kp::m_align : 1; /* never a divisor of 0 */

@@ -108,7 +108,11 @@ constexpr int KSPLIT = (int)kp::k_split;
 constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
 /* cluster_k 0 (unset) or 1: the CTA does every K block of its tile. */
 constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
-constexpr int CLUSTER = MC * CK;
+/* multicast_a 0 (unset) or 1: each CTA loads its own A tile. 2 or 4: a cluster of that many
+ * CTAs takes adjacent n blocks of one m block, and each loads 1/MCA of the shared A tile
+ * for all of them (decode: A is re-read by every n block, and those L2 reads outweigh B). */
+constexpr int MCA = kp::multicast_a < 2 ? 1 : (int)kp::multicast_a;
+constexpr int CLUSTER = MC * CK * MCA;
 /* 0: one problem. 1: masked groups: A [G][M_max][K], B [G][N][K], D [G][M_max][N], the
  * rows of group g read on the device from group_rows[g] (clamped to [0, M_max]).
  * 2: contiguous groups: A [M_total][K] and D [M_total][N] hold the groups one after
@@ -155,6 +159,9 @@ static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluste
 static_assert(MC == 1 || BN % 16 == 0, "multicast halves of B must be whole 8-row swizzle atoms");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
+static_assert(MCA == 1 || MCA == 2 || MCA == 4, "multicast_a must be 1 (none), 2 or 4");
+static_assert(MCA == 1 || (MC == 1 && CK == 1 && GROUPING == 0 && !kp::out_f32),
+              "multicast_a is for the dense BF16-output GEMM without multicast or cluster_k");
 static_assert(GROUPING >= 0 && GROUPING <= 3,
               "grouping must be 0 (dense), 1 (masked), 2 or 3 (contiguous: prefix sums, row ids)");
 /* A 192-row tile may run past its group's end into the next group's rows: it loads them
@@ -168,7 +175,7 @@ static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
 static_assert(BM == 64 || BM == 128 || BM == 192, "block_m must be 64, 128 or 192");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
-                            MC == 1 && !OVERLAP),
+                            MC == 1 && MCA == 1 && !OVERLAP),
               "192-row tiles are dense or prefix-sum prefill tiles: no k_split, cluster_k, "
               "multicast or overlap");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
@@ -202,7 +209,9 @@ constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
 constexpr int OFF_RED = OFF_D + (OUT_F32 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
+/* cluster_k: rank 0 receives the partial sums of ranks 1..CK-1 here (every rank keeps the
+ * same layout; only rank 0's is written). */
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
@@ -211,8 +220,8 @@ constexpr int SFB_SLOT = OUT_F32 ? BN : NSB;
 constexpr long long SFB_LD = (N + 3) / 4 * 4; /* FP32 mode: row stride of sfb */
 constexpr int OFF_BAR = OFF_SFB + ((STAGES * SFB_SLOT * 4 + 15) / 16) * 16;
 /* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
- * other ranks' partial sums are in their shared memory) and free[RG] (in rank r > 0: rank 0
- * has read them). */
+ * other ranks' partial sums have arrived in its shared memory) and free[RG] (in rank r > 0:
+ * rank 0 has read them, r may send the next tile's). */
 constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 /* Named barriers: 1..MATH_WG per-warpgroup epilogue, then per row group "partials ready"
  * and "partials consumed". */
@@ -334,8 +343,17 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                     tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
                     tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
                 } else {
-                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-                    if constexpr (MC == 1)
+                    if constexpr (MCA == 1)
+                        tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+                    else /* each CTA loads its 1/MCA of the A tile into all of them */
+                        tma_load_2d_multicast(base + OFF_A + s * A_STAGE_BYTES +
+                                                  sc.rank * (A_STAGE_BYTES / MCA),
+                                              tm_a, full, kb * BK, a_row + sc.rank * (BM / MCA),
+                                              (u16)((1u << MCA) - 1));
+                    if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
+                        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
+                                    (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
+                    else if constexpr (MC == 1)
                         tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
                     else /* each CTA loads its half of the B tile into both */
                         tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES +
@@ -468,6 +486,20 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
     }
 }
 
+__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
+{
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
+                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
+}
+
+__device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
+{
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr) : "memory");
+    return v;
+}
+
 __device__ __forceinline__ float2 ld_shared_v2f32(u32 addr)
 {
     float2 v;
@@ -513,8 +545,8 @@ __device__ __forceinline__ void issue_kblock(float (&acc)[BN / 2], u32 base, int
     wgmma_commit();
 }
 
-/* The slot is no longer read (its wgmma done, scales in registers): release it, in both
- * CTAs of a multicast pair (the partner's producer writes our slot too). */
+/* The slot is no longer read (its wgmma done, scales in registers): release it, in every
+ * CTA of a multicast cluster (the partners' producers write our slot too). */
 __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u32 lane)
 {
     __syncwarp();
@@ -523,6 +555,9 @@ __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u
         mbar_arrive(empty);
         if constexpr (MC == 2)
             mbar_arrive_remote(empty, (u32)sc.rank ^ 1u);
+#pragma unroll
+        for (int r = 1; r < MCA; ++r)
+            mbar_arrive_remote(empty, (u32)((sc.rank + r) % MCA));
     }
 }
 
@@ -799,36 +834,55 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            /* Cross-CTA reduction (cluster_k): ranks > 0 leave their partial sums in their
-             * own shared memory; rank 0 adds them in rank order (deterministic) and writes
-             * the tile. Each rank waits until rank 0 has read before it reuses the buffer
-             * (and before it may exit). */
-            const u32 cred = base + OFF_CRED + rg * RED_WG_BYTES + t * 4;
+            /* Cross-CTA reduction (cluster_k): ranks > 0 stage their partial sums in their
+             * own shared memory and copy them with one bulk copy into the same place in
+             * rank 0's, which counts the bytes on rank 0's ready barrier (no fences across
+             * the cluster: the copy carries its own completion); rank 0 adds them in rank
+             * order (deterministic) and writes the tile. A rank stages its next tile's
+             * sums once rank 0 has freed (read) the last ones. */
             const u32 ready = base + OFF_CBAR + rg * 8;
             const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
+            const u32 slot = OFF_CRED + rg * RED_WG_BYTES + t * 16; /* + rank block + j * 2048 */
             if (sc.rank > 0) {
+                if (!first_tile) {
+                    mbar_wait_cluster(freed, tile_parity);
+                    tile_parity ^= 1;
+                }
+                const u32 mine = base + OFF_CRED + ((sc.rank - 1) * RG + rg) * RED_WG_BYTES;
 #pragma unroll
-                for (int i = 0; i < BN / 2; ++i)
-                    asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(out[i])
-                                 : "memory");
-                mbar_arrive_cluster(ready, 0);
-                mbar_wait_cluster(freed, tile_parity);
-                tile_parity ^= 1;
+                for (int j = 0; j < BN / 8; ++j)
+                    st_shared_v4f32(mine + t * 16 + j * 2048, out[4 * j], out[4 * j + 1],
+                                    out[4 * j + 2], out[4 * j + 3]);
+                fence_proxy_async_smem(); /* the copy engine reads what we stored */
+                named_bar_sync(1 + wg, 128);
+                if (t == 0)
+                    bulk_copy_to_cluster(map_shared_rank(mine, 0), mine, RED_WG_BYTES,
+                                         map_shared_rank(ready, 0));
                 first_tile = false;
                 continue;
             }
+            if (t == 0)
+                mbar_arrive_expect_tx(ready, (CK - 1) * RED_WG_BYTES);
             mbar_wait_cluster(ready, tile_parity);
             tile_parity ^= 1;
-#pragma unroll 1
-            for (int p = 1; p < CK; ++p) {
-                const u32 theirs = map_shared_rank(cred, (u32)p);
 #pragma unroll
-                for (int i = 0; i < BN / 2; ++i)
-                    out[i] += ld_shared_cluster_f32(theirs + i * 512);
-            }
-#pragma unroll 1
             for (int p = 1; p < CK; ++p)
-                mbar_arrive_cluster(freed, (u32)p);
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j) {
+                    const float4 v =
+                        ld_shared_v4f32(base + slot + (p - 1) * RG * RED_WG_BYTES + j * 2048);
+                    out[4 * j] += v.x;
+                    out[4 * j + 1] += v.y;
+                    out[4 * j + 2] += v.z;
+                    out[4 * j + 3] += v.w;
+                }
+            /* One arrive per rank once the warpgroup has read everything (its release makes
+             * the reads happen before the rank's next copy overwrites them). */
+            named_bar_sync(1 + wg, 128);
+            if (t == 0)
+#pragma unroll 1
+                for (int p = 1; p < CK; ++p)
+                    mbar_arrive_cluster(freed, (u32)p);
         }
         first_tile = false;
 
@@ -858,7 +912,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
         fence_proxy_async_smem();
         named_bar_sync(1 + wg, 128);
-        const int rows_left = tl.rows - (mb * BM + (int)rg * 64);
+        /* multicast_a: a cluster's n blocks past N only load their share of A */
+        const int rows_left = nb < NUM_NB ? tl.rows - (mb * BM + (int)rg * 64) : 0;
         const u64 kept = tile_rows_kept(tl, rg); /* every row, but with per-row experts */
         if (GROUPING == 3 && kept != ~0ull) {
             store_expert_rows(out, tl, rg, row_in_wg, lane, kept, d_ptr, ld_d);
@@ -916,12 +971,12 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         for (int s = 0; s < STAGES; ++s) {
             /* full: the TMA warp's arrive (+ bytes) and the scale warp's arrive */
             mbar_init(base + OFF_BAR + s * 8, SCALE_WARP ? 2 : 1);
-            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MC * RG * 4);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MC * MCA * RG * 4);
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
-                mbar_init(base + OFF_CBAR + r * 8, (CK - 1) * 128);
-                mbar_init(base + OFF_CBAR + (RG + r) * 8, 128);
+                mbar_init(base + OFF_CBAR + r * 8, 1); /* + the partials' bytes */
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, 1);
             }
         }
         fence_barrier_init();
@@ -933,7 +988,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     /* Cluster modes: the partner's barriers must be initialised before anything reaches
      * them (multicast bytes, remote arrives). */
     if constexpr (CLUSTER > 1)
-        cluster_sync();
+        cluster_sync_after_init();
     else
         __syncthreads();
     grid_dependency_wait();

@@ -5,7 +5,8 @@
  *   N                   problem columns (long long)
  *   KB                  K blocks of the whole problem
  *   GROUP_N             tile-order swizzle (column blocks per L2 group)
- *   MC, CK, CLUSTER     multicast (1 or 2), cluster split-K (1..8), MC * CK
+ *   MC, CK, MCA, CLUSTER  B multicast (1 or 2), cluster split-K (1..8), A multicast (1, 2
+ *                       or 4), MC * CK * MCA
  *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), 3
  *                       contiguous groups (an expert id per row), and the row alignment
  *                       of contiguous groups (2 only)
@@ -13,8 +14,11 @@
  */
 
 /* Work distribution. A work unit is one output tile, or (multicast 2) two vertically
- * adjacent tiles sharing their B tile; clusters take units round-robin, so every CTA of a
- * cluster walks the same unit sequence (the cluster's barriers rely on it). */
+ * adjacent tiles sharing their B tile, or (multicast_a) MCA horizontally adjacent tiles
+ * sharing their A tile; clusters take units round-robin, so every CTA of a cluster walks
+ * the same unit sequence (the cluster's barriers rely on it). */
+constexpr int NUM_NBU = (NUM_NB + MCA - 1) / MCA; /* units along N */
+
 struct sched {
     int rank;         /* CTA rank in the cluster */
     int first, step;  /* first unit, units between two of this cluster's units */
@@ -37,7 +41,7 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     sc.step = (int)gridDim.x / CLUSTER;
     sc.num_mb = (m + BM - 1) / BM;
     sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
-    sc.num_units = sc.num_mbu * NUM_NB;
+    sc.num_units = sc.num_mbu * NUM_NBU;
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
@@ -53,7 +57,7 @@ struct tile {
 };
 
 /* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
- * group g contributing ceil(rows_g / BM) * NUM_NB; every role of every CTA walks its units
+ * group g contributing ceil(rows_g / BM) * NUM_NBU; every role of every CTA walks its units
  * in increasing order, so the cursor only moves forward. */
 struct cursor {
     int g, base, count, rows, num_mb;
@@ -99,7 +103,7 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
         }
         c.rows = rows < 0 ? 0 : rows > sc.m ? sc.m : rows; /* a bad count stays in the group */
         c.num_mb = (c.rows + BM - 1) / BM;
-        c.count = c.num_mb * NUM_NB;
+        c.count = c.num_mb * NUM_NBU;
     }
     return true;
 }
@@ -114,12 +118,14 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     int group_units = GROUP_N * c.num_mb;
     int gi = local / group_units;
     int first_n = gi * GROUP_N;
-    int width = NUM_NB - first_n < GROUP_N ? NUM_NB - first_n : GROUP_N;
+    int width = NUM_NBU - first_n < GROUP_N ? NUM_NBU - first_n : GROUP_N;
     int r = local - gi * group_units;
     tl.mb = r / width;
     tl.nb = first_n + r % width;
     if constexpr (MC == 2)
         tl.mb = 2 * tl.mb + sc.rank;
+    if constexpr (MCA > 1) /* the last unit's n blocks may run past N: see NUM_NB's users */
+        tl.nb = tl.nb * MCA + sc.rank;
     tl.g = GROUPING == 0 ? 0 : c.g;
     tl.rows = c.rows;
     tl.row0 = GROUPING == 2 ? c.start : 0;

@@ -215,6 +215,26 @@ __device__ __forceinline__ void cluster_sync()
                  ::: "memory");
 }
 
+/* The cluster barrier after mbarrier set-up: fence.mbarrier_init has already released the
+ * initialisations to the cluster, so the arrive can be relaxed (a release arrive is a
+ * GPU-wide memory barrier, ~700 cycles at kernel start by the trace). */
+__device__ __forceinline__ void cluster_sync_after_init()
+{
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\nbarrier.cluster.wait.acquire.aligned;"
+                 ::: "memory");
+}
+
+/* Copies `bytes` (a multiple of 16) of this CTA's shared memory at src to dst in another CTA
+ * of the cluster (dst and bar from map_shared_rank) and counts them on that CTA's mbarrier
+ * bar as completed transaction bytes: the receiver waits on bar (after an expect_tx) and
+ * needs no other fence. The sender may reuse src only once the receiver says so. */
+__device__ __forceinline__ void bulk_copy_to_cluster(u32 dst, u32 src, u32 bytes, u32 bar)
+{
+    asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes "
+                 "[%0], [%1], %2, [%3];"
+                 :: "r"(dst), "r"(src), "r"(bytes), "r"(bar) : "memory");
+}
+
 /* Address of the same shared-memory location in CTA `cta` of the cluster (shared::cluster
  * window; usable by ld/st.shared::cluster and mbarrier ops on shared::cluster). */
 __device__ __forceinline__ u32 map_shared_rank(u32 addr, u32 cta)
