@@ -8,7 +8,8 @@
 #
 # `run` executes every gpu-suite test program and then the benchmarks (all kiln-bench-*
 # programs, or the ones named), packs full logs into $OUT/device-check.tgz, and prints a short
-# table last. KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the gpu tests it names.
+# table last. KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the gpu tests it names,
+# KILN_TEST_SKIP=pattern all but those.
 # KILN_SAMPLE_CLOCKS=1 samples the SM clock, power and throttle reasons every 50 ms while
 # the benchmarks run (clocks.csv in the logs; summary at the end): sustained FP8 load runs into
 # the power cap and the clock drops well below its boost value.

@@ -51,12 +51,15 @@ static inline kiln_tensor tensor3d(void *data, kiln_dtype dtype, int64_t d0, int
 /* A device context for the tests, or exit 77 (skip) when there is no GPU. */
 static inline kiln_ctx *gpu_ctx_or_skip(void)
 {
-    /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests: device time
-     * is scarce, and a call that checks one new operator need not rerun the rest. */
+    /* KILN_TEST_FILTER=pattern (cmocka wildcards) runs only the matching tests, and
+     * KILN_TEST_SKIP=pattern all but those: device time is scarce, and a call that checks
+     * one new operator (or a host-only change) need not rerun the rest. */
 #ifdef cmocka_unit_test /* test programs only; the benchmarks share this header */
-    const char *filter = getenv("KILN_TEST_FILTER");
+    const char *filter = getenv("KILN_TEST_FILTER"), *skip = getenv("KILN_TEST_SKIP");
     if (filter && *filter)
         cmocka_set_test_filter(filter);
+    if (skip && *skip)
+        cmocka_set_skip_filter(skip);
 #endif
     int count = 0;
     kiln_device_count(&count);
