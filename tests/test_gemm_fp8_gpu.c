@@ -489,7 +489,8 @@ static void test_masked_groups(void **state)
     check_masked(32, 24, 4096, 7168, 20);
     check_masked(3, 200, 272, 384, 150); /* M_max not a multiple of the tile, odd N */
     check_masked(2, 1024, 2112, 1536, 900);
-    check_masked(2, 64, 1024, 7168, 50); /* a K split over a 2-CTA cluster */
+    check_masked(2, 64, 1024, 7168, 50); /* a K split over a 4-CTA cluster (64x72 tiles) */
+    check_masked(2, 64, 2048, 7168, 50); /* ... and over a 2-CTA cluster (64x64) */
 }
 
 /* One graph, captured once, replayed over new masked_m contents: right every time. */
