@@ -14,6 +14,7 @@
  * --masked, each masked alternative timed (test_masked_alternatives checks them).
  * --trace: after each dense shape, one launch of each of those configurations in the
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
+ * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [--sweep]
  *        [--trace] [MxNxK ...] */
 #include <pthread.h>
@@ -160,6 +161,16 @@ static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
 }
 
 static double geo_sum, geo_count;
+
+/* Operand sets to rotate over: enough to pass 200 MB (the 60 MB L2 then cannot serve
+ * repeats), or KILN_BENCH_SETS of them: 1 keeps a decode GEMM's operands in L2 (a
+ * diagnostic: how fast the kernel runs when DRAM is out of the way). */
+static int operand_sets(double bytes_per_set)
+{
+    const char *forced_sets = getenv("KILN_BENCH_SETS");
+    int sets = forced_sets != NULL ? atoi(forced_sets) : (int)(200e6 / bytes_per_set + 1);
+    return sets < 1 ? 1 : sets > MAX_SETS ? MAX_SETS : sets;
+}
 
 /* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1"
  * (eight words: scripts/ncu_durations.py reads them back). */
@@ -334,9 +345,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double bytes_b = (double)(n * k);
-    int num_sets = (int)(200e6 / (bytes_b + (double)m * k + 2.0 * m * n) + 1);
-    if (num_sets > MAX_SETS)
-        num_sets = MAX_SETS;
+    int num_sets = operand_sets(bytes_b + (double)m * k + 2.0 * m * n);
     operand_set sets[MAX_SETS];
     for (int i = 0; i < num_sets; i++) {
         operand_set *s = &sets[i];
@@ -438,9 +447,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(rows);
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 131 + rows);
     size_t a_bytes = (size_t)(groups * rows * k), b_bytes = (size_t)(groups * n * k);
-    int num_sets = (int)(200e6 / (double)(a_bytes + b_bytes) + 1);
-    if (num_sets > MAX_SETS)
-        num_sets = MAX_SETS;
+    int num_sets = operand_sets((double)(a_bytes + b_bytes));
     kiln_gemm_fp8_masked_args sets[MAX_SETS];
     void *buffers[MAX_SETS][6];
     uint8_t *host = malloc(b_bytes > a_bytes ? b_bytes : a_bytes);
