@@ -309,7 +309,8 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                 add_alternative(out, &count, max, &c);
         }
         /* A read once per cluster of 2 or 4 n blocks (multicast_a) instead of once per n
-         * block: at decode sizes those L2 reads of A outweigh B's (stop 10's trace). */
+         * block: fewer L2 reads of A, which did not make decode faster (stop 10); kept as
+         * a measured alternative. */
         static const int shares[][2] = {{1, 2}, {2, 2}, {1, 4}, {2, 4}}; /* {k_split, mca} */
         for (int i = 0; i < 4; i++) {
             c = pick;

@@ -110,7 +110,8 @@ constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
 constexpr int CK = kp::cluster_k < 2 ? 1 : (int)kp::cluster_k;
 /* multicast_a 0 (unset) or 1: each CTA loads its own A tile. 2 or 4: a cluster of that many
  * CTAs takes adjacent n blocks of one m block, and each loads 1/MCA of the shared A tile
- * for all of them (decode: A is re-read by every n block, and those L2 reads outweigh B). */
+ * for all of them. At decode A is re-read from L2 by every n block; halving or quartering
+ * those reads gained nothing (stop 10), so only kiln-bench-gemm-fp8 --sweep uses it. */
 constexpr int MCA = kp::multicast_a < 2 ? 1 : (int)kp::multicast_a;
 constexpr int CLUSTER = MC * CK * MCA;
 /* 0: one problem. 1: masked groups: A [G][M_max][K], B [G][N][K], D [G][M_max][N], the
