@@ -24,11 +24,13 @@ static int scale_blocks(int block_n)
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 {
     int row_groups = cfg->block_m / 64;
-    int staging = cfg->out_f32 ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
+    bool split = cfg->cluster_k > 1; /* stores from registers, and FP32 partials to swap */
+    int staging = cfg->out_f32 || split ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
-    bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
-    int partials =
-        split ? round_up((cfg->cluster_k - 1) * row_groups * 64 * cfg->block_n * 4, 1024) : 0;
+    int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
+    int partials = split ? round_up(2 * (cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
+                                    1024)
+                         : 0;
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
     int scales = round_up(cfg->stages * per_slot * 4, 16);

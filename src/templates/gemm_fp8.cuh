@@ -160,6 +160,7 @@ static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluste
 static_assert(MC == 1 || BN % 16 == 0, "multicast halves of B must be whole 8-row swizzle atoms");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
+static_assert(CK == 1 || GROUPING <= 1, "cluster_k is for dense and masked decode tiles");
 static_assert(MCA == 1 || MCA == 2 || MCA == 4, "multicast_a must be 1 (none), 2 or 4");
 static_assert(MCA == 1 || (MC == 1 && CK == 1 && GROUPING == 0 && !kp::out_f32),
               "multicast_a is for the dense BF16-output GEMM without multicast or cluster_k");
@@ -208,11 +209,17 @@ constexpr int A_STAGE_BYTES = BM * BK;
 constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
-constexpr int OFF_RED = OFF_D + (OUT_F32 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
+/* cluster_k stores its tiles from registers (cluster_reduce_scatter): no staging. */
+constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
-/* cluster_k: rank 0 receives the partial sums of ranks 1..CK-1 here (every rank keeps the
- * same layout; only rank 0's is written). */
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
+/* cluster_k reduce-scatter: rank r finishes the 8-column groups i with i % CK == r. Per row
+ * group, CK - 1 chunks to send (this rank's partial sums of each partner's groups) and CK - 1
+ * chunks received (each partner's sums of this rank's groups), one 16-byte vector per thread
+ * and group: CK_CHUNK bytes each. */
+constexpr int CK_GROUPS = BN / 8;
+constexpr int CK_OWN_MAX = (CK_GROUPS + CK - 1) / CK; /* most groups one rank finishes */
+constexpr int CK_CHUNK = CK_OWN_MAX * 2048;
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
@@ -220,9 +227,9 @@ constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
 constexpr int SFB_SLOT = OUT_F32 ? BN : NSB;
 constexpr long long SFB_LD = (N + 3) / 4 * 4; /* FP32 mode: row stride of sfb */
 constexpr int OFF_BAR = OFF_SFB + ((STAGES * SFB_SLOT * 4 + 15) / 16) * 16;
-/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
- * other ranks' partial sums have arrived in its shared memory) and free[RG] (in rank r > 0:
- * rank 0 has read them, r may send the next tile's). */
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the partners'
+ * sums of this rank's groups have arrived) and free[RG] (every partner has read what this
+ * rank sent it: the next tile's may go). */
 constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 /* Named barriers: 1..MATH_WG per-warpgroup epilogue, then per row group "partials ready"
  * and "partials consumed". */
@@ -742,6 +749,110 @@ __device__ __forceinline__ void store_f32(const float (&out)[BN / 2], const sche
     }
 }
 
+/* Cross-CTA reduction (cluster_k), reduce-scatter: rank r finishes the 8-column groups i
+ * with i % CK == r. Each rank stages its partial sums of every partner's groups in its own
+ * shared memory and sends each partner its chunk with one bulk copy, which counts the bytes
+ * on the partner's ready barrier (no cluster-wide fences on the way); it then adds the
+ * partners' sums of its own groups in rank order (the same order, so the same bits, as one
+ * rank adding all of them) and stores those columns from registers. A rank stages the next
+ * tile's sums once every partner has read the last ones (freed); the final cluster_sync
+ * keeps each CTA alive until its partners are done with it. */
+__device__ __forceinline__ void cluster_reduce_scatter(float (&out)[BN / 2], const sched &sc,
+                                                       const tile &tl, u32 base, u32 rg, u32 t,
+                                                       u32 row_in_wg, u32 lane, u32 &parity,
+                                                       bool first, u16 *__restrict__ d_ptr,
+                                                       long long ld_d)
+{
+    const u32 wg = threadIdx.x / 128;
+    const int rank = sc.rank;
+    const u32 ready = base + OFF_CBAR + rg * 8;
+    const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
+    const u32 send = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK; /* CK - 1 chunks */
+    const u32 recv = send + (CK - 1) * CK_CHUNK;                      /* CK - 1 chunks */
+    if (!first) {
+        mbar_wait_cluster(freed, parity ^ 1);
+    }
+    /* Partner p's chunk sits in slot p (p < rank) or p - 1 (p > rank), on both sides. */
+#pragma unroll
+    for (int i = 0; i < CK_GROUPS; ++i) {
+        const int owner = i % CK;
+        if (owner == rank)
+            continue;
+        const int slot = owner < rank ? owner : owner - 1;
+        st_shared_v4f32(send + slot * CK_CHUNK + (i / CK) * 2048 + t * 16, out[4 * i],
+                        out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
+    }
+    fence_proxy_async_smem(); /* the copy engine reads what we stored */
+    named_bar_sync(1 + wg, 128);
+    if (t == 0) {
+        const int own_groups = (CK_GROUPS - rank + CK - 1) / CK;
+        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * own_groups * 2048));
+#pragma unroll
+        for (int p = 0; p < CK; ++p) {
+            const int groups = (CK_GROUPS - p + CK - 1) / CK; /* p's groups */
+            if (p == rank || groups == 0)
+                continue;
+            const u32 from = send + (p < rank ? p : p - 1) * CK_CHUNK;
+            const u32 to = recv + (rank < p ? rank : rank - 1) * CK_CHUNK;
+            bulk_copy_to_cluster(map_shared_rank(to, (u32)p), from, (u32)(groups * 2048),
+                                 map_shared_rank(ready, (u32)p));
+        }
+    }
+    mbar_wait_cluster(ready, parity);
+    parity ^= 1;
+#pragma unroll
+    for (int i = 0; i < CK_GROUPS; ++i) {
+        if (i % CK != rank)
+            continue;
+        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int q = 0; q < CK; ++q) {
+            float4 v = make_float4(out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
+            if (q != rank)
+                v = ld_shared_v4f32(recv + (q < rank ? q : q - 1) * CK_CHUNK + (i / CK) * 2048 +
+                                    t * 16);
+            if (q == 0) {
+                sum = v;
+            } else {
+                sum.x += v.x;
+                sum.y += v.y;
+                sum.z += v.z;
+                sum.w += v.w;
+            }
+        }
+        out[4 * i] = sum.x;
+        out[4 * i + 1] = sum.y;
+        out[4 * i + 2] = sum.z;
+        out[4 * i + 3] = sum.w;
+    }
+    /* Every thread has read its vectors: one release arrive per partner. */
+    named_bar_sync(1 + wg, 128);
+    if (t == 0) {
+#pragma unroll
+        for (int p = 0; p < CK; ++p)
+            if (p != rank)
+                mbar_arrive_cluster(freed, (u32)p);
+    }
+    /* This rank's columns of the 64-row group, from registers (rows past the problem's and
+     * columns past N are not stored). */
+    const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
+    u16 *first_row = d_ptr + ((GROUPING == 1 ? (long long)tl.g * sc.m : 0) + tl.mb * BM +
+                              (int)rg * 64) * ld_d;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+#pragma unroll
+        for (int i = 0; i < CK_GROUPS; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (i % CK == rank && col < N)
+                st_global_u32(first_row + (long long)r * ld_d + col,
+                              pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+        }
+    }
+}
+
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
@@ -835,55 +946,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            /* Cross-CTA reduction (cluster_k): ranks > 0 stage their partial sums in their
-             * own shared memory and copy them with one bulk copy into the same place in
-             * rank 0's, which counts the bytes on rank 0's ready barrier (no fences across
-             * the cluster: the copy carries its own completion); rank 0 adds them in rank
-             * order (deterministic) and writes the tile. A rank stages its next tile's
-             * sums once rank 0 has freed (read) the last ones. */
-            const u32 ready = base + OFF_CBAR + rg * 8;
-            const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-            const u32 slot = OFF_CRED + rg * RED_WG_BYTES + t * 16; /* + rank block + j * 2048 */
-            if (sc.rank > 0) {
-                if (!first_tile) {
-                    mbar_wait_cluster(freed, tile_parity);
-                    tile_parity ^= 1;
-                }
-                const u32 mine = base + OFF_CRED + ((sc.rank - 1) * RG + rg) * RED_WG_BYTES;
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
-                    st_shared_v4f32(mine + t * 16 + j * 2048, out[4 * j], out[4 * j + 1],
-                                    out[4 * j + 2], out[4 * j + 3]);
-                fence_proxy_async_smem(); /* the copy engine reads what we stored */
-                named_bar_sync(1 + wg, 128);
-                if (t == 0)
-                    bulk_copy_to_cluster(map_shared_rank(mine, 0), mine, RED_WG_BYTES,
-                                         map_shared_rank(ready, 0));
-                first_tile = false;
-                continue;
-            }
-            if (t == 0)
-                mbar_arrive_expect_tx(ready, (CK - 1) * RED_WG_BYTES);
-            mbar_wait_cluster(ready, tile_parity);
-            tile_parity ^= 1;
-#pragma unroll
-            for (int p = 1; p < CK; ++p)
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j) {
-                    const float4 v =
-                        ld_shared_v4f32(base + slot + (p - 1) * RG * RED_WG_BYTES + j * 2048);
-                    out[4 * j] += v.x;
-                    out[4 * j + 1] += v.y;
-                    out[4 * j + 2] += v.z;
-                    out[4 * j + 3] += v.w;
-                }
-            /* One arrive per rank once the warpgroup has read everything (its release makes
-             * the reads happen before the rank's next copy overwrites them). */
-            named_bar_sync(1 + wg, 128);
-            if (t == 0)
-#pragma unroll 1
-                for (int p = 1; p < CK; ++p)
-                    mbar_arrive_cluster(freed, (u32)p);
+            cluster_reduce_scatter(out, sc, tl, base, rg, t, row_in_wg, lane, tile_parity,
+                                   first_tile, d_ptr, ld_d);
+            first_tile = false;
+            continue;
         }
         first_tile = false;
 
@@ -976,8 +1042,8 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
-                mbar_init(base + OFF_CBAR + r * 8, 1); /* + the partials' bytes */
-                mbar_init(base + OFF_CBAR + (RG + r) * 8, 1);
+                mbar_init(base + OFF_CBAR + r * 8, 1); /* + the partners' bytes */
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, CK - 1);
             }
         }
         fence_barrier_init();
