@@ -212,13 +212,9 @@ constexpr int OFF_D = 0;
 /* cluster_k stores its tiles from registers (cluster_reduce_scatter): no staging. */
 constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
-/* cluster_k reduce-scatter: rank r finishes the 8-column groups i with i % CK == r. Per row
- * group, CK - 1 chunks to send (this rank's partial sums of each partner's groups) and CK - 1
- * chunks received (each partner's sums of this rank's groups), one 16-byte vector per thread
- * and group: CK_CHUNK bytes each. */
-constexpr int CK_GROUPS = BN / 8;
-constexpr int CK_OWN_MAX = (CK_GROUPS + CK - 1) / CK; /* most groups one rank finishes */
-constexpr int CK_CHUNK = CK_OWN_MAX * 2048;
+/* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
+ * (common/cluster_reduce.cuh). */
+constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
 constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
@@ -244,6 +240,7 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 
 #include "common/gemm_sched.cuh"
+#include "common/cluster_reduce.cuh"
 
 /* B scales from a second producer warp (1, the default) or from the TMA warp itself before
  * a tile's first load (0, the v2 scheme; kept for measurement). */
@@ -494,20 +491,6 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
     }
 }
 
-__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
-{
-    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
-                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
-}
-
-__device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
-{
-    float4 v;
-    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
-                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr) : "memory");
-    return v;
-}
-
 __device__ __forceinline__ float2 ld_shared_v2f32(u32 addr)
 {
     float2 v;
@@ -749,110 +732,6 @@ __device__ __forceinline__ void store_f32(const float (&out)[BN / 2], const sche
     }
 }
 
-/* Cross-CTA reduction (cluster_k), reduce-scatter: rank r finishes the 8-column groups i
- * with i % CK == r. Each rank stages its partial sums of every partner's groups in its own
- * shared memory and sends each partner its chunk with one bulk copy, which counts the bytes
- * on the partner's ready barrier (no cluster-wide fences on the way); it then adds the
- * partners' sums of its own groups in rank order (the same order, so the same bits, as one
- * rank adding all of them) and stores those columns from registers. A rank stages the next
- * tile's sums once every partner has read the last ones (freed); the final cluster_sync
- * keeps each CTA alive until its partners are done with it. */
-__device__ __forceinline__ void cluster_reduce_scatter(float (&out)[BN / 2], const sched &sc,
-                                                       const tile &tl, u32 base, u32 rg, u32 t,
-                                                       u32 row_in_wg, u32 lane, u32 &parity,
-                                                       bool first, u16 *__restrict__ d_ptr,
-                                                       long long ld_d)
-{
-    const u32 wg = threadIdx.x / 128;
-    const int rank = sc.rank;
-    const u32 ready = base + OFF_CBAR + rg * 8;
-    const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-    const u32 send = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK; /* CK - 1 chunks */
-    const u32 recv = send + (CK - 1) * CK_CHUNK;                      /* CK - 1 chunks */
-    if (!first) {
-        mbar_wait_cluster(freed, parity ^ 1);
-    }
-    /* Partner p's chunk sits in slot p (p < rank) or p - 1 (p > rank), on both sides. */
-#pragma unroll
-    for (int i = 0; i < CK_GROUPS; ++i) {
-        const int owner = i % CK;
-        if (owner == rank)
-            continue;
-        const int slot = owner < rank ? owner : owner - 1;
-        st_shared_v4f32(send + slot * CK_CHUNK + (i / CK) * 2048 + t * 16, out[4 * i],
-                        out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
-    }
-    fence_proxy_async_smem(); /* the copy engine reads what we stored */
-    named_bar_sync(1 + wg, 128);
-    if (t == 0) {
-        const int own_groups = (CK_GROUPS - rank + CK - 1) / CK;
-        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * own_groups * 2048));
-#pragma unroll
-        for (int p = 0; p < CK; ++p) {
-            const int groups = (CK_GROUPS - p + CK - 1) / CK; /* p's groups */
-            if (p == rank || groups == 0)
-                continue;
-            const u32 from = send + (p < rank ? p : p - 1) * CK_CHUNK;
-            const u32 to = recv + (rank < p ? rank : rank - 1) * CK_CHUNK;
-            bulk_copy_to_cluster(map_shared_rank(to, (u32)p), from, (u32)(groups * 2048),
-                                 map_shared_rank(ready, (u32)p));
-        }
-    }
-    mbar_wait_cluster(ready, parity);
-    parity ^= 1;
-#pragma unroll
-    for (int i = 0; i < CK_GROUPS; ++i) {
-        if (i % CK != rank)
-            continue;
-        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-        for (int q = 0; q < CK; ++q) {
-            float4 v = make_float4(out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
-            if (q != rank)
-                v = ld_shared_v4f32(recv + (q < rank ? q : q - 1) * CK_CHUNK + (i / CK) * 2048 +
-                                    t * 16);
-            if (q == 0) {
-                sum = v;
-            } else {
-                sum.x += v.x;
-                sum.y += v.y;
-                sum.z += v.z;
-                sum.w += v.w;
-            }
-        }
-        out[4 * i] = sum.x;
-        out[4 * i + 1] = sum.y;
-        out[4 * i + 2] = sum.z;
-        out[4 * i + 3] = sum.w;
-    }
-    /* Every thread has read its vectors: one release arrive per partner. */
-    named_bar_sync(1 + wg, 128);
-    if (t == 0) {
-#pragma unroll
-        for (int p = 0; p < CK; ++p)
-            if (p != rank)
-                mbar_arrive_cluster(freed, (u32)p);
-    }
-    /* This rank's columns of the 64-row group, from registers (rows past the problem's and
-     * columns past N are not stored). */
-    const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
-    u16 *first_row = d_ptr + ((GROUPING == 1 ? (long long)tl.g * sc.m : 0) + tl.mb * BM +
-                              (int)rg * 64) * ld_d;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int r = (int)row_in_wg + 8 * h;
-        if (r >= rows_left)
-            continue;
-#pragma unroll
-        for (int i = 0; i < CK_GROUPS; ++i) {
-            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
-            if (i % CK == rank && col < N)
-                st_global_u32(first_row + (long long)r * ld_d + col,
-                              pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
-        }
-    }
-}
-
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
@@ -946,9 +825,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            cluster_reduce_scatter(out, sc, tl, base, rg, t, row_in_wg, lane, tile_parity,
-                                   first_tile, d_ptr, ld_d);
+            cluster_reduce_scatter(out, sc, base, rg, t, tile_parity, first_tile);
             first_tile = false;
+            store_owned(out, sc, tl, rg, row_in_wg, lane, tl.rows - (mb * BM + (int)rg * 64),
+                        d_ptr, ld_d);
             continue;
         }
         first_tile = false;

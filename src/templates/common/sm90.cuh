@@ -279,6 +279,27 @@ __device__ __forceinline__ void st_shared_u32(u32 addr, u32 v)
     asm volatile("st.shared.u32 [%0], %1;" :: "r"(addr), "r"(v) : "memory");
 }
 
+__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
+{
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
+                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
+}
+
+__device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
+{
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr) : "memory");
+    return v;
+}
+
+/* Bytes of one chunk of cluster_reduce.cuh's reduce-scatter: a 16-byte vector per thread
+ * of a warpgroup for each 8-column group one rank finishes (at most ceil(bn / 8 / ck)). */
+constexpr int reduce_scatter_chunk(int bn, int ck)
+{
+    return (bn / 8 + ck - 1) / ck * 2048;
+}
+
 __device__ __forceinline__ void st_shared_v2f32(u32 addr, float a, float b)
 {
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};" :: "r"(addr), "f"(a), "f"(b) : "memory");
