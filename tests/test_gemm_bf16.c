@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "../src/runtime/gemm_bf16.h"
+#include "compiled_layout.h"
 
 static void check_rules(const kiln__gemm_bf16_config *c, int64_t m, int64_t n, int64_t k)
 {
@@ -77,10 +78,13 @@ static void test_bf16_kinds_compile(void **state)
         kiln__gemm_bf16_spec(&spec, kinds[i].n, kinds[i].k, &c);
         kj_output out = {0};
         kiln__err err = {0};
-        if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
+        int layout = -1;
+        if (compile_reading(&spec, "kiln_gemm_bf16_smem_layout", &layout, &out, &err) != KILN_OK)
             fail_msg("%lldx%lldx%lld: %s", (long long)kinds[i].m, (long long)kinds[i].n,
                      (long long)kinds[i].k, err.msg);
         assert_int_equal(out.spills, 0);
+        /* The launch gives the kernel the host's count of shared memory. */
+        assert_int_equal(layout, kiln__gemm_bf16_smem(&c));
         print_message("  %5lld x %5lld x %5lld layout %d f32 %d grouping %d: %dx%d s%d ck%d  "
                       "%6.1f ms %3d regs\n",
                       (long long)kinds[i].m, (long long)kinds[i].n, (long long)kinds[i].k,

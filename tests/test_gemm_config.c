@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../src/runtime/gemm_config.h"
+#include "compiled_layout.h"
 
 static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_t k)
 {
@@ -127,10 +128,18 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
     kiln__gemm_fp8_spec(&spec, NULL, n, k, c);
     kj_output out;
     kiln__err err = {0};
-    if (kj_compile(&spec, "sm_90a", NULL, &out, &err) != KILN_OK)
+    int layout = -1;
+    if (compile_reading(&spec, "kiln_gemm_fp8_smem_layout", &layout, &out, &err) != KILN_OK)
         fail_msg("%lldx%lldx%lld (%dx%d, %d stages, k_split %d, cluster_k %d): %s", (long long)m,
                  (long long)n, (long long)k, c->block_m, c->block_n, c->stages, c->k_split,
                  c->cluster_k, err.msg);
+    /* The launch gives the kernel the host's count of shared memory: it must be the
+     * template's own. */
+    if (layout != kiln__gemm_fp8_smem(c))
+        fail_msg("%lldx%lldx%lld (%dx%d, %d stages, k_split %d, cluster_k %d): the template lays "
+                 "out %d bytes of shared memory, the host counts %d",
+                 (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
+                 c->k_split, c->cluster_k, layout, kiln__gemm_fp8_smem(c));
     /* 192-row tiles leave each math thread 160 registers for 128 accumulator values, and
      * ptxas spills a few words for some K (36 bytes at K = 7168); the stall samples of
      * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. Their

@@ -380,6 +380,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 constexpr int kiln_gemm_bf16_threads = kiln_bf16::THREADS;
 constexpr int kiln_gemm_bf16_smem_bytes = kiln_bf16::SMEM_BYTES;
 constexpr int kiln_gemm_bf16_cluster = kiln_bf16::CLUSTER;
+/* The layout's size in the cubin (and its PTX), where a test holds the host's formula
+ * (kiln__gemm_bf16_smem) to it without a GPU. */
+extern "C" __device__ const int kiln_gemm_bf16_smem_layout = kiln_gemm_bf16_smem_bytes;
 
 /* m: rows of A and D (grouped: M_max of every group, or M_total); group_rows: grouped, the
  * valid rows (masked) or prefix sums (contiguous) of the num_groups groups, device memory

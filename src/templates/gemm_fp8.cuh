@@ -48,19 +48,21 @@
  *               Padding rows are not stored; tiles of padding only are not computed.
  *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
  *
- * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) (kiln_gemm_fp8_cluster);
- * #units = ceil(num_mb / multicast) * ceil(N/block_n), num_mb = ceil(M/block_m); grid =
+ * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) * max(multicast_a, 1)
+ * (kiln_gemm_fp8_cluster); #units = ceil(num_mb / multicast) * ceil(ceil(N/block_n) /
+ * multicast_a), num_mb = ceil(M/block_m); grid =
  * CLUSTER * min(#units, co-resident clusters) (persistent; any grid that is a multiple of
  * CLUSTER is correct; without a cluster: min(#tiles, #SMs)); when CLUSTER > 1 launch with
  * the cluster-dimension attribute (CLUSTER, 1, 1) and size the grid with
  * cuOccupancyMaxActiveClusters (a cluster of 4 or 8 does not fit on every SM). block =
  * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
- * kiln_gemm_fp8_smem_bytes below; the host formula: align1024(RG*64*block_n*2)
- * + align1024((k_split-1)*RG*64*block_n*4) + align1024(cluster_k > 1 ? RG*64*block_n*4 : 0)
+ * kiln_gemm_fp8_smem_bytes below, also in the cubin as kiln_gemm_fp8_smem_layout; the host
+ * formula: align1024(RG*64*block_n*2) + align1024((k_split-1)*RG*64*block_n*4)
+ * + align1024(cluster_k > 1 ? (cluster_k-1)*RG*64*block_n*4 : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
  * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
- *   tm_a   u8   dims {K, M}            box {128, block_m}   swizzle 128B
+ *   tm_a   u8   dims {K, M}            box {128, block_m / max(multicast_a, 1)} swizzle 128B
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
  *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
  *   tm_d   bf16 dims {N, M}            box {D_SLAB, 64}     swizzle D_SWIZZLE
@@ -890,6 +892,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 constexpr int kiln_gemm_fp8_threads = kiln_fp8::THREADS;
 constexpr int kiln_gemm_fp8_smem_bytes = kiln_fp8::SMEM_BYTES;
 constexpr int kiln_gemm_fp8_cluster = kiln_fp8::CLUSTER;
+/* The layout's size in the cubin (and its PTX), where a test holds the host's formula
+ * (kiln__gemm_fp8_smem) to it without a GPU. */
+extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_bytes;
 
 /* sfb: B scales (see above); c: the FP32 mode's C [M][N] with D's row stride (may be null:
  * zero; may alias D; ignored in the BF16 mode);
