@@ -57,8 +57,9 @@
  * cuOccupancyMaxActiveClusters (a cluster of 4 or 8 does not fit on every SM). block =
  * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
  * kiln_gemm_fp8_smem_bytes below, also in the cubin as kiln_gemm_fp8_smem_layout; the host
- * formula: align1024(RG*64*block_n*2) + align1024((k_split-1)*RG*64*block_n*4)
- * + align1024(cluster_k > 1 ? (cluster_k-1)*RG*64*block_n*4 : 0)
+ * formula: align1024(cluster_k > 1 ? 0 : RG*64*block_n*2) + align1024((k_split-1)*RG*64*
+ * block_n*4) + align1024(cluster_k > 1 ? 2*(cluster_k-1)*RG*reduce_scatter_chunk(block_n,
+ * cluster_k) : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
  * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
