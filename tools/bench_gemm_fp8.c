@@ -274,11 +274,13 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
  * maximum over the CTAs; the slots are the template's trace_slot). */
 enum { TRACE_SLOTS = KILN_GEMM_FP8_TRACE_SLOTS, TRACE_CTAS = 1024 };
 
-static void print_phase(const char *name, const uint64_t *t, int ctas, int from, int to)
+/* Median/max of slot `to` minus slot `from` over the CTAs i with i % every == 0 (every > 1:
+ * rank 0 of each cluster, whose CTAs are consecutive). */
+static void print_phase(const char *name, const uint64_t *t, int ctas, int every, int from, int to)
 {
     float v[TRACE_CTAS]; /* cycles: exact in a float up to 2^24 */
     int count = 0;
-    for (int i = 0; i < ctas; i++)
+    for (int i = 0; i < ctas; i += every)
         if (t[i * TRACE_SLOTS + from] != 0 && t[i * TRACE_SLOTS + to] != 0)
             v[count++] = (float)(int64_t)(t[i * TRACE_SLOTS + to] - t[i * TRACE_SLOTS + from]);
     if (count == 0) {
@@ -327,12 +329,14 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                "per tile and CTA; cycles median/max:",
                (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
                (double)(last_ns - first_ns) / 1e3, (long long)(k / 128 / ck));
-        print_phase("ready", t, ctas, 1, 2);
-        print_phase("loop0-start", t, ctas, 1, 3);
-        print_phase("loop0", t, ctas, 3, 4);
-        print_phase("last-loop-end", t, ctas, 1, 5);
-        print_phase("math-end", t, ctas, 1, 6);
-        print_phase("last-load", t, ctas, 1, 7);
+        print_phase("ready", t, ctas, 1, 1, 2);
+        print_phase("loop0-start", t, ctas, 1, 1, 3);
+        print_phase("loop0", t, ctas, 1, 3, 4);
+        print_phase("last-loop-end", t, ctas, 1, 1, 5);
+        print_phase("math-end", t, ctas, 1, 1, 6);
+        if (ck > 1) /* the reduction's tail falls on whichever rank waits for the others */
+            print_phase("math-end(rank0)", t, ctas, kiln__gemm_fp8_cluster(&c), 1, 6);
+        print_phase("last-load", t, ctas, 1, 1, 7);
         printf("\n");
         fflush(stdout);
     }
