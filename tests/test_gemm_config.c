@@ -236,7 +236,7 @@ static void test_masked_alternatives(void **state)
 }
 
 /* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined, and
- * so do the first and the last in trace mode. */
+ * so do the first and the last in trace mode, and every one in loads-only mode. */
 static void test_alternatives_compile(void **state)
 {
     (void)state;
@@ -251,6 +251,11 @@ static void test_alternatives_compile(void **state)
         alt[0].trace = alt[count - 1].trace = 1; /* the benchmark's --trace kernels */
         assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[0]);
         assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[count - 1]);
+        for (int a = 0; a < count; a++) { /* and its --loads-only kernels */
+            alt[a].trace = 0;
+            alt[a].loads_only = 1;
+            assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);
+        }
         print_message("  %lldx%lldx%lld: %d alternatives compiled\n", (long long)shapes[i][0],
                       (long long)shapes[i][1], (long long)shapes[i][2], count);
     }

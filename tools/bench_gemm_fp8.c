@@ -14,9 +14,11 @@
  * --masked, each masked alternative timed (test_masked_alternatives checks them).
  * --trace: after each dense shape, one launch of each of those configurations in the
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
+ * --loads-only (with --sweep): each configuration also in the template's loads-only mode
+ * (no math, no output): how much of its time moving its operands takes.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
- * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig] [--sweep]
- *        [--trace] [MxNxK ...] */
+ * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
+ *        [--sweep [--loads-only]] [--trace] [MxNxK ...] */
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +84,7 @@ typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
 static const kiln__gemm_config *forced; /* --sweep, --trace: the configuration kiln runs */
+static bool loads_only_too;              /* --loads-only */
 static void *trace_buffer;               /* --trace: the kernel's clock readings */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
@@ -239,6 +242,13 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     precompile(alt, count, n, k, false);
+    kiln__gemm_config bare[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --loads-only */
+    for (int i = 0; i < count; i++) {
+        bare[i] = alt[i];
+        bare[i].loads_only = 1;
+    }
+    if (loads_only_too)
+        precompile(bare, count, n, k, false);
     double flops = 2.0 * (double)m * n * k;
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
@@ -249,22 +259,32 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         forced = NULL;
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         double diff = us > 0 ? check_output(&sets[0], m, false) : -1;
+        double us_loads = -1;
+        if (loads_only_too) {
+            forced = &bare[i];
+            us_loads = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+            forced = NULL;
+        }
         int overlap = kiln__gemm_fp8_overlaps(c, ctx);
         if (json)
             printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
                    "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
                    "\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,"
-                   "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f}\n",
+                   "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f}\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
                    c->k_split, c->cluster_k, c->multicast, overlap, kiln__gemm_fp8_unroll(c),
                    i == 0 ? "true" : "false", us,
-                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0);
+                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0, us_loads);
         else
             printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
                    "cuBLASLt fp8 x%.2f%s\n",
                    (long long)m, (long long)n, (long long)k, config_label(c), us,
                    us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
                    i == 0 ? "  <- heuristic (before the knobs)" : "");
+        if (!json && loads_only_too)
+            printf("loads-only %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
+                   (long long)m, (long long)n, (long long)k, config_label(c), us_loads,
+                   us > 0 && us_loads > 0 ? 100.0 * us_loads / us : 0);
         fflush(stdout);
     }
 }
@@ -697,18 +717,20 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
 
 int main(int argc, char **argv)
 {
-    static const char *const flags[] = {"--masked", "--contig", "--sweep", "--trace", NULL};
-    bool set[4] = {false, false, false, false};
+    static const char *const flags[] = {"--masked", "--contig", "--sweep", "--trace",
+                                        "--loads-only", NULL};
+    bool set[5] = {false, false, false, false, false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
         fprintf(stderr,
-                "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep] [--trace] "
-                "[MxNxK ...]\n",
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep "
+                "[--loads-only]] [--trace] [MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
     const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2],
                trace = set[3];
+    loads_only_too = set[4];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();

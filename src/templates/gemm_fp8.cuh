@@ -141,6 +141,10 @@ constexpr bool OUT_F32 = kp::out_f32 != 0;
 /* 1: trace mode (kiln-bench-gemm-fp8 --trace): each CTA records the SM clock at a few points
  * of its run into the buffer that `c` then points to; compiled out otherwise. */
 constexpr bool TRACE = kp::trace != 0;
+/* 1: loads only (kiln-bench-gemm-fp8 --loads-only): the math warpgroups wait for each K
+ * block and release its slot at once, with no wgmma, reduction or store, so the kernel's
+ * time is what moving its operands takes; D is not written. */
+constexpr bool LOADS_ONLY = kp::loads_only != 0;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
@@ -769,7 +773,20 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         if (threadIdx.x == 0 && first_tile)
             trace_mark(c, TR_LOOP0_BEGIN);
 
-        if constexpr (OVERLAP) {
+        if constexpr (LOADS_ONLY) {
+            ring_next(s, phase, q);
+#pragma unroll 1
+            for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
+                mbar_wait(base + OFF_BAR + s * 8, phase);
+                release_slot(base, s, sc, lane);
+                ring_next(s, phase, KSPLIT);
+            }
+            s -= q; /* as below */
+            if (s < 0) {
+                s += STAGES;
+                phase ^= 1;
+            }
+        } else if constexpr (OVERLAP) {
             kloop_overlapped(out, acc, acc1, sc, base, s, phase, rg, row_in_wg, n_off, lane);
         } else {
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
@@ -794,6 +811,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             if (first_tile)
                 trace_mark(c, TR_LOOP0_END);
             trace_mark(c, TR_LAST_LOOP_END);
+        }
+        if constexpr (LOADS_ONLY) {
+            first_tile = false;
+            continue;
         }
 
         if constexpr (KSPLIT > 1) {
