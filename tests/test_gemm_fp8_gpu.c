@@ -267,6 +267,11 @@ static void check_trace(int64_t m, int64_t n, int64_t k, kiln__gemm_config cfg)
         assert_true(c[1] <= c[2]);
         assert_true(c[7] >= c[1]);
         assert_true(c[6] >= c[2]);
+        /* The wall clock at entry and at the math's end bracket the cycles between: the
+         * rate they imply is an SM clock (wide bounds: this checks the slots, not speed). */
+        assert_true(c[8] > c[0]);
+        double ghz = (double)(c[6] - c[1]) / (double)(c[8] - c[0]);
+        assert_true(ghz > 0.2 && ghz < 5.0);
         if (c[3] != 0)
             assert_true(c[2] <= c[3] && c[3] <= c[4] && c[4] <= c[5] && c[5] <= c[6]);
     }

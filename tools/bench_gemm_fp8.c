@@ -337,18 +337,26 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         if (!ok)
             continue;
         gpu_download(t, buffer, bytes);
+        /* Wall clock (%globaltimer, ns) at each CTA's entry and math end: the entries'
+         * spread, the span from the first entry to the last end, and the SM clock (cycles
+         * over ns between the same two points, the median over the CTAs). */
         int ctas = 0;
-        uint64_t first_ns = UINT64_MAX, last_ns = 0;
+        uint64_t first_ns = UINT64_MAX, last_ns = 0, last_end_ns = 0;
+        float ghz[TRACE_CTAS];
         for (int b = 0; b < TRACE_CTAS && t[b * TRACE_SLOTS + 1] != 0; b++, ctas++) {
-            uint64_t ns = t[b * TRACE_SLOTS];
-            first_ns = ns < first_ns ? ns : first_ns;
-            last_ns = ns > last_ns ? ns : last_ns;
+            const uint64_t *r = t + b * TRACE_SLOTS;
+            first_ns = r[0] < first_ns ? r[0] : first_ns;
+            last_ns = r[0] > last_ns ? r[0] : last_ns;
+            last_end_ns = r[8] > last_end_ns ? r[8] : last_end_ns;
+            ghz[b] = r[8] > r[0] ? (float)(r[6] - r[1]) / (float)(r[8] - r[0]) : 0.0f;
         }
+        qsort(ghz, (size_t)ctas, sizeof ghz[0], cmp_float);
         int ck = c.cluster_k > 1 ? c.cluster_k : 1;
-        printf("trace %5lld x %5lld x %5lld  %s  %d CTAs, entries spread %.2f us, %lld K blocks "
-               "per tile and CTA; cycles median/max:",
+        printf("trace %5lld x %5lld x %5lld  %s  %d CTAs, entries spread %.2f us, span %.2f us "
+               "at %.2f GHz, %lld K blocks per tile and CTA; cycles median/max:",
                (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
-               (double)(last_ns - first_ns) / 1e3, (long long)(k / 128 / ck));
+               (double)(last_ns - first_ns) / 1e3, (double)(last_end_ns - first_ns) / 1e3,
+               ctas > 0 ? ghz[ctas / 2] : 0.0f, (long long)(k / 128 / ck));
         print_phase("ready", t, ctas, 1, 1, 2);
         print_phase("loop0-start", t, ctas, 1, 1, 3);
         print_phase("loop0", t, ctas, 1, 3, 4);

@@ -114,7 +114,7 @@ static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
     return cfg->unroll > 1 ? cfg->unroll : 1;
 }
 /* u64 clock readings per CTA in trace mode (the template's TRACE_SLOTS). */
-enum { KILN_GEMM_FP8_TRACE_SLOTS = 8 };
+enum { KILN_GEMM_FP8_TRACE_SLOTS = 9 };
 
 /* A prewarm line's m=, n= and k= (rows >= 1; N and K as kiln__gemm_fp8_check_nk wants).
  * Fails into ctx naming op. */

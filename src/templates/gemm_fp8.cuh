@@ -268,6 +268,7 @@ enum trace_slot {
     TR_LAST_LOOP_END,/* ... leaves its last tile's K loop */
     TR_MATH_END,     /* ... has stored its last tile */
     TR_LAST_LOAD,    /* the producer has issued its last TMA load */
+    TR_END_NS,       /* = TR_MATH_END, %globaltimer: with TR_START_NS, the SM clock's rate */
     TRACE_SLOTS
 };
 
@@ -275,7 +276,7 @@ __device__ __forceinline__ void trace_mark(const float *trace, int slot)
 {
     if constexpr (TRACE) {
         unsigned long long t;
-        if (slot == TR_START_NS)
+        if (slot == TR_START_NS || slot == TR_END_NS)
             asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
         else
             asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
@@ -905,8 +906,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     }
     if (t == 0 && q == 0)
         bulk_wait<0>();
-    if (threadIdx.x == 0)
+    if (threadIdx.x == 0) {
         trace_mark(c, TR_MATH_END);
+        trace_mark(c, TR_END_NS);
+    }
 }
 
 } // namespace kiln_fp8
