@@ -182,7 +182,7 @@ static const char *config_label(const kiln__gemm_config *c)
     static char label[80];
     snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d", c->block_m,
              c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
-             c->multicast_a > 1 ? c->multicast_a : 1, kiln__gemm_fp8_overlaps(c, ctx),
+             kiln__gemm_fp8_multicast_a(c), kiln__gemm_fp8_overlaps(c, ctx),
              kiln__gemm_fp8_unroll(c));
     return label;
 }
@@ -243,7 +243,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     precompile(alt, count, n, k, false);
     kiln__gemm_config bare[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --loads-only */
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; loads_only_too && i < count; i++) {
         bare[i] = alt[i];
         bare[i].loads_only = 1;
     }
