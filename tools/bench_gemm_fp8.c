@@ -182,7 +182,7 @@ static const char *config_label(const kiln__gemm_config *c)
     static char label[80];
     snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d", c->block_m,
              c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
-             c->multicast_a > 1 ? c->multicast_a : 1, kiln__gemm_fp8_overlaps(c, ctx),
+             kiln__gemm_fp8_multicast_a(c), kiln__gemm_fp8_overlaps(c, ctx),
              kiln__gemm_fp8_unroll(c));
     return label;
 }
@@ -243,12 +243,13 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     precompile(alt, count, n, k, false);
     kiln__gemm_config bare[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --loads-only */
-    for (int i = 0; i < count; i++) {
-        bare[i] = alt[i];
-        bare[i].loads_only = 1;
-    }
-    if (loads_only_too)
+    if (loads_only_too) {
+        for (int i = 0; i < count; i++) {
+            bare[i] = alt[i];
+            bare[i].loads_only = 1;
+        }
         precompile(bare, count, n, k, false);
+    }
     double flops = 2.0 * (double)m * n * k;
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
@@ -269,10 +270,12 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         if (json)
             printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
                    "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
-                   "\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},\"kiln_us\":%.3f,"
-                   "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f}\n",
+                   "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},"
+                   "\"kiln_us\":%.3f,\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,"
+                   "\"loads_only_us\":%.3f}\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, overlap, kiln__gemm_fp8_unroll(c),
+                   c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
+                   overlap, kiln__gemm_fp8_unroll(c),
                    i == 0 ? "true" : "false", us,
                    diff, us > 0 && us_lt > 0 ? us_lt / us : 0, us_loads);
         else

@@ -41,7 +41,7 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg)
 {
     return (cfg->multicast > 1 ? cfg->multicast : 1) * (cfg->cluster_k > 1 ? cfg->cluster_k : 1) *
-           (cfg->multicast_a > 1 ? cfg->multicast_a : 1);
+           kiln__gemm_fp8_multicast_a(cfg);
 }
 
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg)
@@ -189,7 +189,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
-                              cfg->multicast_a > 1 ? cfg->multicast_a : 1, cfg->loads_only};
+                              kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

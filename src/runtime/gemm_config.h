@@ -70,19 +70,19 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
 
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
  * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. With
- * forced->trace, `trace` is a zeroed device buffer of 8 u64 per CTA (at most 8 x SMs) that
- * the kernel fills with clock readings (the template's trace_slot); NULL otherwise. */
+ * forced->trace, `trace` is a zeroed device buffer of KILN_GEMM_FP8_TRACE_SLOTS u64 per CTA
+ * that the kernel fills with clock readings (the template's trace_slot); NULL otherwise. */
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                 const kiln__gemm_config *forced, void *trace, kiln_stream stream);
 
 /* The configurations worth timing against each other for an M x N x K problem on num_sms
  * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as
- * alternatives); at most max, returns how many. Decode sizes (M <= 128): K split inside
- * the CTA (k_split 1, 2, 4) and over a cluster (1, 2, 4 CTAs), each with the tile width
- * that fills the SMs in one round and its registers, and for M > 64 two 64-row tiles (with
- * B multicast between them); prefill: with and without overlap,
- * B multicast, 192-row tiles; and each again with an unrolled K loop where its registers
- * allow. */
+ * alternatives), then the pick with its overlap switched; at most max, returns how many.
+ * Decode sizes (M <= 128): K split inside the CTA (k_split 1, 2, 4) and over a cluster (1,
+ * 2, 4 CTAs), each with the tile width that fills the SMs in one round and its registers,
+ * for M > 64 two 64-row tiles (with B multicast between them), and clusters sharing A
+ * (multicast_a 2, 4); prefill: B multicast, 192-row tiles; and each again with an unrolled
+ * K loop where its registers allow. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 48 }; /* room for every list it makes */
@@ -112,6 +112,11 @@ bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
 static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
 {
     return cfg->unroll > 1 ? cfg->unroll : 1;
+}
+/* CTAs sharing one A tile (multicast_a 0 and 1 both mean none). */
+static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
+{
+    return cfg->multicast_a > 1 ? cfg->multicast_a : 1;
 }
 /* u64 clock readings per CTA in trace mode (the template's TRACE_SLOTS). */
 enum { KILN_GEMM_FP8_TRACE_SLOTS = 9 };

@@ -93,7 +93,7 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
     if ((status = kiln__tma_2d(ctx, &ops->tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a->data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(a),
                                /* multicast_a: each CTA loads 1/multicast_a of A's tile */
-                               (uint32_t)(cfg->block_m / (cfg->multicast_a > 1 ? cfg->multicast_a : 1)),
+                               (uint32_t)(cfg->block_m / kiln__gemm_fp8_multicast_a(cfg)),
                                128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
         (status = kiln__tma_2d(ctx, &ops->tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                sfa->data, (uint64_t)(k / 128), (uint64_t)kiln_sf_mn_stride(m),
@@ -192,9 +192,11 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
+    /* Work units: tiles, or pairs of m blocks (multicast), or groups of n blocks
+     * (multicast_a) sharing one operand tile. */
     int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;
-    int multicast = cfg.multicast > 1 ? cfg.multicast : 1;
-    int64_t n_blocks = (n + cfg.block_n - 1) / cfg.block_n, mca = cfg.multicast_a > 1 ? cfg.multicast_a : 1;
+    int64_t n_blocks = (n + cfg.block_n - 1) / cfg.block_n;
+    int multicast = cfg.multicast > 1 ? cfg.multicast : 1, mca = kiln__gemm_fp8_multicast_a(&cfg);
     int64_t units = (m_blocks + multicast - 1) / multicast * ((n_blocks + mca - 1) / mca);
     if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;

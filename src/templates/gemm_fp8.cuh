@@ -774,20 +774,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         if (threadIdx.x == 0 && first_tile)
             trace_mark(c, TR_LOOP0_BEGIN);
 
-        if constexpr (LOADS_ONLY) {
-            ring_next(s, phase, q);
-#pragma unroll 1
-            for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
-                mbar_wait(base + OFF_BAR + s * 8, phase);
-                release_slot(base, s, sc, lane);
-                ring_next(s, phase, KSPLIT);
-            }
-            s -= q; /* as below */
-            if (s < 0) {
-                s += STAGES;
-                phase ^= 1;
-            }
-        } else if constexpr (OVERLAP) {
+        if constexpr (OVERLAP && !LOADS_ONLY) {
             kloop_overlapped(out, acc, acc1, sc, base, s, phase, rg, row_in_wg, n_off, lane);
         } else {
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
@@ -795,10 +782,14 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll UNROLL
             for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
                 mbar_wait(base + OFF_BAR + s * 8, phase);
-                const kscales ks = load_scales(base, s, rg, row_in_wg);
-                issue_kblock(acc, base, s, rg);
-                wait_acc<0>(acc);
-                retire(out, acc, ks, s, sc, base, n_off, lane);
+                if constexpr (LOADS_ONLY) {
+                    release_slot(base, s, sc, lane);
+                } else {
+                    const kscales ks = load_scales(base, s, rg, row_in_wg);
+                    issue_kblock(acc, base, s, rg);
+                    wait_acc<0>(acc);
+                    retire(out, acc, ks, s, sc, base, n_off, lane);
+                }
                 ring_next(s, phase, KSPLIT);
             }
             /* Back to the slot after this tile's last K block (kb_count % KSPLIT == 0). */
