@@ -252,7 +252,7 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
                                int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int ctas = c == 8 ? num_sms * 16 / 132 * 8 : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
         return false;
@@ -295,8 +295,8 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         add_alternative(out, &count, max, &c);
     }
     if (m <= 128) {
-        static const int splits[] = {1, 2, 4}, clusters[] = {1, 2, 4};
-        for (int ci = 0; ci < 3; ci++)
+        static const int splits[] = {1, 2, 4}, clusters[] = {1, 2, 4, 8};
+        for (int ci = 0; ci < 4; ci++)
             for (int si = 0; si < 3; si++) {
                 c = pick;
                 if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], 1, 1, 1, num_sms))
