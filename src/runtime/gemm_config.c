@@ -252,7 +252,7 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
                                int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 8 ? num_sms * 16 / 132 * 8 : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int ctas = c == 8 ? num_sms * 15 / 132 * 8 : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
         return false;

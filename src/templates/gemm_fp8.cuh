@@ -841,7 +841,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            cluster_reduce_scatter(out, sc, base, rg, t, tile_parity, first_tile);
+            cursor peek = cur;
+            cluster_reduce_scatter(out, sc, base, rg, t, tile_parity, first_tile,
+                                   cursor_seek(sc, peek, unit + sc.step));
             first_tile = false;
             store_owned(out, sc, tl, rg, row_in_wg, lane, tl.rows - (mb * BM + (int)rg * 64),
                         d_ptr, ld_d);

@@ -21,7 +21,7 @@
  * each CTA alive until its partners are done with it. */
 __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
                                                        u32 base, u32 rg, u32 t, u32 &parity,
-                                                       bool first)
+                                                       bool first, bool more)
 {
     constexpr int GROUPS = BN / 8;
     const u32 wg = threadIdx.x / 128;
@@ -86,7 +86,12 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
         acc[4 * i + 2] = sum.z;
         acc[4 * i + 3] = sum.w;
     }
-    /* Every thread has read its vectors: one release arrive per partner. */
+    /* Every thread has read its vectors: one release arrive per partner, only where the
+     * cluster has another tile (more): each release arrive waits for this thread's memory
+     * operations to be visible cluster-wide (a GPU-wide memory barrier, ~1000 cycles per
+     * partner in --trace), and at decode a cluster's first tile is its last. */
+    if (!more)
+        return;
     named_bar_sync(1 + wg, 128);
     if (t == 0) {
 #pragma unroll
