@@ -28,36 +28,23 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
     const int rank = sc.rank;
     const u32 ready = base + OFF_CBAR + rg * 8;
     const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-    const u32 send = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK;
-    const u32 recv = send + (CK - 1) * CK_CHUNK;
+    const u32 recv = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK + (CK - 1) * CK_CHUNK;
     if (!first)
         mbar_wait_cluster(freed, parity ^ 1);
-    /* Partner p's chunk sits in slot p (p < rank) or p - 1 (p > rank), on both sides; a
-     * group's vector is at (i / CK) * 2048 + t * 16 in it. */
+    /* Each thread writes its partial sums of a partner's groups straight into the partner's
+     * receive slot with st.async, which counts the bytes on the partner's ready barrier:
+     * no staging, no fence, no bulk copy. Partner p receives ours in its slot rank
+     * (rank < p) or rank - 1; a group's vector is at (i / CK) * 2048 + t * 16 in it. */
+    if (t == 0)
+        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * ((GROUPS - rank + CK - 1) / CK) * 2048));
 #pragma unroll
     for (int i = 0; i < GROUPS; ++i) {
         const int owner = i % CK;
         if (owner == rank)
             continue;
-        st_shared_v4f32(send + (owner < rank ? owner : owner - 1) * CK_CHUNK + (i / CK) * 2048 +
-                            t * 16,
-                        acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-    }
-    fence_proxy_async_smem(); /* the copy engine reads what we stored */
-    named_bar_sync(1 + wg, 128);
-    if (t == 0) {
-        const int own_groups = (GROUPS - rank + CK - 1) / CK;
-        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * own_groups * 2048));
-#pragma unroll
-        for (int p = 0; p < CK; ++p) {
-            const int groups = (GROUPS - p + CK - 1) / CK; /* p's groups */
-            if (p == rank || groups == 0)
-                continue;
-            bulk_copy_to_cluster(
-                map_shared_rank(recv + (rank < p ? rank : rank - 1) * CK_CHUNK, (u32)p),
-                send + (p < rank ? p : p - 1) * CK_CHUNK, (u32)(groups * 2048),
-                map_shared_rank(ready, (u32)p));
-        }
+        const u32 dst = recv + (rank < owner ? rank : rank - 1) * CK_CHUNK + (i / CK) * 2048 + t * 16;
+        st_async_v4f32(map_shared_rank(dst, (u32)owner), acc[4 * i], acc[4 * i + 1],
+                       acc[4 * i + 2], acc[4 * i + 3], map_shared_rank(ready, (u32)owner));
     }
     mbar_wait_cluster(ready, parity);
     parity ^= 1;

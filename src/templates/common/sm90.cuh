@@ -235,6 +235,15 @@ __device__ __forceinline__ void bulk_copy_to_cluster(u32 dst, u32 src, u32 bytes
                  :: "r"(dst), "r"(src), "r"(bytes), "r"(bar) : "memory");
 }
 
+/* Stores 16 bytes into another CTA's shared memory (dst from map_shared_rank) and counts
+ * them on that CTA's mbarrier bar as completed transaction bytes. */
+__device__ __forceinline__ void st_async_v4f32(u32 dst, float x, float y, float z, float w, u32 bar)
+{
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], "
+                 "{%1, %2, %3, %4}, [%5];"
+                 :: "r"(dst), "f"(x), "f"(y), "f"(z), "f"(w), "r"(bar) : "memory");
+}
+
 /* Address of the same shared-memory location in CTA `cta` of the cluster (shared::cluster
  * window; usable by ld/st.shared::cluster and mbarrier ops on shared::cluster). */
 __device__ __forceinline__ u32 map_shared_rank(u32 addr, u32 cta)
