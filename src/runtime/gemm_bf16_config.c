@@ -30,8 +30,11 @@ int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg)
 {
     int row_groups = cfg->block_m / 64, elem = cfg->out_f32 ? 4 : 2;
     int staging = row_groups * 2 * round_up(64 * kiln__gemm_bf16_slab(cfg->block_n, elem) * elem, 1024);
-    bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
-    int partials = split ? round_up(row_groups * 64 * cfg->block_n * 4, 1024) : 0;
+    bool split = cfg->cluster_k > 1; /* FP32 partials sent and received (reduce-scatter) */
+    int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
+    int partials = split ? round_up(2 * (cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
+                                    1024)
+                         : 0;
     int per_stage = (cfg->block_m + cfg->block_n) * 128;
     return staging + partials + cfg->stages * per_stage + cfg->stages * 16 +
            (split ? row_groups * 16 : 0) + 1024;

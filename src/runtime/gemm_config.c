@@ -24,11 +24,13 @@ static int scale_blocks(int block_n)
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 {
     int row_groups = cfg->block_m / 64;
-    int staging = cfg->out_f32 ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
+    bool split = cfg->cluster_k > 1; /* stores from registers, and FP32 partials to swap */
+    int staging = cfg->out_f32 || split ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
-    bool split = cfg->cluster_k > 1; /* FP32 partials of the cluster's other ranks */
-    int partials =
-        split ? round_up((cfg->cluster_k - 1) * row_groups * 64 * cfg->block_n * 4, 1024) : 0;
+    int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
+    int partials = split ? round_up(2 * (cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
+                                    1024)
+                         : 0;
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
     int scales = round_up(cfg->stages * per_slot * 4, 16);
@@ -250,7 +252,7 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
                                int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int ctas = c == 8 ? num_sms * 15 / 132 * 8 : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
         return false;
@@ -293,8 +295,8 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         add_alternative(out, &count, max, &c);
     }
     if (m <= 128) {
-        static const int splits[] = {1, 2, 4}, clusters[] = {1, 2, 4};
-        for (int ci = 0; ci < 3; ci++)
+        static const int splits[] = {1, 2, 4}, clusters[] = {1, 2, 4, 8};
+        for (int ci = 0; ci < 4; ci++)
             for (int si = 0; si < 3; si++) {
                 c = pick;
                 if (decode_alternative(&c, n, k / 128, splits[si], clusters[ci], 1, 1, 1, num_sms))

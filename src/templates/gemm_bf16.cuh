@@ -131,11 +131,14 @@ constexpr int A_STAGE_BYTES = BM * BK * 2;
 constexpr int B_STAGE_BYTES = BN * BK * 2;
 constexpr int OFF_D = 0;
 constexpr int OFF_CRED = OFF_D + RG * 2 * D_BUF_BYTES;
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
+/* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
+ * (common/cluster_reduce.cuh). */
+constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
-/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the other
- * ranks' partial sums are in their shared memory) and free[RG] (the other ranks have read
- * ours). */
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the partners'
+ * sums of this rank's groups have arrived) and free[RG] (every partner has read what this
+ * rank sent it). */
 constexpr int OFF_BAR = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
@@ -146,6 +149,7 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES;
 
 #include "common/gemm_sched.cuh"
+#include "common/cluster_reduce.cuh"
 
 /* The start of a 64-wide box along M or N, moved back inside [0, extent) when it lies
  * wholly past the end (the last tile of an MN-major operand): a box that starts inside is
@@ -276,79 +280,6 @@ __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32
     }
 }
 
-/* Cross-CTA reduction (cluster_k), reduce-scatter: every rank leaves its FP32 partial sums
- * in its own shared memory, then finishes the 8-column groups i with i % CK == its rank by
- * adding the other ranks' partials (in rank order: deterministic) over DSMEM, so the ranks
- * share the reading instead of one rank doing all of it at the end of the tile. A rank
- * overwrites its partials for the next tile only once every other rank has read them
- * (`freed`); the final cluster_sync keeps each CTA alive while others may read it. */
-__device__ __forceinline__ void cluster_reduce(float *acc, const sched &sc, u32 base, u32 rg, u32 t,
-                                               u32 &parity, bool first)
-{
-    const u32 cred = base + OFF_CRED + rg * RED_WG_BYTES + t * 4;
-    const u32 ready = base + OFF_CBAR + rg * 8;
-    const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-    if (!first)
-        mbar_wait_cluster(freed, parity ^ 1);
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i)
-        asm volatile("st.shared.f32 [%0], %1;" ::"r"(cred + i * 512), "f"(acc[i]) : "memory");
-#pragma unroll 1
-    for (int p = 0; p < CK; ++p)
-        if (p != sc.rank)
-            mbar_arrive_cluster(ready, (u32)p);
-    mbar_wait_cluster(ready, parity);
-#pragma unroll 1
-    for (int p = 0; p < CK; ++p) {
-        if (p == sc.rank)
-            continue;
-        const u32 theirs = map_shared_rank(cred, (u32)p);
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i) {
-            if (i % CK != sc.rank)
-                continue;
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-                acc[4 * i + j] += ld_shared_cluster_f32(theirs + (4 * i + j) * 512);
-        }
-    }
-#pragma unroll 1
-    for (int p = 0; p < CK; ++p)
-        if (p != sc.rank)
-            mbar_arrive_cluster(freed, (u32)p);
-    parity ^= 1;
-}
-
-/* cluster_k: this rank's 8-column groups of a 64-row group, stored from registers (rows
- * past the tile's problem and columns past N are not stored). */
-__device__ __forceinline__ void store_owned(const float *acc, const sched &sc, const tile &tl,
-                                            u32 rg, u32 row_in_wg, u32 lane, int rows_left,
-                                            void *__restrict__ d_ptr, long long ld_d)
-{
-    const long long first_row =
-        (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) + tl.mb * BM + (int)rg * 64;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        const int r = (int)row_in_wg + 8 * h;
-        if (r >= rows_left)
-            continue;
-        const long long row = (first_row + r) * ld_d;
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i) {
-            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
-            if (i % CK != sc.rank || col >= N)
-                continue;
-            if constexpr (OUT_F32)
-                asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"((float *)d_ptr + row + col),
-                             "f"(acc[4 * i + 2 * h]), "f"(acc[4 * i + 2 * h + 1])
-                             : "memory");
-            else
-                st_global_u32((u16 *)d_ptr + row + col,
-                              pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]));
-        }
-    }
-}
-
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, void *d_ptr,
                                      long long ld_d)
 {
@@ -404,7 +335,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 
         const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
         if constexpr (CK > 1) {
-            cluster_reduce(acc, sc, base, rg, t, tile_parity, first_tile);
+            cursor peek = cur;
+            cluster_reduce_scatter(acc, sc, base, rg, t, tile_parity, first_tile,
+                                   cursor_seek(sc, peek, unit + sc.step));
             first_tile = false;
             if (rows_left > 0)
                 store_owned(acc, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
@@ -475,10 +408,9 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
-                /* ready: the other ranks' partials are written; freed: they have read
-                 * ours. One arrive per thread of the other ranks' row group r. */
-                mbar_init(base + OFF_CBAR + r * 8, (CK - 1) * 128);
-                mbar_init(base + OFF_CBAR + (RG + r) * 8, (CK - 1) * 128);
+                /* ready: one arrive (+ the partners' bytes); freed: one per partner */
+                mbar_init(base + OFF_CBAR + r * 8, 1);
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, CK - 1);
             }
         }
         fence_barrier_init();
@@ -488,7 +420,7 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
     }
     /* With a cluster, the partners' barriers must be initialised before any remote arrive. */
     if constexpr (CLUSTER > 1)
-        cluster_sync();
+        cluster_sync_after_init();
     else
         __syncthreads();
     grid_dependency_wait();

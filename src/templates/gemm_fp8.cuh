@@ -57,8 +57,9 @@
  * cuOccupancyMaxActiveClusters (a cluster of 4 or 8 does not fit on every SM). block =
  * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
  * kiln_gemm_fp8_smem_bytes below, also in the cubin as kiln_gemm_fp8_smem_layout; the host
- * formula: align1024(RG*64*block_n*2) + align1024((k_split-1)*RG*64*block_n*4)
- * + align1024(cluster_k > 1 ? (cluster_k-1)*RG*64*block_n*4 : 0)
+ * formula: align1024(cluster_k > 1 ? 0 : RG*64*block_n*2) + align1024((k_split-1)*RG*64*
+ * block_n*4) + align1024(cluster_k > 1 ? 2*(cluster_k-1)*RG*reduce_scatter_chunk(block_n,
+ * cluster_k) : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
  * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
@@ -166,6 +167,7 @@ static_assert(MC == 1 || MC == 2, "multicast must be 1 (none) or 2 (2-CTA cluste
 static_assert(MC == 1 || BN % 16 == 0, "multicast halves of B must be whole 8-row swizzle atoms");
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= K/128");
 static_assert(MC == 1 || CK == 1, "multicast and cluster_k cannot be combined");
+static_assert(CK == 1 || GROUPING <= 1, "cluster_k is for dense and masked decode tiles");
 static_assert(MCA == 1 || MCA == 2 || MCA == 4, "multicast_a must be 1 (none), 2 or 4");
 static_assert(MCA == 1 || (MC == 1 && CK == 1 && GROUPING == 0 && !kp::out_f32),
               "multicast_a is for the dense BF16-output GEMM without multicast or cluster_k");
@@ -214,11 +216,13 @@ constexpr int A_STAGE_BYTES = BM * BK;
 constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
-constexpr int OFF_RED = OFF_D + (OUT_F32 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
+/* cluster_k stores its tiles from registers (cluster_reduce_scatter): no staging. */
+constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
-/* cluster_k: rank 0 receives the partial sums of ranks 1..CK-1 here (every rank keeps the
- * same layout; only rank 0's is written). */
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * RED_WG_BYTES : 0) + 1023) / 1024 * 1024;
+/* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
+ * (common/cluster_reduce.cuh). */
+constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
@@ -226,9 +230,9 @@ constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;
 constexpr int SFB_SLOT = OUT_F32 ? BN : NSB;
 constexpr long long SFB_LD = (N + 3) / 4 * 4; /* FP32 mode: row stride of sfb */
 constexpr int OFF_BAR = OFF_SFB + ((STAGES * SFB_SLOT * 4 + 15) / 16) * 16;
-/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (in rank 0: the
- * other ranks' partial sums have arrived in its shared memory) and free[RG] (in rank r > 0:
- * rank 0 has read them, r may send the next tile's). */
+/* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the partners'
+ * sums of this rank's groups have arrived) and free[RG] (every partner has read what this
+ * rank sent it: the next tile's may go). */
 constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
 /* Named barriers: 1..MATH_WG per-warpgroup epilogue, then per row group "partials ready"
  * and "partials consumed". */
@@ -243,6 +247,7 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 
 #include "common/gemm_sched.cuh"
+#include "common/cluster_reduce.cuh"
 
 /* B scales from a second producer warp (1, the default) or from the TMA warp itself before
  * a tile's first load (0, the v2 scheme; kept for measurement). */
@@ -492,20 +497,6 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
             }
         }
     }
-}
-
-__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
-{
-    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
-                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
-}
-
-__device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
-{
-    float4 v;
-    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
-                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr) : "memory");
-    return v;
 }
 
 __device__ __forceinline__ float2 ld_shared_v2f32(u32 addr)
@@ -850,55 +841,13 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            /* Cross-CTA reduction (cluster_k): ranks > 0 stage their partial sums in their
-             * own shared memory and copy them with one bulk copy into the same place in
-             * rank 0's, which counts the bytes on rank 0's ready barrier (no fences across
-             * the cluster: the copy carries its own completion); rank 0 adds them in rank
-             * order (deterministic) and writes the tile. A rank stages its next tile's
-             * sums once rank 0 has freed (read) the last ones. */
-            const u32 ready = base + OFF_CBAR + rg * 8;
-            const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-            const u32 slot = OFF_CRED + rg * RED_WG_BYTES + t * 16; /* + rank block + j * 2048 */
-            if (sc.rank > 0) {
-                if (!first_tile) {
-                    mbar_wait_cluster(freed, tile_parity);
-                    tile_parity ^= 1;
-                }
-                const u32 mine = base + OFF_CRED + ((sc.rank - 1) * RG + rg) * RED_WG_BYTES;
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
-                    st_shared_v4f32(mine + t * 16 + j * 2048, out[4 * j], out[4 * j + 1],
-                                    out[4 * j + 2], out[4 * j + 3]);
-                fence_proxy_async_smem(); /* the copy engine reads what we stored */
-                named_bar_sync(1 + wg, 128);
-                if (t == 0)
-                    bulk_copy_to_cluster(map_shared_rank(mine, 0), mine, RED_WG_BYTES,
-                                         map_shared_rank(ready, 0));
-                first_tile = false;
-                continue;
-            }
-            if (t == 0)
-                mbar_arrive_expect_tx(ready, (CK - 1) * RED_WG_BYTES);
-            mbar_wait_cluster(ready, tile_parity);
-            tile_parity ^= 1;
-#pragma unroll
-            for (int p = 1; p < CK; ++p)
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j) {
-                    const float4 v =
-                        ld_shared_v4f32(base + slot + (p - 1) * RG * RED_WG_BYTES + j * 2048);
-                    out[4 * j] += v.x;
-                    out[4 * j + 1] += v.y;
-                    out[4 * j + 2] += v.z;
-                    out[4 * j + 3] += v.w;
-                }
-            /* One arrive per rank once the warpgroup has read everything (its release makes
-             * the reads happen before the rank's next copy overwrites them). */
-            named_bar_sync(1 + wg, 128);
-            if (t == 0)
-#pragma unroll 1
-                for (int p = 1; p < CK; ++p)
-                    mbar_arrive_cluster(freed, (u32)p);
+            cursor peek = cur;
+            cluster_reduce_scatter(out, sc, base, rg, t, tile_parity, first_tile,
+                                   cursor_seek(sc, peek, unit + sc.step));
+            first_tile = false;
+            store_owned(out, sc, tl, rg, row_in_wg, lane, tl.rows - (mb * BM + (int)rg * 64),
+                        d_ptr, ld_d);
+            continue;
         }
         first_tile = false;
 
@@ -996,8 +945,8 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
-                mbar_init(base + OFF_CBAR + r * 8, 1); /* + the partials' bytes */
-                mbar_init(base + OFF_CBAR + (RG + r) * 8, 1);
+                mbar_init(base + OFF_CBAR + r * 8, 1); /* + the partners' bytes */
+                mbar_init(base + OFF_CBAR + (RG + r) * 8, CK - 1);
             }
         }
         fence_barrier_init();

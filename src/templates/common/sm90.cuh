@@ -235,6 +235,15 @@ __device__ __forceinline__ void bulk_copy_to_cluster(u32 dst, u32 src, u32 bytes
                  :: "r"(dst), "r"(src), "r"(bytes), "r"(bar) : "memory");
 }
 
+/* Stores 16 bytes into another CTA's shared memory (dst from map_shared_rank) and counts
+ * them on that CTA's mbarrier bar as completed transaction bytes. */
+__device__ __forceinline__ void st_async_v4f32(u32 dst, float x, float y, float z, float w, u32 bar)
+{
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], "
+                 "{%1, %2, %3, %4}, [%5];"
+                 :: "r"(dst), "f"(x), "f"(y), "f"(z), "f"(w), "r"(bar) : "memory");
+}
+
 /* Address of the same shared-memory location in CTA `cta` of the cluster (shared::cluster
  * window; usable by ld/st.shared::cluster and mbarrier ops on shared::cluster). */
 __device__ __forceinline__ u32 map_shared_rank(u32 addr, u32 cta)
@@ -277,6 +286,27 @@ __device__ __forceinline__ u32 pack_bf16x2(float lo, float hi)
 __device__ __forceinline__ void st_shared_u32(u32 addr, u32 v)
 {
     asm volatile("st.shared.u32 [%0], %1;" :: "r"(addr), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
+{
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
+                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
+}
+
+__device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
+{
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr) : "memory");
+    return v;
+}
+
+/* Bytes of one chunk of cluster_reduce.cuh's reduce-scatter: a 16-byte vector per thread
+ * of a warpgroup for each 8-column group one rank finishes (at most ceil(bn / 8 / ck)). */
+constexpr int reduce_scatter_chunk(int bn, int ck)
+{
+    return (bn / 8 + ck - 1) / ck * 2048;
 }
 
 __device__ __forceinline__ void st_shared_v2f32(u32 addr, float a, float b)

@@ -1,0 +1,119 @@
+/* Cross-CTA reduction of a cluster_k split (a cluster of CK CTAs shares one output tile,
+ * each over 1/CK of K), shared by the GEMM templates. Reduce-scatter: rank r finishes the
+ * 8-column groups i of every 64-row group with i % CK == r.
+ *
+ * Included INSIDE a kernel's namespace, after gemm_sched.cuh and these definitions:
+ *   BN, CK, RG, OUT_F32, N  tile columns, cluster size, 64-row groups, FP32 output
+ *   CK_CHUNK                reduce_scatter_chunk(BN, CK) (sm90.cuh)
+ *   OFF_CRED                2 * (CK - 1) * RG chunks of CK_CHUNK bytes: per row group, the
+ *                           chunks this rank sends, then those it receives
+ *   OFF_CBAR                mbarriers ready[RG] (count 1, plus the received bytes) and
+ *                           freed[RG] (count CK - 1: every partner has read what we sent)
+ */
+
+/* Adds the partners' partial sums of this rank's column groups to acc (64-row group rg,
+ * wgmma accumulator layout, thread t of its warpgroup; the other groups of acc are left as
+ * they are). Each rank stages its sums of every partner's groups in its own shared memory
+ * and sends each partner its chunk with one bulk copy, which counts the bytes on the
+ * partner's ready barrier (no cluster-wide fences on the way); the sums come out in rank
+ * order, the same bits as one rank adding all of them. A rank stages the next tile's sums
+ * once every partner has read the last ones (freed); the caller's final cluster_sync keeps
+ * each CTA alive until its partners are done with it. */
+__device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
+                                                       u32 base, u32 rg, u32 t, u32 &parity,
+                                                       bool first, bool more)
+{
+    constexpr int GROUPS = BN / 8;
+    const u32 wg = threadIdx.x / 128;
+    const int rank = sc.rank;
+    const u32 ready = base + OFF_CBAR + rg * 8;
+    const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
+    const u32 recv = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK + (CK - 1) * CK_CHUNK;
+    if (!first)
+        mbar_wait_cluster(freed, parity ^ 1);
+    /* Each thread writes its partial sums of a partner's groups straight into the partner's
+     * receive slot with st.async, which counts the bytes on the partner's ready barrier:
+     * no staging, no fence, no bulk copy. Partner p receives ours in its slot rank
+     * (rank < p) or rank - 1; a group's vector is at (i / CK) * 2048 + t * 16 in it. */
+    if (t == 0)
+        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * ((GROUPS - rank + CK - 1) / CK) * 2048));
+#pragma unroll
+    for (int i = 0; i < GROUPS; ++i) {
+        const int owner = i % CK;
+        if (owner == rank)
+            continue;
+        const u32 dst = recv + (rank < owner ? rank : rank - 1) * CK_CHUNK + (i / CK) * 2048 + t * 16;
+        st_async_v4f32(map_shared_rank(dst, (u32)owner), acc[4 * i], acc[4 * i + 1],
+                       acc[4 * i + 2], acc[4 * i + 3], map_shared_rank(ready, (u32)owner));
+    }
+    mbar_wait_cluster(ready, parity);
+    parity ^= 1;
+#pragma unroll
+    for (int i = 0; i < GROUPS; ++i) {
+        if (i % CK != rank)
+            continue;
+        float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int q = 0; q < CK; ++q) {
+            float4 v = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+            if (q != rank)
+                v = ld_shared_v4f32(recv + (q < rank ? q : q - 1) * CK_CHUNK + (i / CK) * 2048 +
+                                    t * 16);
+            if (q == 0) {
+                sum = v;
+            } else {
+                sum.x += v.x;
+                sum.y += v.y;
+                sum.z += v.z;
+                sum.w += v.w;
+            }
+        }
+        acc[4 * i] = sum.x;
+        acc[4 * i + 1] = sum.y;
+        acc[4 * i + 2] = sum.z;
+        acc[4 * i + 3] = sum.w;
+    }
+    /* Every thread has read its vectors: one release arrive per partner, only where the
+     * cluster has another tile (more): each release arrive waits for this thread's memory
+     * operations to be visible cluster-wide (a GPU-wide memory barrier, ~1000 cycles per
+     * partner in --trace), and at decode a cluster's first tile is its last. */
+    if (!more)
+        return;
+    named_bar_sync(1 + wg, 128);
+    if (t == 0) {
+#pragma unroll
+        for (int p = 0; p < CK; ++p)
+            if (p != rank)
+                mbar_arrive_cluster(freed, (u32)p);
+    }
+}
+
+/* This rank's column groups of a 64-row group, stored from registers (rows past the tile's
+ * problem and columns past N are not stored). */
+__device__ __forceinline__ void store_owned(const float *acc, const sched &sc, const tile &tl,
+                                            u32 rg, u32 row_in_wg, u32 lane, int rows_left,
+                                            void *__restrict__ d_ptr, long long ld_d)
+{
+    const long long first_row =
+        (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) + tl.mb * BM + (int)rg * 64;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = (int)row_in_wg + 8 * h;
+        if (r >= rows_left)
+            continue;
+        const long long row = (first_row + r) * ld_d;
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
+            if (i % CK != sc.rank || col >= N)
+                continue;
+            if constexpr (OUT_F32)
+                asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"((float *)d_ptr + row + col),
+                             "f"(acc[4 * i + 2 * h]), "f"(acc[4 * i + 2 * h + 1])
+                             : "memory");
+            else
+                st_global_u32((u16 *)d_ptr + row + col,
+                              pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]));
+        }
+    }
+}
