@@ -32,7 +32,7 @@ int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg)
     int staging = row_groups * 2 * round_up(64 * kiln__gemm_bf16_slab(cfg->block_n, elem) * elem, 1024);
     bool split = cfg->cluster_k > 1; /* FP32 partials sent and received (reduce-scatter) */
     int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
-    int partials = split ? round_up(2 * (cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
+    int partials = split ? round_up((cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
                                     1024)
                          : 0;
     int per_stage = (cfg->block_m + cfg->block_n) * 128;

@@ -134,7 +134,7 @@ constexpr int OFF_CRED = OFF_D + RG * 2 * D_BUF_BYTES;
 /* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
  * (common/cluster_reduce.cuh). */
 constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 /* mbarriers: full[STAGES], empty[STAGES], then (cluster_k > 1) ready[RG] (the partners'
  * sums of this rank's groups have arrived) and free[RG] (every partner has read what this

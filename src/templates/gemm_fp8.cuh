@@ -24,9 +24,9 @@
  *               2i and 2i+1 of one n block, and rank 0 multicasts the shared B tile to both
  *               CTAs (the empty barriers collect both CTAs' consumers).
  *   cluster_k   0 or 1: each CTA does all K blocks of its tile. C in 2..8: a cluster of C
- *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); ranks
- *               > 0 leave FP32 partials in their shared memory and rank 0 adds them in rank
- *               order (deterministic) over DSMEM and writes D. For decode: fewer, wider
+ *               CTAs shares one tile, rank r taking K blocks [r*KB/C, (r+1)*KB/C); the
+ *               ranks swap FP32 partial sums over DSMEM and each finishes and stores 1/C of
+ *               the tile's columns (common/cluster_reduce.cuh). For decode: fewer, wider
  *               tiles (less of A re-read per CTA) that still fill the SMs. With k_split > 1,
  *               K/128 must divide by C * k_split. Not combined with multicast 2.
  *   out_f32     0: D bf16, B scaled per 128x128 block. 1: D f32 = C + A.B^T, B scaled
@@ -58,7 +58,7 @@
  * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
  * kiln_gemm_fp8_smem_bytes below, also in the cubin as kiln_gemm_fp8_smem_layout; the host
  * formula: align1024(cluster_k > 1 ? 0 : RG*64*block_n*2) + align1024((k_split-1)*RG*64*
- * block_n*4) + align1024(cluster_k > 1 ? 2*(cluster_k-1)*RG*reduce_scatter_chunk(block_n,
+ * block_n*4) + align1024(cluster_k > 1 ? (cluster_k-1)*RG*reduce_scatter_chunk(block_n,
  * cluster_k) : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
  * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
@@ -222,7 +222,7 @@ constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 
 /* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
  * (common/cluster_reduce.cuh). */
 constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
-constexpr int OFF_A = OFF_CRED + ((CK > 1 ? 2 * (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
+constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
 constexpr int OFF_SFA = OFF_B + STAGES * B_STAGE_BYTES;
 constexpr int OFF_SFB = OFF_SFA + STAGES * SFA_STAGE_BYTES;

@@ -5,20 +5,23 @@
  * Included INSIDE a kernel's namespace, after gemm_sched.cuh and these definitions:
  *   BN, CK, RG, OUT_F32, N  tile columns, cluster size, 64-row groups, FP32 output
  *   CK_CHUNK                reduce_scatter_chunk(BN, CK) (sm90.cuh)
- *   OFF_CRED                2 * (CK - 1) * RG chunks of CK_CHUNK bytes: per row group, the
- *                           chunks this rank sends, then those it receives
+ *   OFF_CRED                (CK - 1) * RG chunks of CK_CHUNK bytes: per row group, the
+ *                           partners' sums of this rank's groups, one chunk per partner
  *   OFF_CBAR                mbarriers ready[RG] (count 1, plus the received bytes) and
  *                           freed[RG] (count CK - 1: every partner has read what we sent)
  */
 
 /* Adds the partners' partial sums of this rank's column groups to acc (64-row group rg,
  * wgmma accumulator layout, thread t of its warpgroup; the other groups of acc are left as
- * they are). Each rank stages its sums of every partner's groups in its own shared memory
- * and sends each partner its chunk with one bulk copy, which counts the bytes on the
- * partner's ready barrier (no cluster-wide fences on the way); the sums come out in rank
- * order, the same bits as one rank adding all of them. A rank stages the next tile's sums
- * once every partner has read the last ones (freed); the caller's final cluster_sync keeps
- * each CTA alive until its partners are done with it. */
+ * they are). Each thread writes its sums of every partner's groups straight into that
+ * partner's shared memory with st.async, which counts the bytes on the partner's ready
+ * barrier (no fences, no staging); the sums come out in rank order, the same bits as one
+ * rank adding all of them. A rank sends the next tile's sums once every partner has read
+ * the last ones (freed; more: the cluster has another tile); the caller's final
+ * cluster_sync keeps each CTA alive until its partners are done with it.
+ * DSMEM bandwidth sets the cost: ~6 bytes per SM clock each way when every SM reduces at
+ * once (--trace, 64x2112x7168: ~2200 cycles at cluster_k 4, ~5200 at 8), whether the bytes
+ * go by bulk copy or st.async. */
 __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
                                                        u32 base, u32 rg, u32 t, u32 &parity,
                                                        bool first, bool more)
@@ -28,7 +31,7 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
     const int rank = sc.rank;
     const u32 ready = base + OFF_CBAR + rg * 8;
     const u32 freed = base + OFF_CBAR + (RG + rg) * 8;
-    const u32 recv = base + OFF_CRED + rg * 2 * (CK - 1) * CK_CHUNK + (CK - 1) * CK_CHUNK;
+    const u32 recv = base + OFF_CRED + rg * (CK - 1) * CK_CHUNK;
     if (!first)
         mbar_wait_cluster(freed, parity ^ 1);
     /* Each thread writes its partial sums of a partner's groups straight into the partner's

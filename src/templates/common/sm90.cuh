@@ -224,17 +224,6 @@ __device__ __forceinline__ void cluster_sync_after_init()
                  ::: "memory");
 }
 
-/* Copies `bytes` (a multiple of 16) of this CTA's shared memory at src to dst in another CTA
- * of the cluster (dst and bar from map_shared_rank) and counts them on that CTA's mbarrier
- * bar as completed transaction bytes: the receiver waits on bar (after an expect_tx) and
- * needs no other fence. The sender may reuse src only once the receiver says so. */
-__device__ __forceinline__ void bulk_copy_to_cluster(u32 dst, u32 src, u32 bytes, u32 bar)
-{
-    asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes "
-                 "[%0], [%1], %2, [%3];"
-                 :: "r"(dst), "r"(src), "r"(bytes), "r"(bar) : "memory");
-}
-
 /* Stores 16 bytes into another CTA's shared memory (dst from map_shared_rank) and counts
  * them on that CTA's mbarrier bar as completed transaction bytes. */
 __device__ __forceinline__ void st_async_v4f32(u32 dst, float x, float y, float z, float w, u32 bar)
@@ -286,12 +275,6 @@ __device__ __forceinline__ u32 pack_bf16x2(float lo, float hi)
 __device__ __forceinline__ void st_shared_u32(u32 addr, u32 v)
 {
     asm volatile("st.shared.u32 [%0], %1;" :: "r"(addr), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ void st_shared_v4f32(u32 addr, float x, float y, float z, float w)
-{
-    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};"
-                 ::"r"(addr), "f"(x), "f"(y), "f"(z), "f"(w) : "memory");
 }
 
 __device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
