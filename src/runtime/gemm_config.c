@@ -74,8 +74,10 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
     int pairs = num_sms >= 2 ? num_sms / 2 : 1, quads = num_sms * 30 / 132;
     /* Clusters of 4 on 32-column tiles, or with 64-row tiles up to 72 columns: at
      * 64x2112x7168 64x72 tiles beat 64x32 ones in clusters of 2 by 5% (stop 10's --sweep,
-     * after the reduction became one bulk copy per rank); wider ones lost (64x120 at
-     * 64x7168x16384, 7%), as did 128x72 (fewer stages: three partial-sum buffers). */
+     * with stop 10's reduction, rank 0 gathering the partners' tiles); wider ones lost
+     * (64x120 at 64x7168x16384, 7%), as did 128x72 (fewer stages: three partial-sum
+     * buffers). Not re-swept since the reduction became a reduce-scatter (stop 11: 5-14%
+     * faster at these picks), which may move the best widths. */
     int quad_width = quads > 0 ? round_up((int)((n + quads - 1) / quads), 8) : 0;
     if (quad_width < 32)
         quad_width = 32;
@@ -245,14 +247,16 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 
 /* Decode: k_split s inside the CTA and a cluster of c CTAs over K, with M in m_tiles tiles
  * (2: 64-row tiles for M in 65..128, their pair sharing B by multicast when mc is 2), or a
- * cluster of mca n blocks sharing the A tile by multicast (multicast_a), on the
- * tile width that gives every co-resident CTA one tile (about 66 clusters of 2 and 30 of 4
- * fit on 132 SMs), or two, three or four rounds of tiles where one round's would be too
- * wide for the registers. */
+ * cluster of mca n blocks sharing the A tile by multicast (multicast_a), on the tile width
+ * that gives every co-resident CTA one tile (about 66 clusters of 2, 30 of 4 and 15 of 8
+ * fit on 132 SMs; 15 of 8 by stop 11's trace), or two, three or four rounds of tiles where
+ * one round's would be too wide for the registers. */
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
                                int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 8 ? num_sms * 15 / 132 * 8 : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4 : num_sms;
+    int ctas = c == 8                ? num_sms * 15 / 132 * 8
+               : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4
+                                    : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */
         return false;
