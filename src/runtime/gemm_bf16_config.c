@@ -30,7 +30,7 @@ int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg)
 {
     int row_groups = cfg->block_m / 64, elem = cfg->out_f32 ? 4 : 2;
     int staging = row_groups * 2 * round_up(64 * kiln__gemm_bf16_slab(cfg->block_n, elem) * elem, 1024);
-    bool split = cfg->cluster_k > 1; /* FP32 partials sent and received (reduce-scatter) */
+    bool split = cfg->cluster_k > 1; /* FP32 partials received (reduce-scatter) */
     int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
     int partials = split ? round_up((cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
                                     1024)
@@ -82,7 +82,10 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
         /* The reduce-scatter reads (split-1)/split of the tile's FP32 partials per rank
          * over DSMEM at the end of the tile, where nothing overlaps it: a byte of it costs
          * about 12 streamed bytes (the weight that reproduces the fastest split of every
-         * decode shape of the H200 sweep in docs/gemm_bf16_notes.md). */
+         * decode shape of the H200 sweep in docs/gemm_bf16_notes.md, taken when ranks
+         * pulled the partials; since stop 11 partners push them with st.async, not yet
+         * re-fitted. The FP8 GEMM's trace puts DSMEM at ~6 bytes per SM clock against ~40
+         * streamed, a similar weight). */
         double bytes = (double)(cfg->block_m + width) * 128.0 * (double)ceil_div(k_blocks, split) +
                        12.0 * (split - 1) / split * cfg->block_m * width * 4.0;
         double cost = (double)waves * bytes;

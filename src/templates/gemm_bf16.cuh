@@ -131,8 +131,8 @@ constexpr int A_STAGE_BYTES = BM * BK * 2;
 constexpr int B_STAGE_BYTES = BN * BK * 2;
 constexpr int OFF_D = 0;
 constexpr int OFF_CRED = OFF_D + RG * 2 * D_BUF_BYTES;
-/* cluster_k: per row group, the reduce-scatter's CK - 1 chunks to send and CK - 1 received
- * (common/cluster_reduce.cuh). */
+/* cluster_k: per row group, the CK - 1 chunks the partners send this rank (the
+ * reduce-scatter of common/cluster_reduce.cuh). */
 constexpr int CK_CHUNK = reduce_scatter_chunk(BN, CK);
 constexpr int OFF_A = OFF_CRED + ((CK > 1 ? (CK - 1) * RG * CK_CHUNK : 0) + 1023) / 1024 * 1024;
 constexpr int OFF_B = OFF_A + STAGES * A_STAGE_BYTES;
