@@ -8,6 +8,8 @@
 
 #include <cublasLt.h>
 
+#include "bench_clock.h"
+
 enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12, MAX_SHAPES = 32 };
 
 /* --single: BATCHES + 2 launches per measurement, each one alone on the stream (synchronized
@@ -131,6 +133,18 @@ static inline int cmp_float(const void *a, const void *b)
 /* Launch number `index` of a timed sequence; false when it cannot run. */
 typedef bool (*launch_fn)(void *user, int index, CUstream stream);
 
+static inline int cmp_unsigned(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median SM clock (MHz; 0: unknown) over the batches of the last time_batches, each
+ * read once the batch is queued, while it runs (bench_clock.h): telling for batches that
+ * outlast the NVML call (prefill sizes, milliseconds), less so for 20 decode launches of
+ * ~10 us. The call costs host time while the queued batch runs, not GPU time. */
+static unsigned bench_batch_mhz;
+
 /* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
  * after one warm-up batch; with --single, batches of one launch after two warm-up launches
  * (each batch starts on a drained stream either way); -1 when a launch fails. */
@@ -142,19 +156,25 @@ static inline double time_batches(launch_fn launch, void *user, CUstream stream)
     CU_CHECK(drv->cuEventCreate(&start, 0));
     CU_CHECK(drv->cuEventCreate(&stop, 0));
     float ms[BATCHES];
+    unsigned mhz[BATCHES];
     double us = -1;
+    bench_batch_mhz = 0;
     for (int b = -warm_up; b < BATCHES; b++) {
         CU_CHECK(drv->cuEventRecord(start, stream));
         for (int i = 0; i < per_batch; i++)
             if (!launch(user, (b + warm_up) * per_batch + i, stream))
                 goto done;
         CU_CHECK(drv->cuEventRecord(stop, stream));
+        if (b >= 0)
+            mhz[b] = bench_sm_clock_mhz();
         CU_CHECK(drv->cuEventSynchronize(stop));
         if (b >= 0)
             CU_CHECK(drv->cuEventElapsedTime(&ms[b], start, stop));
     }
     qsort(ms, BATCHES, sizeof ms[0], cmp_float);
     us = ms[BATCHES / 2] * 1e3 / per_batch;
+    qsort(mhz, BATCHES, sizeof mhz[0], cmp_unsigned);
+    bench_batch_mhz = mhz[BATCHES / 2];
 done:
     CU_CHECK(drv->cuStreamSynchronize(stream));
     CU_CHECK(drv->cuEventDestroy(start));

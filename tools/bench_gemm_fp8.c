@@ -5,7 +5,8 @@
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
  * launches for a profiler; see bench_common.h). Both libraries are
  * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
- * are checked against the FP64 reference on sampled rows.
+ * are checked against the FP64 reference on sampled rows. Dense rows and --sweep rows end
+ * with the median SM clock over the batches (NVML, bench_clock.h; 0 when unknown).
  * --masked: the masked grouped GEMM on the MoE decode shapes instead.
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
@@ -257,6 +258,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         gpu_sync(); /* the memset runs on the legacy stream, ours does not wait for it */
         forced = c;
         double us = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+        unsigned mhz = bench_batch_mhz;
         forced = NULL;
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         double diff = us > 0 ? check_output(&sets[0], m, false) : -1;
@@ -272,17 +274,17 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                    "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
                    "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},"
                    "\"kiln_us\":%.3f,\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,"
-                   "\"loads_only_us\":%.3f}\n",
+                   "\"loads_only_us\":%.3f,\"sm_mhz\":%u}\n",
                    (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
                    c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
                    overlap, kiln__gemm_fp8_unroll(c),
                    i == 0 ? "true" : "false", us,
-                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0, us_loads);
+                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0, us_loads, mhz);
         else
             printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
-                   "cuBLASLt fp8 x%.2f%s\n",
+                   "cuBLASLt fp8 x%.2f | SM %u MHz%s\n",
                    (long long)m, (long long)n, (long long)k, config_label(c), us,
-                   us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0,
+                   us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0, mhz,
                    i == 0 ? "  <- heuristic (before the knobs)" : "");
         if (!json && loads_only_too)
             printf("loads-only %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
@@ -407,6 +409,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     double us_kiln = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+    unsigned mhz_kiln = bench_batch_mhz, mhz_lt = 0;
     CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
     double diff_kiln = check_output(&sets[0], m, false);
     lt_plan fp8_plan = {0}, bf16_plan = {0};
@@ -414,6 +417,7 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
     bool lt_ok = m % 8 == 0; /* cuBLASLt wants 16-byte leading dimensions of D' */
     if (lt_ok && lt_plan_make(&fp8_plan, m, n, k, true, sets[0].dsfa_lt, sets[0].p.dsfb)) {
         us_lt = time_runner(RUN_LT_FP8, &fp8_plan, sets, num_sets, m, stream);
+        mhz_lt = bench_batch_mhz;
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         diff_lt = check_output(&sets[0], m, true);
     }
@@ -435,14 +439,17 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
         printf("{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.3f,\"kiln_tflops\":%.1f,"
                "\"kiln_gbs\":%.0f,\"kiln_diff\":%.2e,\"cublaslt_fp8_us\":%.3f,"
                "\"cublaslt_fp8_diff\":%.2e,\"cublaslt_bf16_us\":%.3f,\"ratio_fp8\":%.3f,"
-               "\"ratio_bf16\":%.3f}\n",
+               "\"ratio_bf16\":%.3f,\"kiln_sm_mhz\":%u,\"cublaslt_fp8_sm_mhz\":%u}\n",
                (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
-               bytes / us_kiln / 1e3, diff_kiln, us_lt, diff_lt, us_bf16, ratio, ratio16);
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, diff_lt, us_bf16, ratio, ratio16, mhz_kiln,
+               mhz_lt);
     else
         printf("gemm %5lld x %5lld x %5lld  kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s (diff %.1e) | "
-               "cuBLASLt fp8 %8.2f us x%.2f (diff %.1e) | bf16 %8.2f us x%.2f\n",
+               "cuBLASLt fp8 %8.2f us x%.2f (diff %.1e) | bf16 %8.2f us x%.2f | SM MHz kiln %u "
+               "cuBLASLt %u\n",
                (long long)m, (long long)n, (long long)k, us_kiln, flops / us_kiln / 1e6,
-               bytes / us_kiln / 1e3, diff_kiln, us_lt, ratio, diff_lt, us_bf16, ratio16);
+               bytes / us_kiln / 1e3, diff_kiln, us_lt, ratio, diff_lt, us_bf16, ratio16, mhz_kiln,
+               mhz_lt);
     fflush(stdout);
     if (sweep)
         sweep_shape(sets, num_sets, m, n, k, us_lt, json, stream);
