@@ -16,7 +16,8 @@
 static kiln_ctx *ctx;
 static uint64_t seed;
 /* The benchmark's --sweep and --trace paths: check_m runs this configuration (NULL: the
- * heuristic's), and with its trace flag fills trace (8 u64 per CTA). */
+ * heuristic's), and with its trace flag fills trace (KILN_GEMM_FP8_TRACE_SLOTS u64 per
+ * CTA). */
 static const kiln__gemm_config *forced;
 static void *trace;
 
@@ -260,20 +261,24 @@ static void check_trace(int64_t m, int64_t n, int64_t k, kiln__gemm_config cfg)
     gpu_free(trace);
     trace = NULL;
     int ctas = 0;
-    for (; ctas < CTAS && t[ctas * SLOTS + 1] != 0; ctas++) {
+    for (; ctas < CTAS && t[ctas * SLOTS + KILN_TR_START] != 0; ctas++) {
         const uint64_t *c = t + ctas * SLOTS;
         /* start <= ready <= first loop begins <= it ends <= last loop ends <= math ends;
          * the producer's last load after the start. A CTA with no tile has no loop marks. */
-        assert_true(c[1] <= c[2]);
-        assert_true(c[7] >= c[1]);
-        assert_true(c[6] >= c[2]);
+        assert_true(c[KILN_TR_START] <= c[KILN_TR_READY]);
+        assert_true(c[KILN_TR_LAST_LOAD] >= c[KILN_TR_START]);
+        assert_true(c[KILN_TR_MATH_END] >= c[KILN_TR_READY]);
         /* The wall clock at entry and at the math's end bracket the cycles between: the
          * rate they imply is an SM clock (wide bounds: this checks the slots, not speed). */
-        assert_true(c[8] > c[0]);
-        double ghz = (double)(c[6] - c[1]) / (double)(c[8] - c[0]);
+        assert_true(c[KILN_TR_END_NS] > c[KILN_TR_START_NS]);
+        double ghz = (double)(c[KILN_TR_MATH_END] - c[KILN_TR_START]) /
+                     (double)(c[KILN_TR_END_NS] - c[KILN_TR_START_NS]);
         assert_true(ghz > 0.2 && ghz < 5.0);
-        if (c[3] != 0)
-            assert_true(c[2] <= c[3] && c[3] <= c[4] && c[4] <= c[5] && c[5] <= c[6]);
+        if (c[KILN_TR_LOOP0_BEGIN] != 0)
+            assert_true(c[KILN_TR_READY] <= c[KILN_TR_LOOP0_BEGIN] &&
+                        c[KILN_TR_LOOP0_BEGIN] <= c[KILN_TR_LOOP0_END] &&
+                        c[KILN_TR_LOOP0_END] <= c[KILN_TR_LAST_LOOP_END] &&
+                        c[KILN_TR_LAST_LOOP_END] <= c[KILN_TR_MATH_END]);
     }
     assert_true(ctas >= 1 && ctas <= ctx->num_sms);
     print_message("  %lldx%lldx%lld (%dx%d): %d CTAs traced in order\n", (long long)m, (long long)n,

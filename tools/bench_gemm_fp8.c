@@ -348,12 +348,15 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         int ctas = 0;
         uint64_t first_ns = UINT64_MAX, last_ns = 0, last_end_ns = 0;
         float ghz[TRACE_CTAS];
-        for (int b = 0; b < TRACE_CTAS && t[b * TRACE_SLOTS + 1] != 0; b++, ctas++) {
+        for (int b = 0; b < TRACE_CTAS && t[b * TRACE_SLOTS + KILN_TR_START] != 0; b++, ctas++) {
             const uint64_t *r = t + b * TRACE_SLOTS;
-            first_ns = r[0] < first_ns ? r[0] : first_ns;
-            last_ns = r[0] > last_ns ? r[0] : last_ns;
-            last_end_ns = r[8] > last_end_ns ? r[8] : last_end_ns;
-            ghz[b] = r[8] > r[0] ? (float)(r[6] - r[1]) / (float)(r[8] - r[0]) : 0.0f;
+            const uint64_t start = r[KILN_TR_START_NS], end = r[KILN_TR_END_NS];
+            first_ns = start < first_ns ? start : first_ns;
+            last_ns = start > last_ns ? start : last_ns;
+            last_end_ns = end > last_end_ns ? end : last_end_ns;
+            ghz[b] = end > start
+                         ? (float)(r[KILN_TR_MATH_END] - r[KILN_TR_START]) / (float)(end - start)
+                         : 0.0f;
         }
         qsort(ghz, (size_t)ctas, sizeof ghz[0], cmp_float);
         int ck = c.cluster_k > 1 ? c.cluster_k : 1;
@@ -362,14 +365,15 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
                (double)(last_ns - first_ns) / 1e3, (double)(last_end_ns - first_ns) / 1e3,
                ctas > 0 ? ghz[ctas / 2] : 0.0f, (long long)(k / 128 / ck));
-        print_phase("ready", t, ctas, 1, 1, 2);
-        print_phase("loop0-start", t, ctas, 1, 1, 3);
-        print_phase("loop0", t, ctas, 1, 3, 4);
-        print_phase("last-loop-end", t, ctas, 1, 1, 5);
-        print_phase("math-end", t, ctas, 1, 1, 6);
+        print_phase("ready", t, ctas, 1, KILN_TR_START, KILN_TR_READY);
+        print_phase("loop0-start", t, ctas, 1, KILN_TR_START, KILN_TR_LOOP0_BEGIN);
+        print_phase("loop0", t, ctas, 1, KILN_TR_LOOP0_BEGIN, KILN_TR_LOOP0_END);
+        print_phase("last-loop-end", t, ctas, 1, KILN_TR_START, KILN_TR_LAST_LOOP_END);
+        print_phase("math-end", t, ctas, 1, KILN_TR_START, KILN_TR_MATH_END);
         if (ck > 1) /* the reduction's tail falls on whichever rank waits for the others */
-            print_phase("math-end(rank0)", t, ctas, kiln__gemm_fp8_cluster(&c), 1, 6);
-        print_phase("last-load", t, ctas, 1, 1, 7);
+            print_phase("math-end(rank0)", t, ctas, kiln__gemm_fp8_cluster(&c), KILN_TR_START,
+                        KILN_TR_MATH_END);
+        print_phase("last-load", t, ctas, 1, KILN_TR_START, KILN_TR_LAST_LOAD);
         printf("\n");
         fflush(stdout);
     }

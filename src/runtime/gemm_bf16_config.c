@@ -30,11 +30,9 @@ int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg)
 {
     int row_groups = cfg->block_m / 64, elem = cfg->out_f32 ? 4 : 2;
     int staging = row_groups * 2 * round_up(64 * kiln__gemm_bf16_slab(cfg->block_n, elem) * elem, 1024);
-    bool split = cfg->cluster_k > 1; /* FP32 partials received (reduce-scatter) */
-    int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
-    int partials = split ? round_up((cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
-                                    1024)
-                         : 0;
+    bool split = cfg->cluster_k > 1;
+    int partials =
+        round_up(kiln__cluster_reduce_bytes(cfg->block_m, cfg->block_n, cfg->cluster_k), 1024);
     int per_stage = (cfg->block_m + cfg->block_n) * 128;
     return staging + partials + cfg->stages * per_stage + cfg->stages * 16 +
            (split ? row_groups * 16 : 0) + 1024;

@@ -27,10 +27,8 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
     bool split = cfg->cluster_k > 1; /* stores from registers, and FP32 partials to swap */
     int staging = cfg->out_f32 || split ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
-    int groups_per_rank = split ? (cfg->block_n / 8 + cfg->cluster_k - 1) / cfg->cluster_k : 0;
-    int partials = split ? round_up((cfg->cluster_k - 1) * row_groups * groups_per_rank * 2048,
-                                    1024)
-                         : 0;
+    int partials =
+        round_up(kiln__cluster_reduce_bytes(cfg->block_m, cfg->block_n, cfg->cluster_k), 1024);
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
     int scales = round_up(cfg->stages * per_slot * 4, 16);

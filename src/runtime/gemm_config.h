@@ -79,10 +79,10 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as
  * alternatives), then the pick with its overlap switched; at most max, returns how many.
  * Decode sizes (M <= 128): K split inside the CTA (k_split 1, 2, 4) and over a cluster (1,
- * 2, 4 CTAs), each with the tile width that fills the SMs in one round and its registers,
+ * 2, 4, 8 CTAs), each with the tile width that fills the SMs in one round and its registers,
  * for M > 64 two 64-row tiles (with B multicast between them), and clusters sharing A
- * (multicast_a 2, 4); prefill: B multicast, 192-row tiles; and each again with an unrolled
- * K loop where its registers allow. */
+ * (multicast_a 2, 4); prefill: B multicast, 192-row tiles, 128 x 160 and 128 x 176 tiles;
+ * and each again with an unrolled K loop where its registers allow. */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 48 }; /* room for every list it makes */
@@ -118,8 +118,13 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
 {
     return cfg->multicast_a > 1 ? cfg->multicast_a : 1;
 }
-/* u64 clock readings per CTA in trace mode (the template's TRACE_SLOTS). */
-enum { KILN_GEMM_FP8_TRACE_SLOTS = 9 };
+/* Trace mode's u64 readings per CTA, in the order of the template's trace_slot:
+ * %globaltimer (ns) at entry and at the math's end, the others the SM's clock64. */
+enum kiln__gemm_fp8_trace_slot {
+    KILN_TR_START_NS, KILN_TR_START, KILN_TR_READY, KILN_TR_LOOP0_BEGIN, KILN_TR_LOOP0_END,
+    KILN_TR_LAST_LOOP_END, KILN_TR_MATH_END, KILN_TR_LAST_LOAD, KILN_TR_END_NS,
+    KILN_GEMM_FP8_TRACE_SLOTS
+};
 
 /* A prewarm line's m=, n= and k= (rows >= 1; N and K as kiln__gemm_fp8_check_nk wants).
  * Fails into ctx naming op. */

@@ -70,6 +70,17 @@ static inline kiln_status kiln__ctx_ok(kiln_ctx *ctx)
     }
     return KILN_OK;
 }
+/* Shared memory (bytes, unaligned) a GEMM tile with cluster_k > 1 keeps for its partners'
+ * partial sums: per 64-row group, cluster_k - 1 chunks of one 16-byte vector per thread of a
+ * warpgroup for each 8-column group the rank finishes (templates/common/cluster_reduce.cuh,
+ * reduce_scatter_chunk); 0 without a cluster split. */
+static inline int kiln__cluster_reduce_bytes(int block_m, int block_n, int cluster_k)
+{
+    if (cluster_k < 2)
+        return 0;
+    int groups_per_rank = (block_n / 8 + cluster_k - 1) / cluster_k;
+    return (cluster_k - 1) * (block_m / 64) * groups_per_rank * 2048;
+}
 /* The thread-local message for failures without a context. */
 void kiln__set_last_error(const kiln__err *err);
 

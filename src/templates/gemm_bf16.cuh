@@ -335,9 +335,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 
         const int rows_left = tl.rows - (tl.mb * BM + (int)rg * 64);
         if constexpr (CK > 1) {
-            cursor peek = cur;
             cluster_reduce_scatter(acc, sc, base, rg, t, tile_parity, first_tile,
-                                   cursor_seek(sc, peek, unit + sc.step));
+                                   has_next_unit(sc, cur, unit));
             first_tile = false;
             if (rows_left > 0)
                 store_owned(acc, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);

@@ -256,9 +256,10 @@ constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 #endif
 constexpr bool SCALE_WARP = KILN_GEMM_FP8_SCALE_WARP != 0 || OUT_F32;
 
-/* Trace mode: TRACE_SLOTS u64 per CTA (KILN_GEMM_FP8_TRACE_SLOTS on the host), written by one
- * thread each. TR_START_NS is the global timer (ns, common to all SMs, coarse); the rest are
- * this SM's clock64. Host side: kiln-bench-gemm-fp8 --trace. */
+/* Trace mode: TRACE_SLOTS u64 per CTA, written by one thread each. TR_START_NS and TR_END_NS
+ * are the global timer (ns, common to all SMs, coarse); the rest are this SM's clock64. Host
+ * side: kiln-bench-gemm-fp8 --trace, with the slots mirrored in gemm_config.h
+ * (kiln__gemm_fp8_trace_slot). */
 enum trace_slot {
     TR_START_NS,     /* kernel entry, %globaltimer */
     TR_START,        /* kernel entry */
@@ -810,8 +811,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (KSPLIT > 1) {
-            cursor peek = cur;
-            const bool more = cursor_seek(sc, peek, unit + sc.step);
+            const bool more = has_next_unit(sc, cur, unit);
             const u32 red = base + OFF_RED;
             if (q > 0) {
                 /* Hand the partial sums to the q == 0 warpgroup of this row group. */
@@ -841,9 +841,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
 
         if constexpr (CK > 1) {
-            cursor peek = cur;
             cluster_reduce_scatter(out, sc, base, rg, t, tile_parity, first_tile,
-                                   cursor_seek(sc, peek, unit + sc.step));
+                                   has_next_unit(sc, cur, unit));
             first_tile = false;
             store_owned(out, sc, tl, rg, row_in_wg, lane, tl.rows - (mb * BM + (int)rg * 64),
                         d_ptr, ld_d);

@@ -108,6 +108,13 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
     return true;
 }
 
+/* Whether this cluster has a unit after `unit` (cur: the cursor at unit, left as it is). */
+__device__ __forceinline__ bool has_next_unit(const sched &sc, const cursor &cur, int unit)
+{
+    cursor peek = cur;
+    return cursor_seek(sc, peek, unit + sc.step);
+}
+
 /* Unit index -> tile: walk M fastest inside groups of GROUP_N column blocks, so CTAs
  * running together share the B tiles of the group and a band of A rows in L2. With
  * multicast the pair's second CTA takes the next m block (which may lie past M: it then

@@ -242,13 +242,6 @@ __device__ __forceinline__ u32 map_shared_rank(u32 addr, u32 cta)
     return r;
 }
 
-__device__ __forceinline__ float ld_shared_cluster_f32(u32 addr)
-{
-    float v;
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
-    return v;
-}
-
 /* mbar_wait with cluster-scope acquire: what other CTAs of the cluster wrote before their
  * release-arrive on this barrier (to their own or to our shared memory) is visible after. */
 __device__ __forceinline__ void mbar_wait_cluster(u32 bar, u32 parity)
