@@ -62,13 +62,13 @@ def runs(path):
 
 def sweep_configs(path):
     """The configurations of the benchmark's --sweep lines (its own output, ahead of ncu's
-    CSV in FILE), in order: "BMxBN sS ksK ckC mcM maA ovO uU"."""
+    CSV in FILE), in order: "BMxBN sS ksK ckC mcM maA ovO uU tT"."""
     configs = []
     with open(path) as f:
         for line in f:
             words = line.split()
-            if words[:1] == ["sweep"] and len(words) >= 14:
-                configs.append(" ".join(words[6:14]))
+            if words[:1] == ["sweep"] and len(words) >= 15:
+                configs.append(" ".join(words[6:15]))
     return configs
 
 

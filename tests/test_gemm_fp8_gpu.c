@@ -216,9 +216,9 @@ static void check_alternatives(int64_t m, int64_t n, int64_t k)
     for (int i = 0; i < count; i++) {
         const kiln__gemm_config *c = &alt[i];
         print_message("  %dx%d stages %d k_split %d cluster_k %d multicast %d multicast_a %d "
-                      "overlap %d unroll %d\n",
+                      "overlap %d unroll %d turns %d\n",
                       c->block_m, c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
-                      c->multicast_a, c->overlap, c->unroll);
+                      c->multicast_a, c->overlap, c->unroll, c->turns);
         forced = c;
         check_m(&p, m, rows, num_rows, ref);
         forced = NULL;

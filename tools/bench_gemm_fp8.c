@@ -176,15 +176,15 @@ static int operand_sets(double bytes_per_set)
     return sets < 1 ? 1 : sets > MAX_SETS ? MAX_SETS : sets;
 }
 
-/* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1"
- * (eight words: scripts/ncu_durations.py reads them back). */
+/* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1 t0"
+ * (nine words: scripts/ncu_durations.py reads them back). */
 static const char *config_label(const kiln__gemm_config *c)
 {
     static char label[80];
-    snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d", c->block_m,
+    snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d t%d", c->block_m,
              c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
              kiln__gemm_fp8_multicast_a(c), kiln__gemm_fp8_overlaps(c, ctx),
-             kiln__gemm_fp8_unroll(c));
+             kiln__gemm_fp8_unroll(c), c->turns);
     return label;
 }
 

@@ -189,7 +189,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
-                              kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only};
+                              kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only, cfg->turns};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
@@ -335,21 +335,18 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
     c = pick;
     if (kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
         add_alternative(out, &count, max, &c);
-    /* Wider 128-row tiles, plain K loop (2 * block_n / 2 + 40 registers; 192 columns spilled
-     * 28 bytes), alone and with B multicast. NOT yet timed (stop 11): at the tensor cores'
-     * full rate 128 x 128 tiles need ~160 bytes of shared memory per clock (TMA writes plus
-     * wgmma reads), 128 x 160 ~144 and 128 x 176 ~139, where 32 banks give 128; and tiles
-     * that move fewer bytes per FLOP may keep a higher clock under the power cap. */
-    static const int wide[] = {160, 176};
-    for (int i = 0; pick.block_m == 128 && pick.k_split == 1 && n >= 2048 && i < 2; i++)
-        for (int mc = 1; mc <= 2; mc++) {
+    /* The plain K loop with the row groups' warpgroups issuing in turn, 128 x 128 with
+     * and without B multicast, and 192 x 128. */
+    for (int tall = 0; pick.block_m == 128 && pick.k_split == 1 && tall <= 1; tall++)
+        for (int mc = 1; mc <= (tall ? 1 : 2); mc++) {
             c = pick;
-            c.block_n = wide[i];
             c.overlap = 0;
             c.multicast = mc;
+            c.turns = 1;
+            if (tall && !kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
+                continue;
             kiln__gemm_fp8_fit(&c);
-            if (c.stages >= 2 && fits_registers(&c))
-                add_alternative(out, &count, max, &c);
+            add_alternative(out, &count, max, &c);
         }
     return count;
 }

@@ -34,6 +34,8 @@
  *               block), stored from registers; dense only (no multicast/cluster_k/k_split).
  *   overlap     1: two accumulator sets, the next K block's wgmma issued before the last
  *               one is promoted (no k_split; 3*block_n/2 + ~40 registers per math thread)
+ *   turns       1: with the plain K loop (overlap 0) and 128 or 192 rows, the row groups'
+ *               warpgroups issue each K block's wgmma in turn (named barriers)
  *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
  *               D [G][M_max][N] and A's scales [G][K/128][align(M_max,4)] through 3-D
  *               tensor maps (dims {K, M_max, G}, {K, N, G}, {N, M_max, G},
@@ -145,6 +147,11 @@ constexpr bool TRACE = kp::trace != 0;
  * block and release its slot at once, with no wgmma, reduction or store, so the kernel's
  * time is what moving its operands takes; D is not written. */
 constexpr bool LOADS_ONLY = kp::loads_only != 0;
+/* 1: the row groups' warpgroups issue their K blocks' wgmma in turn (0, 1, .., 0, 1, ..;
+ * plain K loop, 128- and 192-row tiles). Waiting on the same full barrier, they otherwise
+ * issue together, their wgmma finish together and they promote together while the tensor
+ * cores idle; in turn, one promotes while the next one's wgmma run. */
+constexpr bool TURNS = kp::turns != 0 && RG > 1 && KSPLIT == 1 && !OVERLAP && !LOADS_ONLY;
 constexpr int MATH_WG = RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
@@ -238,7 +245,9 @@ constexpr int OFF_CBAR = OFF_BAR + STAGES * 2 * 8;
  * and "partials consumed". */
 constexpr int BAR_READY = 1 + MATH_WG;
 constexpr int BAR_FREE = BAR_READY + RG;
-static_assert(BAR_FREE + RG <= 16, "out of named barriers");
+/* turns: BAR_TURN + rg completes when row group rg may issue its next K block. */
+constexpr int BAR_TURN = BAR_FREE + RG;
+static_assert(BAR_TURN + RG <= 16, "out of named barriers");
 constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
 constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
 static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
@@ -761,6 +770,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     int s = 0;
     u32 phase = 0;
 
+    /* turns: row group 0 goes first; the last one hands it the first turn. */
+    if (TURNS && rg == RG - 1)
+        named_bar_arrive(BAR_TURN, 256);
+
     cursor cur;
     cursor_init(sc, cur);
 #pragma unroll 1
@@ -787,7 +800,11 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                     release_slot(base, s, sc, lane);
                 } else {
                     const kscales ks = load_scales(base, s, rg, row_in_wg);
+                    if constexpr (TURNS)
+                        named_bar_sync(BAR_TURN + rg, 256);
                     issue_kblock(acc, base, s, rg);
+                    if constexpr (TURNS)
+                        named_bar_arrive(BAR_TURN + (rg + 1) % RG, 256);
                     wait_acc<0>(acc);
                     retire(out, acc, ks, s, sc, base, n_off, lane);
                 }
@@ -822,8 +839,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 for (int i = 0; i < BN / 2; ++i)
                     asm volatile("st.shared.f32 [%0], %1;" ::"r"(mine + i * 512), "f"(out[i])
                                  : "memory");
-                asm volatile("bar.arrive %0, %1;" ::"r"(BAR_READY + rg), "r"(KSPLIT * 128)
-                             : "memory");
+                named_bar_arrive(BAR_READY + rg, KSPLIT * 128);
                 first_tile = false;
                 continue;
             }
@@ -836,8 +852,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                     out[i] += ld_shared_f32(theirs + i * 512);
             }
             if (more)
-                asm volatile("bar.arrive %0, %1;" ::"r"(BAR_FREE + rg), "r"(KSPLIT * 128)
-                             : "memory");
+                named_bar_arrive(BAR_FREE + rg, KSPLIT * 128);
         }
 
         if constexpr (CK > 1) {
@@ -898,6 +913,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     }
     if (t == 0 && q == 0)
         bulk_wait<0>();
+    /* turns: take the turn the last row group handed on after its last K block, so that no
+     * arrival is left pending on a named barrier at exit. */
+    if (TURNS && rg == 0)
+        named_bar_sync(BAR_TURN, 256);
     if (threadIdx.x == 0) {
         trace_mark(c, TR_MATH_END);
         trace_mark(c, TR_END_NS);

@@ -179,6 +179,12 @@ __device__ __forceinline__ void named_bar_sync(u32 id, u32 threads)
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
 }
 
+/* Counts this warp's threads on barrier id without waiting for it. */
+__device__ __forceinline__ void named_bar_arrive(u32 id, u32 threads)
+{
+    asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
 template <u32 R> __device__ __forceinline__ void setmaxnreg_inc()
 {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(R));
