@@ -70,17 +70,16 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
 {
     const int cap = 192;
     int pairs = num_sms >= 2 ? num_sms / 2 : 1, quads = num_sms * 30 / 132;
-    /* Clusters of 4 on 32-column tiles, or with 64-row tiles up to 72 columns: at
-     * 64x2112x7168 64x72 tiles beat 64x32 ones in clusters of 2 by 5% (stop 10's --sweep,
-     * with stop 10's reduction, rank 0 gathering the partners' tiles); wider ones lost
-     * (64x120 at 64x7168x16384, 7%), as did 128x72 (fewer stages: three partial-sum
-     * buffers). Not re-swept since the reduction became a reduce-scatter (stop 11: 5-14%
-     * faster at these picks), which may move the best widths. */
+    /* Clusters of 4 on tiles up to 72 columns: at 64x2112x7168 64x72 tiles beat 64x32
+     * ones in clusters of 2 by 5% (stop 10's --sweep); wider ones lost (64x120 at
+     * 64x7168x16384, 7%). 128x72 lost under stop 10's reduction (three partial-sum
+     * buffers took its stages); under the reduce-scatter it beat 128x32 in clusters of 2
+     * by 8% at 128x2112x7168 (10.49 against 11.41 us, stop 12's --sweep). */
     int quad_width = quads > 0 ? round_up((int)((n + quads - 1) / quads), 8) : 0;
     if (quad_width < 32)
         quad_width = 32;
     if (quads > 0 && k_blocks >= 32 && k_blocks % 4 == 0 &&
-        (quad_width == 32 || (cfg->block_m == 64 && quad_width <= 72))) {
+        quad_width <= 72) {
         cfg->block_n = quad_width;
         cfg->cluster_k = 4;
         return;
