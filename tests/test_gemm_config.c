@@ -92,23 +92,26 @@ static void test_tall_tiles_where_measured_faster(void **state)
     assert_false(kiln__gemm_fp8_tall_pays(129, 7168, 132));
 }
 
-/* KILN_GEMM_TALL_TILES: 0 never, 1 the rule, 2 always; only 128 x 128 prefill picks. */
+/* KILN_GEMM_TALL_TILES: 0 never, 1 the rule, 2 always; only 128 x 128 prefill picks. Tall
+ * tiles issue in turn at K >= 4096 only. */
 static void test_try_tall_knob(void **state)
 {
     (void)state;
     for (int knob = 0; knob <= 2; knob++) {
         static const int64_t shapes[][3] = {
-            {4096, 2112, 7168}, {4096, 4096, 7168}, {64, 7168, 2048}, {1000, 576, 7168}};
+            {4096, 2112, 7168}, {4096, 4096, 7168}, {64, 7168, 2048}, {1000, 576, 7168},
+            {4096, 7168, 2048}};
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
             kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132), before = c;
             bool eligible = m > 128 && c.block_m == 128 && c.block_n == 128;
             bool want =
                 eligible && (knob == 2 || (knob == 1 && kiln__gemm_fp8_tall_pays(m, n, 132)));
-            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, knob, 132), want);
+            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, k, knob, 132), want);
             if (want) {
                 assert_int_equal(c.block_m, 192);
                 assert_int_equal(c.overlap, 0);
+                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), k >= 4096);
                 check_rules(&c, m, n, k);
             } else {
                 assert_memory_equal(&c, &before, sizeof c); /* untouched */
@@ -166,8 +169,8 @@ static void test_sample_compiles(void **state)
     for (int i = 0; i < 6; i++) {
         int64_t m = 1 + rand() % 5000, n = 16 * (1 + rand() % 1000), k = 128 * (1 + rand() % 64);
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
-        if (i % 2 == 1 && m > 128 && c.block_m == 128 && c.block_n == 128)
-            kiln__gemm_fp8_make_tall(&c);
+        if (i % 2 == 1) /* KILN_GEMM_TALL_TILES=2: 192-row tiles where eligible */
+            kiln__gemm_fp8_try_tall(&c, m, n, k, 2, 132);
         assert_compiles(m, n, k, &c);
     }
 }

@@ -184,7 +184,7 @@ static const char *config_label(const kiln__gemm_config *c)
     snprintf(label, sizeof label, "%3dx%-3d s%-2d ks%d ck%d mc%d ma%d ov%d u%d t%d", c->block_m,
              c->block_n, c->stages, c->k_split, c->cluster_k, c->multicast,
              kiln__gemm_fp8_multicast_a(c), kiln__gemm_fp8_overlaps(c, ctx),
-             kiln__gemm_fp8_unroll(c), c->turns);
+             kiln__gemm_fp8_unroll(c), kiln__gemm_fp8_turns(c, ctx));
     return label;
 }
 

@@ -147,12 +147,22 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg)
     kiln__gemm_fp8_fit(cfg);
 }
 
-bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int knob, int num_sms)
+/* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
+ * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
+ * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). */
+bool kiln__gemm_fp8_tall_turns(int64_t k)
+{
+    return k >= 4096;
+}
+
+bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
+                             int num_sms)
 {
     if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0 ||
         (knob == 1 && !kiln__gemm_fp8_tall_pays(m, n, num_sms)))
         return false;
     kiln__gemm_fp8_make_tall(cfg);
+    cfg->turns = kiln__gemm_fp8_tall_turns(k);
     return true;
 }
 
@@ -178,6 +188,12 @@ bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
            kiln__gemm_fp8_can_overlap(cfg);
 }
 
+bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
+{
+    return cfg->turns && cfg->block_m > 64 && cfg->k_split == 1 && !cfg->loads_only &&
+           !kiln__gemm_fp8_overlaps(cfg, ctx);
+}
+
 void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
                          const kiln__gemm_config *cfg)
 {
@@ -188,7 +204,8 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->k_split, cfg->multicast, cfg->out_f32, cfg->cluster_k,
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
-                              kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only, cfg->turns};
+                              kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only,
+                              kiln__gemm_fp8_turns(cfg, ctx)};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
@@ -231,9 +248,11 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
                             const kiln__gemm_config *cfg)
 {
     kiln__gemm_config a = *cfg;
+    a.turns = kiln__gemm_fp8_turns(&a, NULL);
     a.overlap = kiln__gemm_fp8_overlaps(&a, NULL);
     for (int i = 0; i < *count; i++) {
         kiln__gemm_config b = out[i];
+        b.turns = kiln__gemm_fp8_turns(&b, NULL);
         b.overlap = kiln__gemm_fp8_overlaps(&b, NULL);
         if (memcmp(&a, &b, sizeof a) == 0)
             return;
@@ -320,6 +339,13 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
             if (decode_alternative(&c, n, k / 128, shares[i][0], 1, 1, 1, shares[i][1], num_sms))
                 add_alternative(out, &count, max, &c);
         }
+        /* 128-row tiles with the plain K loop: also with their row groups issuing in turn. */
+        for (int i = 0, tiles = count; m > 64 && i < tiles; i++) {
+            c = out[i];
+            c.turns = 1;
+            if (kiln__gemm_fp8_turns(&c, NULL))
+                add_alternative(out, &count, max, &c);
+        }
         return count;
     }
     if (pick.k_split == 1 && pick.cluster_k <= 1) { /* B shared by a pair of M tiles */
@@ -332,21 +358,20 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         }
     }
     c = pick;
-    if (kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
+    if (kiln__gemm_fp8_try_tall(&c, m, n, k, 2, num_sms)) {
         add_alternative(out, &count, max, &c);
-    /* The plain K loop with the row groups' warpgroups issuing in turn, 128 x 128 with
-     * and without B multicast, and 192 x 128. */
-    for (int tall = 0; pick.block_m == 128 && pick.k_split == 1 && tall <= 1; tall++)
-        for (int mc = 1; mc <= (tall ? 1 : 2); mc++) {
-            c = pick;
-            c.overlap = 0;
-            c.multicast = mc;
-            c.turns = 1;
-            if (tall && !kiln__gemm_fp8_try_tall(&c, m, n, 2, num_sms))
-                continue;
-            kiln__gemm_fp8_fit(&c);
-            add_alternative(out, &count, max, &c);
-        }
+        c.turns = !c.turns; /* and with the other issue order */
+        add_alternative(out, &count, max, &c);
+    }
+    /* The plain K loop with the row groups issuing in turn, with and without B multicast. */
+    for (int mc = 1; pick.block_m == 128 && pick.k_split == 1 && mc <= 2; mc++) {
+        c = pick;
+        c.overlap = 0;
+        c.multicast = mc;
+        c.turns = 1;
+        kiln__gemm_fp8_fit(&c);
+        add_alternative(out, &count, max, &c);
+    }
     return count;
 }
 

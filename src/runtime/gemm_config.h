@@ -29,8 +29,12 @@ bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms);
 /* Make a 128 x 128 prefill configuration 192 x 128 (three math warpgroups, no overlap). */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
- * 0 never, 1 where kiln__gemm_fp8_tall_pays, 2 always. True when cfg was made tall. */
-bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int knob, int num_sms);
+ * 0 never, 1 where kiln__gemm_fp8_tall_pays, 2 always. True when cfg was made tall (its
+ * row groups then issue in turn where K is long: kiln__gemm_fp8_tall_turns). */
+bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
+                             int num_sms);
+/* Whether the three row groups of a 192-row tile should issue in turn for depth K. */
+bool kiln__gemm_fp8_tall_turns(int64_t k);
 
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);
@@ -109,6 +113,9 @@ bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
  * KILN_GEMM_OVERLAP (ctx NULL: the default, on) and possible (kiln__gemm_fp8_can_overlap).
  * What kiln__gemm_fp8_spec compiles. */
 bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
+/* Whether cfg's kernel has its row groups issue in turn: asked for (cfg->turns) and
+ * possible (more than 64 rows, no k_split, the plain K loop under ctx's knobs). */
+bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
 /* Copies of the K loop's body cfg asks for (unroll 0 and 1 both mean none). */
 static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
 {
