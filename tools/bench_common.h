@@ -140,9 +140,11 @@ static inline int cmp_unsigned(const void *a, const void *b)
 }
 
 /* The median SM clock (MHz; 0: unknown) over the batches of the last time_batches, each
- * read once the batch is queued, while it runs (bench_clock.h): telling for batches that
- * outlast the NVML call (prefill sizes, milliseconds), less so for 20 decode launches of
- * ~10 us. The call costs host time while the queued batch runs, not GPU time. */
+ * read once the batch is queued, while it runs (bench_clock.h). NVML's reading lags the
+ * load: on the H200 (stop 12) batches of 2-5 ms still read the idle boost clock (1965-1980
+ * MHz) and only the ~19 ms batches of 4096x7168x16384 read the capped one (1350-1440); for
+ * the clock under load use KILN_SAMPLE_CLOCKS=1 (scripts/device-check.sh). The call costs
+ * host time while the queued batch runs, not GPU time. */
 static unsigned bench_batch_mhz;
 
 /* Median microseconds per launch: CUDA events around BATCHES batches of BATCH launches,
