@@ -359,14 +359,24 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         c.turns = !c.turns; /* and with the other issue order */
         add_alternative(out, &count, max, &c);
     }
-    /* The plain K loop with the row groups issuing in turn, with and without B multicast. */
-    for (int mc = 1; pick.block_m == 128 && pick.k_split == 1 && mc <= 2; mc++) {
+    /* The plain K loop with the row groups issuing in turn: the pick's width with and
+     * without B multicast, and (N >= 2048) 128 x 160 and 128 x 176 tiles, which need less
+     * shared-memory bandwidth per FLOP (the hypothesis of docs/gemm_fp8_notes.md, open work
+     * 3). NOT yet timed in turn: stop 12 timed them with the once-unrolled plain loop, in
+     * lockstep, 17-45% slower. 128 x 192 spills 44 bytes. */
+    static const int in_turn[][2] = {{0, 1}, {0, 2}, {160, 1}, {176, 1}}; /* width, multicast */
+    for (int i = 0; pick.block_m == 128 && pick.k_split == 1 && i < 4; i++) {
+        if (in_turn[i][0] != 0 && n < 2048)
+            continue;
         c = pick;
+        if (in_turn[i][0] != 0)
+            c.block_n = in_turn[i][0];
         c.overlap = 0;
-        c.multicast = mc;
+        c.multicast = in_turn[i][1];
         c.turns = 1;
         kiln__gemm_fp8_fit(&c);
-        add_alternative(out, &count, max, &c);
+        if (c.stages >= 2 && fits_registers(&c))
+            add_alternative(out, &count, max, &c);
     }
     return count;
 }
