@@ -52,8 +52,9 @@ static const knob knobs[] = {
       "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
      KNOB_BOOL, OPT(gemm_multicast), 0, 1},
     {{"KILN_GEMM_TALL_TILES", "int", "1",
-      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap) instead of "
-      "128 x 128: 0 never, 1 where they take fewer rounds of tiles over the SMs, 2 always"},
+      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap, issuing in "
+      "turn where K >= 4096) instead of 128 x 128: 0 never, 1 where they take fewer rounds of "
+      "tiles over the SMs, 2 always"},
      KNOB_INT, OPT(gemm_tall_tiles), 0, 2},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
