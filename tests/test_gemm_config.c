@@ -214,6 +214,27 @@ static void test_alternatives_follow_the_rules(void **state)
     print_message("  %d alternatives checked\n", checked);
 }
 
+/* KILN_GEMM_OVERLAP=0 leaves 128 x 128 prefill tiles with the plain K loop: they issue in
+ * turn; with the overlap on, and for decode tiles, nothing changes. */
+static void test_plain_prefill_issues_in_turn(void **state)
+{
+    (void)state;
+    struct kiln_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    for (int overlap = 0; overlap <= 1; overlap++) {
+        ctx.opts.gemm_overlap = overlap;
+        static const int64_t shapes[][3] = {
+            {4096, 4096, 7168}, {4096, 7168, 2048}, {128, 7168, 16384}};
+        for (int i = 0; i < 3; i++) {
+            int64_t m = shapes[i][0];
+            kiln__gemm_config c = kiln__gemm_fp8_pick(m, shapes[i][1], shapes[i][2], 132);
+            kiln__gemm_fp8_plain_turns(&c, &ctx, m);
+            bool want = !overlap && m > 128;
+            assert_int_equal(kiln__gemm_fp8_turns(&c, &ctx), want);
+        }
+    }
+}
+
 /* The masked benchmark's shapes: each masked alternative is within the rules (grouping 1,
  * no multicast, no 192-row tiles), the pick first; those of 8 x 64 rows compile, and the
  * turn-taking ones (128-row tiles) among those of 1 x 1024 rows. */
@@ -286,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_tiles_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
+        cmocka_unit_test(test_plain_prefill_issues_in_turn),
         cmocka_unit_test(test_sample_compiles),
         cmocka_unit_test(test_alternatives_follow_the_rules),
         cmocka_unit_test(test_alternatives_compile),

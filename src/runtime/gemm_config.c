@@ -194,6 +194,13 @@ bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
            !kiln__gemm_fp8_overlaps(cfg, ctx);
 }
 
+void kiln__gemm_fp8_plain_turns(kiln__gemm_config *cfg, const kiln_ctx *ctx, int64_t m)
+{
+    if (m > 128 && cfg->block_m == 128 && cfg->block_n == 128 && cfg->k_split == 1 &&
+        !cfg->out_f32 && !kiln__gemm_fp8_overlaps(cfg, ctx))
+        cfg->turns = 1;
+}
+
 void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
                          const kiln__gemm_config *cfg)
 {

@@ -115,6 +115,9 @@ bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
  * KILN_GEMM_OVERLAP (ctx NULL: the default, on) and possible (kiln__gemm_fp8_can_overlap).
  * What kiln__gemm_fp8_spec compiles. */
 bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
+/* 128 x 128 prefill tiles (M > 128) left with the plain K loop by KILN_GEMM_OVERLAP=0 issue
+ * in turn: in lockstep the plain loop ran 16-19% slower at K >= 7168 (stop 12's --sweep). */
+void kiln__gemm_fp8_plain_turns(kiln__gemm_config *cfg, const kiln_ctx *ctx, int64_t m);
 /* Whether cfg's kernel has its row groups issue in turn: asked for (cfg->turns) and
  * possible (more than 64 rows, no k_split, the plain K loop under ctx's knobs). */
 bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
