@@ -46,7 +46,8 @@ static const knob knobs[] = {
       "how long to wait for another process compiling the same kernel before compiling too"},
      KNOB_INT, OPT(claim_timeout_ms), 0, 3600000},
     {{"KILN_GEMM_OVERLAP", "bool", "1",
-      "FP8 GEMMs: issue the next K block's wgmma before promoting the last (where registers allow)"},
+      "FP8 GEMMs: issue the next K block's wgmma before promoting the last (where registers "
+      "allow); off, 128 x 128 prefill tiles have their two warpgroups issue in turn"},
      KNOB_BOOL, OPT(gemm_overlap), 0, 1},
     {{"KILN_GEMM_MULTICAST", "bool", "0",
       "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
