@@ -228,7 +228,7 @@ static void test_plain_prefill_issues_in_turn(void **state)
         for (int i = 0; i < 3; i++) {
             int64_t m = shapes[i][0];
             kiln__gemm_config c = kiln__gemm_fp8_pick(m, shapes[i][1], shapes[i][2], 132);
-            kiln__gemm_fp8_plain_turns(&c, &ctx, m);
+            kiln__gemm_fp8_prefill_turns(&c, m);
             bool want = !overlap && m > 128;
             assert_int_equal(kiln__gemm_fp8_turns(&c, &ctx), want);
         }

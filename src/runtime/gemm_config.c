@@ -147,14 +147,6 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg)
     kiln__gemm_fp8_fit(cfg);
 }
 
-/* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
- * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
- * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). */
-bool kiln__gemm_fp8_tall_turns(int64_t k)
-{
-    return k >= 4096;
-}
-
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
                              int num_sms)
 {
@@ -162,7 +154,10 @@ bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64
         (knob == 1 && !kiln__gemm_fp8_tall_pays(m, n, num_sms)))
         return false;
     kiln__gemm_fp8_make_tall(cfg);
-    cfg->turns = kiln__gemm_fp8_tall_turns(k);
+    /* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
+     * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
+     * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). */
+    cfg->turns = k >= 4096;
     return true;
 }
 
@@ -194,10 +189,9 @@ bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
            !kiln__gemm_fp8_overlaps(cfg, ctx);
 }
 
-void kiln__gemm_fp8_plain_turns(kiln__gemm_config *cfg, const kiln_ctx *ctx, int64_t m)
+void kiln__gemm_fp8_prefill_turns(kiln__gemm_config *cfg, int64_t m)
 {
-    if (m > 128 && cfg->block_m == 128 && cfg->block_n == 128 && cfg->k_split == 1 &&
-        !cfg->out_f32 && !kiln__gemm_fp8_overlaps(cfg, ctx))
+    if (m > 128 && cfg->block_m == 128 && cfg->block_n == 128 && !cfg->out_f32)
         cfg->turns = 1;
 }
 

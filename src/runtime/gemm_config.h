@@ -30,11 +30,9 @@ bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms);
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
  * 0 never, 1 where kiln__gemm_fp8_tall_pays, 2 always. True when cfg was made tall (its
- * row groups then issue in turn where K is long: kiln__gemm_fp8_tall_turns). */
+ * row groups then issue in turn where K >= 4096). */
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
                              int num_sms);
-/* Whether the three row groups of a 192-row tile should issue in turn for depth K. */
-bool kiln__gemm_fp8_tall_turns(int64_t k);
 
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);
@@ -115,9 +113,10 @@ bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg);
  * KILN_GEMM_OVERLAP (ctx NULL: the default, on) and possible (kiln__gemm_fp8_can_overlap).
  * What kiln__gemm_fp8_spec compiles. */
 bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
-/* 128 x 128 prefill tiles (M > 128) left with the plain K loop by KILN_GEMM_OVERLAP=0 issue
- * in turn: in lockstep the plain loop ran 16-19% slower at K >= 7168 (stop 12's --sweep). */
-void kiln__gemm_fp8_plain_turns(kiln__gemm_config *cfg, const kiln_ctx *ctx, int64_t m);
+/* 128 x 128 prefill tiles (M > 128) ask to issue in turn, which takes effect where they run
+ * the plain K loop (KILN_GEMM_OVERLAP=0; kiln__gemm_fp8_turns): in lockstep the plain loop
+ * ran 16-19% slower at K >= 7168 (stop 12's --sweep). */
+void kiln__gemm_fp8_prefill_turns(kiln__gemm_config *cfg, int64_t m);
 /* Whether cfg's kernel has its row groups issue in turn: asked for (cfg->turns) and
  * possible (more than 64 rows, no k_split, the plain K loop under ctx's knobs). */
 bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);

@@ -127,7 +127,7 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
  * prefill tiles 192 x 128 where that takes fewer rounds of tiles (1, the default) or always
  * (2); KILN_GEMM_MULTICAST pairs the prefill tiles of two m blocks in a
  * 2-CTA cluster that shares (multicasts) their B tile; with KILN_GEMM_OVERLAP=0 the 128 x 128
- * prefill tiles issue in turn (kiln__gemm_fp8_plain_turns). */
+ * prefill tiles issue in turn (kiln__gemm_fp8_prefill_turns). */
 static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                       bool out_f32)
 {
@@ -146,7 +146,7 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
         cfg.multicast = 2;
     }
     if (!out_f32)
-        kiln__gemm_fp8_plain_turns(&cfg, ctx, m);
+        kiln__gemm_fp8_prefill_turns(&cfg, m);
     return cfg;
 }
 
