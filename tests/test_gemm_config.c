@@ -17,10 +17,13 @@
 static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_t k)
 {
     int kb = (int)(k / 128), ck = c->cluster_k > 1 ? c->cluster_k : 1;
-    int math_wg = c->block_m / 64 * c->k_split, rg = c->block_m / 64;
+    int rg = c->block_m / 64, math_wg = (c->block_m == 256 ? 2 : rg) * c->k_split;
     bool tall_ok = c->block_m == 192 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
                    !c->overlap && (c->grouping == 0 || c->grouping == 2);
-    bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok) && c->block_n % 8 == 0 &&
+    bool waves_ok = c->block_m == 256 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
+                    c->multicast_a <= 1 && !c->overlap && !c->out_f32 && c->grouping == 0;
+    bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok || waves_ok) &&
+              c->block_n % 8 == 0 &&
               c->block_n >= 8 && c->block_n <= 256 && c->stages >= 2 && c->stages <= 32 &&
               (c->k_split == 1 || c->k_split == 2 || c->k_split == 4) &&
               c->stages % c->k_split == 0 && ck <= 8 && ck <= kb &&

@@ -21,11 +21,19 @@ static int scale_blocks(int block_n)
     return aligned ? (block_n + 127) / 128 : block_n / 128 + 2;
 }
 
+/* Math warpgroups per K phase: one per 64-row group, or per row group of a wave with
+ * 256-row tiles (two waves of two). */
+static int wave_warpgroups(const kiln__gemm_config *cfg)
+{
+    return cfg->block_m == 256 ? 2 : cfg->block_m / 64;
+}
+
 int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
 {
     int row_groups = cfg->block_m / 64;
     bool split = cfg->cluster_k > 1; /* stores from registers, and FP32 partials to swap */
-    int staging = cfg->out_f32 || split ? 0 : round_up(row_groups * 64 * cfg->block_n * 2, 1024);
+    int staging =
+        cfg->out_f32 || split ? 0 : round_up(wave_warpgroups(cfg) * 64 * cfg->block_n * 2, 1024);
     int reduction = round_up((cfg->k_split - 1) * row_groups * 64 * cfg->block_n * 4, 1024);
     int partials =
         round_up(kiln__cluster_reduce_bytes(cfg->block_m, cfg->block_n, cfg->cluster_k), 1024);
@@ -44,7 +52,7 @@ int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg)
 
 int kiln__gemm_fp8_threads(const kiln__gemm_config *cfg)
 {
-    return (cfg->block_m / 64 * cfg->k_split + 1) * 128;
+    return (wave_warpgroups(cfg) * cfg->k_split + 1) * 128;
 }
 
 /* As many stages as fit, a multiple of k_split. */
@@ -164,17 +172,17 @@ bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64
 /* Registers per math thread after setmaxnreg (mirrors the template's MATH_REGS). */
 static int math_regs(const kiln__gemm_config *cfg)
 {
-    int math_wg = cfg->block_m / 64 * cfg->k_split, threads = (math_wg + 1) * 128;
+    int math_wg = wave_warpgroups(cfg) * cfg->k_split, threads = (math_wg + 1) * 128;
     int entry = 65536 / threads / 8 * 8;
     entry = entry > 248 ? 248 : entry;
-    int producer = cfg->block_m == 192 ? 24 : 40; /* the template's PRODUCER_REGS */
+    int producer = cfg->block_m >= 192 ? 24 : 40; /* the template's PRODUCER_REGS */
     int regs = (entry * threads - 128 * producer) / (128 * math_wg) / 8 * 8;
     return regs > 240 ? 240 : regs;
 }
 
 bool kiln__gemm_fp8_can_overlap(const kiln__gemm_config *cfg)
 {
-    return cfg->k_split == 1 && 3 * cfg->block_n / 2 + 40 <= math_regs(cfg);
+    return cfg->k_split == 1 && cfg->block_m != 256 && 3 * cfg->block_n / 2 + 40 <= math_regs(cfg);
 }
 
 bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx)
@@ -240,7 +248,10 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
  * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model). */
 static bool fits_registers(const kiln__gemm_config *cfg)
 {
-    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 <= math_regs(cfg);
+    /* accumulator sets: the wgmma one, the promoted one (two with 256-row waves), and the
+     * overlapped loop's second wgmma one */
+    int sets = 2 + (cfg->overlap || cfg->block_m == 256);
+    return sets * cfg->block_n / 2 + 40 <= math_regs(cfg);
 }
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
@@ -360,6 +371,21 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         c.turns = !c.turns; /* and with the other issue order */
         add_alternative(out, &count, max, &c);
     }
+    /* 256 x 128 tiles as two 128-row waves (plain loop), with and without the warpgroups
+     * issuing in turn: half the B traffic per FLOP of 128 x 128. NOT yet run on a GPU (stop
+     * 12, branch wip/waves). */
+    for (int turns = 0; pick.block_m == 128 && pick.block_n == 128 && pick.k_split == 1 &&
+                        m > 192 && turns <= 1;
+         turns++) {
+        c = pick;
+        c.block_m = 256;
+        c.overlap = 0;
+        c.multicast = 1;
+        c.turns = turns;
+        kiln__gemm_fp8_fit(&c);
+        if (c.stages >= 3 && fits_registers(&c))
+            add_alternative(out, &count, max, &c);
+    }
     /* The plain K loop with the row groups issuing in turn: the pick's width with and
      * without B multicast, and (N >= 2048) 128 x 160 and 128 x 176 tiles, which need less
      * shared-memory bandwidth per FLOP (the hypothesis of docs/gemm_fp8_notes.md, open work
@@ -396,7 +422,7 @@ int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         kiln__gemm_config c = out[i];
         int64_t k_blocks = k / 128, ck = c.cluster_k > 1 ? c.cluster_k : 1;
         bool overlapped = kiln__gemm_fp8_overlaps(&c, NULL);
-        if (c.block_m == 192 || c.block_n > (overlapped ? 64 : 128) ||
+        if (c.block_m >= 192 || c.block_n > (overlapped ? 64 : 128) ||
             (overlapped && (m > 128 || k_blocks % ck != 0 || k_blocks / ck > 64)))
             continue;
         c.unroll = m <= 128 ? 4 : 2;

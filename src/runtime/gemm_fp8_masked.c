@@ -57,10 +57,10 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
     int kept = 0;
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = out[i];
-        /* Masked kernels take no multicast (of B or A) nor 192-row tiles, and their
+        /* Masked kernels take no multicast (of B or A) nor 192- or 256-row tiles, and their
          * overlapped loop does not unroll (the K-block count is not a constant there): such
          * a copy would be the same kernel. */
-        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m == 192 ||
+        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m >= 192 ||
             (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)))
             continue;
         c.grouping = 1;

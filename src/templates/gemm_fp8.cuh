@@ -57,13 +57,14 @@
  * CLUSTER is correct; without a cluster: min(#tiles, #SMs)); when CLUSTER > 1 launch with
  * the cluster-dimension attribute (CLUSTER, 1, 1) and size the grid with
  * cuOccupancyMaxActiveClusters (a cluster of 4 or 8 does not fit on every SM). block =
- * THREADS = (block_m/64 * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
+ * THREADS = (WG_RG * k_split + 1) * 128, dynamic shared memory = SMEM_BYTES (constexpr
  * kiln_gemm_fp8_smem_bytes below, also in the cubin as kiln_gemm_fp8_smem_layout; the host
- * formula: align1024(cluster_k > 1 ? 0 : RG*64*block_n*2) + align1024((k_split-1)*RG*64*
+ * formula: align1024(cluster_k > 1 ? 0 : WG_RG*64*block_n*2) + align1024((k_split-1)*RG*64*
  * block_n*4) + align1024(cluster_k > 1 ? (cluster_k-1)*RG*reduce_scatter_chunk(block_n,
  * cluster_k) : 0)
  * + stages*(block_m*128 + block_n*128 + block_m*4) + align16(stages*NSB*4) + stages*16
- * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64), PDL allowed.
+ * + (cluster_k > 1 ? RG*16 : 0) + 1024, RG = block_m/64, WG_RG = RG, or RG/2 for 256-row
+ * tiles (two waves)), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m / max(multicast_a, 1)} swizzle 128B
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
@@ -72,8 +73,9 @@
  *          (D_SLAB = the largest of 64, 32, 16 dividing block_n, else block_n; D_SWIZZLE =
  *           128B/64B/32B when D_SLAB*2 is 128/64/32 bytes, none otherwise)
  *
- * Warp roles: warpgroups 0 .. MATH_WG-1 are math (warpgroup w owns rows 64*(w % RG) of the
- * tile and the K blocks kb with kb % k_split == w / RG, issuing m64n{block_n}k32 wgmma), the
+ * Warp roles: warpgroups 0 .. MATH_WG-1 are math (warpgroup w owns rows 64*(w % WG_RG) of
+ * the tile, and with 256-row tiles 64*(w + 2) too, and the K blocks kb with kb % k_split ==
+ * w / WG_RG, issuing m64n{block_n}k32 wgmma), the
  * last warpgroup is the producer (its first warp streams tiles with TMA, its second loads
  * the B scales into the slot; registers lowered to 40 with setmaxnreg, math raised to what
  * is left). Slot s of the ring only ever holds K
@@ -108,6 +110,12 @@ constexpr long long K = kp::k;
 constexpr int KB = (int)(K / BK);
 constexpr int GROUP_N = (int)kp::group_n;
 constexpr int RG = BM / 64; /* 64-row groups */
+/* 256-row tiles run as two waves of 128 rows: each of two math warpgroups takes row group
+ * w and then w + 2 of every K block through one wgmma accumulator set, promoting each into
+ * its own FP32 set (two). Half the B traffic per FLOP of 128-row tiles, in the registers
+ * of two warpgroups. */
+constexpr int WAVES = BM == 256 ? 2 : 1;
+constexpr int WG_RG = RG / WAVES; /* math warpgroups per K phase: one row group each wave */
 constexpr int KSPLIT = (int)kp::k_split;
 /* multicast 0 (unset) is read as 1: no cluster. */
 constexpr int MC = kp::multicast < 2 ? 1 : (int)kp::multicast;
@@ -151,12 +159,12 @@ constexpr bool LOADS_ONLY = kp::loads_only != 0;
  * plain K loop, 128- and 192-row tiles). Waiting on the same full barrier, they otherwise
  * issue together, their wgmma finish together and they promote together while the tensor
  * cores idle; in turn, one promotes while the next one's wgmma run. */
-constexpr bool TURNS = kp::turns != 0 && RG > 1 && KSPLIT == 1 && !OVERLAP && !LOADS_ONLY;
-constexpr int MATH_WG = RG * KSPLIT;
+constexpr bool TURNS = kp::turns != 0 && WG_RG > 1 && KSPLIT == 1 && !OVERLAP && !LOADS_ONLY;
+constexpr int MATH_WG = WG_RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
-constexpr int PRODUCER_REGS = RG == 3 ? 24 : 40;
+constexpr int PRODUCER_REGS = RG == 3 || WAVES > 1 ? 24 : 40;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
  * has the registers, and the pool is only what the launch allocated (THREADS x the entry
  * count, capped by __launch_bounds__ at 65536 / THREADS), so the math warpgroups can only
@@ -188,7 +196,12 @@ static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
 static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
-static_assert(BM == 64 || BM == 128 || BM == 192, "block_m must be 64, 128 or 192");
+static_assert(BM == 64 || BM == 128 || BM == 192 || BM == 256,
+              "block_m must be 64, 128, 192 or 256");
+static_assert(BM != 256 || (GROUPING == 0 && KSPLIT == 1 && CK == 1 && MC == 1 && MCA == 1 &&
+                            !OVERLAP && !OUT_F32),
+              "256-row tiles are dense BF16-output prefill tiles: no k_split, cluster_k, "
+              "multicast or overlap");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
                             MC == 1 && MCA == 1 && !OVERLAP),
@@ -224,7 +237,7 @@ constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
 /* cluster_k stores its tiles from registers (cluster_reduce_scatter): no staging. */
-constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((RG * D_WG_BYTES + 1023) / 1024) * 1024);
+constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((WG_RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
 /* cluster_k: per row group, the CK - 1 chunks the partners send this rank (the
  * reduce-scatter of common/cluster_reduce.cuh). */
@@ -754,8 +767,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
     const u32 wg = threadIdx.x / 128;
-    const u32 rg = wg % RG; /* row group */
-    const int q = (int)(wg / RG); /* K phase: this warpgroup takes local kb % KSPLIT == q */
+    const u32 rg = wg % WG_RG; /* row group (of the first wave: rg + v * WG_RG in wave v) */
+    const int q = (int)(wg / WG_RG); /* K phase: this warpgroup takes local kb % KSPLIT == q */
     const u32 t = threadIdx.x % 128;
     const u32 warp = t / 32;
     const u32 lane = t % 32;
@@ -766,12 +779,13 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 
     float acc[BN / 2];
     float acc1[BN / 2]; /* the second accumulator set (overlap; unused registers otherwise) */
-    float out[BN / 2];
+    float outs[WAVES][BN / 2]; /* promoted sums, one set per wave */
+    float (&out)[BN / 2] = outs[0];
     int s = 0;
     u32 phase = 0;
 
     /* turns: row group 0 goes first; the last one hands it the first turn. */
-    if (TURNS && rg == RG - 1)
+    if (TURNS && rg == WG_RG - 1)
         named_bar_arrive(BAR_TURN, 256);
 
     cursor cur;
@@ -783,8 +797,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         const int mb = tl.mb, nb = tl.nb;
         const int n_off = (nb * BN) % 128;
 #pragma unroll
-        for (int i = 0; i < BN / 2; ++i)
-            out[i] = 0.0f;
+        for (int v = 0; v < WAVES; ++v)
+#pragma unroll
+            for (int i = 0; i < BN / 2; ++i)
+                outs[v][i] = 0.0f;
         if (threadIdx.x == 0 && first_tile)
             trace_mark(c, TR_LOOP0_BEGIN);
 
@@ -799,14 +815,21 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 if constexpr (LOADS_ONLY) {
                     release_slot(base, s, sc, lane);
                 } else {
-                    const kscales ks = load_scales(base, s, rg, row_in_wg);
-                    if constexpr (TURNS)
-                        named_bar_sync(BAR_TURN + rg, 256);
-                    issue_kblock(acc, base, s, rg);
-                    if constexpr (TURNS)
-                        named_bar_arrive(BAR_TURN + (rg + 1) % RG, 256);
-                    wait_acc<0>(acc);
-                    retire(out, acc, ks, s, sc, base, n_off, lane);
+#pragma unroll
+                    for (int v = 0; v < WAVES; ++v) {
+                        const u32 rgv = rg + v * WG_RG;
+                        const kscales ks = load_scales(base, s, rgv, row_in_wg);
+                        if constexpr (TURNS)
+                            named_bar_sync(BAR_TURN + rg, 256);
+                        issue_kblock(acc, base, s, rgv);
+                        if constexpr (TURNS)
+                            named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
+                        wait_acc<0>(acc);
+                        if (v == WAVES - 1) /* the slot's last reader */
+                            retire(outs[v], acc, ks, s, sc, base, n_off, lane);
+                        else
+                            promote(outs[v], acc, ks, n_off, lane);
+                    }
                 }
                 ring_next(s, phase, KSPLIT);
             }
@@ -870,45 +893,50 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             continue;
         }
 
-        /* Epilogue: the previous tile's TMA store must have finished reading the staging
-         * buffer before it is overwritten. */
-        if (t == 0)
-            bulk_wait_read<0>();
-        named_bar_sync(1 + wg, 128);
+        /* Epilogue, one wave (row group rgv) at a time through this warpgroup's staging
+         * buffer: the previous TMA store must have finished reading it before it is
+         * overwritten. */
 #pragma unroll
-        for (int i = 0; i < BN / 8; ++i) {
-            const int col = 8 * i + 2 * (int)(lane & 3);
-            const int slab = col / D_SLAB;
-            const int c = col % D_SLAB;
+        for (int v = 0; v < WAVES; ++v) {
+            const u32 rgv = rg + v * WG_RG;
+            if (t == 0)
+                bulk_wait_read<0>();
+            named_bar_sync(1 + wg, 128);
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * 2;
-                if constexpr (D_SWZ_BITS > 0)
-                    off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
-                st_shared_u32(dsm + slab * (64 * D_SLAB_BYTES) + off,
-                              pack_bf16x2(out[4 * i + 2 * h], out[4 * i + 2 * h + 1]));
+            for (int i = 0; i < BN / 8; ++i) {
+                const int col = 8 * i + 2 * (int)(lane & 3);
+                const int slab = col / D_SLAB;
+                const int c = col % D_SLAB;
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * 2;
+                    if constexpr (D_SWZ_BITS > 0)
+                        off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+                    st_shared_u32(dsm + slab * (64 * D_SLAB_BYTES) + off,
+                                  pack_bf16x2(outs[v][4 * i + 2 * h], outs[v][4 * i + 2 * h + 1]));
+                }
             }
-        }
-        fence_proxy_async_smem();
-        named_bar_sync(1 + wg, 128);
-        /* multicast_a: a cluster's n blocks past N only load their share of A */
-        const int rows_left = nb < NUM_NB ? tl.rows - (mb * BM + (int)rg * 64) : 0;
-        const u64 kept = tile_rows_kept(tl, rg); /* every row, but with per-row experts */
-        if (GROUPING == 3 && kept != ~0ull) {
-            store_expert_rows(out, tl, rg, row_in_wg, lane, kept, d_ptr, ld_d);
-        } else if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
-            store_partial(out, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
-        } else if (t == 0 && rows_left > 0) {
+            fence_proxy_async_smem();
+            named_bar_sync(1 + wg, 128);
+            /* multicast_a: a cluster's n blocks past N only load their share of A */
+            const int rows_left = nb < NUM_NB ? tl.rows - (mb * BM + (int)rgv * 64) : 0;
+            const u64 kept = tile_rows_kept(tl, rgv); /* every row, but with per-row experts */
+            if (GROUPING == 3 && kept != ~0ull) {
+                store_expert_rows(outs[v], tl, rgv, row_in_wg, lane, kept, d_ptr, ld_d);
+            } else if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
+                store_partial(outs[v], sc, tl, rgv, row_in_wg, lane, rows_left, d_ptr, ld_d);
+            } else if (t == 0 && rows_left > 0) {
 #pragma unroll
-            for (int sl = 0; sl < D_NSLAB; ++sl) {
-                if constexpr (GROUPING == 1)
-                    tma_store_3d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                                 mb * BM + rg * 64, tl.g);
-                else
-                    tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                                 tl.row0 + mb * BM + rg * 64);
+                for (int sl = 0; sl < D_NSLAB; ++sl) {
+                    if constexpr (GROUPING == 1)
+                        tma_store_3d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
+                                     mb * BM + rgv * 64, tl.g);
+                    else
+                        tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
+                                     tl.row0 + mb * BM + rgv * 64);
+                }
+                bulk_commit();
             }
-            bulk_commit();
         }
     }
     if (t == 0 && q == 0)
@@ -959,7 +987,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         for (int s = 0; s < STAGES; ++s) {
             /* full: the TMA warp's arrive (+ bytes) and the scale warp's arrive */
             mbar_init(base + OFF_BAR + s * 8, SCALE_WARP ? 2 : 1);
-            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MC * MCA * RG * 4);
+            mbar_init(base + OFF_BAR + (STAGES + s) * 8, MC * MCA * WG_RG * 4);
         }
         if constexpr (CK > 1) {
             for (int r = 0; r < RG; ++r) {
