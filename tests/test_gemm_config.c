@@ -21,7 +21,8 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
     bool tall_ok = c->block_m == 192 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
                    !c->overlap && (c->grouping == 0 || c->grouping == 2);
     bool waves_ok = c->block_m == 256 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
-                    c->multicast_a <= 1 && !c->overlap && !c->out_f32 && c->grouping == 0;
+                    c->multicast_a <= 1 && !c->overlap && !c->out_f32 &&
+                    (c->grouping == 0 || c->grouping == 2);
     bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok || waves_ok) &&
               c->block_n % 8 == 0 &&
               c->block_n >= 8 && c->block_n <= 256 && c->stages >= 2 && c->stages <= 32 &&
@@ -54,9 +55,12 @@ static void test_rules_over_a_sweep(void **state)
                     kiln__gemm_config c = kiln__gemm_fp8_pick(ms[i], n, k, sms);
                     check_rules(&c, ms[i], n, k);
                     checked++;
-                    if (ms[i] > 128 && c.block_m == 128 && c.block_n == 128) {
-                        kiln__gemm_fp8_make_tall(&c); /* KILN_GEMM_TALL_TILES=2 */
-                        check_rules(&c, ms[i], n, k);
+                    for (int rows = 192; rows <= 256 && ms[i] > 128 && c.block_m == 128 &&
+                                         c.block_n == 128;
+                         rows += 64) { /* KILN_GEMM_TALL_TILES=2 and 3 */
+                        kiln__gemm_config tall = c;
+                        kiln__gemm_fp8_make_tall(&tall, rows, k);
+                        check_rules(&tall, ms[i], n, k);
                         checked++;
                     }
                 }
@@ -67,63 +71,73 @@ static void test_rules_over_a_sweep(void **state)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
             kiln__gemm_config c = kiln__gemm_fp8_pick(ms[i], 2112, 7168, sms);
             check_rules(&c, ms[i], 2112, 7168);
-            (void)kiln__gemm_fp8_tall_pays(ms[i], 2112, sms);
+            (void)kiln__gemm_fp8_tall_rows(ms[i], 2112, sms);
             checked++;
         }
     print_message("  %d picks checked\n", checked);
 }
 
-/* Where 192-row tiles pay, on the shapes whose A/B is in docs/gemm_fp8_notes.md ("Stop 8"):
- * the rule picks the faster side on each of them (132 SMs); 4096 x 24576 went both ways in
- * two calls (0.96x, 1.04x), and the rule's pick there is the 1.04x one. */
-static void test_tall_tiles_where_measured_faster(void **state)
+/* The tile height the model picks, on every shape where the heights were timed against each
+ * other (132 SMs; docs/gemm_fp8_notes.md): 192 against 128 rows in stop 8's A/B, all three
+ * in stop 13's --sweep (the best time of each height, us, 128 / 192 / 256). Where two heights
+ * came within 1% either is accepted. */
+static void test_tall_rows_where_measured_faster(void **state)
 {
     (void)state;
     static const struct {
-        int64_t m, n;
-        bool tall; /* measured faster with 192-row tiles (or within 1%: either is fine) */
+        int64_t m, n, k;
+        int rows, or_rows; /* measured fastest, and one within 1% (0: none) */
     } cases[] = {
-        {4096, 2112, true},  {4096, 24576, true}, {4096, 32768, true}, {4096, 7168, true},
-        {4096, 4096, false}, {2048, 2112, true},  {8192, 7168, true},  {1000, 4096, false},
-        {512, 7168, false},  {2048, 7168, true},
+        {4096, 7168, 16384, 256, 0}, /* 921 / 927 / 855 */
+        {4096, 4096, 7168, 256, 0},  /* 203.2 / 210.3 / 188.8 */
+        {4096, 2112, 7168, 192, 0},  /* 120.6 / 105.7 / 132.2 */
+        {4096, 7168, 2048, 256, 0},  /* 107.1 / 104.0 / 99.8 */
+        {4096, 24576, 1536, 256, 0}, /* 276.7 / 287.3 / 262.2 */
+        {4096, 32768, 512, 192, 256}, /* 157.5 / 147.1 / 148.3 */
+        {1000, 4096, 7168, 256, 0},  /* 52.0 / 65.6 / 47.7 */
+        {512, 7168, 2048, 256, 0},   /* 16.9 / 22.3 / 16.4 */
+        {2048, 7168, 16384, 256, 0}, /* 417.8 / 427.1 / 403.6 */
+        {2048, 2112, 7168, 192, 0},  /* 71.4 / 66.0 / 86.5 */
+        {8192, 7168, 2048, 192, 256}, /* stop 8: 192 faster than 128; 256 not timed */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if (kiln__gemm_fp8_tall_pays(cases[i].m, cases[i].n, 132) != cases[i].tall)
-            fail_msg("%lld x %lld: tall tiles %s", (long long)cases[i].m, (long long)cases[i].n,
-                     cases[i].tall ? "measured faster, not picked" : "picked, measured slower");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rows = kiln__gemm_fp8_tall_rows(cases[i].m, cases[i].n, 132);
+        if (rows != cases[i].rows && rows != cases[i].or_rows)
+            fail_msg("%lld x %lld x %lld: %d-row tiles picked, %d-row ones measured faster",
+                     (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k, rows,
+                     cases[i].rows);
+    }
     /* One round of tiles either way: the smaller tiles finish first. */
-    assert_false(kiln__gemm_fp8_tall_pays(129, 7168, 132));
+    assert_int_equal(kiln__gemm_fp8_tall_rows(129, 7168, 132), 128);
 }
 
-/* KILN_GEMM_TALL_TILES: 0 never, 1 the rule, 2 always; only 128 x 128 prefill picks. Tall
- * tiles issue in turn at K >= 4096 only. */
+/* KILN_GEMM_TALL_TILES: 0 never, 1 the model, 2 always 192 rows, 3 always 256; only 128 x
+ * 128 prefill picks. 192-row tiles issue in turn at K >= 4096 only, 256-row ones never. */
 static void test_try_tall_knob(void **state)
 {
     (void)state;
-    for (int knob = 0; knob <= 2; knob++) {
+    for (int knob = 0; knob <= 3; knob++) {
         static const int64_t shapes[][3] = {
             {4096, 2112, 7168}, {4096, 4096, 7168}, {64, 7168, 2048}, {1000, 576, 7168},
-            {4096, 7168, 2048}};
+            {4096, 7168, 2048}, {300, 2112, 7168}};
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
             kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132), before = c;
             bool eligible = m > 128 && c.block_m == 128 && c.block_n == 128;
-            bool want =
-                eligible && (knob == 2 || (knob == 1 && kiln__gemm_fp8_tall_pays(m, n, 132)));
-            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, k, knob, 132), want);
-            if (want) {
-                assert_int_equal(c.block_m, 192);
+            int want = !eligible || knob == 0 ? 128
+                       : knob == 1            ? kiln__gemm_fp8_tall_rows(m, n, 132)
+                                              : 64 + 64 * knob;
+            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, k, knob, 132), want != 128);
+            if (want != 128) {
+                assert_int_equal(c.block_m, want);
                 assert_int_equal(c.overlap, 0);
-                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), k >= 4096);
+                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), want == 192 && k >= 4096);
                 check_rules(&c, m, n, k);
             } else {
                 assert_memory_equal(&c, &before, sizeof c); /* untouched */
             }
         }
     }
-    /* The rule's two sides on the first two shapes, as measured (stop 8). */
-    assert_true(kiln__gemm_fp8_tall_pays(4096, 2112, 132));
-    assert_false(kiln__gemm_fp8_tall_pays(4096, 4096, 132));
 }
 
 /* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
@@ -172,9 +186,18 @@ static void test_sample_compiles(void **state)
     for (int i = 0; i < 6; i++) {
         int64_t m = 1 + rand() % 5000, n = 16 * (1 + rand() % 1000), k = 128 * (1 + rand() % 64);
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
-        if (i % 2 == 1) /* KILN_GEMM_TALL_TILES=2: 192-row tiles where eligible */
-            kiln__gemm_fp8_try_tall(&c, m, n, k, 2, 132);
+        /* KILN_GEMM_TALL_TILES 1 (the default), 2 and 3: 192- or 256-row tiles where eligible */
+        kiln__gemm_fp8_try_tall(&c, m, n, k, 1 + i % 3, 132);
         assert_compiles(m, n, k, &c);
+    }
+    /* The contiguous (prefix-sum) GEMM's taller tiles, whose last tile of a group runs into
+     * the next group's rows. */
+    for (int knob = 2; knob <= 3; knob++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, 2048, 132);
+        c.grouping = 2;
+        c.m_align = 128;
+        assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132));
+        assert_compiles(4096, 7168, 2048, &c);
     }
 }
 
@@ -308,7 +331,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_over_a_sweep),
-        cmocka_unit_test(test_tall_tiles_where_measured_faster),
+        cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
         cmocka_unit_test(test_plain_prefill_issues_in_turn),
         cmocka_unit_test(test_sample_compiles),

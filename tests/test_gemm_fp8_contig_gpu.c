@@ -231,26 +231,29 @@ static void test_contig_layouts(void **state)
     check_contig_layouts(3, 1024, 512, 64, c4); /* 64-row tiles */
 }
 
-/* KILN_GEMM_TALL_TILES=2: the prefix sums in 192-row tiles, whose last tile of a group runs
- * into the next group's rows (and the row ids, in 128-row tiles, give the same bits). */
+/* KILN_GEMM_TALL_TILES 2 and 3: the prefix sums in 192- and 256-row tiles, whose last tile
+ * of a group runs into the next group's rows (and the row ids, in 128-row tiles, give the
+ * same bits). */
 static void test_contig_tall_tiles(void **state)
 {
     (void)state;
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.gemm_tall_tiles = 2;
-    kiln_ctx *tall = NULL, *shared = ctx;
-    assert_int_equal(kiln_ctx_create(&tall, &opts), KILN_OK);
-    ctx = tall; /* contig_run launches on ctx */
-    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200, 193, 191};
-    check_contig_layouts(4, 4096, 7168, 128, c1);
-    check_contig_layouts(5, 7168, 2048, 128, c2);
-    int32_t c3[6];
-    for (int i = 0; i < 6; i++)
-        c3[i] = (int32_t)(rng_next(&seed) % 900);
-    check_contig_layouts(6, 2112, 1024, 256, c3);
-    ctx = shared;
-    kiln_ctx_destroy(tall);
+    for (int knob = 2; knob <= 3; knob++) {
+        kiln_options opts;
+        assert_int_equal(kiln_options_init(&opts), KILN_OK);
+        opts.gemm_tall_tiles = knob;
+        kiln_ctx *tall = NULL, *shared = ctx;
+        assert_int_equal(kiln_ctx_create(&tall, &opts), KILN_OK);
+        ctx = tall; /* contig_run launches on ctx */
+        static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200, 193, 191};
+        check_contig_layouts(4, 4096, 7168, 128, c1);
+        check_contig_layouts(5, 7168, 2048, 128, c2);
+        int32_t c3[6];
+        for (int i = 0; i < 6; i++)
+            c3[i] = (int32_t)(rng_next(&seed) % 900);
+        check_contig_layouts(6, 2112, 1024, 256, c3);
+        ctx = shared;
+        kiln_ctx_destroy(tall);
+    }
 }
 
 /* Prefix sums that decrease and run past M_total: no write outside d, no hang. */

@@ -183,19 +183,22 @@ static void test_multicast(void **state)
     restore_ctx(plain);
 }
 
-/* KILN_GEMM_TALL_TILES: 192 x 128 prefill tiles, three math warpgroups. M = 129, 300 and
- * 1000 end in partial 192-row tiles; 4096 is the benchmark's size. */
+/* KILN_GEMM_TALL_TILES 2 and 3: 192 x 128 prefill tiles (three math warpgroups) and 256 x
+ * 128 ones (two warpgroups, two waves). M = 129, 300 and 1000 end in partial tiles; 4096 is
+ * the benchmark's size. */
 static void test_tall_tiles(void **state)
 {
     (void)state;
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.gemm_tall_tiles = 2; /* always */
-    kiln_ctx *plain = swap_ctx(&opts);
-    static const int64_t m1[] = {129, 300, 1000}, m2[] = {4096};
-    check_shapes(2112, 1024, m1, 3);
-    check_shapes(7168, 2048, m2, 1);
-    restore_ctx(plain);
+    for (int knob = 2; knob <= 3; knob++) {
+        kiln_options opts;
+        assert_int_equal(kiln_options_init(&opts), KILN_OK);
+        opts.gemm_tall_tiles = knob; /* always */
+        kiln_ctx *plain = swap_ctx(&opts);
+        static const int64_t m1[] = {129, 300, 1000}, m2[] = {4096};
+        check_shapes(2112, 1024, m1, 3);
+        check_shapes(7168, 2048, m2, 1);
+        restore_ctx(plain);
+    }
 }
 
 /* The benchmark's --sweep: every alternative configuration of a decode and a prefill shape
@@ -292,7 +295,7 @@ static void test_trace_mode(void **state)
     (void)state;
     check_trace(128, 2112, 7168, kiln__gemm_fp8_pick(128, 2112, 7168, ctx->num_sms));
     kiln__gemm_config tall = kiln__gemm_fp8_pick(4096, 7168, 2048, ctx->num_sms);
-    kiln__gemm_fp8_make_tall(&tall);
+    kiln__gemm_fp8_make_tall(&tall, 192, 2048);
     check_trace(1000, 7168, 2048, tall);
 }
 

@@ -86,8 +86,9 @@ typedef struct kiln_options {
     int claim_timeout_ms;   /* KILN_CLAIM_TIMEOUT_MS: wait for another process's compile */
     int gemm_overlap;       /* KILN_GEMM_OVERLAP: FP8 GEMM promotion overlapped with wgmma */
     int gemm_multicast;     /* KILN_GEMM_MULTICAST: FP8 prefill B tiles shared by 2 CTAs */
-    int gemm_tall_tiles;    /* KILN_GEMM_TALL_TILES: FP8 prefill in 192 x 128 tiles: 0 never,
-                               1 where they pay (default), 2 always */
+    int gemm_tall_tiles;    /* KILN_GEMM_TALL_TILES: FP8 prefill in 192 x 128 or 256 x 128
+                               tiles: 0 never, 1 where they pay (default), 2 always 192,
+                               3 always 256 */
 } kiln_options;
 
 /* Fill opts with the defaults overridden by the environment.

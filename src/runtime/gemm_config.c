@@ -133,39 +133,56 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
     return cfg;
 }
 
-/* 192 x 128 tiles (three math warpgroups, no overlap) against 128 x 128 (two, overlapped):
- * on the H200 a 192-row tile took 1.36-1.41x the time of a 128-row one (0.91-0.94 of its
- * 1.5x the work; docs/gemm_fp8_notes.md, "Stop 8"), so they pay where they need fewer
- * rounds of tiles over the SMs by more than that: 5 -> 3 rounds at 4096x2112, 63 -> 43 at
- * 4096x32768, not 8 -> 6 at 4096x4096 or 2 -> 2 at 1000 rows. */
-bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms)
+/* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative
+ * to a 128 x 128 one, as measured on the H200: a 192-row tile (three math warpgroups) 1.36-1.41x
+ * (docs/gemm_fp8_notes.md, "Stop 8"); a 256-row tile (two warpgroups, two waves) 1.80-1.96x
+ * per round on nine shapes of stop 13's --sweep but 1.69x at 2048x7168x16384, where 4 rounds
+ * of it (403.6 us) beat 5 of 192 rows (427.1): the model's 1.70 picks the fastest height (or
+ * one within 1%) on all ten shapes swept (tests/test_gemm_config.c). Taller tiles pay where
+ * they need fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3 rounds), 256
+ * at 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms)
 {
+    static const struct {
+        int rows, cost; /* per round, in hundredths of a 128 x 128 tile's time */
+    } tiles[] = {{128, 100}, {192, 138}, {256, 170}};
     if (num_sms < 1)
         num_sms = 1;
-    int64_t nb = (n + 127) / 128;
-    int64_t rounds_128 = ((m + 127) / 128 * nb + num_sms - 1) / num_sms;
-    int64_t rounds_192 = ((m + 191) / 192 * nb + num_sms - 1) / num_sms;
-    return rounds_192 * 138 < rounds_128 * 100;
+    int64_t nb = (n + 127) / 128, best_cost = 0;
+    int best = 128;
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        int64_t rows = tiles[i].rows;
+        int64_t rounds = ((m + rows - 1) / rows * nb + num_sms - 1) / num_sms;
+        if (i == 0 || rounds * tiles[i].cost < best_cost) {
+            best_cost = rounds * tiles[i].cost;
+            best = tiles[i].rows;
+        }
+    }
+    return best;
 }
 
-void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg)
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
 {
-    cfg->block_m = 192;
-    cfg->overlap = 0; /* three warpgroups' accumulators leave no room for a second set */
+    cfg->block_m = rows;
+    cfg->overlap = 0; /* no room for a second accumulator set beside the taller tile's */
+    cfg->multicast = 1;
+    /* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
+     * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
+     * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). 256-row
+     * tiles in turn lost 1.3-12% on four of five shapes (stop 13's --sweep). */
+    cfg->turns = rows == 192 && k >= 4096;
     kiln__gemm_fp8_fit(cfg);
 }
 
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
                              int num_sms)
 {
-    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0 ||
-        (knob == 1 && !kiln__gemm_fp8_tall_pays(m, n, num_sms)))
+    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0)
         return false;
-    kiln__gemm_fp8_make_tall(cfg);
-    /* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
-     * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
-     * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). */
-    cfg->turns = k >= 4096;
+    int rows = knob == 2 ? 192 : knob == 3 ? 256 : kiln__gemm_fp8_tall_rows(m, n, num_sms);
+    if (rows == 128)
+        return false;
+    kiln__gemm_fp8_make_tall(cfg, rows, k);
     return true;
 }
 
@@ -365,45 +382,27 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
             add_alternative(out, &count, max, &c);
         }
     }
-    c = pick;
-    if (kiln__gemm_fp8_try_tall(&c, m, n, k, 2, num_sms)) {
-        add_alternative(out, &count, max, &c);
-        c.turns = !c.turns; /* and with the other issue order */
-        add_alternative(out, &count, max, &c);
-    }
-    /* 256 x 128 tiles as two 128-row waves (plain loop), with and without the warpgroups
-     * issuing in turn: half the B traffic per FLOP of 128 x 128. NOT yet run on a GPU (stop
-     * 12, branch wip/waves). */
-    for (int turns = 0; pick.block_m == 128 && pick.block_n == 128 && pick.k_split == 1 &&
-                        m > 192 && turns <= 1;
-         turns++) {
+    /* Taller tiles (KILN_GEMM_TALL_TILES 2 and 3): 192 rows in three warpgroups, 256 rows as
+     * two waves of two (half the B traffic per FLOP of 128 x 128), each in both issue
+     * orders. */
+    for (int knob = 2; knob <= 3; knob++) {
         c = pick;
-        c.block_m = 256;
-        c.overlap = 0;
-        c.multicast = 1;
-        c.turns = turns;
-        kiln__gemm_fp8_fit(&c);
-        if (c.stages >= 3 && fits_registers(&c))
+        if (kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms)) {
             add_alternative(out, &count, max, &c);
+            c.turns = !c.turns;
+            add_alternative(out, &count, max, &c);
+        }
     }
-    /* The plain K loop with the row groups issuing in turn: the pick's width with and
-     * without B multicast, and (N >= 2048) 128 x 160 and 128 x 176 tiles, which need less
-     * shared-memory bandwidth per FLOP (the hypothesis of docs/gemm_fp8_notes.md, open work
-     * 3). NOT yet timed in turn: stop 12 timed them with the once-unrolled plain loop, in
-     * lockstep, 17-45% slower. 128 x 192 spills 44 bytes. */
-    static const int in_turn[][2] = {{0, 1}, {0, 2}, {160, 1}, {176, 1}}; /* width, multicast */
-    for (int i = 0; pick.block_m == 128 && pick.k_split == 1 && i < 4; i++) {
-        if (in_turn[i][0] != 0 && n < 2048)
-            continue;
+    /* The plain K loop with the row groups issuing in turn, with and without B multicast.
+     * (Wider 128 x 160 and 128 x 176 tiles, which need less shared-memory bandwidth per
+     * FLOP, lost 17-45% in lockstep (stop 12) and 16-40% in turn (stop 13): removed.) */
+    for (int mc = 1; pick.block_m == 128 && pick.k_split == 1 && mc <= 2; mc++) {
         c = pick;
-        if (in_turn[i][0] != 0)
-            c.block_n = in_turn[i][0];
         c.overlap = 0;
-        c.multicast = in_turn[i][1];
+        c.multicast = mc;
         c.turns = 1;
         kiln__gemm_fp8_fit(&c);
-        if (c.stages >= 2 && fits_registers(&c))
-            add_alternative(out, &count, max, &c);
+        add_alternative(out, &count, max, &c);
     }
     return count;
 }

@@ -17,20 +17,21 @@ typedef struct kiln__gemm_config {
     int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
     int multicast_a; /* 2 or 4: a cluster of n blocks sharing (multicasting) the A tile */
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
-    int turns;       /* 1: row groups issue their wgmma in turn (plain loop, 128/192 rows) */
+    int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
 
-/* Whether 192 x 128 prefill tiles beat 128 x 128 ones for M x N on num_sms SMs (fewer
- * rounds of tiles by more than their lower rate costs). */
-bool kiln__gemm_fp8_tall_pays(int64_t m, int64_t n, int num_sms);
-/* Make a 128 x 128 prefill configuration 192 x 128 (three math warpgroups, no overlap). */
-void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg);
+/* The prefill tile height (128, 192 or 256 rows, 128 columns) that takes the least time for
+ * M x N on num_sms SMs by the measured model: rounds of tiles times each height's tile time. */
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms);
+/* Make a 128 x 128 prefill configuration `rows` (192 or 256) x 128: no overlap, no
+ * multicast; 192-row tiles issue in turn where K >= 4096. */
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
- * 0 never, 1 where kiln__gemm_fp8_tall_pays, 2 always. True when cfg was made tall (its
- * row groups then issue in turn where K >= 4096). */
+ * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks, 2 always 192 rows, 3 always 256.
+ * True when cfg was made taller. */
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
                              int num_sms);
 

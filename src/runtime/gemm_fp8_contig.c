@@ -60,9 +60,9 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 /* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
  * group start is a multiple of 128. Per-row experts (grouping 3) need no alignment in the
  * kernel, only tiles that do not straddle two experts: m_align 0 lets one kernel serve
- * every alignment that admits the tile. Prefix sums may take 192-row tiles where the dense
- * rule says they pay (KILN_GEMM_TALL_TILES): a group's last tile then runs into the next
- * group's rows, which it loads but does not store. */
+ * every alignment that admits the tile. Prefix sums may take 192- or 256-row tiles where
+ * the dense model says they pay (KILN_GEMM_TALL_TILES): a group's last tile then runs into
+ * the next group's rows, which it loads but does not store. */
 static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                      int64_t align, bool by_row)
 {

@@ -53,10 +53,11 @@ static const knob knobs[] = {
       "FP8 GEMMs with M > 128: 2-CTA clusters share each B tile by TMA multicast"},
      KNOB_BOOL, OPT(gemm_multicast), 0, 1},
     {{"KILN_GEMM_TALL_TILES", "int", "1",
-      "FP8 GEMMs with M > 128: 192 x 128 tiles (three math warpgroups, no overlap, issuing in "
-      "turn where K >= 4096) instead of 128 x 128: 0 never, 1 where they take fewer rounds of "
-      "tiles over the SMs, 2 always"},
-     KNOB_INT, OPT(gemm_tall_tiles), 0, 2},
+      "FP8 GEMMs with M > 128: taller prefill tiles than 128 x 128, without overlap: 192 x 128 "
+      "(three math warpgroups, issuing in turn where K >= 4096) or 256 x 128 (two warpgroups "
+      "taking two 64-row groups each): 0 never, 1 the height that takes the least time by "
+      "rounds of tiles over the SMs, 2 always 192, 3 always 256"},
+     KNOB_INT, OPT(gemm_tall_tiles), 0, 3},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 

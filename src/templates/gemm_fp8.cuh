@@ -12,7 +12,8 @@
  *
  * Compile-time parameters (namespace kp, defined by the including translation unit):
  *   n, k        problem N and K
- *   block_m     rows per tile: 64 (one math warpgroup) or 128 (two)
+ *   block_m     rows per tile: 64 (one math warpgroup), 128 (two), 192 (three) or 256 (two,
+ *               each taking two 64-row groups in two waves); 192 and 256 for prefill only
  *   block_n     columns per tile: multiple of 8, 8..256 (register bound: block_n/2 wgmma
  *               accumulators + block_n/2 promoted FP32 accumulators per thread)
  *   stages      depth of the shared-memory ring
@@ -34,7 +35,7 @@
  *               block), stored from registers; dense only (no multicast/cluster_k/k_split).
  *   overlap     1: two accumulator sets, the next K block's wgmma issued before the last
  *               one is promoted (no k_split; 3*block_n/2 + ~40 registers per math thread)
- *   turns       1: with the plain K loop (overlap 0) and 128 or 192 rows, the row groups'
+ *   turns       1: with the plain K loop (overlap 0) and 128, 192 or 256 rows, the math
  *               warpgroups issue each K block's wgmma in turn (named barriers)
  *   grouping    0: one problem. 1: masked groups (MoE decode): A [G][M_max][K], B [G][N][K],
  *               D [G][M_max][N] and A's scales [G][K/128][align(M_max,4)] through 3-D
@@ -188,9 +189,9 @@ static_assert(MCA == 1 || (MC == 1 && CK == 1 && GROUPING == 0 && !kp::out_f32),
               "multicast_a is for the dense BF16-output GEMM without multicast or cluster_k");
 static_assert(GROUPING >= 0 && GROUPING <= 3,
               "grouping must be 0 (dense), 1 (masked), 2 or 3 (contiguous: prefix sums, row ids)");
-/* A 192-row tile may run past its group's end into the next group's rows: it loads them
- * but stores only its own group's rows (the epilogue's rows_left, per 64-row warpgroup). */
-static_assert(GROUPING != 2 || (M_ALIGN > 0 && (M_ALIGN % BM == 0 || BM == 192)),
+/* A 192- or 256-row tile may run past its group's end into the next group's rows: it loads
+ * them but stores only its own group's rows (the epilogue's rows_left, per 64-row group). */
+static_assert(GROUPING != 2 || (M_ALIGN > 0 && (M_ALIGN % BM == 0 || BM >= 192)),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");
@@ -198,10 +199,10 @@ static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128 || BM == 192 || BM == 256,
               "block_m must be 64, 128, 192 or 256");
-static_assert(BM != 256 || (GROUPING == 0 && KSPLIT == 1 && CK == 1 && MC == 1 && MCA == 1 &&
-                            !OVERLAP && !OUT_F32),
-              "256-row tiles are dense BF16-output prefill tiles: no k_split, cluster_k, "
-              "multicast or overlap");
+static_assert(BM != 256 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
+                            MC == 1 && MCA == 1 && !OVERLAP && !OUT_F32),
+              "256-row tiles are dense or prefix-sum BF16-output prefill tiles: no k_split, "
+              "cluster_k, multicast or overlap");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
                             MC == 1 && MCA == 1 && !OVERLAP),
