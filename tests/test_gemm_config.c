@@ -21,7 +21,7 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
     bool tall_ok = c->block_m == 192 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
                    !c->overlap && (c->grouping == 0 || c->grouping == 2);
     bool waves_ok = c->block_m == 256 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
-                    c->multicast_a <= 1 && !c->overlap && !c->out_f32 &&
+                    !c->overlap && !c->out_f32 &&
                     (c->grouping == 0 || c->grouping == 2);
     bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok || waves_ok) &&
               c->block_n % 8 == 0 &&
@@ -132,6 +132,8 @@ static void test_try_tall_knob(void **state)
                 assert_int_equal(c.block_m, want);
                 assert_int_equal(c.overlap, 0);
                 assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), want == 192 && k >= 4096);
+                /* dense 256-row tiles share A in pairs of n blocks where N has pairs */
+                assert_int_equal(c.multicast_a == 2, want == 256 && (n + 127) / 128 % 2 == 0);
                 check_rules(&c, m, n, k);
             } else {
                 assert_memory_equal(&c, &before, sizeof c); /* untouched */

@@ -200,9 +200,9 @@ static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
 static_assert(BM == 64 || BM == 128 || BM == 192 || BM == 256,
               "block_m must be 64, 128, 192 or 256");
 static_assert(BM != 256 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
-                            MC == 1 && MCA == 1 && !OVERLAP && !OUT_F32),
+                            MC == 1 && !OVERLAP && !OUT_F32),
               "256-row tiles are dense or prefix-sum BF16-output prefill tiles: no k_split, "
-              "cluster_k, multicast or overlap");
+              "cluster_k, B multicast or overlap");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
                             MC == 1 && MCA == 1 && !OVERLAP),
