@@ -132,8 +132,7 @@ static void test_try_tall_knob(void **state)
                 assert_int_equal(c.block_m, want);
                 assert_int_equal(c.overlap, 0);
                 assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), want == 192 && k >= 4096);
-                /* dense 256-row tiles share A in pairs of n blocks where N has pairs */
-                assert_int_equal(c.multicast_a == 2, want == 256 && (n + 127) / 128 % 2 == 0);
+                assert_true(c.multicast_a <= 1);
                 check_rules(&c, m, n, k);
             } else {
                 assert_memory_equal(&c, &before, sizeof c); /* untouched */

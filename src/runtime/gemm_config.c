@@ -183,11 +183,6 @@ bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64
     if (rows == 128)
         return false;
     kiln__gemm_fp8_make_tall(cfg, rows, k);
-    /* Dense 256-row tiles in pairs of n blocks that share the A tile by multicast, where N
-     * splits into pairs: 0.5-12% faster on four shapes (stop 13's --sweep; B multicast lost
-     * 0.4-13%). */
-    if (rows == 256 && cfg->grouping == 0 && (n + 127) / 128 % 2 == 0)
-        cfg->multicast_a = 2;
     return true;
 }
 
@@ -389,7 +384,9 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
     }
     /* Taller tiles (KILN_GEMM_TALL_TILES 2 and 3): 192 rows in three warpgroups, 256 rows as
      * two waves of two (half the B traffic per FLOP of 128 x 128), each in both issue
-     * orders, and the 256-row tiles also without their A multicast. */
+     * orders; and 256-row tiles in pairs of n blocks sharing the A tile by multicast (where
+     * N has pairs): in stop 13's A/B of two builds it ranged from 6% slower to 2% faster
+     * over six shapes, and B multicast (pairs of m blocks) was 0.4-13% slower in a --sweep. */
     for (int knob = 2; knob <= 3; knob++) {
         c = pick;
         if (kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms)) {
@@ -397,8 +394,9 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
             c.turns = !c.turns;
             add_alternative(out, &count, max, &c);
             c.turns = !c.turns;
-            c.multicast_a = 0;
-            add_alternative(out, &count, max, &c);
+            c.multicast_a = 2;
+            if (knob == 3 && (n + 127) / 128 % 2 == 0)
+                add_alternative(out, &count, max, &c);
         }
     }
     /* The plain K loop with the row groups issuing in turn, with and without B multicast.
