@@ -265,10 +265,7 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
  * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model). */
 static bool fits_registers(const kiln__gemm_config *cfg)
 {
-    /* accumulator sets: the wgmma one, the promoted one (two with 256-row waves), and the
-     * overlapped loop's second wgmma one */
-    int sets = 2 + (cfg->overlap || cfg->block_m == 256);
-    return sets * cfg->block_n / 2 + 40 <= math_regs(cfg);
+    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 <= math_regs(cfg);
 }
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same

@@ -125,9 +125,10 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
 
 /* The heuristic's pick and the knobs on top: KILN_GEMM_TALL_TILES makes the 128 x 128
  * prefill tiles 192 or 256 rows tall where the rounds-of-tiles model says that takes less
- * time (1, the default) or always (2: 192, 3: 256); KILN_GEMM_MULTICAST pairs the prefill tiles of two m blocks in a
- * 2-CTA cluster that shares (multicasts) their B tile; with KILN_GEMM_OVERLAP=0 the 128 x 128
- * prefill tiles issue in turn (kiln__gemm_fp8_prefill_turns). */
+ * time (1, the default) or always (2: 192, 3: 256); KILN_GEMM_MULTICAST pairs the prefill
+ * tiles of two m blocks in a 2-CTA cluster that shares (multicasts) their B tile; with
+ * KILN_GEMM_OVERLAP=0 the 128 x 128 prefill tiles issue in turn
+ * (kiln__gemm_fp8_prefill_turns). */
 static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                       bool out_f32)
 {
