@@ -130,6 +130,12 @@ static inline int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static inline int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* Launch number `index` of a timed sequence; false when it cannot run. */
 typedef bool (*launch_fn)(void *user, int index, CUstream stream);
 

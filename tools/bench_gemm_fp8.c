@@ -18,6 +18,10 @@
  * --loads-only (with --sweep): each configuration also in the template's loads-only mode
  * (no math, no output): how much of its time moving its operands takes.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
+ * KILN_SWEEP_ROUNDS=R (--sweep, dense): time the configurations R times round-robin and print
+ * the median of the R medians with their range: clock and power drift then hits every
+ * configuration alike (one configuration moved by 7% between two places in one process in
+ * stop 13).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
  *        [--sweep [--loads-only]] [--trace] [MxNxK ...] */
 #include <pthread.h>
@@ -233,9 +237,55 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
         pthread_join(threads[i], NULL);
 }
 
+enum { SWEEP_MAX_ROUNDS = 9 };
+
+/* One --sweep row: configuration i of the shape, its time (the median of `rounds` rounds'
+ * medians, and their range), its check against FP64 and its loads-only time (-1: none). */
+typedef struct sweep_row {
+    const kiln__gemm_config *cfg;
+    int index, rounds;
+    double us, us_min, us_max, diff, us_loads;
+    unsigned mhz;
+} sweep_row;
+
+static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r, double us_lt,
+                            bool json)
+{
+    const kiln__gemm_config *c = r->cfg;
+    double us = r->us, flops = 2.0 * (double)m * n * k,
+           ratio = us > 0 && us_lt > 0 ? us_lt / us : 0;
+    if (json) {
+        printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
+               "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
+               "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},"
+               "\"kiln_us\":%.3f,\"kiln_us_min\":%.3f,\"kiln_us_max\":%.3f,\"rounds\":%d,"
+               "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f,\"sm_mhz\":%u}\n",
+               (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
+               c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
+               kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c),
+               r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
+               ratio, r->us_loads, r->mhz);
+    } else {
+        printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
+               "cuBLASLt fp8 x%.2f | SM %u MHz%s",
+               (long long)m, (long long)n, (long long)k, config_label(c), us,
+               us > 0 ? flops / us / 1e6 : 0, r->diff, ratio, r->mhz,
+               r->index == 0 ? "  <- heuristic (before the knobs)" : "");
+        if (r->rounds > 1)
+            printf("  [%d rounds: %.2f - %.2f us]", r->rounds, r->us_min, r->us_max);
+        printf("\n");
+        if (r->us_loads >= 0)
+            printf("loads-only %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
+                   (long long)m, (long long)n, (long long)k, config_label(c), r->us_loads,
+                   us > 0 && r->us_loads > 0 ? 100.0 * r->us_loads / us : 0);
+    }
+    fflush(stdout);
+}
+
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
  * operand sets, timed like the heuristic's and checked against FP64 (set 0's D poisoned
- * with NaN first, so a configuration that writes nothing cannot pass). */
+ * with NaN first, so a configuration that writes nothing cannot pass). With one round each
+ * row is printed as soon as it is timed (a sweep cut short by a timeout keeps its rows). */
 static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, int64_t k,
                         double us_lt, bool json, CUstream stream)
 {
@@ -251,47 +301,40 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         }
         precompile(bare, count, n, k, false);
     }
-    double flops = 2.0 * (double)m * n * k;
-    for (int i = 0; i < count; i++) {
-        const kiln__gemm_config *c = &alt[i];
-        gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
-        gpu_sync(); /* the memset runs on the legacy stream, ours does not wait for it */
-        forced = c;
-        double us = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
-        unsigned mhz = bench_batch_mhz;
-        forced = NULL;
-        CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
-        double diff = us > 0 ? check_output(&sets[0], m, false) : -1;
-        double us_loads = -1;
-        if (loads_only_too) {
-            forced = &bare[i];
-            us_loads = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+    const char *rounds_env = getenv("KILN_SWEEP_ROUNDS");
+    int rounds = rounds_env != NULL ? atoi(rounds_env) : 1;
+    rounds = rounds < 1 ? 1 : rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS : rounds;
+    sweep_row rows[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    double us_round[KILN_GEMM_FP8_MAX_ALTERNATIVES][SWEEP_MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < count; i++) {
+            sweep_row *row = &rows[i];
+            if (r == 0) { /* the output is checked in the first round */
+                *row = (sweep_row){.cfg = &alt[i], .index = i, .rounds = rounds, .us_loads = -1};
+                gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+                gpu_sync(); /* the memset runs on the legacy stream, ours does not wait */
+            }
+            forced = &alt[i];
+            us_round[i][r] = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
             forced = NULL;
+            CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+            if (r == 0) {
+                row->mhz = bench_batch_mhz;
+                row->diff = us_round[i][0] > 0 ? check_output(&sets[0], m, false) : -1;
+                if (loads_only_too) {
+                    forced = &bare[i];
+                    row->us_loads = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+                    forced = NULL;
+                }
+            }
+            if (r == rounds - 1) {
+                qsort(us_round[i], (size_t)rounds, sizeof us_round[i][0], cmp_double);
+                row->us = us_round[i][rounds / 2];
+                row->us_min = us_round[i][0];
+                row->us_max = us_round[i][rounds - 1];
+                print_sweep_row(m, n, k, row, us_lt, json);
+            }
         }
-        int overlap = kiln__gemm_fp8_overlaps(c, ctx);
-        if (json)
-            printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
-                   "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
-                   "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},"
-                   "\"kiln_us\":%.3f,\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,"
-                   "\"loads_only_us\":%.3f,\"sm_mhz\":%u}\n",
-                   (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
-                   c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
-                   overlap, kiln__gemm_fp8_unroll(c),
-                   i == 0 ? "true" : "false", us,
-                   diff, us > 0 && us_lt > 0 ? us_lt / us : 0, us_loads, mhz);
-        else
-            printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
-                   "cuBLASLt fp8 x%.2f | SM %u MHz%s\n",
-                   (long long)m, (long long)n, (long long)k, config_label(c), us,
-                   us > 0 ? flops / us / 1e6 : 0, diff, us > 0 && us_lt > 0 ? us_lt / us : 0, mhz,
-                   i == 0 ? "  <- heuristic (before the knobs)" : "");
-        if (!json && loads_only_too)
-            printf("loads-only %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
-                   (long long)m, (long long)n, (long long)k, config_label(c), us_loads,
-                   us > 0 && us_loads > 0 ? 100.0 * us_loads / us : 0);
-        fflush(stdout);
-    }
 }
 
 /* --trace: one lone launch of each configuration of the shape in the template's trace mode,
