@@ -386,15 +386,15 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
      * over six shapes, and B multicast (pairs of m blocks) was 0.4-13% slower in a --sweep. */
     for (int knob = 2; knob <= 3; knob++) {
         c = pick;
-        if (kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms)) {
-            add_alternative(out, &count, max, &c);
-            c.turns = !c.turns;
-            add_alternative(out, &count, max, &c);
-            c.turns = !c.turns;
-            c.multicast_a = 2;
-            if (knob == 3 && (n + 127) / 128 % 2 == 0)
-                add_alternative(out, &count, max, &c);
-        }
+        if (!kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms))
+            continue;
+        kiln__gemm_config other_order = c, shared_a = c;
+        other_order.turns = !c.turns;
+        shared_a.multicast_a = 2;
+        add_alternative(out, &count, max, &c);
+        add_alternative(out, &count, max, &other_order);
+        if (knob == 3 && (n + 127) / 128 % 2 == 0)
+            add_alternative(out, &count, max, &shared_a);
     }
     /* The plain K loop with the row groups issuing in turn, with and without B multicast.
      * (Wider 128 x 160 and 128 x 176 tiles, which need less shared-memory bandwidth per

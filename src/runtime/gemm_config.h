@@ -85,10 +85,10 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
  * Decode sizes (M <= 128): K split inside the CTA (k_split 1, 2, 4) and over a cluster (1,
  * 2, 4, 8 CTAs), each with the tile width that fills the SMs in one round and its registers,
  * for M > 64 two 64-row tiles (with B multicast between them), and clusters sharing A
- * (multicast_a 2, 4); prefill: B multicast, 192-row tiles with and without their row groups
- * issuing in turn, the pick's width with the plain K loop issuing in turn (with and without
- * B multicast), 128 x 160 and 128 x 176 issuing in turn; and each again with an unrolled K
- * loop where its registers allow. */
+ * (multicast_a 2, 4); prefill: B multicast, 192- and 256-row tiles with and without their
+ * warpgroups issuing in turn (256 rows also sharing A in pairs of n blocks), the pick's
+ * width with the plain K loop issuing in turn (with and without B multicast); and each
+ * again with an unrolled K loop where its registers allow (not the taller tiles). */
 int kiln__gemm_fp8_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
                                 kiln__gemm_config *out, int max);
 enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 48 }; /* room for every list it makes */

@@ -22,6 +22,15 @@
  * DSMEM bandwidth sets the cost: ~6 bytes per SM clock each way when every SM reduces at
  * once (--trace, 64x2112x7168: ~2200 cycles at cluster_k 4, ~5200 at 8), whether the bytes
  * go by bulk copy or st.async. */
+/* Where, in the receive slots `recv` of the rank owning column group i, the sums of that
+ * group from rank `from` land for thread t: the owner keeps one slot per partner, in rank
+ * order without itself, and one 16-byte vector per thread for each of its groups. */
+__device__ __forceinline__ u32 reduce_slot(u32 recv, int from, int owner, int i, u32 t)
+{
+    constexpr int VECTORS_BYTES = 128 * 16; /* a warpgroup's vectors of one column group */
+    return recv + (from < owner ? from : from - 1) * CK_CHUNK + (i / CK) * VECTORS_BYTES + t * 16;
+}
+
 __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
                                                        u32 base, u32 rg, u32 t, u32 &parity,
                                                        bool first, bool more)
@@ -34,10 +43,6 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
     const u32 recv = base + OFF_CRED + rg * (CK - 1) * CK_CHUNK;
     if (!first)
         mbar_wait_cluster(freed, parity ^ 1);
-    /* Each thread writes its partial sums of a partner's groups straight into the partner's
-     * receive slot with st.async, which counts the bytes on the partner's ready barrier:
-     * no staging, no fence, no bulk copy. Partner p receives ours in its slot rank
-     * (rank < p) or rank - 1; a group's vector is at (i / CK) * 2048 + t * 16 in it. */
     if (t == 0)
         mbar_arrive_expect_tx(ready, (u32)((CK - 1) * ((GROUPS - rank + CK - 1) / CK) * 2048));
 #pragma unroll
@@ -45,7 +50,7 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
         const int owner = i % CK;
         if (owner == rank)
             continue;
-        const u32 dst = recv + (rank < owner ? rank : rank - 1) * CK_CHUNK + (i / CK) * 2048 + t * 16;
+        const u32 dst = reduce_slot(recv, rank, owner, i, t);
         st_async_v4f32(map_shared_rank(dst, (u32)owner), acc[4 * i], acc[4 * i + 1],
                        acc[4 * i + 2], acc[4 * i + 3], map_shared_rank(ready, (u32)owner));
     }
@@ -60,8 +65,7 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
         for (int q = 0; q < CK; ++q) {
             float4 v = make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
             if (q != rank)
-                v = ld_shared_v4f32(recv + (q < rank ? q : q - 1) * CK_CHUNK + (i / CK) * 2048 +
-                                    t * 16);
+                v = ld_shared_v4f32(reduce_slot(recv, q, rank, i, t));
             if (q == 0) {
                 sum = v;
             } else {
