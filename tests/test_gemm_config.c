@@ -21,8 +21,7 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
     bool tall_ok = c->block_m == 192 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
                    !c->overlap && (c->grouping == 0 || c->grouping == 2);
     bool waves_ok = c->block_m == 256 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
-                    !c->overlap && !c->out_f32 &&
-                    (c->grouping == 0 || c->grouping == 2);
+                    !c->overlap && !c->out_f32 && c->grouping <= 2;
     bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok || waves_ok) &&
               c->block_n % 8 == 0 &&
               c->block_n >= 8 && c->block_n <= 256 && c->stages >= 2 && c->stages <= 32 &&

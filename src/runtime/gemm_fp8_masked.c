@@ -38,13 +38,20 @@ static int64_t planned_rows(int64_t expected_m, int64_t m_max)
 }
 
 /* The configuration for G groups of about expected_m rows: as a dense problem of that many
- * rows whose N is G times wider (the groups' tiles are independent work). */
-static kiln__gemm_config pick_masked(int64_t groups, int64_t expected_m, int64_t m_max,
-                                     int64_t n, int64_t k, int num_sms)
+ * rows whose N is G times wider (the groups' tiles are independent work), in 256-row tiles
+ * where the dense model picks them (KILN_GEMM_TALL_TILES 1; 3: always) — masked groups take
+ * no 192-row tiles. */
+static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_t expected_m,
+                                     int64_t m_max, int64_t n, int64_t k)
 {
-    kiln__gemm_config cfg =
-        kiln__gemm_fp8_pick(planned_rows(expected_m, m_max), n * groups, k, num_sms);
+    int64_t rows = planned_rows(expected_m, m_max);
+    kiln__gemm_config cfg = kiln__gemm_fp8_pick(rows, n * groups, k, ctx->num_sms);
     cfg.grouping = 1;
+    int knob = ctx->opts.gemm_tall_tiles;
+    bool tall = knob == 3 ||
+                (knob == 1 && kiln__gemm_fp8_tall_rows(rows, n * groups, ctx->num_sms) == 256);
+    if (tall && rows > 128 && cfg.block_m == 128 && cfg.block_n == 128)
+        kiln__gemm_fp8_make_tall(&cfg, 256, k);
     return cfg;
 }
 
@@ -57,10 +64,10 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
     int kept = 0;
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = out[i];
-        /* Masked kernels take no multicast (of B or A) nor 192- or 256-row tiles, and their
+        /* Masked kernels take no multicast (of B or A) nor 192-row tiles, and their
          * overlapped loop does not unroll (the K-block count is not a constant there): such
          * a copy would be the same kernel. */
-        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m >= 192 ||
+        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m == 192 ||
             (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)))
             continue;
         c.grouping = 1;
@@ -91,8 +98,7 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                                             "%s: a forced configuration must be a masked one "
                                             "(grouping 1, no multicast, no trace)", op);
     kiln__gemm_config cfg = forced != NULL ? *forced
-                                           : pick_masked(g, args->expected_m, m_max, n, k,
-                                                         ctx->num_sms);
+                                           : pick_masked(ctx, g, args->expected_m, m_max, n, k);
 
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
@@ -138,7 +144,7 @@ int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
     if (groups < 1)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "gemm_fp8_masked: g = %lld must be at least 1", (long long)groups);
-    kiln__gemm_config cfg = pick_masked(groups, expected, expected, cols, depth, ctx->num_sms);
+    kiln__gemm_config cfg = pick_masked(ctx, groups, expected, expected, cols, depth);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     return KILN_OK;

@@ -14,6 +14,7 @@
  *   n, k        problem N and K
  *   block_m     rows per tile: 64 (one math warpgroup), 128 (two), 192 (three) or 256 (two,
  *               each taking two 64-row groups in two waves); 192 and 256 for prefill only
+ *               (256 also for masked groups of many rows)
  *   block_n     columns per tile: multiple of 8, 8..256 (register bound: block_n/2 wgmma
  *               accumulators + block_n/2 promoted FP32 accumulators per thread)
  *   stages      depth of the shared-memory ring
@@ -199,10 +200,10 @@ static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128 || BM == 192 || BM == 256,
               "block_m must be 64, 128, 192 or 256");
-static_assert(BM != 256 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
-                            MC == 1 && !OVERLAP && !OUT_F32),
-              "256-row tiles are dense or prefix-sum BF16-output prefill tiles: no k_split, "
-              "cluster_k, B multicast or overlap");
+static_assert(BM != 256 || (GROUPING <= 2 && KSPLIT == 1 && CK == 1 && MC == 1 && !OVERLAP &&
+                            !OUT_F32),
+              "256-row tiles are dense, masked or prefix-sum BF16-output prefill tiles: no "
+              "k_split, cluster_k, B multicast or overlap");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
 static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
                             MC == 1 && MCA == 1 && !OVERLAP),
