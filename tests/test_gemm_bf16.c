@@ -83,6 +83,7 @@ static void test_bf16_kinds_compile(void **state)
             fail_msg("%lldx%lldx%lld: %s", (long long)kinds[i].m, (long long)kinds[i].n,
                      (long long)kinds[i].k, err.msg);
         assert_int_equal(out.spills, 0);
+        assert_int_equal(out.stack_bytes, 0); /* no register array in local memory */
         /* The launch gives the kernel the host's count of shared memory. */
         assert_int_equal(layout, kiln__gemm_bf16_smem(&c));
         print_message("  %5lld x %5lld x %5lld layout %d f32 %d grouping %d: %dx%d s%d ck%d  "

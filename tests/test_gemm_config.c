@@ -169,6 +169,16 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
         fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of spills",
                  (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->k_split,
                  c->cluster_k, out.spills);
+    /* Local memory beyond spills: stop 14's first slab-by-slab epilogue put the promoted sums
+     * of 256-row tiles there (512 bytes, 64 STL per thread) with 0 spill bytes reported, and
+     * ran 12-41% slower. Two of main's kernels keep 40 bytes, read once per tile in the
+     * epilogue (per-row experts 128 x 128, and 128 x 192 whose B-scale blocks are chosen at
+     * run time). */
+    if (out.stack_bytes > 64)
+        fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of stack frame "
+                 "(a register array indexed at run time?)",
+                 (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->k_split,
+                 c->cluster_k, out.stack_bytes);
     /* C7514/C7517: ptxas could not keep the wgmma pipelined and serialized them (a silent
      * slowdown of the main loop, e.g. when it cannot tell which accumulator set is in
      * flight). */

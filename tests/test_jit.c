@@ -128,15 +128,17 @@ static void test_ptxas_parse(void **state)
                       "ptxas info    : Used 99 registers\n"
                       "ptxas info    : Compiling entry function 'kern' for 'sm_90a'\n"
                       "ptxas info    : Function properties for kern\n"
-                      "    0 bytes stack frame, 12 bytes spill stores, 8 bytes spill loads\n"
+                      "    512 bytes stack frame, 12 bytes spill stores, 8 bytes spill loads\n"
                       "ptxas info    : Used 40 registers, used 1 barriers, 1024 bytes smem\n";
-    int regs, spills, smem;
-    kj_parse_ptxas(log, "kern", &regs, &spills, &smem);
-    assert_int_equal(regs, 40);
-    assert_int_equal(spills, 20);
-    assert_int_equal(smem, 1024);
-    kj_parse_ptxas(log, "missing", &regs, &spills, &smem);
-    assert_int_equal(regs, -1);
+    kj_output out;
+    kj_parse_ptxas(log, "kern", &out);
+    assert_int_equal(out.registers, 40);
+    assert_int_equal(out.spills, 20);
+    assert_int_equal(out.smem_bytes, 1024);
+    assert_int_equal(out.stack_bytes, 512);
+    kj_parse_ptxas(log, "missing", &out);
+    assert_int_equal(out.registers, -1);
+    assert_int_equal(out.stack_bytes, -1);
 }
 
 /* Every template compiles for sm_90a on a machine with no GPU. */
@@ -158,6 +160,7 @@ static void test_compile_every_template(void **state)
         assert_memory_equal(out.cubin, "\x7f" "ELF", 4);
         assert_true(out.registers > 0);
         assert_int_equal(out.spills, 0);
+        assert_true(out.stack_bytes >= 0 && out.stack_bytes <= 64);
         print_message("  %-16s %6.1f ms  %3d registers  %zu bytes\n", kj_templates[id].name,
                       out.compile_ms, out.registers, out.cubin_size);
         kj_output_free(&out);

@@ -79,6 +79,9 @@ typedef struct kj_output {
     size_t cubin_size;
     char *log; /* NVRTC log (ptxas -v lines included) */
     int registers, spills, smem_bytes;
+    /* Local memory per thread beyond spills: a register array indexed at run time (a loop
+     * ptxas did not unroll) lands here, not in the spill counts. */
+    int stack_bytes;
     double compile_ms;
 } kj_output;
 
@@ -92,8 +95,8 @@ void kj_output_free(kj_output *out);
 const char *kj_nvrtc_version(void);
 void kj_nvrtc_version_numbers(int *major, int *minor);
 
-/* Parse "ptxas info : Used 40 registers, ... 8 bytes spill stores" lines of a log. */
-void kj_parse_ptxas(const char *log, const char *entry, int *registers, int *spills,
-                    int *smem_bytes);
+/* Parse the "ptxas info : Used 40 registers, ... 8 bytes spill stores" lines of a log for
+ * entry into out's registers, spills, smem_bytes and stack_bytes (-1 where absent). */
+void kj_parse_ptxas(const char *log, const char *entry, kj_output *out);
 
 #endif

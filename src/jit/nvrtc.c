@@ -47,10 +47,9 @@ static int number_before(const char *from, const char *to, const char *suffix)
     return atoi(p);
 }
 
-void kj_parse_ptxas(const char *log, const char *entry, int *registers, int *spills,
-                    int *smem_bytes)
+void kj_parse_ptxas(const char *log, const char *entry, kj_output *out)
 {
-    *registers = *spills = *smem_bytes = -1;
+    out->registers = out->spills = out->smem_bytes = out->stack_bytes = -1;
     if (log == NULL)
         return;
     char marker[256];
@@ -63,10 +62,11 @@ void kj_parse_ptxas(const char *log, const char *entry, int *registers, int *spi
         to = from + strlen(from);
     int stores = number_before(from, to, " bytes spill stores");
     int loads = number_before(from, to, " bytes spill loads");
-    *spills = stores < 0 ? -1 : stores + (loads > 0 ? loads : 0);
-    *registers = number_before(from, to, " registers");
+    out->spills = stores < 0 ? -1 : stores + (loads > 0 ? loads : 0);
+    out->stack_bytes = number_before(from, to, " bytes stack frame");
+    out->registers = number_before(from, to, " registers");
     int smem = number_before(from, to, " bytes smem");
-    *smem_bytes = smem < 0 ? 0 : smem;
+    out->smem_bytes = smem < 0 ? 0 : smem;
 }
 
 static void dump_file(const char *dir, const char *name, const char *ext, const void *data,
@@ -172,7 +172,7 @@ int kj_compile(const kj_spec *spec, const char *arch, const char *dump_dir, kj_o
         goto done;
     }
     out->compile_ms = kiln__now_ms() - start;
-    kj_parse_ptxas(out->log, t->entry, &out->registers, &out->spills, &out->smem_bytes);
+    kj_parse_ptxas(out->log, t->entry, out);
     if (dump_dir != NULL)
         dump_all(dump_dir, t->name, &src, prog, out->log, out->cubin, out->cubin_size);
 done:
