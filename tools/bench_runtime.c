@@ -65,11 +65,11 @@ static void bench_compile(void)
             fprintf(stderr, "compile: %s\n", err.msg);
             exit(1);
         }
-        printf("compile: gemm_fp8 %lldx%lldx%lld (%dx%d, %d stages, k_split %d): %.1f ms, %d "
-               "registers, %d spill bytes  [target <= 500 ms]\n",
+        printf("compile: gemm_fp8 %lldx%lldx%lld (%dx%d, %d stages, k_split %d, cluster_k %d): "
+               "%.1f ms, %d registers, %d spill bytes, %d bytes stack  [target <= 500 ms]\n",
                (long long)shapes[i][0], (long long)shapes[i][1], (long long)shapes[i][2],
-               cfg.block_m, cfg.block_n, cfg.stages, cfg.k_split, out.compile_ms, out.registers,
-               out.spills);
+               cfg.block_m, cfg.block_n, cfg.stages, cfg.k_split, cfg.cluster_k, out.compile_ms,
+               out.registers, out.spills, out.stack_bytes);
         kj_output_free(&out);
     }
 }
