@@ -171,7 +171,7 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
                  c->cluster_k, out.spills);
     /* Local memory beyond spills: stop 14's first slab-by-slab epilogue put the promoted sums
      * of 256-row tiles there (512 bytes, 64 STL per thread) with 0 spill bytes reported, and
-     * ran 12-41% slower. Main's per-row-expert kernels keep 40 bytes, read once per tile in
+     * took 13-58% longer. Main's per-row-expert kernels keep 40 bytes, read once per tile in
      * the epilogue (tile_rows_kept; fixed on branch wip/keep-registers, not yet GPU-run);
      * 192-row tiles' few spilled words take 16. */
     if (out.stack_bytes > 64)
