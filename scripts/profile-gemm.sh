@@ -40,6 +40,11 @@ for shape in "${shapes[@]}"; do
     run_ncu --section MemoryWorkloadAnalysis_Tables \
       --metrics 'regex:.*mem_shared.*pct_of_peak_sustained_(elapsed|active)' |
       grep -i -E 'shared' || true
+    # Bytes the L2 hands the SMs (TMA loads included) per SM cycle: a 256 x 128 tile needs
+    # 48 KB per 1024 tensor clocks (~48 B/clk) at full rate; stop 11 measured ~40 B/clk
+    # into the SMs when all of them load (docs/gemm_fp8_notes.md, "Open work").
+    run_ncu --metrics 'lts__t_bytes.sum.per_second,lts__t_sectors_srcunit_tex.sum,sm__cycles_elapsed.avg,lts__t_sectors.avg.pct_of_peak_sustained_elapsed' |
+      grep -E '^ *(lts__|sm__cycles)' || true
   fi
   if [ $source = 1 ]; then
     run_ncu --import-source no --section SourceCounters --section WarpStateStats \
