@@ -54,10 +54,9 @@ static void test_rules_over_a_sweep(void **state)
                     kiln__gemm_config c = kiln__gemm_fp8_pick(ms[i], n, k, sms);
                     check_rules(&c, ms[i], n, k);
                     checked++;
-                    for (int rows = 192; rows <= 256 && ms[i] > 128 && c.block_m == 128 &&
-                                         c.block_n == 128;
-                         rows += 64) { /* KILN_GEMM_TALL_TILES=2 and 3 */
-                        kiln__gemm_config tall = c;
+                    bool eligible = ms[i] > 128 && c.block_m == 128 && c.block_n == 128;
+                    for (int rows = 192; eligible && rows <= 256; rows += 64) {
+                        kiln__gemm_config tall = c; /* KILN_GEMM_TALL_TILES=2 and 3 */
                         kiln__gemm_fp8_make_tall(&tall, rows, k);
                         check_rules(&tall, ms[i], n, k);
                         checked++;

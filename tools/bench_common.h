@@ -124,26 +124,19 @@ static inline void lt_close(void)
     cublasLtDestroy(lt);
 }
 
-static inline int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-static inline int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+/* qsort comparators, ascending: cmp_float, cmp_double, cmp_unsigned. */
+#define BENCH_ASCENDING(name, type)                                                           \
+    static inline int name(const void *a, const void *b)                                      \
+    {                                                                                         \
+        type x = *(const type *)a, y = *(const type *)b;                                      \
+        return (x > y) - (x < y);                                                             \
+    }
+BENCH_ASCENDING(cmp_float, float)
+BENCH_ASCENDING(cmp_double, double)
+BENCH_ASCENDING(cmp_unsigned, unsigned)
 
 /* Launch number `index` of a timed sequence; false when it cannot run. */
 typedef bool (*launch_fn)(void *user, int index, CUstream stream);
-
-static inline int cmp_unsigned(const void *a, const void *b)
-{
-    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
-    return (x > y) - (x < y);
-}
 
 /* The median SM clock (MHz; 0: unknown) over the batches of the last time_batches, each
  * read once the batch is queued, while it runs (bench_clock.h). NVML's reading lags the

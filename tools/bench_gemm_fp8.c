@@ -257,13 +257,13 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
     if (json) {
         printf("{\"sweep\":{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"block_m\":%d,\"block_n\":%d,"
                "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
-               "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"heuristic\":%s},"
+               "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"turns\":%d,\"heuristic\":%s},"
                "\"kiln_us\":%.3f,\"kiln_us_min\":%.3f,\"kiln_us_max\":%.3f,\"rounds\":%d,"
                "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f,\"sm_mhz\":%u}\n",
                (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
                c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
                kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c),
-               r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
+               kiln__gemm_fp8_turns(c, ctx), r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
                ratio, r->us_loads, r->mhz);
     } else {
         printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "

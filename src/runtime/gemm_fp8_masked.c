@@ -47,11 +47,11 @@ static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_
     int64_t rows = planned_rows(expected_m, m_max);
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(rows, n * groups, k, ctx->num_sms);
     cfg.grouping = 1;
-    int knob = ctx->opts.gemm_tall_tiles;
-    bool tall = knob == 3 ||
-                (knob == 1 && kiln__gemm_fp8_tall_rows(rows, n * groups, ctx->num_sms) == 256);
-    if (tall && rows > 128 && cfg.block_m == 128 && cfg.block_n == 128)
-        kiln__gemm_fp8_make_tall(&cfg, 256, k);
+    kiln__gemm_config tall = cfg;
+    if (kiln__gemm_fp8_try_tall(&tall, rows, n * groups, k, ctx->opts.gemm_tall_tiles,
+                                ctx->num_sms) &&
+        tall.block_m == 256)
+        cfg = tall;
     return cfg;
 }
 

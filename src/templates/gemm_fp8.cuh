@@ -158,9 +158,9 @@ constexpr bool TRACE = kp::trace != 0;
  * time is what moving its operands takes; D is not written. */
 constexpr bool LOADS_ONLY = kp::loads_only != 0;
 /* 1: the row groups' warpgroups issue their K blocks' wgmma in turn (0, 1, .., 0, 1, ..;
- * plain K loop, 128- and 192-row tiles). Waiting on the same full barrier, they otherwise
- * issue together, their wgmma finish together and they promote together while the tensor
- * cores idle; in turn, one promotes while the next one's wgmma run. */
+ * plain K loop, 128-, 192- and 256-row tiles). Waiting on the same full barrier, they
+ * otherwise issue together, their wgmma finish together and they promote together while
+ * the tensor cores idle; in turn, one promotes while the next one's wgmma run. */
 constexpr bool TURNS = kp::turns != 0 && WG_RG > 1 && KSPLIT == 1 && !OVERLAP && !LOADS_ONLY;
 constexpr int MATH_WG = WG_RG * KSPLIT;
 constexpr int THREADS = (MATH_WG + 1) * 128;
