@@ -192,11 +192,19 @@ __device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int 
 }
 
 /* Per-row experts: bit r set when row r of the tile's 64-row group rg is the tile's
- * expert's. All rows (every bit) in the other groupings. */
+ * expert's. All rows (every bit) in the other groupings. rg is known only at run time:
+ * tl.keep[2 * rg] would put tl.keep in local memory (40 bytes of stack frame), so the
+ * words are selected from registers. */
 __device__ __forceinline__ u64 tile_rows_kept(const tile &tl, u32 rg)
 {
-    if constexpr (GROUPING == 3)
-        return (u64)tl.keep[2 * rg] | (u64)tl.keep[2 * rg + 1] << 32;
+    if constexpr (GROUPING == 3) {
+        u64 kept = 0;
+#pragma unroll
+        for (int j = 0; j < BM / 64; ++j)
+            if (rg == (u32)j)
+                kept = (u64)tl.keep[2 * j] | (u64)tl.keep[2 * j + 1] << 32;
+        return kept;
+    }
     return ~0ull;
 }
 
