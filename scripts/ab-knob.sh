@@ -7,7 +7,7 @@
 # Runs kiln-bench-gemm-fp8 ARGS with KNOB=A then KNOB=B (default 0 and 1), ROUNDS times
 # (default 2), packs the logs into $OUT/ab-KNOB.tgz, and prints per row the median kiln time
 # of each side, their ratio, and cuBLASLt's median on each side (the control: it should not
-# move).
+# move), then the geometric mean of the ratios and of the control's.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 KNOB [ROUNDS] [BENCH ARGS...]" >&2; exit 2; }
@@ -54,5 +54,12 @@ done | awk -F'\t' -v knob="$knob" -v va="${values[0]}" -v vb="${values[1]}" '
       t0 = median(t[k, 0]); t1 = median(t[k, 1])
       ratio = (t0 != "-" && t1 != "-" && t1 > 0) ? sprintf("%.3f", t0 / t1) : "-"
       printf "%-44s %12s %12s %7s %14s %14s\n", k, t0, t1, ratio, median(b[k, 0]), median(b[k, 1]) | "sort"
+      if (ratio != "-") { logs += log(t0 / t1); rows++ }
+      c0 = median(b[k, 0]); c1 = median(b[k, 1])
+      if (c0 != "-" && c1 != "-" && c0 + 0 > 0 && c1 + 0 > 0) { clogs += log(c0 / c1); crows++ }
     }
+    close("sort")
+    # The control should stay near 1: where it moves, the machine drifted between the sides.
+    if (rows) printf "geomean %s/%s over %d rows: %.3f (cuBLASLt control %.3f over %d)\n", va, vb, rows,
+      exp(logs / rows), crows ? exp(clogs / crows) : 0, crows
   }'
