@@ -313,9 +313,12 @@ static void test_alternatives_compile(void **state)
         alt[0].trace = alt[count - 1].trace = 1; /* the benchmark's --trace kernels */
         assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[0]);
         assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[count - 1]);
-        for (int a = 0; a < count; a++) { /* and its --loads-only kernels */
+        for (int a = 0; a < count; a++) { /* and its --loads-only and --math-only kernels */
             alt[a].trace = 0;
             alt[a].loads_only = 1;
+            assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);
+            alt[a].loads_only = 0;
+            alt[a].math_only = 1;
             assert_compiles(shapes[i][0], shapes[i][1], shapes[i][2], &alt[a]);
         }
         print_message("  %lldx%lldx%lld: %d alternatives compiled\n", (long long)shapes[i][0],

@@ -17,13 +17,15 @@
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
  * --loads-only (with --sweep): each configuration also in the template's loads-only mode
  * (no math, no output): how much of its time moving its operands takes.
+ * --math-only (with --sweep): each configuration also in the template's math-only mode (no
+ * loads: the ring's slots handed over as they are): how much of its time the math takes.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
  * KILN_SWEEP_ROUNDS=R (--sweep, dense): time the configurations R times round-robin and print
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
- *        [--sweep [--loads-only]] [--trace] [MxNxK ...] */
+ *        [--sweep [--loads-only] [--math-only]] [--trace] [MxNxK ...] */
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +92,7 @@ typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 static kiln_ctx *ctx;
 static const kiln__gemm_config *forced; /* --sweep, --trace: the configuration kiln runs */
 static bool loads_only_too;              /* --loads-only */
+static bool math_only_too;               /* --math-only */
 static void *trace_buffer;               /* --trace: the kernel's clock readings */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
@@ -249,7 +252,7 @@ enum { SWEEP_MAX_ROUNDS = 9 };
 typedef struct sweep_row {
     const kiln__gemm_config *cfg;
     int index, rounds;
-    double us, us_min, us_max, diff, us_loads;
+    double us, us_min, us_max, diff, us_loads, us_math; /* the last two: -1 when not timed */
     unsigned mhz;
 } sweep_row;
 
@@ -264,12 +267,13 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
                "\"stages\":%d,\"k_split\":%d,\"cluster_k\":%d,\"multicast\":%d,"
                "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"turns\":%d,\"heuristic\":%s},"
                "\"kiln_us\":%.3f,\"kiln_us_min\":%.3f,\"kiln_us_max\":%.3f,\"rounds\":%d,"
-               "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f,\"sm_mhz\":%u}\n",
+               "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f,\"math_only_us\":%.3f,"
+               "\"sm_mhz\":%u}\n",
                (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
                c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
                kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c),
                kiln__gemm_fp8_turns(c, ctx), r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
-               ratio, r->us_loads, r->mhz);
+               ratio, r->us_loads, r->us_math, r->mhz);
     } else {
         printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
                "cuBLASLt fp8 x%.2f | SM %u MHz%s",
@@ -279,10 +283,13 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
         if (r->rounds > 1)
             printf("  [%d rounds: %.2f - %.2f us]", r->rounds, r->us_min, r->us_max);
         printf("\n");
-        if (r->us_loads >= 0)
-            printf("loads-only %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
-                   (long long)m, (long long)n, (long long)k, config_label(c), r->us_loads,
-                   us > 0 && r->us_loads > 0 ? 100.0 * r->us_loads / us : 0);
+        const double part[2] = {r->us_loads, r->us_math};
+        static const char *const mode[2] = {"loads-only", "math-only "};
+        for (int p = 0; p < 2; p++)
+            if (part[p] >= 0)
+                printf("%s %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
+                       mode[p], (long long)m, (long long)n, (long long)k, config_label(c),
+                       part[p], us > 0 && part[p] > 0 ? 100.0 * part[p] / us : 0);
     }
     fflush(stdout);
 }
@@ -299,13 +306,16 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     precompile(alt, count, n, k, false);
     kiln__gemm_config bare[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --loads-only */
-    if (loads_only_too) {
-        for (int i = 0; i < count; i++) {
-            bare[i] = alt[i];
-            bare[i].loads_only = 1;
-        }
-        precompile(bare, count, n, k, false);
+    kiln__gemm_config math[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --math-only */
+    for (int i = 0; i < count; i++) {
+        bare[i] = math[i] = alt[i];
+        bare[i].loads_only = 1;
+        math[i].math_only = 1;
     }
+    if (loads_only_too)
+        precompile(bare, count, n, k, false);
+    if (math_only_too)
+        precompile(math, count, n, k, false);
     const char *rounds_env = getenv("KILN_SWEEP_ROUNDS");
     int rounds = rounds_env != NULL ? atoi(rounds_env) : 1;
     rounds = rounds < 1 ? 1 : rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS : rounds;
@@ -315,7 +325,8 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         for (int i = 0; i < count; i++) {
             sweep_row *row = &rows[i];
             if (r == 0) { /* the output is checked in the first round */
-                *row = (sweep_row){.cfg = &alt[i], .index = i, .rounds = rounds, .us_loads = -1};
+                *row = (sweep_row){
+                    .cfg = &alt[i], .index = i, .rounds = rounds, .us_loads = -1, .us_math = -1};
                 gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
                 gpu_sync(); /* the memset runs on the legacy stream, ours does not wait */
             }
@@ -329,6 +340,11 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                 if (loads_only_too) {
                     forced = &bare[i];
                     row->us_loads = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+                    forced = NULL;
+                }
+                if (math_only_too) {
+                    forced = &math[i];
+                    row->us_math = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
                     forced = NULL;
                 }
             }
@@ -788,19 +804,20 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
 int main(int argc, char **argv)
 {
     static const char *const flags[] = {"--masked", "--contig", "--sweep", "--trace",
-                                        "--loads-only", NULL};
-    bool set[5] = {false, false, false, false, false};
+                                        "--loads-only", "--math-only", NULL};
+    bool set[6] = {false, false, false, false, false, false};
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
         fprintf(stderr,
                 "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep "
-                "[--loads-only]] [--trace] [MxNxK ...]\n",
+                "[--loads-only] [--math-only]] [--trace] [MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
     const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2],
                trace = set[3];
     loads_only_too = set[4];
+    math_only_too = set[5];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();

@@ -231,7 +231,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
                               kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only,
-                              kiln__gemm_fp8_turns(cfg, ctx)};
+                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

@@ -17,6 +17,7 @@ typedef struct kiln__gemm_config {
     int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
     int multicast_a; /* 2 or 4: a cluster of n blocks sharing (multicasting) the A tile */
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
+    int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
     int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
 } kiln__gemm_config;
 

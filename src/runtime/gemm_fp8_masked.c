@@ -93,7 +93,8 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
     int64_t n = args->b.shape[1], kb = k / 128, sf_stride = kiln_sf_mn_stride(m_max);
     if (forced != NULL && (forced->grouping != 1 || forced->multicast > 1 ||
-                           forced->multicast_a > 1 || forced->trace || forced->loads_only))
+                           forced->multicast_a > 1 || forced->trace || forced->loads_only ||
+                           forced->math_only))
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a forced configuration must be a masked one "
                                             "(grouping 1, no multicast, no trace)", op);

@@ -157,6 +157,11 @@ constexpr bool TRACE = kp::trace != 0;
  * block and release its slot at once, with no wgmma, reduction or store, so the kernel's
  * time is what moving its operands takes; D is not written. */
 constexpr bool LOADS_ONLY = kp::loads_only != 0;
+/* 1: math only (kiln-bench-gemm-fp8 --math-only): the TMA warp hands each slot over as it
+ * is, with no loads (the scales still arrive), so the kernel's time is the math, its
+ * synchronisation and the epilogue without the operands' movement; D is garbage. */
+constexpr bool MATH_ONLY = kp::math_only != 0;
+static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each other");
 /* 1: the row groups' warpgroups issue their K blocks' wgmma in turn (0, 1, .., 0, 1, ..;
  * plain K loop, 128-, 192- and 256-row tiles). Waiting on the same full barrier, they
  * otherwise issue together, their wgmma finish together and they promote together while
@@ -310,6 +315,40 @@ __device__ __forceinline__ void trace_mark(const float *trace, int slot)
     }
 }
 
+/* The TMA loads of K block kb of tile tl into slot s, counted on its full barrier. */
+__device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, const tmap *tm_sfa,
+                                           const sched &sc, const tile &tl, u32 base, int s,
+                                           u32 full, int kb, int a_row)
+{
+    const int nb = tl.nb;
+    mbar_arrive_expect_tx(full, STAGE_TX);
+    if constexpr (GROUPING == 1) {
+        tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
+    } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
+        tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+    } else {
+        if constexpr (MCA == 1)
+            tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+        else /* each CTA loads its 1/MCA of the A tile into all of them */
+            tma_load_2d_multicast(
+                base + OFF_A + s * A_STAGE_BYTES + sc.rank * (A_STAGE_BYTES / MCA), tm_a, full,
+                kb * BK, a_row + sc.rank * (BM / MCA), (u16)((1u << MCA) - 1));
+        if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
+            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
+                        (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
+        else if constexpr (MC == 1)
+            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
+        else /* each CTA loads its half of the B tile into both */
+            tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES + sc.rank * (B_STAGE_BYTES / 2),
+                                  tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2), (u16)3);
+        tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+    }
+}
+
 /* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
  * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
@@ -371,35 +410,10 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                      ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
                                      : "memory");
                 }
-                mbar_arrive_expect_tx(full, STAGE_TX);
-                if constexpr (GROUPING == 1) {
-                    tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
-                    tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
-                    tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
-                } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
-                    tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-                    tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
-                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
-                } else {
-                    if constexpr (MCA == 1)
-                        tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-                    else /* each CTA loads its 1/MCA of the A tile into all of them */
-                        tma_load_2d_multicast(base + OFF_A + s * A_STAGE_BYTES +
-                                                  sc.rank * (A_STAGE_BYTES / MCA),
-                                              tm_a, full, kb * BK, a_row + sc.rank * (BM / MCA),
-                                              (u16)((1u << MCA) - 1));
-                    if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
-                        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
-                                    (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
-                    else if constexpr (MC == 1)
-                        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
-                    else /* each CTA loads its half of the B tile into both */
-                        tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES +
-                                                  sc.rank * (B_STAGE_BYTES / 2),
-                                              tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2),
-                                              (u16)3);
-                    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
-                }
+                if constexpr (MATH_ONLY)
+                    mbar_arrive(full); /* no loads: the slot is handed over as it is */
+                else
+                    load_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
             }
             __syncwarp();
             if (++s == STAGES) {
