@@ -97,7 +97,9 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                            forced->math_only))
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a forced configuration must be a masked one "
-                                            "(grouping 1, no multicast, no trace)", op);
+                                            "(grouping 1, no multicast, no trace, no "
+                                            "loads-only or math-only mode)",
+                                            op);
     kiln__gemm_config cfg = forced != NULL ? *forced
                                            : pick_masked(ctx, g, args->expected_m, m_max, n, k);
 
