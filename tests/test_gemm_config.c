@@ -170,7 +170,8 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
                  c->cluster_k, out.spills);
     /* Local memory beyond spills: stop 14's first slab-by-slab epilogue put the promoted sums
      * of 256-row tiles there (512 bytes, 64 STL per thread) with 0 spill bytes reported, and
-     * took 13-58% longer. 192-row tiles' few spilled words take 16 bytes of it. */
+     * took 13-58% longer. A few spilled words take 16 bytes of it (192-row tiles, and the
+     * 128 x 192 decode tile at K = 1536, stored before its K loop and read after it). */
     if (out.stack_bytes > 64)
         fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of stack frame "
                  "(a register array indexed at run time?)",
