@@ -24,13 +24,33 @@ while [[ ${1:-} == --* ]]; do
 done
 shapes=("$@")
 [ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 4096x7168x16384 64x2112x7168)
+# Passes the SpeedOfLight lines through and adds the kernel's TFLOP/s and its share of the
+# FP8 dense peak at the SM clock it ran at (KILN_PROFILE_SMS SMs, default 132, x 8192 FLOP
+# per clock): the figure to hold against REFERENCE.md's, and the clock that explains it.
+sol_rate() {
+  awk -v shape="$1" -v sms="${KILN_PROFILE_SMS:-132}" '
+    { print }
+    /SM Frequency/ { ghz = $NF; if ($(NF - 1) ~ /^[Mm]hz$/) ghz /= 1000 }
+    /Duration/ { us = $NF; unit = $(NF - 1)
+                 if (unit == "ms") us *= 1000; else if (unit == "ns") us /= 1000; else if (unit == "s") us *= 1e6 }
+    END {
+      split(shape, d, "x")
+      if (us <= 0 || ghz <= 0)
+        exit
+      tflops = 2 * d[1] * d[2] * d[3] / us / 1e6
+      peak = sms * 8192 * ghz / 1000
+      printf "    => %.1f TFLOP/s, %.1f%% of the FP8 peak at %.2f GHz (%d SMs)\n", tflops,
+        100 * tflops / peak, ghz, sms
+    }'
+}
 for shape in "${shapes[@]}"; do
   echo "=== $shape ==="
   run_ncu() { timeout "${KILN_PROFILE_TIMEOUT:-120}" ncu --clock-control none -k regex:kiln_gemm -s 4 -c 1 "$@" \
     "$build/tools/kiln-bench-gemm-fp8" "$shape" 2>&1; }
   run_ncu --section SpeedOfLight \
     --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' |
-    grep -E 'Frequency|Duration|Throughput|stalled' | awk '!/stalled/ || $NF+0 > 0.05'
+    grep -E 'Frequency|Duration|Throughput|stalled' | awk '!/stalled/ || $NF+0 > 0.05' |
+    sol_rate "$shape"
   # Tensor-pipe names differ between ncu versions: ask by pattern, print what matched.
   run_ncu --metrics 'regex:sm__pipe_tensor_cycles_active\.avg\.pct_of_peak_sustained_active' |
     grep -E '^ *sm__pipe' || true
