@@ -91,8 +91,10 @@ typedef enum { RUN_KILN, RUN_LT_FP8, RUN_LT_BF16 } runner;
 
 static kiln_ctx *ctx;
 static const kiln__gemm_config *forced; /* --sweep, --trace: the configuration kiln runs */
-static bool loads_only_too;              /* --loads-only */
-static bool math_only_too;               /* --math-only */
+/* --sweep's parts timed apart, each in its template mode: --loads-only, --math-only. */
+enum { PART_LOADS, PART_MATH, NUM_PARTS };
+static bool part_too[NUM_PARTS];
+static const char *const part_label[NUM_PARTS] = {"loads-only", "math-only "};
 static void *trace_buffer;               /* --trace: the kernel's clock readings */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
@@ -248,11 +250,11 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
 enum { SWEEP_MAX_ROUNDS = 9 };
 
 /* One --sweep row: configuration i of the shape, its time (the median of `rounds` rounds'
- * medians, and their range), its check against FP64 and its loads-only time (-1: none). */
+ * medians, and their range), its check against FP64 and its parts' times (-1: not timed). */
 typedef struct sweep_row {
     const kiln__gemm_config *cfg;
     int index, rounds;
-    double us, us_min, us_max, diff, us_loads, us_math; /* the last two: -1 when not timed */
+    double us, us_min, us_max, diff, us_part[NUM_PARTS];
     unsigned mhz;
 } sweep_row;
 
@@ -273,7 +275,7 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
                c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
                kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c),
                kiln__gemm_fp8_turns(c, ctx), r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
-               ratio, r->us_loads, r->us_math, r->mhz);
+               ratio, r->us_part[PART_LOADS], r->us_part[PART_MATH], r->mhz);
     } else {
         printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
                "cuBLASLt fp8 x%.2f | SM %u MHz%s",
@@ -283,13 +285,13 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
         if (r->rounds > 1)
             printf("  [%d rounds: %.2f - %.2f us]", r->rounds, r->us_min, r->us_max);
         printf("\n");
-        const double part[2] = {r->us_loads, r->us_math};
-        static const char *const mode[2] = {"loads-only", "math-only "};
-        for (int p = 0; p < 2; p++)
-            if (part[p] >= 0)
+        for (int p = 0; p < NUM_PARTS; p++) {
+            double t = r->us_part[p];
+            if (t >= 0)
                 printf("%s %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
-                       mode[p], (long long)m, (long long)n, (long long)k, config_label(c),
-                       part[p], us > 0 && part[p] > 0 ? 100.0 * part[p] / us : 0);
+                       part_label[p], (long long)m, (long long)n, (long long)k, config_label(c),
+                       t, us > 0 && t > 0 ? 100.0 * t / us : 0);
+        }
     }
     fflush(stdout);
 }
@@ -305,17 +307,16 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     precompile(alt, count, n, k, false);
-    kiln__gemm_config bare[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --loads-only */
-    kiln__gemm_config math[KILN_GEMM_FP8_MAX_ALTERNATIVES]; /* --math-only */
-    for (int i = 0; i < count; i++) {
-        bare[i] = math[i] = alt[i];
-        bare[i].loads_only = 1;
-        math[i].math_only = 1;
+    kiln__gemm_config part[NUM_PARTS][KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    for (int p = 0; p < NUM_PARTS; p++) {
+        for (int i = 0; i < count; i++) {
+            part[p][i] = alt[i];
+            part[p][i].loads_only = p == PART_LOADS;
+            part[p][i].math_only = p == PART_MATH;
+        }
+        if (part_too[p])
+            precompile(part[p], count, n, k, false);
     }
-    if (loads_only_too)
-        precompile(bare, count, n, k, false);
-    if (math_only_too)
-        precompile(math, count, n, k, false);
     const char *rounds_env = getenv("KILN_SWEEP_ROUNDS");
     int rounds = rounds_env != NULL ? atoi(rounds_env) : 1;
     rounds = rounds < 1 ? 1 : rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS : rounds;
@@ -325,8 +326,8 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         for (int i = 0; i < count; i++) {
             sweep_row *row = &rows[i];
             if (r == 0) { /* the output is checked in the first round */
-                *row = (sweep_row){
-                    .cfg = &alt[i], .index = i, .rounds = rounds, .us_loads = -1, .us_math = -1};
+                *row = (sweep_row){.cfg = &alt[i], .index = i, .rounds = rounds,
+                                   .us_part = {-1, -1}};
                 gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
                 gpu_sync(); /* the memset runs on the legacy stream, ours does not wait */
             }
@@ -337,14 +338,11 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             if (r == 0) {
                 row->mhz = bench_batch_mhz;
                 row->diff = us_round[i][0] > 0 ? check_output(&sets[0], m, false) : -1;
-                if (loads_only_too) {
-                    forced = &bare[i];
-                    row->us_loads = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
-                    forced = NULL;
-                }
-                if (math_only_too) {
-                    forced = &math[i];
-                    row->us_math = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+                for (int p = 0; p < NUM_PARTS; p++) {
+                    if (!part_too[p])
+                        continue;
+                    forced = &part[p][i];
+                    row->us_part[p] = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
                     forced = NULL;
                 }
             }
@@ -816,8 +814,8 @@ int main(int argc, char **argv)
     }
     const bool json = cli.json, quick = cli.quick, masked = set[0], contig = set[1], sweep = set[2],
                trace = set[3];
-    loads_only_too = set[4];
-    math_only_too = set[5];
+    part_too[PART_LOADS] = set[4];
+    part_too[PART_MATH] = set[5];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
