@@ -15,17 +15,19 @@
  * --masked, each masked alternative timed (test_masked_alternatives checks them).
  * --trace: after each dense shape, one launch of each of those configurations in the
  * template's trace mode, and where its CTAs spent their time (SM clock cycles).
- * --loads-only (with --sweep): each configuration also in the template's loads-only mode
- * (no math, no output): how much of its time moving its operands takes.
- * --math-only (with --sweep): each configuration also in the template's math-only mode (no
- * loads: the ring's slots handed over as they are): how much of its time the math takes.
+ * --loads-only (with --sweep or --trace): each configuration also in the template's
+ * loads-only mode (no math, no output): how much of its time moving its operands takes.
+ * --math-only (with --sweep or --trace): each configuration also in the template's math-only
+ * mode (no loads: the ring's slots handed over as they are): how much of its time the math
+ * takes. The sweep prints each batch's SM clock and its share of the FP8 peak at that clock
+ * (NVML's clock lags: trust it for batches over ~15 ms); the trace counts SM clock cycles.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
  * KILN_SWEEP_ROUNDS=R (--sweep, dense): time the configurations R times round-robin and print
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
- *        [--sweep [--loads-only] [--math-only]] [--trace] [MxNxK ...] */
+ *        [--sweep] [--trace] [--loads-only] [--math-only] [MxNxK ...] */
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -255,8 +257,17 @@ typedef struct sweep_row {
     const kiln__gemm_config *cfg;
     int index, rounds;
     double us, us_min, us_max, diff, us_part[NUM_PARTS];
-    unsigned mhz;
+    unsigned mhz, mhz_part[NUM_PARTS];
 } sweep_row;
+
+/* The share of the FP8 dense peak at the clock a batch ran at (8192 FLOP per SM per clock):
+ * what compares kernels whose clocks differ under the power cap. 0 when the clock is
+ * unknown. */
+static double peak_share(double flops, double us, unsigned mhz)
+{
+    return us > 0 && mhz > 0 ? 100.0 * flops / (us * 1e-6) / (ctx->num_sms * 8192.0 * mhz * 1e6)
+                             : 0;
+}
 
 static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r, double us_lt,
                             bool json)
@@ -270,17 +281,19 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
                "\"multicast_a\":%d,\"overlap\":%d,\"unroll\":%d,\"turns\":%d,\"heuristic\":%s},"
                "\"kiln_us\":%.3f,\"kiln_us_min\":%.3f,\"kiln_us_max\":%.3f,\"rounds\":%d,"
                "\"kiln_diff\":%.2e,\"ratio_fp8\":%.3f,\"loads_only_us\":%.3f,\"math_only_us\":%.3f,"
-               "\"sm_mhz\":%u}\n",
+               "\"sm_mhz\":%u,\"loads_only_sm_mhz\":%u,\"math_only_sm_mhz\":%u}\n",
                (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->stages,
                c->k_split, c->cluster_k, c->multicast, kiln__gemm_fp8_multicast_a(c),
                kiln__gemm_fp8_overlaps(c, ctx), kiln__gemm_fp8_unroll(c),
                kiln__gemm_fp8_turns(c, ctx), r->index == 0 ? "true" : "false", us, r->us_min, r->us_max, r->rounds, r->diff,
-               ratio, r->us_part[PART_LOADS], r->us_part[PART_MATH], r->mhz);
+               ratio, r->us_part[PART_LOADS], r->us_part[PART_MATH], r->mhz,
+               r->mhz_part[PART_LOADS], r->mhz_part[PART_MATH]);
     } else {
         printf("sweep %5lld x %5lld x %5lld  %s  %8.2f us %7.1f TFLOP/s (diff %.1e) | "
-               "cuBLASLt fp8 x%.2f | SM %u MHz%s",
+               "cuBLASLt fp8 x%.2f | SM %u MHz, %.1f%% of peak%s",
                (long long)m, (long long)n, (long long)k, config_label(c), us,
                us > 0 ? flops / us / 1e6 : 0, r->diff, ratio, r->mhz,
+               peak_share(flops, us, r->mhz),
                r->index == 0 ? "  <- heuristic (before the knobs)" : "");
         if (r->rounds > 1)
             printf("  [%d rounds: %.2f - %.2f us]", r->rounds, r->us_min, r->us_max);
@@ -288,9 +301,11 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
         for (int p = 0; p < NUM_PARTS; p++) {
             double t = r->us_part[p];
             if (t >= 0)
-                printf("%s %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's)\n",
+                printf("%s %5lld x %5lld x %5lld  %s  %8.2f us (%.0f%% of the kernel's) | "
+                       "SM %u MHz, kernel-FLOP %.1f%% of peak\n",
                        part_label[p], (long long)m, (long long)n, (long long)k, config_label(c),
-                       t, us > 0 && t > 0 ? 100.0 * t / us : 0);
+                       t, us > 0 && t > 0 ? 100.0 * t / us : 0, r->mhz_part[p],
+                       peak_share(flops, t, r->mhz_part[p]));
         }
     }
     fflush(stdout);
@@ -343,6 +358,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                         continue;
                     forced = &part[p][i];
                     row->us_part[p] = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
+                    row->mhz_part[p] = bench_batch_mhz;
                     forced = NULL;
                 }
             }
@@ -384,12 +400,32 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
-    precompile(alt, count, n, k, true);
+    /* With --loads-only / --math-only, each configuration's parts are traced after it. */
+    kiln__gemm_config runs[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
+    const char *run_label[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
+    int num_runs = 0;
+    for (int i = 0; i < count; i++) {
+        run_label[num_runs] = "trace";
+        runs[num_runs++] = alt[i];
+        for (int p = 0; p < NUM_PARTS; p++) {
+            if (!part_too[p])
+                continue;
+            run_label[num_runs] = part_label[p];
+            runs[num_runs] = alt[i];
+            runs[num_runs].loads_only = p == PART_LOADS;
+            runs[num_runs++].math_only = p == PART_MATH;
+        }
+    }
+    for (int i = 0; i < num_runs; i += KILN_GEMM_FP8_MAX_ALTERNATIVES) /* the pool's size */
+        precompile(runs + i,
+                   num_runs - i < KILN_GEMM_FP8_MAX_ALTERNATIVES ? num_runs - i
+                                                                 : KILN_GEMM_FP8_MAX_ALTERNATIVES,
+                   n, k, true);
     size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
     void *buffer = gpu_alloc(bytes);
     uint64_t *t = malloc(bytes);
-    for (int i = 0; i < count; i++) {
-        kiln__gemm_config c = alt[i];
+    for (int i = 0; i < num_runs; i++) {
+        kiln__gemm_config c = runs[i];
         c.trace = 1;
         forced = &c;
         trace_buffer = buffer;
@@ -422,9 +458,9 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         }
         qsort(ghz, (size_t)ctas, sizeof ghz[0], cmp_float);
         int ck = c.cluster_k > 1 ? c.cluster_k : 1;
-        printf("trace %5lld x %5lld x %5lld  %s  %d CTAs, entries spread %.2f us, span %.2f us "
+        printf("%s %5lld x %5lld x %5lld  %s  %d CTAs, entries spread %.2f us, span %.2f us "
                "at %.2f GHz, %lld K blocks per tile and CTA; cycles median/max:",
-               (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
+               run_label[i], (long long)m, (long long)n, (long long)k, config_label(&c), ctas,
                (double)(last_ns - first_ns) / 1e3, (double)(last_end_ns - first_ns) / 1e3,
                ctas > 0 ? ghz[ctas / 2] : 0.0f, (long long)(k / 128 / ck));
         print_phase("ready", t, ctas, 1, KILN_TR_START, KILN_TR_READY);
@@ -807,8 +843,8 @@ int main(int argc, char **argv)
     bench_cli cli;
     if (!bench_parse(argc, argv, flags, set, &cli)) {
         fprintf(stderr,
-                "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep "
-                "[--loads-only] [--math-only]] [--trace] [MxNxK ...]\n",
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig] [--sweep] "
+                "[--trace] [--loads-only] [--math-only] [MxNxK ...]\n",
                 argv[0]);
         return 2;
     }
