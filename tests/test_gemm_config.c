@@ -202,6 +202,11 @@ static void test_sample_compiles(void **state)
         kiln__gemm_fp8_try_tall(&c, m, n, k, 1 + i % 3, 132);
         assert_compiles(m, n, k, &c);
     }
+    /* The widest 128-row decode tile (128 x 192): before the warpgroup index was known
+     * uniform it spilled 16 bytes. */
+    kiln__gemm_config wide = kiln__gemm_fp8_pick(128, 24576, 1536, 132);
+    assert_int_equal(wide.block_n, 192);
+    assert_compiles(128, 24576, 1536, &wide);
     /* The contiguous (prefix-sum) GEMM's taller tiles, whose last tile of a group runs into
      * the next group's rows. */
     for (int knob = 2; knob <= 3; knob++) {
