@@ -283,7 +283,8 @@ __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, void *d_ptr,
                                      long long ld_d)
 {
-    const u32 rg = threadIdx.x / 128; /* row group = warpgroup */
+    /* row group = warpgroup, broadcast so that it is known uniform (see gemm_fp8.cuh) */
+    const u32 rg = __shfl_sync(0xffffffffu, threadIdx.x / 128, 0);
     const u32 t = threadIdx.x % 128;
     const u32 warp = t / 32;
     const u32 lane = t % 32;

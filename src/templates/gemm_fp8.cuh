@@ -782,7 +782,10 @@ __device__ __forceinline__ void store_f32(const float (&out)[BN / 2], const sche
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
-    const u32 wg = threadIdx.x / 128;
+    /* Broadcast from lane 0 so that the compiler knows the warpgroup index (and what is
+     * derived from it: row group, K phase, the wgmma descriptors) is uniform across the warp
+     * and keeps it in uniform registers instead of moving each descriptor there per wgmma. */
+    const u32 wg = __shfl_sync(0xffffffffu, threadIdx.x / 128, 0);
     const u32 rg = wg % WG_RG; /* row group (of the first wave: rg + v * WG_RG in wave v) */
     const int q = (int)(wg / WG_RG); /* K phase: this warpgroup takes local kb % KSPLIT == q */
     const u32 t = threadIdx.x % 128;
