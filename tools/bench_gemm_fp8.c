@@ -232,6 +232,11 @@ static void *precompile_worker(void *user)
 
 static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int64_t k, bool trace)
 {
+    if (count > KILN_GEMM_FP8_MAX_ALTERNATIVES) { /* the pool's size: the rest after */
+        precompile(cfgs + KILN_GEMM_FP8_MAX_ALTERNATIVES, count - KILN_GEMM_FP8_MAX_ALTERNATIVES,
+                   n, k, trace);
+        count = KILN_GEMM_FP8_MAX_ALTERNATIVES;
+    }
     precompile_pool pool = {.count = count, .lock = PTHREAD_MUTEX_INITIALIZER};
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = cfgs[i];
@@ -416,11 +421,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             runs[num_runs++].math_only = p == PART_MATH;
         }
     }
-    for (int i = 0; i < num_runs; i += KILN_GEMM_FP8_MAX_ALTERNATIVES) /* the pool's size */
-        precompile(runs + i,
-                   num_runs - i < KILN_GEMM_FP8_MAX_ALTERNATIVES ? num_runs - i
-                                                                 : KILN_GEMM_FP8_MAX_ALTERNATIVES,
-                   n, k, true);
+    precompile(runs, num_runs, n, k, true);
     size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
     void *buffer = gpu_alloc(bytes);
     uint64_t *t = malloc(bytes);
