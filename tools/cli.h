@@ -53,6 +53,9 @@ void cli_json_int(cli_json *json, const char *key, int64_t value);
 void cli_json_num(cli_json *json, const char *key, double value); /* non-finite -> null */
 void cli_json_bool(cli_json *json, const char *key, int value);
 void cli_json_write_string(FILE *out, const char *text);
+/* One cache root's statistics as one object ("root", "writable", "entries", "bytes",
+ * "file_bytes", "quarantined"), without a newline: `kiln info` and `kiln cache ls` agree. */
+void cli_json_root_stats(FILE *out, const kiln_cache_stats *stats);
 
 /* "12.3 KiB" into buf. */
 const char *cli_format_bytes(int64_t bytes, char *buf, size_t size);

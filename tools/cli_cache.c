@@ -77,15 +77,7 @@ static int visit_root(const kiln_cache_stats *stats, void *user)
 {
     listing *list = user;
     if (list->json) {
-        cli_json json;
-        cli_json_begin(&json, stdout);
-        cli_json_str(&json, "root", stats->root);
-        cli_json_bool(&json, "writable", stats->writable);
-        cli_json_int(&json, "entries", stats->entries);
-        cli_json_int(&json, "bytes", stats->bytes);
-        cli_json_int(&json, "file_bytes", stats->file_bytes);
-        cli_json_int(&json, "quarantined", stats->quarantined);
-        cli_json_end(&json);
+        cli_json_root_stats(stdout, stats);
         fputc('\n', stdout);
     } else {
         if (list->count == 0)

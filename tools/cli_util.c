@@ -212,6 +212,19 @@ void cli_json_end(cli_json *json)
     fputc('}', json->out);
 }
 
+void cli_json_root_stats(FILE *out, const kiln_cache_stats *stats)
+{
+    cli_json json;
+    cli_json_begin(&json, out);
+    cli_json_str(&json, "root", stats->root);
+    cli_json_bool(&json, "writable", stats->writable);
+    cli_json_int(&json, "entries", stats->entries);
+    cli_json_int(&json, "bytes", stats->bytes);
+    cli_json_int(&json, "file_bytes", stats->file_bytes);
+    cli_json_int(&json, "quarantined", stats->quarantined);
+    cli_json_end(&json);
+}
+
 void cli_json_key(cli_json *json, const char *key)
 {
     if (json->fields++ > 0)

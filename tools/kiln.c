@@ -179,17 +179,9 @@ static int info_root(const kiln_cache_stats *stats, void *user)
 {
     info_roots *roots = user;
     if (roots->json) {
-        cli_json json;
         if (roots->count > 0)
             fputc(',', stdout);
-        cli_json_begin(&json, stdout);
-        cli_json_str(&json, "root", stats->root);
-        cli_json_bool(&json, "writable", stats->writable);
-        cli_json_int(&json, "entries", stats->entries);
-        cli_json_int(&json, "bytes", stats->bytes);
-        cli_json_int(&json, "file_bytes", stats->file_bytes);
-        cli_json_int(&json, "quarantined", stats->quarantined);
-        cli_json_end(&json);
+        cli_json_root_stats(stdout, stats);
     } else {
         char bytes[32], file_bytes[32];
         printf("%-10s %s (%s): %lld entries, %s, file %s, %lld quarantined\n",
