@@ -97,6 +97,15 @@ static const kiln__gemm_config *forced; /* --sweep, --trace: the configuration k
 enum { PART_LOADS, PART_MATH, NUM_PARTS };
 static bool part_too[NUM_PARTS];
 static const char *const part_label[NUM_PARTS] = {"loads-only", "math-only "};
+
+/* Configuration c in part p's template mode. */
+static kiln__gemm_config part_config(const kiln__gemm_config *c, int p)
+{
+    kiln__gemm_config part = *c;
+    part.loads_only = p == PART_LOADS;
+    part.math_only = p == PART_MATH;
+    return part;
+}
 static void *trace_buffer;               /* --trace: the kernel's clock readings */
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
@@ -330,9 +339,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config part[NUM_PARTS][KILN_GEMM_FP8_MAX_ALTERNATIVES];
     for (int p = 0; p < NUM_PARTS; p++) {
         for (int i = 0; i < count; i++) {
-            part[p][i] = alt[i];
-            part[p][i].loads_only = p == PART_LOADS;
-            part[p][i].math_only = p == PART_MATH;
+            part[p][i] = part_config(&alt[i], p);
         }
         if (part_too[p])
             precompile(part[p], count, n, k, false);
@@ -416,9 +423,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             if (!part_too[p])
                 continue;
             run_label[num_runs] = part_label[p];
-            runs[num_runs] = alt[i];
-            runs[num_runs].loads_only = p == PART_LOADS;
-            runs[num_runs++].math_only = p == PART_MATH;
+            runs[num_runs++] = part_config(&alt[i], p);
         }
     }
     precompile(runs, num_runs, n, k, true);
