@@ -397,8 +397,8 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
             add_alternative(out, &count, max, &shared_a);
     }
     /* The plain K loop with the row groups issuing in turn, with and without B multicast.
-     * (Wider 128 x 160 and 128 x 176 tiles, which need less shared-memory bandwidth per
-     * FLOP, lost 17-45% in lockstep (stop 12) and 16-40% in turn (stop 13): removed.) */
+     * (Wider 128 x 160 and 128 x 176 tiles lost 17-45% in lockstep (stop 12) and 16-40% in
+     * turn (stop 13), when each column group's B scale was selected at run time.) */
     for (int mc = 1; pick.block_m == 128 && pick.k_split == 1 && mc <= 2; mc++) {
         c = pick;
         c.overlap = 0;
@@ -407,6 +407,22 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         kiln__gemm_fp8_fit(&c);
         add_alternative(out, &count, max, &c);
     }
+    /* Wide 128-row tiles issuing in turn (160 and 192 columns), with and without B
+     * multicast: each warpgroup's promotion is covered by the other's longer wgmma (320 or
+     * 384 tensor clocks against 256), and their scale blocks are now compile-time facts in
+     * the promotion (SB_PER_PHASE in the template). */
+    for (int w = 160; pick.k_split == 1 && pick.cluster_k <= 1 && w <= 192; w += 32)
+        for (int mc = 1; mc <= 2; mc++) {
+            c = pick;
+            c.block_m = 128;
+            c.block_n = w;
+            c.overlap = 0;
+            c.multicast = mc;
+            c.multicast_a = 1;
+            c.turns = 1;
+            kiln__gemm_fp8_fit(&c);
+            add_alternative(out, &count, max, &c);
+        }
     return count;
 }
 

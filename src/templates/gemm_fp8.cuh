@@ -228,6 +228,14 @@ static_assert(KSPLIT == 1 || (KB % CK == 0 && (KB / CK) % KSPLIT == 0),
  * compile-time fact; otherwise it depends on n0 % 128 and is selected at run time. */
 constexpr bool SB_ALIGNED = (BN % 128 == 0) || (128 % BN == 0);
 constexpr int NSB = SB_ALIGNED ? (BN + 127) / 128 : BN / 128 + 2;
+constexpr int gcd_int(int a, int b) { return b == 0 ? a : gcd_int(b, a % b); }
+/* Unaligned tiles start at n0 % 128 = a multiple of SB_STEP; with few such offsets (160 and
+ * 192 columns: 4 and 2) the promotion is compiled once per offset, so that each column
+ * group's scale block is a compile-time fact there too (a run-time selection per column
+ * group tripled a 160-column promotion's instructions: 200 against 86). */
+constexpr int SB_STEP = gcd_int(BN, 128);
+constexpr int SB_PHASES = SB_ALIGNED ? 1 : 128 / SB_STEP;
+constexpr bool SB_PER_PHASE = !SB_ALIGNED && SB_PHASES <= 4;
 
 /* Epilogue staging: the tile is split into column slabs of D_SLAB bf16, each slab of one
  * math warpgroup (64 rows) stored by one TMA store. */
@@ -599,6 +607,44 @@ __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u
     }
 }
 
+/* promote for a tile starting N_OFF columns into a 128-column scale block: column group i
+ * (8 columns, never across a block boundary: N_OFF is a multiple of 8) takes block
+ * (N_OFF + 8 i) / 128. The same products as promote's run-time selection, so the same sums. */
+template <int N_OFF>
+__device__ __forceinline__ void promote_at(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                           const kscales &ks)
+{
+    static_assert(N_OFF >= 0 && N_OFF < 128 && N_OFF % 8 == 0, "an offset inside one scale block");
+    float s0[NSB], s1[NSB];
+#pragma unroll
+    for (int j = 0; j < NSB; ++j) {
+        s0[j] = ks.sa0 * ks.sb[j];
+        s1[j] = ks.sa1 * ks.sb[j];
+    }
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        const int blk = (N_OFF + 8 * i) / 128;
+        out[4 * i + 0] += acc[4 * i + 0] * s0[blk];
+        out[4 * i + 1] += acc[4 * i + 1] * s0[blk];
+        out[4 * i + 2] += acc[4 * i + 2] * s1[blk];
+        out[4 * i + 3] += acc[4 * i + 3] * s1[blk];
+    }
+}
+
+/* Picks promote_at's copy for n_off (uniform across the warp: one branch per promotion). */
+template <int PHASE = 0>
+__device__ __forceinline__ void promote_phase(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                              const kscales &ks, int n_off)
+{
+    if constexpr (PHASE + 1 < SB_PHASES) {
+        if (n_off != PHASE * SB_STEP) {
+            promote_phase<PHASE + 1>(out, acc, ks, n_off);
+            return;
+        }
+    }
+    promote_at<PHASE * SB_STEP>(out, acc, ks);
+}
+
 /* out += acc * sa * sb (second level of the two-level accumulation). */
 __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                         const kscales &ks, int n_off, u32 lane)
@@ -612,6 +658,10 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
             out[4 * i + 2] += acc[4 * i + 2] * (ks.sa1 * sb.x);
             out[4 * i + 3] += acc[4 * i + 3] * (ks.sa1 * sb.y);
         }
+        return;
+    }
+    if constexpr (SB_PER_PHASE) {
+        promote_phase(out, acc, ks, n_off);
         return;
     }
 #pragma unroll
