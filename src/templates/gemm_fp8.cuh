@@ -664,23 +664,42 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
         promote_phase(out, acc, ks, n_off);
         return;
     }
+    if constexpr (SB_ALIGNED) {
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const float sbc = ks.sb[(8 * i) / 128];
+            const float s0 = ks.sa0 * sbc, s1 = ks.sa1 * sbc;
+            out[4 * i + 0] += acc[4 * i + 0] * s0;
+            out[4 * i + 1] += acc[4 * i + 1] * s0;
+            out[4 * i + 2] += acc[4 * i + 2] * s1;
+            out[4 * i + 3] += acc[4 * i + 3] * s1;
+        }
+        return;
+    }
+    /* Many possible offsets (widths such as 56, 72, 112): the products of each scale block
+     * once per promotion, and per column group a choice between them by the group's place
+     * against the tile's block boundaries (uniform across the warp: n_off is). Group i lies
+     * in block 1 from c1 = (128 - n_off) / 8 on, in block 2 from c1 + 16 on. */
+    float s0[NSB], s1[NSB];
+#pragma unroll
+    for (int j = 0; j < NSB; ++j) {
+        s0[j] = ks.sa0 * ks.sb[j];
+        s1[j] = ks.sa1 * ks.sb[j];
+    }
+    const int c1 = (128 - n_off) / 8;
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
-        float sbc;
-        if constexpr (SB_ALIGNED) {
-            sbc = ks.sb[(8 * i) / 128];
-        } else {
-            int blk = (n_off + 8 * i + 2 * (int)(lane & 3)) >> 7;
-            sbc = ks.sb[0];
+        float x0 = s0[0], x1 = s1[0];
 #pragma unroll
-            for (int j = 1; j < NSB; ++j)
-                sbc = blk == j ? ks.sb[j] : sbc;
+        for (int j = 1; j < NSB; ++j) {
+            const bool later = i >= c1 + 16 * (j - 1);
+            x0 = later ? s0[j] : x0;
+            x1 = later ? s1[j] : x1;
         }
-        const float s0 = ks.sa0 * sbc, s1 = ks.sa1 * sbc;
-        out[4 * i + 0] += acc[4 * i + 0] * s0;
-        out[4 * i + 1] += acc[4 * i + 1] * s0;
-        out[4 * i + 2] += acc[4 * i + 2] * s1;
-        out[4 * i + 3] += acc[4 * i + 3] * s1;
+        out[4 * i + 0] += acc[4 * i + 0] * x0;
+        out[4 * i + 1] += acc[4 * i + 1] * x0;
+        out[4 * i + 2] += acc[4 * i + 2] * x1;
+        out[4 * i + 3] += acc[4 * i + 3] * x1;
     }
 }
 
