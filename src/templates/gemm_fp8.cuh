@@ -235,7 +235,7 @@ constexpr int gcd_int(int a, int b) { return b == 0 ? a : gcd_int(b, a % b); }
  * group tripled a 160-column promotion's instructions: 200 against 86). */
 constexpr int SB_STEP = gcd_int(BN, 128);
 constexpr int SB_PHASES = SB_ALIGNED ? 1 : 128 / SB_STEP;
-constexpr bool SB_PER_PHASE = !SB_ALIGNED && SB_PHASES <= 4;
+constexpr bool SB_PER_PHASE = !SB_ALIGNED && (SB_PHASES <= 4 || !OVERLAP);
 
 /* Epilogue staging: the tile is split into column slabs of D_SLAB bf16, each slab of one
  * math warpgroup (64 rows) stored by one TMA store. */
