@@ -225,7 +225,7 @@ static_assert(KSPLIT == 1 || (KB % CK == 0 && (KB / CK) % KSPLIT == 0),
 
 /* B scales: a tile's columns [n0, n0+BN) touch NSB scale blocks of 128 columns. When the
  * tile is aligned to them (BN divides 128 or 128 divides BN) the block of each column is a
- * compile-time fact; otherwise it depends on n0 % 128 and is selected at run time. */
+ * compile-time fact; otherwise it depends on n0 % 128 (promote_at, promote). */
 constexpr bool SB_ALIGNED = (BN % 128 == 0) || (128 % BN == 0);
 constexpr int NSB = SB_ALIGNED ? (BN + 127) / 128 : BN / 128 + 2;
 constexpr int gcd_int(int a, int b) { return b == 0 ? a : gcd_int(b, a % b); }
@@ -609,6 +609,16 @@ __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u
     }
 }
 
+/* sa * sb for this thread's two rows (s0, s1) and each of the tile's scale blocks. */
+__device__ __forceinline__ void block_products(const kscales &ks, float (&s0)[NSB], float (&s1)[NSB])
+{
+#pragma unroll
+    for (int j = 0; j < NSB; ++j) {
+        s0[j] = ks.sa0 * ks.sb[j];
+        s1[j] = ks.sa1 * ks.sb[j];
+    }
+}
+
 /* promote for a tile starting N_OFF columns into a 128-column scale block: column group i
  * (8 columns, never across a block boundary: N_OFF is a multiple of 8) takes block
  * (N_OFF + 8 i) / 128. The same products as promote's run-time selection, so the same sums. */
@@ -618,11 +628,7 @@ __device__ __forceinline__ void promote_at(float (&out)[BN / 2], const float (&a
 {
     static_assert(N_OFF >= 0 && N_OFF < 128 && N_OFF % 8 == 0, "an offset inside one scale block");
     float s0[NSB], s1[NSB];
-#pragma unroll
-    for (int j = 0; j < NSB; ++j) {
-        s0[j] = ks.sa0 * ks.sb[j];
-        s1[j] = ks.sa1 * ks.sb[j];
-    }
+    block_products(ks, s0, s1);
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
         const int blk = (N_OFF + 8 * i) / 128;
@@ -683,11 +689,7 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
      * against the tile's block boundaries (uniform across the warp: n_off is). Group i lies
      * in block 1 from c1 = (128 - n_off) / 8 on, in block 2 from c1 + 16 on. */
     float s0[NSB], s1[NSB];
-#pragma unroll
-    for (int j = 0; j < NSB; ++j) {
-        s0[j] = ks.sa0 * ks.sb[j];
-        s1[j] = ks.sa1 * ks.sb[j];
-    }
+    block_products(ks, s0, s1);
     const int c1 = (128 - n_off) / 8;
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
