@@ -338,11 +338,11 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     precompile(alt, count, n, k, false);
     kiln__gemm_config part[NUM_PARTS][KILN_GEMM_FP8_MAX_ALTERNATIVES];
     for (int p = 0; p < NUM_PARTS; p++) {
-        for (int i = 0; i < count; i++) {
+        if (!part_too[p])
+            continue;
+        for (int i = 0; i < count; i++)
             part[p][i] = part_config(&alt[i], p);
-        }
-        if (part_too[p])
-            precompile(part[p], count, n, k, false);
+        precompile(part[p], count, n, k, false);
     }
     const char *rounds_env = getenv("KILN_SWEEP_ROUNDS");
     int rounds = rounds_env != NULL ? atoi(rounds_env) : 1;

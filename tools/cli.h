@@ -54,7 +54,7 @@ void cli_json_num(cli_json *json, const char *key, double value); /* non-finite 
 void cli_json_bool(cli_json *json, const char *key, int value);
 void cli_json_write_string(FILE *out, const char *text);
 /* One cache root's statistics as one object ("root", "writable", "entries", "bytes",
- * "file_bytes", "quarantined"), without a newline: `kiln info` and `kiln cache ls` agree. */
+ * "file_bytes", "quarantined"), without a newline: `kiln info` and `kiln cache stats` agree. */
 void cli_json_root_stats(FILE *out, const kiln_cache_stats *stats);
 
 /* "12.3 KiB" into buf. */
