@@ -135,23 +135,29 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
 
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative
  * to a 128 x 128 one, as measured on the H200: a 192-row tile (three math warpgroups) 1.36-1.41x
- * (docs/gemm_fp8_notes.md, "Stop 8"); a 256-row tile (two warpgroups, two waves) 1.80-1.96x
- * per round on nine shapes of stop 13's --sweep but 1.69x at 2048x7168x16384, where 4 rounds
- * of it (403.6 us) beat 5 of 192 rows (427.1): the model's 1.70 picks the fastest height (or
- * one within 1%) on all ten shapes swept (tests/test_gemm_config.c). Taller tiles pay where
- * they need fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3 rounds), 256
- * at 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
-int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms)
+ * (docs/gemm_fp8_notes.md, "Stop 8"); a 256-row tile (two warpgroups, two waves) 1.36-1.37x a
+ * 192-row one. That ratio picks the faster of the two on 18 of the 22 shapes timed with both
+ * in stop 18 (M 1024-16384 on the benchmark's six (N, K) pairs); three more are ties within
+ * the runs' noise (0-1.6%: 4096x24576x1536, 4096x7168x2048, 8192x4096x7168) and it is
+ * 1.6-5.6% off at 2048x7168x16384, whose last round of 256-row tiles is 39% full and costs
+ * less than a whole one. Stop 13's 1.70 (kernels since changed) took 256 rows on 13 of those
+ * shapes where 192 rows were 1.3-11% faster; the grouped contiguous GEMM's four DeepSeek
+ * shapes now take 192 rows too (1.3-3.9% faster than 256). Taller tiles pay where they need
+ * fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3 rounds), 256 at
+ * 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192)
 {
     static const struct {
         int rows, cost; /* per round, in hundredths of a 128 x 128 tile's time */
-    } tiles[] = {{128, 100}, {192, 138}, {256, 170}};
+    } tiles[] = {{128, 100}, {192, 138}, {256, 188}};
     if (num_sms < 1)
         num_sms = 1;
     int64_t nb = (n + 127) / 128, best_cost = 0;
     int best = 128;
     for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
         int64_t rows = tiles[i].rows;
+        if (rows == 192 && !with_192)
+            continue;
         int64_t rounds = ((m + rows - 1) / rows * nb + num_sms - 1) / num_sms;
         if (i == 0 || rounds * tiles[i].cost < best_cost) {
             best_cost = rounds * tiles[i].cost;
@@ -175,11 +181,11 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
 }
 
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
-                             int num_sms)
+                             int num_sms, bool with_192)
 {
     if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0)
         return false;
-    int rows = knob == 2 ? 192 : knob == 3 ? 256 : kiln__gemm_fp8_tall_rows(m, n, num_sms);
+    int rows = knob == 2 ? 192 : knob == 3 ? 256 : kiln__gemm_fp8_tall_rows(m, n, num_sms, with_192);
     if (rows == 128)
         return false;
     kiln__gemm_fp8_make_tall(cfg, rows, k);
@@ -386,7 +392,7 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
      * over six shapes, and B multicast (pairs of m blocks) was 0.4-13% slower in a --sweep. */
     for (int knob = 2; knob <= 3; knob++) {
         c = pick;
-        if (!kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms))
+        if (!kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms, true))
             continue;
         kiln__gemm_config other_order = c, shared_a = c;
         other_order.turns = !c.turns;

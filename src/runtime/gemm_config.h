@@ -25,16 +25,17 @@ typedef struct kiln__gemm_config {
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
 
 /* The prefill tile height (128, 192 or 256 rows, 128 columns) that takes the least time for
- * M x N on num_sms SMs by the measured model: rounds of tiles times each height's tile time. */
-int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms);
+ * M x N on num_sms SMs by the measured model: rounds of tiles times each height's tile time.
+ * with_192 false: 128 or 256 rows only (masked groups take no 192-row tiles). */
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192);
 /* Make a 128 x 128 prefill configuration `rows` (192 or 256) x 128: no overlap, no
  * multicast; 192-row tiles issue in turn where K >= 4096. */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
- * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks, 2 always 192 rows, 3 always 256.
- * True when cfg was made taller. */
+ * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks (among 128 and 256 rows only unless
+ * with_192), 2 always 192 rows, 3 always 256. True when cfg was made taller. */
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
-                             int num_sms);
+                             int num_sms, bool with_192);
 
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);

@@ -39,8 +39,8 @@ static int64_t planned_rows(int64_t expected_m, int64_t m_max)
 
 /* The configuration for G groups of about expected_m rows: as a dense problem of that many
  * rows whose N is G times wider (the groups' tiles are independent work), in 256-row tiles
- * where the dense model picks them (KILN_GEMM_TALL_TILES 1; 3: always) — masked groups take
- * no 192-row tiles. */
+ * where the dense model picks them over 128-row ones (KILN_GEMM_TALL_TILES 1; 3: always) —
+ * masked groups take no 192-row tiles. */
 static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_t expected_m,
                                      int64_t m_max, int64_t n, int64_t k)
 {
@@ -49,7 +49,7 @@ static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_
     cfg.grouping = 1;
     kiln__gemm_config tall = cfg;
     if (kiln__gemm_fp8_try_tall(&tall, rows, n * groups, k, ctx->opts.gemm_tall_tiles,
-                                ctx->num_sms) &&
+                                ctx->num_sms, false) &&
         tall.block_m == 256)
         cfg = tall;
     return cfg;
