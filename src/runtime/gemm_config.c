@@ -185,7 +185,9 @@ bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64
 {
     if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0)
         return false;
-    int rows = knob == 2 ? 192 : knob == 3 ? 256 : kiln__gemm_fp8_tall_rows(m, n, num_sms, with_192);
+    int rows = knob == 2   ? 192
+               : knob == 3 ? 256
+                           : kiln__gemm_fp8_tall_rows(m, n, num_sms, with_192);
     if (rows == 128)
         return false;
     kiln__gemm_fp8_make_tall(cfg, rows, k);

@@ -74,8 +74,7 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, 
         cfg.block_m = 64;
         kiln__gemm_fp8_fit(&cfg);
     } else if (!by_row) {
-        kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms,
-                                true);
+        kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms, true);
     }
     return cfg;
 }
