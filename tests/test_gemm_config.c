@@ -19,9 +19,9 @@ static void check_rules(const kiln__gemm_config *c, int64_t m, int64_t n, int64_
     int kb = (int)(k / 128), ck = c->cluster_k > 1 ? c->cluster_k : 1;
     int rg = c->block_m / 64, math_wg = (c->block_m == 256 ? 2 : rg) * c->k_split;
     bool tall_ok = c->block_m == 192 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
-                   !c->overlap && (c->grouping == 0 || c->grouping == 2);
+                   !c->overlap && c->grouping != 1;
     bool waves_ok = c->block_m == 256 && c->k_split == 1 && ck == 1 && c->multicast <= 1 &&
-                    !c->overlap && !c->out_f32 && c->grouping <= 2;
+                    !c->overlap && !c->out_f32;
     bool ok = (c->block_m == 64 || c->block_m == 128 || tall_ok || waves_ok) &&
               c->block_n % 8 == 0 &&
               c->block_n >= 8 && c->block_n <= 256 && c->stages >= 2 && c->stages <= 32 &&
@@ -186,8 +186,13 @@ static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_co
      * ptxas spills a few words for some K (36 bytes at K = 7168); the stall samples of
      * docs/gemm_fp8_notes.md "Stop 8" show no local-memory access in the hot loop. Their
      * trace-mode build (two more live registers: the trace pointer) spills 104 bytes at
-     * K = 2048, so its timings are approximate. */
-    if (out.spills > (c->block_m == 192 ? (c->trace ? 128 : 64) : 0))
+     * K = 2048, so its timings are approximate. With row ids the producer (24 registers
+     * beside 192- and 256-row tiles) scans each tile's ids and spills 56-148 bytes there,
+     * none in the math warpgroups (cuobjdump, 4096x7168x2048). */
+    int allowed = c->block_m >= 192 && c->grouping == 3 ? 160
+                  : c->block_m == 192                   ? (c->trace ? 128 : 64)
+                                                        : 0;
+    if (out.spills > allowed)
         fail_msg("%lldx%lldx%lld (%dx%d, k_split %d, cluster_k %d): %d bytes of spills",
                  (long long)m, (long long)n, (long long)k, c->block_m, c->block_n, c->k_split,
                  c->cluster_k, out.spills);
@@ -225,14 +230,16 @@ static void test_sample_compiles(void **state)
     kiln__gemm_config wide = kiln__gemm_fp8_pick(128, 24576, 1536, 132);
     assert_int_equal(wide.block_n, 192);
     assert_compiles(128, 24576, 1536, &wide);
-    /* The contiguous (prefix-sum) GEMM's taller tiles, whose last tile of a group runs into
-     * the next group's rows. */
+    /* The contiguous GEMM's taller tiles: prefix sums (a group's last tile runs into the
+     * next group's rows) and row ids (a tile computed once per expert in it). */
     for (int knob = 2; knob <= 3; knob++) {
-        kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, 2048, 132);
-        c.grouping = 2;
-        c.m_align = 128;
-        assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132, true));
-        assert_compiles(4096, 7168, 2048, &c);
+        for (int grouping = 2; grouping <= 3; grouping++) {
+            kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, 2048, 132);
+            c.grouping = grouping;
+            c.m_align = grouping == 2 ? 128 : 0;
+            assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132, true));
+            assert_compiles(4096, 7168, 2048, &c);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
  * dequantized inputs: fresh random data, padding rows of A NaN, d poisoned (with 64 guard
  * rows past M_total), every element checked (rows of a group against the reference, every
  * other row still poisoned), two runs bitwise equal, and the two layouts bitwise equal to
- * each other; bad layouts write nothing outside what they own; bad arguments launch
+ * each other; row ids in any order; bad layouts write nothing outside what they own; bad arguments launch
  * nothing; a cache prewarmed without a GPU serves both layouts with KILN_JIT=0. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -231,9 +231,30 @@ static void test_contig_layouts(void **state)
     check_contig_layouts(3, 1024, 512, 64, c4); /* 64-row tiles */
 }
 
-/* KILN_GEMM_TALL_TILES 2 and 3: the prefix sums in 192- and 256-row tiles, whose last tile
- * of a group runs into the next group's rows (and the row ids, in 128-row tiles, give the
- * same bits). */
+/* Row ids in no order at all: each row of a group's rows gets a random expert (or -1), so
+ * most tiles hold rows of several experts and are computed once per expert; every row must
+ * get its own expert's product and padding rows stay poisoned. */
+static void check_row_ids_any_order(int64_t g, int64_t n, int64_t k, const int32_t *counts)
+{
+    contig_problem p;
+    contig_make(&p, g, n, k, 128, counts);
+    int32_t *ids = row_ids(&p);
+    for (int64_t r = 0; r < p.m; r++)
+        if (ids[r] >= 0) /* a row of real data (padding rows of A are NaN) */
+            ids[r] = (int32_t)(rng_next(&seed) % (uint64_t)(g + 1)) - 1;
+    uint16_t *d = contig_run(&p, true, ids);
+    contig_check(&p, ids, d, "contig row ids in any order");
+    print_message("  contig row ids in any order, %lld groups, M_total %lld: ok\n", (long long)g,
+                  (long long)p.m);
+    free(d);
+    free(ids);
+    contig_free(&p);
+}
+
+/* KILN_GEMM_TALL_TILES 2 and 3: both layouts in 192- and 256-row tiles. Prefix sums: a
+ * group's last tile runs into the next group's rows. Row ids: a tile that holds two groups
+ * (group starts at multiples of 128 inside a tile) is computed once for each; the two
+ * layouts still give the same bits. */
 static void test_contig_tall_tiles(void **state)
 {
     (void)state;
@@ -251,9 +272,19 @@ static void test_contig_tall_tiles(void **state)
         for (int i = 0; i < 6; i++)
             c3[i] = (int32_t)(rng_next(&seed) % 900);
         check_contig_layouts(6, 2112, 1024, 256, c3);
+        check_row_ids_any_order(5, 1024, 1024, c2);
         ctx = shared;
         kiln_ctx_destroy(tall);
     }
+}
+
+/* The same with the default tiles (128 rows at this size), and 64-row ones. */
+static void test_contig_row_ids_any_order(void **state)
+{
+    (void)state;
+    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {40, 3, 17};
+    check_row_ids_any_order(4, 2048, 2048, c1);
+    check_row_ids_any_order(3, 256, 512, c2);
 }
 
 /* Prefix sums that decrease and run past M_total: no write outside d, no hang. */
@@ -272,8 +303,8 @@ static void test_contig_bad_prefix_sums(void **state)
     contig_free(&p);
 }
 
-/* Row ids the kernel cannot trust: a group whose id is >= G, a block of ids < -1, a row of
- * another id inside a group, and a tile whose first row is a bad id. Nothing of theirs is
+/* Row ids the kernel cannot trust: a group whose id is >= G, a block of ids < -1, a stray
+ * bad id inside a group, and a tile whose first row is a bad id. Nothing of theirs is
  * stored; every other row still gets its group's product. */
 static void test_contig_bad_row_ids(void **state)
 {
@@ -287,9 +318,7 @@ static void test_contig_bad_row_ids(void **state)
     for (int64_t r = p.start[3]; r < p.start[3] + 64; r++)
         ids[r] = -7, owner[r] = -1; /* below -1 */
     ids[150] = -5, owner[150] = -1; /* a stray id inside group 0's second tile */
-    ids[256] = 1000; /* group 0's third tile takes the bad id of its first row: skipped */
-    for (int64_t r = 256; r < 300; r++)
-        owner[r] = -1;
+    ids[256] = 1000, owner[256] = -1; /* the first row of group 0's third 128-row tile */
     uint16_t *d = contig_run(&p, true, ids);
     contig_check(&p, owner, d, "contig bad row ids");
     print_message("  contig bad row ids (>= G, < -1, stray, first of a tile): only valid rows "
@@ -400,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_contig_bad_arguments),
         cmocka_unit_test(test_contig_layouts),
         cmocka_unit_test(test_contig_tall_tiles),
+        cmocka_unit_test(test_contig_row_ids_any_order),
         cmocka_unit_test(test_contig_bad_prefix_sums),
         cmocka_unit_test(test_contig_bad_row_ids),
         cmocka_unit_test(test_contig_prewarmed_serves_jit_off),

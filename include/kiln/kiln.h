@@ -271,16 +271,16 @@ KILN_API kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_mas
  *   group_end  I32  [G], the DeepEP v2 layout: inclusive prefix sums of the rows per group;
  *              group g's rows start at the next multiple of m_alignment after group g-1's
  *              last row (group 0 at row 0).
- *   row_expert I32  [M_total]: the group of each row, -1 for a padding row. The rows of one
- *              group must be contiguous and start at a multiple of m_alignment (after
- *              padding rows), so no 64- or 128-row tile holds two groups.
- *   m_alignment  a positive multiple of 64 (128 is usual; 128-row tiles need it).
+ *   row_expert I32  [M_total]: the group of each row, -1 for a padding row. Any order is
+ *              right; it is fast when each group's rows are contiguous and start at a
+ *              multiple of m_alignment (a tile is computed once per group with rows in it).
+ *   m_alignment  a positive multiple of 64 (128 is usual; 128-row and taller tiles need it
+ *              in the prefix-sum layout, and are only chosen for row ids with it).
  * The layout is read by the kernel, so one captured CUDA graph serves every routing
  * outcome. Rows that belong to no group (padding) are neither stored nor, where a whole
  * tile is padding, computed: d keeps what it held there. A layout that is only wrong on the
  * device never writes outside d: a decreasing prefix sum is an empty group and rows past
- * M_total are dropped; a tile takes the group of its first row that is not padding, rows
- * of another group are not stored, and a tile whose group is < -1 or >= G is skipped.
+ * M_total are dropped; a row whose id is < -1 or >= G is not stored.
  * Same K and N rules as kiln_gemm_fp8; M_total = 0 launches nothing. Returns KILN_OK,
  * KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE, KILN_ERR_MISS,
  * KILN_ERR_DRIVER; on an error nothing is launched. Thread-safety: any. */

@@ -9,7 +9,7 @@
 
 typedef struct kiln__gemm_config {
     int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
-    int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
+    int grouping; /* 0 dense, 1 masked groups, 2 contiguous (prefix sums), 3 (row ids) */
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */

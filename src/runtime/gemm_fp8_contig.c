@@ -6,7 +6,6 @@
 
 static const char op[] = "kiln_gemm_fp8_contig";
 
-/* The row tiles (64 or 128 rows) must not straddle two groups. */
 static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 {
     int status;
@@ -58,11 +57,11 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
 }
 
 /* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
- * group start is a multiple of 128. Per-row experts (grouping 3) need no alignment in the
- * kernel, only tiles that do not straddle two experts: m_align 0 lets one kernel serve
- * every alignment that admits the tile. Prefix sums may take 192- or 256-row tiles where
- * the dense model says they pay (KILN_GEMM_TALL_TILES): a group's last tile then runs into
- * the next group's rows, which it loads but does not store. */
+ * group start is a multiple of 128, and 192- or 256-row tiles where the dense model says
+ * they pay (KILN_GEMM_TALL_TILES). Prefix sums: a group's last tile then runs into the next
+ * group's rows, which it loads but does not store. Row ids (grouping 3): a tile is computed
+ * once per expert with rows in it, so a group start inside a tile costs it one more pass;
+ * m_align 0 lets one kernel serve every alignment. */
 static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                      int64_t align, bool by_row)
 {
@@ -73,7 +72,7 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, 
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
         kiln__gemm_fp8_fit(&cfg);
-    } else if (!by_row) {
+    } else {
         kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms, true);
     }
     return cfg;

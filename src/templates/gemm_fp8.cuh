@@ -205,15 +205,14 @@ static_assert(!OUT_F32 || (GROUPING == 0 && MC == 1 && CK == 1 && KSPLIT == 1),
               "the FP32 output mode is dense, without multicast, cluster_k or k_split");
 static_assert(BM == 64 || BM == 128 || BM == 192 || BM == 256,
               "block_m must be 64, 128, 192 or 256");
-static_assert(BM != 256 || (GROUPING <= 2 && KSPLIT == 1 && CK == 1 && MC == 1 && !OVERLAP &&
-                            !OUT_F32),
-              "256-row tiles are dense, masked or prefix-sum BF16-output prefill tiles: no "
-              "k_split, cluster_k, B multicast or overlap");
+static_assert(BM != 256 || (KSPLIT == 1 && CK == 1 && MC == 1 && !OVERLAP && !OUT_F32),
+              "256-row tiles are BF16-output prefill tiles: no k_split, cluster_k, B multicast "
+              "or overlap");
 static_assert(!TRACE || !OUT_F32, "trace mode uses c, which the FP32 mode reads");
-static_assert(BM != 192 || ((GROUPING == 0 || GROUPING == 2) && KSPLIT == 1 && CK == 1 &&
-                            MC == 1 && MCA == 1 && !OVERLAP),
-              "192-row tiles are dense or prefix-sum prefill tiles: no k_split, cluster_k, "
-              "multicast or overlap");
+static_assert(BM != 192 || (GROUPING != 1 && KSPLIT == 1 && CK == 1 && MC == 1 && MCA == 1 &&
+                            !OVERLAP),
+              "192-row tiles are dense or contiguous-group prefill tiles: no k_split, "
+              "cluster_k, multicast or overlap");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
@@ -888,6 +887,12 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         tile_coords(sc, cur, unit, tl);
         const int mb = tl.mb, nb = tl.nb;
         const int n_off = (nb * BN) % 128;
+        /* every row, but with per-row experts; only this warpgroup's 64-row groups' bits stay
+         * live through the K loop (the whole tile's do not fit beside a 192-row tile's sums) */
+        u64 kept[WAVES];
+#pragma unroll
+        for (int v = 0; v < WAVES; ++v)
+            kept[v] = tile_rows_kept(tl, rg + v * WG_RG);
 #pragma unroll
         for (int v = 0; v < WAVES; ++v)
 #pragma unroll
@@ -1012,9 +1017,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             named_bar_sync(1 + wg, 128);
             /* multicast_a: a cluster's n blocks past N only load their share of A */
             const int rows_left = nb < NUM_NB ? tl.rows - (mb * BM + (int)rgv * 64) : 0;
-            const u64 kept = tile_rows_kept(tl, rgv); /* every row, but with per-row experts */
-            if (GROUPING == 3 && kept != ~0ull) {
-                store_expert_rows(outs[v], tl, rgv, row_in_wg, lane, kept, d_ptr, ld_d);
+            if (GROUPING == 3 && kept[v] != ~0ull) {
+                store_expert_rows(outs[v], tl, rgv, row_in_wg, lane, kept[v], d_ptr, ld_d);
             } else if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
                 store_partial(outs[v], sc, tl, rgv, row_in_wg, lane, rows_left, d_ptr, ld_d);
             } else if (t == 0 && rows_left > 0) {

@@ -63,6 +63,8 @@ struct cursor {
     int g, base, count, rows, num_mb;
     int start, next_start; /* contiguous: this group's first row, the next group's */
     u32 keep[BM / 32];     /* per-row experts: the current tile's rows of expert g */
+    int unit;              /* per-row experts: the unit of expert g's tile (-1: none yet) */
+    bool more;             /* per-row experts: a larger expert has rows in that unit too */
 };
 
 __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
@@ -73,6 +75,8 @@ __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
     c.rows = sc.m;
     c.num_mb = sc.num_mbu;
     c.start = c.next_start = 0;
+    c.unit = -1;
+    c.more = false;
 }
 
 __device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit);
@@ -143,50 +147,62 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     }
 }
 
-/* Per-row experts: the tile of m block mb takes the expert of its first row that is not
- * padding (-1); c.keep gets the tile's rows of that expert. False when there is none, or
- * when it is not an expert (< -1 or >= G: the tile is skipped, so a bad id writes
- * nothing). Warp-collective: a lane per row, a ballot per 32 rows. */
-__device__ __forceinline__ bool row_expert_tile(const sched &sc, int mb, cursor &c)
+/* Per-row experts: the tile of m block mb for the smallest expert above `after` with rows
+ * in it (ids in [0, G); padding (-1) and bad ids are nobody's, so their rows are never
+ * stored); c.keep gets that expert's rows, c.more whether a larger expert has rows there
+ * too. False when no expert is left. Warp-collective: a lane per row, one min and one max
+ * reduction over the warp. */
+__device__ __forceinline__ bool row_expert_tile(const sched &sc, int mb, int after, cursor &c)
 {
     constexpr int CHUNKS = BM / 32;
+    constexpr int NONE = 0x7fffffff;
     const int lane = (int)(threadIdx.x % 32);
-    int ids[CHUNKS];
+    /* The ids are read twice (the second time from L1) rather than held: the producer of a
+     * 192- or 256-row tile has 24 registers. */
+    const int *ids = sc.group_rows + mb * BM + lane;
+    const int rows = sc.m - mb * BM - lane; /* this lane's rows in the tile: 32 j < rows */
+    int lo = NONE, hi = -1;
 #pragma unroll
     for (int j = 0; j < CHUNKS; ++j) {
-        const int row = mb * BM + 32 * j + lane;
-        ids[j] = row < sc.m ? __ldg(sc.group_rows + row) : -1;
+        const int id = 32 * j < rows ? __ldg(ids + 32 * j) : -1;
+        const bool wanted = id > after && id < sc.num_groups;
+        lo = wanted && id < lo ? id : lo;
+        hi = wanted && id > hi ? id : hi;
     }
-    int expert = -1;
-#pragma unroll
-    for (int j = CHUNKS - 1; j >= 0; --j) { /* backwards: the first row found wins */
-        const u32 used = __ballot_sync(0xffffffffu, ids[j] != -1);
-        const int id = __shfl_sync(0xffffffffu, ids[j], used ? __ffs((int)used) - 1 : 0);
-        expert = used ? id : expert;
-    }
-    if (expert < 0 || expert >= sc.num_groups)
+    int expert, top;
+    asm volatile("redux.sync.min.s32 %0, %1, 0xffffffff;" : "=r"(expert) : "r"(lo));
+    asm volatile("redux.sync.max.s32 %0, %1, 0xffffffff;" : "=r"(top) : "r"(hi));
+    if (expert == NONE)
         return false;
 #pragma unroll
     for (int j = 0; j < CHUNKS; ++j)
-        c.keep[j] = __ballot_sync(0xffffffffu, ids[j] == expert);
+        c.keep[j] = __ballot_sync(0xffffffffu, 32 * j < rows && __ldg(ids + 32 * j) == expert);
     c.g = expert;
+    c.more = top > expert;
     return true;
 }
 
-/* Per-row experts: units are the dense tiles of M_total rows; a unit whose tile has no
- * expert is passed over. Every warp of every role scans the ids itself: they read the same
- * memory, so all of them pass over the same units without talking to each other. c.base
- * holds minus the units passed over so far, so tile_coords finds the unit that stands in
- * for `unit`. */
+/* Per-row experts: units are the dense tiles of M_total rows, and a unit is computed once
+ * for each expert with rows in it, in increasing order (once when groups start at
+ * multiples of the tile height; an expert boundary inside a tile costs one more pass of
+ * it); a unit with no expert is passed over. Every warp of every role scans the ids
+ * itself: they read the same memory, so all of them walk the same (unit, expert) pairs
+ * without talking to each other. Each call moves to the pair after the cursor's, for
+ * `unit` = the previous call's + sc.step; c.base holds unit minus the unit found, so
+ * tile_coords finds it. */
 __device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit)
 {
+    int u = c.unit < 0 ? unit : c.more ? c.unit : c.unit + sc.step;
+    int after = c.unit >= 0 && c.more ? c.g : -1;
 #pragma unroll 1
-    for (int u = unit - c.base; u < sc.num_units; u += sc.step) {
+    for (; u < sc.num_units; u += sc.step, after = -1) {
         c.base = unit - u;
         tile tl;
         tile_coords(sc, c, unit, tl);
-        if (row_expert_tile(sc, tl.mb, c))
+        if (row_expert_tile(sc, tl.mb, after, c)) {
+            c.unit = u;
             return true;
+        }
     }
     return false;
 }
