@@ -26,8 +26,11 @@
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
+ * KILN_BENCH_CONTIG=GxROWS (--contig): G groups of ROWS rows instead of the two DeepSeek
+ * groupings (1x32768: one group, where both layouts walk the same tiles in the same order).
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
  *        [--sweep] [--trace] [--loads-only] [--math-only] [MxNxK ...] */
+#include <inttypes.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -871,10 +874,23 @@ int main(int argc, char **argv)
             for (int i = 0; i < 5; i++)
                 bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json, sweep);
     } else if (contig) {
-        static const int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
+        int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
+        /* KILN_BENCH_CONTIG=GxROWS: that grouping instead of the two DeepSeek ones */
+        const char *other = getenv("KILN_BENCH_CONTIG");
+        int count = 2;
+        if (other != NULL) {
+            count = 1;
+            if (sscanf(other, "%" SCNd64 "x%" SCNd64, &shapes[0][0], &shapes[0][1]) != 2 ||
+                shapes[0][0] < 1 || shapes[0][0] > 256 || shapes[0][1] < 128 ||
+                shapes[0][1] % 128 != 0 || shapes[0][0] * shapes[0][1] > (1 << 20)) {
+                fprintf(stderr, "KILN_BENCH_CONTIG=%s: want GxROWS, 1 <= G <= 256, ROWS a "
+                        "multiple of 128, G x ROWS <= 2^20\n", other);
+                return 2;
+            }
+        }
         for (int jj = 0; jj < 2; jj++)
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < count; i++)
                 bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
     } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)

@@ -157,8 +157,8 @@ __device__ __forceinline__ bool row_expert_tile(const sched &sc, int mb, int aft
     constexpr int CHUNKS = BM / 32;
     constexpr int NONE = 0x7fffffff;
     const int lane = (int)(threadIdx.x % 32);
-    /* The ids are read twice (the second time from L1) rather than held: the producer of a
-     * 192- or 256-row tile has 24 registers. */
+    /* The ids are read twice (the second read meant to hit L1) rather than held: the
+     * producer warps of a 192- or 256-row tile have 24 registers. */
     const int *ids = sc.group_rows + mb * BM + lane;
     const int rows = sc.m - mb * BM - lane; /* this lane's rows in the tile: 32 j < rows */
     int lo = NONE, hi = -1;
