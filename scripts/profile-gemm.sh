@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Hardware counters of one FP8 GEMM launch per shape, on the GPU machine (device tool):
-#   bash scripts/profile-gemm.sh [--source] [--memory] [MxNxK ...]  (carry build-device, .carry)
+#   bash scripts/profile-gemm.sh [--source] [--memory] [MxNxK ... | --contig]
+#   (carry build-device, .carry)
 # Nsight Compute with the clocks left alone; prints the speed-of-light figures, the gmma
 # (wgmma) pipe's utilisation and the warps' stall reasons per issued instruction, so a
 # session can see which unit bounds a kernel before changing it. --memory adds the shared
 # memory tables and utilisation (wgmma operands and TMA writes). --source also samples the
 # stalls per SASS instruction (ncu-source-SHAPE.csv in $OUT/profile-gemm.tgz) and prints where they land
-# (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue.
+# (scripts/ncu_stalls.py): promotion FFMAs, barrier waits, wgmma issue. --contig: the
+# contiguous grouped GEMM on one group of 32768 rows at (N, K) = (4096, 7168), once with the
+# prefix sums and once with row ids (both layouts then walk the same tiles in the same order:
+# what differs is the row-id scan at each tile start; docs/gemm_fp8_notes.md, "Stop 19").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-logs.sh
@@ -14,16 +18,23 @@ device_run profile-gemm # sets $out; packs it into $OUT/profile-gemm.tgz at exit
 exec > >(tee "$out/profile-gemm.log") 2>&1 # the device tool returns only the output's tail
 source=0
 memory=0
+contig=0
 while [[ ${1:-} == --* ]]; do
   case $1 in
     --source) source=1 ;;
     --memory) memory=1 ;;
+    --contig) contig=1 ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 shapes=("$@")
 [ ${#shapes[@]} -gt 0 ] || shapes=(4096x7168x2048 4096x7168x16384 64x2112x7168)
+# --contig: `kiln-bench-gemm-fp8 --single --contig` launches each kiln kernel 17 times, the
+# prefix sums' first, then the row ids' (KILN_BENCH_CONTIG=1x32768: one group, (4096, 7168)
+# first): the 5th launch of each is profiled (with --source, the row ids' SASS is the one
+# with REDUX instructions).
+[ $contig = 0 ] || shapes=(contig-prefix-sums contig-row-ids)
 # Passes the SpeedOfLight lines through and adds the kernel's TFLOP/s and its share of the
 # FP8 dense peak at the SM clock it ran at (KILN_PROFILE_SMS SMs, default 132, x 8192 FLOP
 # per clock): the figure to hold against REFERENCE.md's, and the clock that explains it.
@@ -45,12 +56,23 @@ sol_rate() {
 }
 for shape in "${shapes[@]}"; do
   echo "=== $shape ==="
-  run_ncu() { timeout "${KILN_PROFILE_TIMEOUT:-120}" ncu --clock-control none -k regex:kiln_gemm -s 4 -c 1 "$@" \
-    "$build/tools/kiln-bench-gemm-fp8" "$shape" 2>&1; }
+  skip=4
+  bench_args=("$shape")
+  flops_shape=$shape
+  case $shape in
+    contig-*)
+      export KILN_BENCH_CONTIG=1x32768
+      bench_args=(--single --contig)
+      flops_shape=32768x4096x7168
+      [ "$shape" = contig-prefix-sums ] || skip=21
+      ;;
+  esac
+  run_ncu() { timeout "${KILN_PROFILE_TIMEOUT:-120}" ncu --clock-control none -k regex:kiln_gemm -s $skip -c 1 "$@" \
+    "$build/tools/kiln-bench-gemm-fp8" "${bench_args[@]}" 2>&1; }
   run_ncu --section SpeedOfLight \
     --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' |
     grep -E 'Frequency|Duration|Throughput|stalled' | awk '!/stalled/ || $NF+0 > 0.05' |
-    sol_rate "$shape"
+    sol_rate "$flops_shape"
   # Tensor-pipe names differ between ncu versions: ask by pattern, print what matched.
   run_ncu --metrics 'regex:sm__pipe_tensor_cycles_active\.avg\.pct_of_peak_sustained_active' |
     grep -E '^ *sm__pipe' || true
