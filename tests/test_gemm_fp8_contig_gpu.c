@@ -3,8 +3,9 @@
  * dequantized inputs: fresh random data, padding rows of A NaN, d poisoned (with 64 guard
  * rows past M_total), every element checked (rows of a group against the reference, every
  * other row still poisoned), two runs bitwise equal, and the two layouts bitwise equal to
- * each other; row ids in any order; bad layouts write nothing outside what they own; bad arguments launch
- * nothing; a cache prewarmed without a GPU serves both layouts with KILN_JIT=0. */
+ * each other; row ids in any order; bad layouts write nothing outside what they own; bad
+ * arguments launch nothing; a cache prewarmed without a GPU serves both layouts with
+ * KILN_JIT=0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

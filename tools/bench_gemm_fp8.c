@@ -844,6 +844,24 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     free(ids);
 }
 
+/* The --contig groupings: the two DeepSeek ones (2), or KILN_BENCH_CONTIG=GxROWS in
+ * shapes[0] (1); -1 with a message when that is not a grouping the benchmark can build. */
+static int contig_groupings(int64_t shapes[2][2])
+{
+    const char *other = getenv("KILN_BENCH_CONTIG");
+    if (other == NULL)
+        return 2;
+    if (sscanf(other, "%" SCNd64 "x%" SCNd64, &shapes[0][0], &shapes[0][1]) != 2 ||
+        shapes[0][0] < 1 || shapes[0][0] > 256 || shapes[0][1] < 128 || shapes[0][1] % 128 != 0 ||
+        shapes[0][0] * shapes[0][1] > (1 << 20)) {
+        fprintf(stderr, "KILN_BENCH_CONTIG=%s: want GxROWS, 1 <= G <= 256, ROWS a multiple of "
+                        "128, G x ROWS <= 2^20\n",
+                other);
+        return -1;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static const char *const flags[] = {"--masked", "--contig", "--sweep", "--trace",
@@ -876,19 +894,9 @@ int main(int argc, char **argv)
     } else if (contig) {
         int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
-        /* KILN_BENCH_CONTIG=GxROWS: that grouping instead of the two DeepSeek ones */
-        const char *other = getenv("KILN_BENCH_CONTIG");
-        int count = 2;
-        if (other != NULL) {
-            count = 1;
-            if (sscanf(other, "%" SCNd64 "x%" SCNd64, &shapes[0][0], &shapes[0][1]) != 2 ||
-                shapes[0][0] < 1 || shapes[0][0] > 256 || shapes[0][1] < 128 ||
-                shapes[0][1] % 128 != 0 || shapes[0][0] * shapes[0][1] > (1 << 20)) {
-                fprintf(stderr, "KILN_BENCH_CONTIG=%s: want GxROWS, 1 <= G <= 256, ROWS a "
-                        "multiple of 128, G x ROWS <= 2^20\n", other);
-                return 2;
-            }
-        }
+        int count = contig_groupings(shapes);
+        if (count < 0)
+            return 2;
         for (int jj = 0; jj < 2; jj++)
             for (int i = 0; i < count; i++)
                 bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
