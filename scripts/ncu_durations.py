@@ -8,9 +8,13 @@ name, and kiln's runs further into measurements of BATCHES + 2 = 17 launches (th
 layouts of the contiguous benchmark share one kernel name). One line per run, in launch
 order: the label, call count, median microseconds per call, for kiln's GEMM kernel when LABEL is
 MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
-after the first carry the configuration the benchmark printed for them. cuBLASLt's loop over groups (--contig) shows G calls per
-measurement: multiply the median by G."""
+after the first carry the configuration the benchmark printed for them. With --contig
+(LABEL "contig"), each run is labelled with its grouping, "cGxROWS:NxK" from the benchmark's
+own "contig G x ROWS rows, N n K k" lines, kiln's two runs per grouping (prefix sums, then
+row ids) get their TFLOP/s and the layout, and cuBLASLt's loop over the groups shows G
+calls per measurement: multiply the median by G (scripts/vs_reference.py does)."""
 import csv
+import re
 import statistics
 import sys
 
@@ -72,8 +76,22 @@ def sweep_configs(path):
     return configs
 
 
+def contig_groupings(path):
+    """The --contig benchmark's groupings, in order: [(G, rows per group, N, K)]."""
+    found = []
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"contig\s+(\d+) x\s+(\d+) rows, N\s+(\d+) K\s+(\d+):", line)
+            if m:
+                found.append(tuple(map(int, m.groups())))
+    return found
+
+
 def main():
     label, path = sys.argv[1], sys.argv[2]
+    if label == "contig":
+        contig_main(path)
+        return
     configs = sweep_configs(path)
     kiln_runs = 0
     flops = None
@@ -97,6 +115,33 @@ def main():
             if 0 < kiln_runs <= len(configs):
                 extra += f"  [{configs[kiln_runs - 1]}]"
             kiln_runs += 1
+        print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
+
+
+def contig_main(path):
+    """--contig: per grouping, kiln's prefix sums, then its row ids, then cuBLASLt's loop."""
+    groupings = contig_groupings(path)
+    found = runs(path)
+    if not found:
+        print(f"{'contig':>20}  no kernel profiled (see the .err log)")
+    kiln_runs = 0
+    shape = 0  # the grouping of the runs being printed
+    for name, us, helpers, mhz in found:
+        med = statistics.median(us)
+        clocks = [c for c in mhz if c]
+        clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
+        rate, extra = "", f" (+{helpers // len(us)} reduce)" if helpers else ""
+        if name.startswith("kiln_gemm"):
+            shape = kiln_runs // 2
+            extra += " [row ids]" if kiln_runs % 2 else " [prefix sums]"
+            kiln_runs += 1
+        if shape < len(groupings):
+            g, rows, n, k = groupings[shape]
+            label = f"c{g}x{rows}:{n}x{k}"
+            if name.startswith("kiln_gemm"):
+                rate = f"  {2.0 * g * rows * n * k / med / 1e6:7.1f} TFLOP/s"
+        else:
+            label = "contig"
         print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
 
 
