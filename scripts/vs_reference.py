@@ -41,18 +41,17 @@ def contig_table(lines):
         f = line.split()
         m = re.fullmatch(r"c(\d+)x(\d+):(\d+)x(\d+)", f[0]) if f else None
         if m and len(f) >= 6 and f[2] == "x" and f[4] == "us":
-            by_grouping.setdefault(tuple(map(int, m.groups())), []).append(
-                (int(f[1]), float(f[3]), line))
+            by_grouping.setdefault(tuple(map(int, m.groups())), []).append((float(f[3]), line))
     if not by_grouping:
         return
     print(f"{'contig':>18} {'prefix us':>9} {'TFLOP/s':>8} {'row ids':>9} {'TFLOP/s':>8} "
           f"{'Lt loop':>9} {'x loop':>6} {'peer':>5} {'x peer':>6}")
     for (g, rows, n, k), found in by_grouping.items():
-        kiln = [us for _, us, l in found if "kiln_gemm" in l]
-        lt = next(((calls, us) for calls, us, l in found if "Avec128" in l), None)
+        kiln = [us for us, l in found if "kiln_gemm" in l]
+        lt = next((us for us, l in found if "Avec128" in l), None)  # one GEMM of the loop
         flops = 2.0 * g * rows * n * k
         prefix, row_ids = (kiln + [float("nan")] * 2)[:2]
-        loop = g * lt[1] if lt else float("nan")
+        loop = g * lt if lt else float("nan")
         ref = PEER_CONTIG.get((g, rows, n, k))
         tf = flops / prefix / 1e6
         print(f"{f'{g}x{rows} {n}x{k}':>18} {prefix:9.2f} {tf:8.1f} {row_ids:9.2f} "
