@@ -87,10 +87,24 @@ def contig_groupings(path):
     return found
 
 
+def print_run(label, name, us, helpers, mhz, flops=None, tag=""):
+    """One run's line: label, call count, median us, TFLOP/s (kiln, when flops is known), the
+    median SM clock, the kernel's name and what else is known of the run."""
+    med = statistics.median(us)
+    clocks = [c for c in mhz if c]
+    clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
+    rate = f"  {flops / med / 1e6:7.1f} TFLOP/s" if flops and name.startswith("kiln_gemm") else ""
+    extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
+    print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}{tag}")
+
+
 def main():
     label, path = sys.argv[1], sys.argv[2]
+    found = runs(path)
+    if not found:
+        print(f"{label:>20}  no kernel profiled (see the .err log)")
     if label == "contig":
-        contig_main(path)
+        contig_main(path, found)
         return
     configs = sweep_configs(path)
     kiln_runs = 0
@@ -99,50 +113,32 @@ def main():
     if len(dims) == 3 and all(d.isdigit() for d in dims):
         m, n, k = map(int, dims)
         flops = 2.0 * m * n * k
-    found = runs(path)
-    if not found:
-        print(f"{label:>20}  no kernel profiled (see the .err log)")
     for name, us, helpers, mhz in found:
-        med = statistics.median(us)
-        clocks = [c for c in mhz if c]
-        clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
-        rate = ""
-        if flops and name.startswith("kiln_gemm"):
-            rate = f"  {flops / med / 1e6:7.1f} TFLOP/s"
-        extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
+        tag = ""
         if name.startswith("kiln_gemm"):
             # With --sweep: the default run, then one run per configuration swept.
             if 0 < kiln_runs <= len(configs):
-                extra += f"  [{configs[kiln_runs - 1]}]"
+                tag = f"  [{configs[kiln_runs - 1]}]"
             kiln_runs += 1
-        print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
+        print_run(label, name, us, helpers, mhz, flops, tag)
 
 
-def contig_main(path):
+def contig_main(path, found):
     """--contig: per grouping, kiln's prefix sums, then its row ids, then cuBLASLt's loop."""
     groupings = contig_groupings(path)
-    found = runs(path)
-    if not found:
-        print(f"{'contig':>20}  no kernel profiled (see the .err log)")
     kiln_runs = 0
     shape = 0  # the grouping of the runs being printed
     for name, us, helpers, mhz in found:
-        med = statistics.median(us)
-        clocks = [c for c in mhz if c]
-        clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
-        rate, extra = "", f" (+{helpers // len(us)} reduce)" if helpers else ""
+        tag = ""
         if name.startswith("kiln_gemm"):
             shape = kiln_runs // 2
-            extra += " [row ids]" if kiln_runs % 2 else " [prefix sums]"
+            tag = " [row ids]" if kiln_runs % 2 else " [prefix sums]"
             kiln_runs += 1
+        label, flops = "contig", None
         if shape < len(groupings):
             g, rows, n, k = groupings[shape]
-            label = f"c{g}x{rows}:{n}x{k}"
-            if name.startswith("kiln_gemm"):
-                rate = f"  {2.0 * g * rows * n * k / med / 1e6:7.1f} TFLOP/s"
-        else:
-            label = "contig"
-        print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}")
+            label, flops = f"c{g}x{rows}:{n}x{k}", 2.0 * g * rows * n * k
+        print_run(label, name, us, helpers, mhz, flops, tag)
 
 
 if __name__ == "__main__":
