@@ -133,6 +133,19 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
 {
     return cfg->multicast_a > 1 ? cfg->multicast_a : 1;
 }
+/* Rows of A's TMA box. A dense problem shorter than one tile (decode batches below 64 or
+ * 128 rows) loads only its rows rounded up to 8 (one 128-byte swizzle atom): with the whole
+ * tile's box the TMA fills the rows past M with zeros, and that made a 1-row GEMM 15-29%
+ * slower than with the short box (stop 21). The template (stage_tx) derives the same
+ * number from M for its barrier byte counts; the tile's rows past the box keep stale
+ * shared memory, which reaches only their own output rows, never stored. With
+ * multicast_a each CTA loads 1/multicast_a of the tile's rows. */
+static inline int kiln__gemm_fp8_a_box_rows(const kiln__gemm_config *cfg, int64_t m)
+{
+    if (cfg->grouping == 0 && kiln__gemm_fp8_multicast_a(cfg) == 1 && m < cfg->block_m)
+        return (int)((m + 7) / 8 * 8);
+    return cfg->block_m / kiln__gemm_fp8_multicast_a(cfg);
+}
 /* Trace mode's u64 readings per CTA, in the order of the template's trace_slot:
  * %globaltimer (ns) at entry and at the math's end, the others the SM's clock64. */
 enum kiln__gemm_fp8_trace_slot {

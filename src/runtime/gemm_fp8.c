@@ -92,8 +92,7 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
     int slab = kiln__gemm_fp8_slab(cfg->block_n), status;
     if ((status = kiln__tma_2d(ctx, &ops->tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a->data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(a),
-                               /* multicast_a: each CTA loads 1/multicast_a of A's tile */
-                               (uint32_t)(cfg->block_m / kiln__gemm_fp8_multicast_a(cfg)),
+                               (uint32_t)kiln__gemm_fp8_a_box_rows(cfg, m),
                                128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
         (status = kiln__tma_2d(ctx, &ops->tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                sfa->data, (uint64_t)(k / 128), (uint64_t)kiln_sf_mn_stride(m),

@@ -284,6 +284,16 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
 
+/* Rows of A's TMA box (the host's kiln__gemm_fp8_a_box_rows): a dense problem shorter
+ * than one tile loads its rows rounded up to 8, not a box mostly filled with zeros. */
+__device__ __forceinline__ u32 stage_tx(int m)
+{
+    if constexpr (GROUPING == 0 && MCA == 1)
+        if (m < BM)
+            return STAGE_TX - A_STAGE_BYTES + (u32)((m + 7) / 8 * 8) * BK;
+    return STAGE_TX;
+}
+
 #include "common/gemm_sched.cuh"
 #include "common/cluster_reduce.cuh"
 
@@ -330,7 +340,7 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
                                            u32 full, int kb, int a_row)
 {
     const int nb = tl.nb;
-    mbar_arrive_expect_tx(full, STAGE_TX);
+    mbar_arrive_expect_tx(full, stage_tx(sc.m));
     if constexpr (GROUPING == 1) {
         tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
         tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
