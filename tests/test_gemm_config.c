@@ -372,9 +372,31 @@ static void test_alternatives_compile(void **state)
     assert_true(compiled >= 2);
 }
 
+/* A's TMA box: a dense problem shorter than one tile loads its rows rounded up to 8 (the
+ * template's stage_tx counts the same bytes); grouped problems and A multicast keep theirs. */
+static void test_a_box_rows(void **state)
+{
+    (void)state;
+    kiln__gemm_config c = kiln__gemm_fp8_pick(1, 2112, 7168, 132);
+    assert_int_equal(c.block_m, 64);
+    static const int64_t m[] = {1, 7, 8, 9, 20, 63, 64, 65, 4096};
+    static const int rows[] = {8, 8, 8, 16, 24, 64, 64, 64, 64};
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, m[i]), rows[i]);
+    c.block_m = 128;
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 100), 104);
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 129), 128);
+    c.multicast_a = 2;
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1), 64);
+    c.multicast_a = 1;
+    c.grouping = 1;
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1), 128);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_box_rows),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
