@@ -381,7 +381,7 @@ static void test_a_box_rows(void **state)
     assert_int_equal(c.block_m, 64);
     static const int64_t m[] = {1, 7, 8, 9, 20, 63, 64, 65, 4096};
     static const int rows[] = {8, 8, 8, 16, 24, 64, 64, 64, 64};
-    for (int i = 0; i < 9; i++)
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, m[i]), rows[i]);
     c.block_m = 128;
     assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 100), 104);

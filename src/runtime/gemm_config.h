@@ -135,10 +135,10 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
 }
 /* Rows of A's TMA box. A dense problem shorter than one tile (decode batches below 64 or
  * 128 rows) loads only its rows rounded up to 8 (one 128-byte swizzle atom): with the whole
- * tile's box the TMA fills the rows past M with zeros, and that made a 1-row GEMM 15-29%
- * slower than with the short box (stop 21). The template (stage_tx) derives the same
- * number from M for its barrier byte counts; the tile's rows past the box keep stale
- * shared memory, which reaches only their own output rows, never stored. With
+ * tile's box the TMA fills the rows past M with zeros, and that made 1-row GEMMs 1-29%
+ * slower than with the short box (stop 21, seven shapes). The template (stage_tx) derives
+ * the same number from M for its barrier byte counts; the tile's rows past the box keep
+ * stale shared memory, which reaches only their own output rows, never stored. With
  * multicast_a each CTA loads 1/multicast_a of the tile's rows. */
 static inline int kiln__gemm_fp8_a_box_rows(const kiln__gemm_config *cfg, int64_t m)
 {
