@@ -127,15 +127,17 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
     };
-    /* A K-major operand loads [tile rows, 64 of K] per stage; an MN-major one [64 of K, 64]
-     * boxes, one per 64 rows (columns) of the tile. */
+    /* A K-major operand loads [tile rows, 64 of K] per stage (A: only M's rows rounded up to
+     * 8 when M is shorter than a tile, the template's stage_tx); an MN-major one [64 of K,
+     * 64] boxes, one per 64 rows (columns) of the tile. */
+    const int64_t a_box_rows = m < cfg.block_m ? (m + 7) / 8 * 8 : cfg.block_m;
     const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
     uint64_t lda = (uint64_t)kiln__row_stride(&args->a), ldb = (uint64_t)kiln__row_stride(&args->b);
     if ((status = a_mn ? kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)k,
                                       (uint64_t)m, lda, 64, 64, sw)
                        : kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)m,
-                                      (uint64_t)k, lda, (uint32_t)cfg.block_m, 64, sw)) ||
+                                      (uint64_t)k, lda, (uint32_t)a_box_rows, 64, sw)) ||
         (status = b_mn ? kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)k,
                                       (uint64_t)n, ldb, 64, 64, sw)
                        : kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)n,

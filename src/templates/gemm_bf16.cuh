@@ -148,6 +148,16 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES;
 
+/* A dense problem shorter than one tile with K-major A loads its rows rounded up to 8, not
+ * a box mostly zero-filled by the TMA (the host's A box, gemm_bf16.c; as in the FP8 GEMM). */
+__device__ __forceinline__ u32 stage_tx(int m)
+{
+    if constexpr (GROUPING == 0 && !A_MN)
+        if (m < BM)
+            return B_STAGE_BYTES + (u32)((m + 7) / 8 * 8) * BK * 2;
+    return STAGE_TX;
+}
+
 #include "common/gemm_sched.cuh"
 #include "common/cluster_reduce.cuh"
 
@@ -182,7 +192,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                 const u32 full = base + OFF_BAR + s * 8;
                 const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
                 const u32 b_dst = base + OFF_B + s * B_STAGE_BYTES;
-                mbar_arrive_expect_tx(full, STAGE_TX);
+                mbar_arrive_expect_tx(full, stage_tx(sc.m));
                 if constexpr (GROUPING == 1) {
                     tma_load_3d(a_dst, tm_a, full, kb * BK, a_row, tl.g);
                     tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
