@@ -153,6 +153,17 @@ static void test_odd_shapes(void **state)
     check_shapes(4112, 256, m4, 2);
 }
 
+/* Decode tiles split along K over a cluster (cluster_k) whose rows end inside the second,
+ * third or fourth warp of a 64-row group, with A's box cut to M rounded up to 8 rows: the
+ * decode picks with clusters of 4 (2112 x 7168) and 2 (4096 x 7168). */
+static void test_cluster_partial_rows(void **state)
+{
+    (void)state;
+    static const int64_t ms[] = {20, 45, 63};
+    check_shapes(2112, 7168, ms, 3);
+    check_shapes(4096, 7168, ms, 3);
+}
+
 /* The shared context is swapped for one made with opts for the length of a test. */
 static kiln_ctx *swap_ctx(const kiln_options *opts)
 {
@@ -631,6 +642,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_cluster_partial_rows),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),
