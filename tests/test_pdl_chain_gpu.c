@@ -1,10 +1,10 @@
 /* gpu suite: kernels launched back to back under programmatic dependent launch (PDL), each
  * reading what the one before it wrote: an FP8 GEMM, then two BF16 GEMMs chained on its
- * output, with no synchronization between them. A dependent kernel waits
- * (griddepcontrol.wait) for the whole previous grid, including the last TMA stores its CTAs
- * did not wait for before exiting. Every buffer is poisoned with NaN first, so input read
- * too early shows as NaN or as a mismatch with the FP64 reference computed from what the
- * previous kernel left in memory; the chain runs several times, bitwise equal each time. */
+ * output, with no synchronization between them. A dependent kernel starts early and waits
+ * (griddepcontrol.wait) for the whole previous grid, its last TMA stores included. Every
+ * buffer is poisoned with NaN first, so input read too early shows as NaN or as a mismatch
+ * with the FP64 reference computed from what the previous kernel left in memory; the chain
+ * runs several times, bitwise equal each time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
