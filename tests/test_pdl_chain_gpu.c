@@ -44,20 +44,16 @@ static void check_bf16(const char *what, const uint16_t *d, const double *ref, i
     print_message("  %-28s diff %.2e\n", what, diff);
 }
 
-/* FP64 reference of a = x . w^T for x BF16 [m][k] as left in device memory. */
-static double *bf16_chain_reference(const uint16_t *x, const float *w, int64_t m, int64_t n,
-                                    int64_t k)
+/* FP64 reference of x . w^T for x BF16 [m][k] as left in device memory; rows: 0..m-1. */
+static double *bf16_chain_reference(const uint16_t *x, const float *w, const int64_t *rows,
+                                    int64_t m, int64_t n, int64_t k)
 {
     float *xf = malloc((size_t)(m * k) * 4);
     for (int64_t i = 0; i < m * k; i++)
         xf[i] = bf16_to_float(x[i]);
-    int64_t *rows = malloc((size_t)m * sizeof(int64_t));
-    for (int64_t r = 0; r < m; r++)
-        rows[r] = r;
     double *ref = malloc((size_t)(m * n) * sizeof(double));
     bf16_reference(xf, k, w, n, k, rows, m, ref);
     free(xf);
-    free(rows);
     return ref;
 }
 
@@ -127,9 +123,9 @@ static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n
     /* The FP8 GEMM's loose elementwise bound and diff (test_gemm_fp8_gpu); the BF16 GEMMs'
      * bounds of test_gemm_bf16_gpu, against their input as stored. */
     check_bf16("fp8 gemm", out[0][0], ref1, m, n1, 1.0 / 16, 1e-2, 1e-3);
-    double *ref2 = bf16_chain_reference(out[0][0], w2f, m, n2, n1);
+    double *ref2 = bf16_chain_reference(out[0][0], w2f, rows, m, n2, n1);
     check_bf16("bf16 gemm on its output", out[0][1], ref2, m, n2, 1.0 / 128, 1e-4, 1e-5);
-    double *ref3 = bf16_chain_reference(out[0][1], w3f, m, n3, n2);
+    double *ref3 = bf16_chain_reference(out[0][1], w3f, rows, m, n3, n2);
     check_bf16("bf16 gemm on that", out[0][2], ref3, m, n3, 1.0 / 128, 1e-4, 1e-5);
     print_message("  %s: %d runs bitwise equal\n", what, CHAIN_RUNS);
     for (int run = 0; run < CHAIN_RUNS; run++)

@@ -130,7 +130,7 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
     /* A K-major operand loads [tile rows, 64 of K] per stage (A: only M's rows rounded up to
      * 8 when M is shorter than a tile, the template's stage_tx); an MN-major one [64 of K,
      * 64] boxes, one per 64 rows (columns) of the tile. */
-    const int64_t a_box_rows = m < cfg.block_m ? (m + 7) / 8 * 8 : cfg.block_m;
+    const int a_box_rows = kiln__tma_short_box_rows(m, cfg.block_m);
     const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
     uint64_t lda = (uint64_t)kiln__row_stride(&args->a), ldb = (uint64_t)kiln__row_stride(&args->b);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "tma.h"
 
 typedef struct kiln__gemm_config {
     int block_m, block_n, stages, group_n, k_split, multicast, cluster_k;
@@ -134,16 +135,14 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
     return cfg->multicast_a > 1 ? cfg->multicast_a : 1;
 }
 /* Rows of A's TMA box. A dense problem shorter than one tile (decode batches below 64 or
- * 128 rows) loads only its rows rounded up to 8 (one 128-byte swizzle atom): with the whole
- * tile's box the TMA fills the rows past M with zeros, and that made 1-row GEMMs 1-29%
- * slower than with the short box (stop 21, seven shapes). The template (stage_tx) derives
- * the same number from M for its barrier byte counts; the tile's rows past the box keep
- * stale shared memory, which reaches only their own output rows, never stored. With
+ * 128 rows) loads only its rows (kiln__tma_short_box_rows): the whole tile's zero-filled
+ * box made 1-row GEMMs 1-29% slower (stop 21, seven shapes). The tile's rows past the box
+ * keep stale shared memory, which reaches only their own output rows, never stored. With
  * multicast_a each CTA loads 1/multicast_a of the tile's rows. */
 static inline int kiln__gemm_fp8_a_box_rows(const kiln__gemm_config *cfg, int64_t m)
 {
-    if (cfg->grouping == 0 && kiln__gemm_fp8_multicast_a(cfg) == 1 && m < cfg->block_m)
-        return (int)((m + 7) / 8 * 8);
+    if (cfg->grouping == 0 && kiln__gemm_fp8_multicast_a(cfg) == 1)
+        return kiln__tma_short_box_rows(m, cfg->block_m);
     return cfg->block_m / kiln__gemm_fp8_multicast_a(cfg);
 }
 /* Trace mode's u64 readings per CTA, in the order of the template's trace_slot:

@@ -154,7 +154,7 @@ __device__ __forceinline__ u32 stage_tx(int m)
 {
     if constexpr (GROUPING == 0 && !A_MN)
         if (m < BM)
-            return B_STAGE_BYTES + (u32)((m + 7) / 8 * 8) * BK * 2;
+            return B_STAGE_BYTES + short_box_rows(m) * BK * 2;
     return STAGE_TX;
 }
 

@@ -290,7 +290,7 @@ __device__ __forceinline__ u32 stage_tx(int m)
 {
     if constexpr (GROUPING == 0 && MCA == 1)
         if (m < BM)
-            return STAGE_TX - A_STAGE_BYTES + (u32)((m + 7) / 8 * 8) * BK;
+            return STAGE_TX - A_STAGE_BYTES + short_box_rows(m) * BK;
     return STAGE_TX;
 }
 

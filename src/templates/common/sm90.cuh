@@ -97,6 +97,13 @@ __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity)
 
 /* ---- TMA --------------------------------------------------------------------------- */
 
+/* Rows a 128-byte-swizzled box loads for a problem of m rows shorter than its tile: m rounded
+ * up to one swizzle atom (the host's kiln__tma_short_box_rows). */
+__device__ __forceinline__ u32 short_box_rows(int m)
+{
+    return (u32)((m + 7) / 8 * 8);
+}
+
 __device__ __forceinline__ void tma_prefetch_desc(const tmap *m)
 {
     asm volatile("prefetch.tensormap [%0];" :: "l"(m) : "memory");
