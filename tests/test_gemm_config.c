@@ -162,6 +162,32 @@ static void test_try_tall_knob(void **state)
     }
 }
 
+/* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64
+ * columns, 128x4096x7168: 13.76 against 14.08 us, stop 22), the overlapped one at 112 columns
+ * (128x7168x16384: 36.5 against 38.9 us); cluster_k 4 tiles (128x2112x7168) and 64-row tiles
+ * keep the overlapped loop. */
+static void test_decode_loop_where_measured_faster(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int block_n, overlap;
+    } cases[] = {
+        {128, 4096, 7168, 64, 0},   {100, 4096, 7168, 64, 0},  {128, 7168, 16384, 112, 1},
+        {100, 7168, 16384, 112, 1}, {128, 2112, 7168, 72, 1},  {64, 7168, 16384, 112, 1},
+        {64, 4096, 7168, 64, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        if (c.block_n != cases[i].block_n || c.cluster_k == 0 || c.overlap != cases[i].overlap)
+            fail_msg("%lld x %lld x %lld: %dx%d cluster_k %d overlap %d, measured fastest: "
+                     "%d columns, overlap %d",
+                     (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k,
+                     c.block_m, c.block_n, c.cluster_k, c.overlap, cases[i].block_n,
+                     cases[i].overlap);
+    }
+}
+
 /* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
  * 192-row tiles) or when ptxas serialized the wgmma. */
 static void assert_compiles(int64_t m, int64_t n, int64_t k, const kiln__gemm_config *c)
@@ -230,6 +256,10 @@ static void test_sample_compiles(void **state)
     kiln__gemm_config wide = kiln__gemm_fp8_pick(128, 24576, 1536, 132);
     assert_int_equal(wide.block_n, 192);
     assert_compiles(128, 24576, 1536, &wide);
+    /* The overlapped loop's widest decode pick (128 x 112, two accumulator sets): unspilled. */
+    kiln__gemm_config overlapped = kiln__gemm_fp8_pick(128, 7168, 16384, 132);
+    assert_true(overlapped.overlap && overlapped.block_n == 112);
+    assert_compiles(128, 7168, 16384, &overlapped);
     /* The contiguous GEMM's taller tiles: prefix sums (a group's last tile runs into the
      * next group's rows) and row ids (a tile computed once per expert in it). */
     for (int knob = 2; knob <= 3; knob++) {
@@ -400,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
+        cmocka_unit_test(test_decode_loop_where_measured_faster),
         cmocka_unit_test(test_plain_prefill_issues_in_turn),
         cmocka_unit_test(test_sample_compiles),
         cmocka_unit_test(test_alternatives_follow_the_rules),

@@ -102,8 +102,11 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
          * 3-4% at 128x4096x7168 and 128x7168x16384 (stop 10's --sweep; not at 32 columns,
          * 128x2112x7168), and compiles faster (0.25-0.37 s against 0.32-0.59 here).
          * Unrolled 4 times it gained 1-3% more, for 0.2-0.3 s more NVRTC time: the 0.5 s
-         * compile target keeps that among the --sweep alternatives. */
-        if (cfg->block_m == 128 && wide >= 64)
+         * compile target keeps that among the --sweep alternatives. At 112 columns
+         * (128x7168x16384) the overlapped loop has won since stop 21's kernels: 36.5 against
+         * 38.9 us under the profiler, 37.7 against 38.1 in batches (stop 22), so the plain
+         * loop is kept for 64-104 columns. */
+        if (cfg->block_m == 128 && wide >= 64 && wide < 112)
             cfg->overlap = 0;
         return;
     }
