@@ -168,6 +168,15 @@ static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each
  * the tensor cores idle; in turn, one promotes while the next one's wgmma run. */
 constexpr bool TURNS = kp::turns != 0 && WG_RG > 1 && KSPLIT == 1 && !OVERLAP && !LOADS_ONLY;
 constexpr int MATH_WG = WG_RG * KSPLIT;
+/* Dense 256-row tiles store a tile's sums while the next tile's first K block runs: their
+ * two warpgroups issue together (no turns) and finish together, so otherwise the tensor
+ * cores idle while both stage their two waves one after the other. The sums wait as BF16
+ * pairs (block_n / 4 registers per wave, of the 240 a 256-row tile's math threads have).
+ * Stop 23's trace, cycles of the busiest CTA: 4096x32768x512 237k -> 218k, 4096x24576x1536
+ * 405k -> 382k, 4096x7168x2048 154k -> 147k. 192-row tiles lost 3-4% with it (their K
+ * loop 3-9% slower at 160 registers per thread), so they store as before. */
+constexpr bool DEFER = GROUPING == 0 && BM == 256 && KSPLIT == 1 && CK == 1 && !OVERLAP &&
+                       !TURNS && !OUT_F32 && !LOADS_ONLY;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
@@ -861,6 +870,67 @@ __device__ __forceinline__ void store_f32(const float (&out)[BN / 2], const sche
     }
 }
 
+/* One 64-row wave's sums as BF16 pairs, in the order stage_wave writes them. */
+__device__ __forceinline__ void pack_wave(u32 (&pk)[BN / 4], const float (&out)[BN / 2])
+{
+#pragma unroll
+    for (int i = 0; i < BN / 4; ++i)
+        pk[i] = pack_bf16x2(out[2 * i], out[2 * i + 1]);
+}
+
+/* Writes one wave's packed sums into this warpgroup's staging buffer dsm (swizzled slabs of
+ * D_SLAB columns), once the previous TMA store has read it; the buffer is then ready for
+ * the TMA store (fenced, every thread of the warpgroup past the barrier). */
+__device__ __forceinline__ void stage_wave(u32 dsm, const u32 (&pk)[BN / 4], u32 wg, u32 t,
+                                           u32 row_in_wg, u32 lane)
+{
+    if (t == 0)
+        bulk_wait_read<0>();
+    named_bar_sync(1 + wg, 128);
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        const int col = 8 * i + 2 * (int)(lane & 3);
+        const int slab = col / D_SLAB;
+        const int c = col % D_SLAB;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * 2;
+            if constexpr (D_SWZ_BITS > 0)
+                off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+            st_shared_u32(dsm + slab * (64 * D_SLAB_BYTES) + off, pk[2 * i + h]);
+        }
+    }
+    fence_proxy_async_smem();
+    named_bar_sync(1 + wg, 128);
+}
+
+/* The 2-D TMA store of a staged wave: columns from col, rows from row. */
+__device__ __forceinline__ void store_wave_2d(const tmap *tm_d, u32 dsm, int col, int row)
+{
+#pragma unroll
+    for (int sl = 0; sl < D_NSLAB; ++sl)
+        tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), col + sl * D_SLAB, row);
+    bulk_commit();
+}
+
+/* A tile whose store is deferred (DEFER): its waves' packed sums and where they go. */
+struct deferred_tile {
+    u32 pk[WAVES][BN / 4];
+    int col, row;  /* the tile's first column and row */
+    int rows_left; /* rows of D from row on (0: nothing to store, e.g. past N) */
+};
+
+/* Stores wave v of a deferred tile (row group rgv = rg + v * WG_RG). */
+__device__ __forceinline__ void store_deferred(const tmap *tm_d, u32 dsm, const deferred_tile &dt,
+                                               int v, u32 rg, u32 wg, u32 t, u32 row_in_wg,
+                                               u32 lane)
+{
+    stage_wave(dsm, dt.pk[v], wg, t, row_in_wg, lane);
+    const int rgv = (int)rg + v * WG_RG;
+    if (t == 0 && dt.rows_left - rgv * 64 > 0)
+        store_wave_2d(tm_d, dsm, dt.col, dt.row + rgv * 64);
+}
+
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
                                      u16 *__restrict__ d_ptr, long long ld_d)
 {
@@ -884,6 +954,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     float (&out)[BN / 2] = outs[0];
     int s = 0;
     u32 phase = 0;
+    deferred_tile dt; /* DEFER: the previous tile, stored during this one's first K block */
+    bool pending = false;
 
     /* turns: row group 0 goes first; the last one hands it the first turn. */
     if (TURNS && rg == WG_RG - 1)
@@ -903,11 +975,12 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll
         for (int v = 0; v < WAVES; ++v)
             kept[v] = tile_rows_kept(tl, rg + v * WG_RG);
+        if constexpr (!DEFER) /* DEFER: zeroed in the first K block, once dt is stored */
 #pragma unroll
-        for (int v = 0; v < WAVES; ++v)
+            for (int v = 0; v < WAVES; ++v)
 #pragma unroll
-            for (int i = 0; i < BN / 2; ++i)
-                outs[v][i] = 0.0f;
+                for (int i = 0; i < BN / 2; ++i)
+                    outs[v][i] = 0.0f;
         if (threadIdx.x == 0 && first_tile)
             trace_mark(c, TR_LOOP0_BEGIN);
 
@@ -916,8 +989,33 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         } else {
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
             ring_next(s, phase, q);
+            int kl = q;
+            if constexpr (DEFER) {
+                /* The first K block on its own: each wave's wgmma is issued, then the
+                 * previous tile's wave stored while it runs, then the sums start from it
+                 * (a loop-carried copy would keep the zeroed sums live beside dt). */
+                mbar_wait(base + OFF_BAR + s * 8, phase);
+#pragma unroll
+                for (int v = 0; v < WAVES; ++v) {
+                    const u32 rgv = rg + v * WG_RG;
+                    const kscales ks = load_scales(base, s, rgv, row_in_wg);
+                    issue_kblock(acc, base, s, rgv);
+                    if (pending)
+                        store_deferred(tm_d, dsm, dt, v, rg, wg, t, row_in_wg, lane);
+                    wait_acc<0>(acc);
+#pragma unroll
+                    for (int i = 0; i < BN / 2; ++i)
+                        outs[v][i] = 0.0f;
+                    if (v == WAVES - 1)
+                        retire(outs[v], acc, ks, s, sc, base, n_off, lane);
+                    else
+                        promote(outs[v], acc, ks, n_off, lane);
+                }
+                ring_next(s, phase, 1);
+                kl = 1;
+            }
 #pragma unroll UNROLL
-            for (int kl = q; kl < sc.kb_count; kl += KSPLIT) {
+            for (; kl < sc.kb_count; kl += KSPLIT) {
                 mbar_wait(base + OFF_BAR + s * 8, phase);
                 if constexpr (LOADS_ONLY) {
                     release_slot(base, s, sc, lane);
@@ -1000,50 +1098,51 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             continue;
         }
 
+        /* multicast_a: a cluster's n blocks past N only load their share of A */
+        const int tile_rows_left = nb < NUM_NB ? tl.rows - mb * BM : 0;
+        if constexpr (DEFER) {
+#pragma unroll
+            for (int v = 0; v < WAVES; ++v)
+                pack_wave(dt.pk[v], outs[v]);
+            dt.col = nb * BN;
+            dt.row = tl.row0 + mb * BM;
+            dt.rows_left = tile_rows_left;
+            pending = true;
+            continue;
+        }
+
         /* Epilogue, one wave (row group rgv) at a time through this warpgroup's staging
          * buffer: the previous TMA store must have finished reading it before it is
          * overwritten. */
 #pragma unroll
         for (int v = 0; v < WAVES; ++v) {
             const u32 rgv = rg + v * WG_RG;
-            if (t == 0)
-                bulk_wait_read<0>();
-            named_bar_sync(1 + wg, 128);
-#pragma unroll
-            for (int i = 0; i < BN / 8; ++i) {
-                const int col = 8 * i + 2 * (int)(lane & 3);
-                const int slab = col / D_SLAB;
-                const int c = col % D_SLAB;
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * 2;
-                    if constexpr (D_SWZ_BITS > 0)
-                        off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
-                    st_shared_u32(dsm + slab * (64 * D_SLAB_BYTES) + off,
-                                  pack_bf16x2(outs[v][4 * i + 2 * h], outs[v][4 * i + 2 * h + 1]));
-                }
-            }
-            fence_proxy_async_smem();
-            named_bar_sync(1 + wg, 128);
-            /* multicast_a: a cluster's n blocks past N only load their share of A */
-            const int rows_left = nb < NUM_NB ? tl.rows - (mb * BM + (int)rgv * 64) : 0;
+            u32 pk[BN / 4];
+            pack_wave(pk, outs[v]);
+            stage_wave(dsm, pk, wg, t, row_in_wg, lane);
+            const int rows_left = tile_rows_left - (int)rgv * 64;
             if (GROUPING == 3 && kept[v] != ~0ull) {
                 store_expert_rows(outs[v], tl, rgv, row_in_wg, lane, kept[v], d_ptr, ld_d);
             } else if (GROUPING != 0 && rows_left > 0 && rows_left < 64) {
                 store_partial(outs[v], sc, tl, rgv, row_in_wg, lane, rows_left, d_ptr, ld_d);
             } else if (t == 0 && rows_left > 0) {
+                if constexpr (GROUPING == 1) {
 #pragma unroll
-                for (int sl = 0; sl < D_NSLAB; ++sl) {
-                    if constexpr (GROUPING == 1)
+                    for (int sl = 0; sl < D_NSLAB; ++sl)
                         tma_store_3d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
                                      mb * BM + rgv * 64, tl.g);
-                    else
-                        tma_store_2d(tm_d, dsm + sl * (64 * D_SLAB_BYTES), nb * BN + sl * D_SLAB,
-                                     tl.row0 + mb * BM + rgv * 64);
+                    bulk_commit();
+                } else {
+                    store_wave_2d(tm_d, dsm, nb * BN, tl.row0 + mb * BM + rgv * 64);
                 }
-                bulk_commit();
             }
         }
+    }
+    if constexpr (DEFER) { /* the last tile's store: no K block left to hide it behind */
+        if (pending)
+#pragma unroll
+            for (int v = 0; v < WAVES; ++v)
+                store_deferred(tm_d, dsm, dt, v, rg, wg, t, row_in_wg, lane);
     }
     if (t == 0 && q == 0)
         bulk_wait<0>();
