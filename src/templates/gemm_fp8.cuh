@@ -89,7 +89,9 @@
  * per math warp, of both CTAs with multicast).
  * Two-level accumulation: the 4 wgmma of a K block accumulate in the tensor-core
  * accumulator, which is then folded into FP32 registers times sa*sb. The epilogue packs to
- * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads.
+ * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads;
+ * dense 256-row tiles keep the packed sums in registers and store them while the next tile's
+ * first K block runs (DEFER).
  * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
  * after the main loop.
  */
