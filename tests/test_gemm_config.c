@@ -260,6 +260,15 @@ static void test_sample_compiles(void **state)
     kiln__gemm_config overlapped = kiln__gemm_fp8_pick(128, 7168, 16384, 132);
     assert_true(overlapped.overlap && overlapped.block_n == 112);
     assert_compiles(128, 7168, 16384, &overlapped);
+    /* Dense 256-row tiles hold the previous tile's packed sums beside the next tile's first
+     * K block (the template's DEFER): unspilled at long and short K. */
+    static const int64_t deferred_k[] = {16384, 2048};
+    for (int i = 0; i < 2; i++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, deferred_k[i], 132);
+        assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, deferred_k[i], 3, 132, true));
+        assert_int_equal(c.block_m, 256);
+        assert_compiles(4096, 7168, deferred_k[i], &c);
+    }
     /* The contiguous GEMM's taller tiles: prefix sums (a group's last tile runs into the
      * next group's rows) and row ids (a tile computed once per expert in it). */
     for (int knob = 2; knob <= 3; knob++) {
