@@ -25,20 +25,18 @@ prewarm() { # BUILD CACHE ARGS...
   shift 2
   KILN_CACHE_PATH=$cache "$build/tools/kiln" prewarm "$@" --arch sm_90a --quiet >/dev/null
 }
-for side in a b; do
-  build=$a
-  [ $side = a ] || build=$b
-  cache=$work/$side
+prewarm_set() { # BUILD CACHE: the spec files given, or the default set
+  local build=$1 cache=$2 spec tall
   if [ ${#specs[@]} -gt 0 ]; then
     for spec in "${specs[@]}"; do prewarm "$build" "$cache" --spec "$spec"; done
-  else
-    for tall in 1 2 3; do
-      export KILN_GEMM_TALL_TILES=$tall
-      prewarm "$build" "$cache" --model examples/deepseek-v3.model
-      prewarm "$build" "$cache" --spec examples/demo.spec
-      prewarm "$build" "$cache" --spec scripts/kernel-set.spec
-    done
-    unset KILN_GEMM_TALL_TILES
+    return
   fi
-done
+  for tall in 1 2 3; do
+    KILN_GEMM_TALL_TILES=$tall prewarm "$build" "$cache" --model examples/deepseek-v3.model
+    KILN_GEMM_TALL_TILES=$tall prewarm "$build" "$cache" --spec examples/demo.spec
+    KILN_GEMM_TALL_TILES=$tall prewarm "$build" "$cache" --spec scripts/kernel-set.spec
+  done
+}
+prewarm_set "$a" "$work/a"
+prewarm_set "$b" "$work/b"
 python3 scripts/compare_caches.py "$work/a/kernels.db" "$work/b/kernels.db" "$a" "$b"
