@@ -283,6 +283,23 @@ __device__ __forceinline__ void st_shared_u32(u32 addr, u32 v)
     asm volatile("st.shared.u32 [%0], %1;" :: "r"(addr), "r"(v) : "memory");
 }
 
+/* stmatrix: the warp stores four (x4) or two (x2) 8x8 matrices of 16-bit values, each
+ * thread holding one 32-bit pair of every matrix in the mma accumulator order (row lane / 4,
+ * columns 2 * (lane % 4) and + 1); lane 8 * j + r gives the address of row r of matrix j
+ * (16 contiguous bytes; lanes 16-31 are ignored by x2). One instruction replaces four (x4)
+ * 32-bit stores per thread. */
+__device__ __forceinline__ void stmatrix_x4(u32 addr, u32 a, u32 b, u32 c, u32 d)
+{
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};"
+                 :: "r"(addr), "r"(a), "r"(b), "r"(c), "r"(d) : "memory");
+}
+
+__device__ __forceinline__ void stmatrix_x2(u32 addr, u32 a, u32 b)
+{
+    asm volatile("stmatrix.sync.aligned.m8n8.x2.shared.b16 [%0], {%1, %2};"
+                 :: "r"(addr), "r"(a), "r"(b) : "memory");
+}
+
 __device__ __forceinline__ float4 ld_shared_v4f32(u32 addr)
 {
     float4 v;
