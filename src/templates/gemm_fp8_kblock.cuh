@@ -1,0 +1,281 @@
+/* One K block of the FP8 GEMM's math warpgroups: the slot's scales, the wgmma, the
+ * promotion of the accumulator into the FP32 sums (sa * sb per row and column block), the
+ * slot's release, and the overlapped K loop (two accumulator sets, 128-row tiles).
+ *
+ * Part of gemm_fp8.cuh, included INSIDE its namespace kiln_fp8 after the tile and
+ * shared-memory constants, gemm_sched.cuh and gemm_fp8_producer.cuh; it includes nothing
+ * itself. */
+
+__device__ __forceinline__ float2 ld_shared_v2f32(u32 addr)
+{
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr) : "memory");
+    return v;
+}
+
+/* The scales one K block needs from its ring slot: A's for this thread's two rows, B's for
+ * the tile's NSB column blocks. */
+struct kscales {
+    float sa0, sa1;
+    float sb[NSB];
+    u32 sfb_slot; /* FP32 mode: the slot's column scales, read while promoting */
+};
+
+__device__ __forceinline__ kscales load_scales(u32 base, int s, u32 rg, u32 row_in_wg)
+{
+    kscales ks;
+    const u32 sfa = base + OFF_SFA + s * SFA_STAGE_BYTES + (rg * 64 + row_in_wg) * 4;
+    ks.sa0 = ld_shared_f32(sfa);
+    ks.sa1 = ld_shared_f32(sfa + 32);
+#pragma unroll
+    for (int j = 0; j < NSB; ++j)
+        ks.sb[j] = OUT_F32 ? 0.0f : ld_shared_f32(base + OFF_SFB + (s * NSB + j) * 4);
+    ks.sfb_slot = base + OFF_SFB + s * SFB_SLOT * 4;
+    return ks;
+}
+
+/* Issues (and commits) the 4 wgmma of the K block in slot s into acc; does not wait. */
+__device__ __forceinline__ void issue_kblock(float (&acc)[BN / 2], u32 base, int s, u32 rg)
+{
+    const u32 a_tile = base + OFF_A + s * A_STAGE_BYTES + rg * 64 * BK;
+    const u32 b_tile = base + OFF_B + s * B_STAGE_BYTES;
+    const u64 da = wgmma_desc_k128b(a_tile);
+    const u64 db = wgmma_desc_k128b(b_tile);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i)
+        reg_fence(acc[i]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 32; ++kk)
+        wgmma_fp8<BN>::run(acc, da + (u64)(kk * 32 >> 4), db + (u64)(kk * 32 >> 4), kk);
+    wgmma_commit();
+}
+
+/* The slot is no longer read (its wgmma done, scales in registers): release it, in every
+ * CTA of a multicast cluster (the partners' producers write our slot too). */
+__device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u32 lane)
+{
+    __syncwarp();
+    if (lane == 0) {
+        const u32 empty = base + OFF_BAR + (STAGES + s) * 8;
+        mbar_arrive(empty);
+        if constexpr (MC == 2)
+            mbar_arrive_remote(empty, (u32)sc.rank ^ 1u);
+#pragma unroll
+        for (int r = 1; r < MCA; ++r)
+            mbar_arrive_remote(empty, (u32)((sc.rank + r) % MCA));
+    }
+}
+
+/* sa * sb for this thread's two rows (s0, s1) and each of the tile's scale blocks. */
+__device__ __forceinline__ void block_products(const kscales &ks, float (&s0)[NSB], float (&s1)[NSB])
+{
+#pragma unroll
+    for (int j = 0; j < NSB; ++j) {
+        s0[j] = ks.sa0 * ks.sb[j];
+        s1[j] = ks.sa1 * ks.sb[j];
+    }
+}
+
+/* promote for a tile starting N_OFF columns into a 128-column scale block: column group i
+ * (8 columns, never across a block boundary: N_OFF is a multiple of 8) takes block
+ * (N_OFF + 8 i) / 128. The same products as promote's run-time selection, so the same sums. */
+template <int N_OFF>
+__device__ __forceinline__ void promote_at(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                           const kscales &ks)
+{
+    static_assert(N_OFF >= 0 && N_OFF < 128 && N_OFF % 8 == 0, "an offset inside one scale block");
+    float s0[NSB], s1[NSB];
+    block_products(ks, s0, s1);
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        const int blk = (N_OFF + 8 * i) / 128;
+        out[4 * i + 0] += acc[4 * i + 0] * s0[blk];
+        out[4 * i + 1] += acc[4 * i + 1] * s0[blk];
+        out[4 * i + 2] += acc[4 * i + 2] * s1[blk];
+        out[4 * i + 3] += acc[4 * i + 3] * s1[blk];
+    }
+}
+
+/* Picks promote_at's copy for n_off (uniform across the warp: one branch per promotion). */
+template <int PHASE = 0>
+__device__ __forceinline__ void promote_phase(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                              const kscales &ks, int n_off)
+{
+    if constexpr (PHASE + 1 < SB_PHASES) {
+        if (n_off != PHASE * SB_STEP) {
+            promote_phase<PHASE + 1>(out, acc, ks, n_off);
+            return;
+        }
+    }
+    promote_at<PHASE * SB_STEP>(out, acc, ks);
+}
+
+/* out += acc * sa * sb (second level of the two-level accumulation). */
+__device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                        const kscales &ks, int n_off, u32 lane)
+{
+    if constexpr (OUT_F32) {
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const float2 sb = ld_shared_v2f32(ks.sfb_slot + (8 * i + 2 * (lane & 3)) * 4);
+            out[4 * i + 0] += acc[4 * i + 0] * (ks.sa0 * sb.x);
+            out[4 * i + 1] += acc[4 * i + 1] * (ks.sa0 * sb.y);
+            out[4 * i + 2] += acc[4 * i + 2] * (ks.sa1 * sb.x);
+            out[4 * i + 3] += acc[4 * i + 3] * (ks.sa1 * sb.y);
+        }
+        return;
+    }
+    if constexpr (SB_PER_PHASE) {
+        promote_phase(out, acc, ks, n_off);
+        return;
+    }
+    if constexpr (SB_ALIGNED) {
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) {
+            const float sbc = ks.sb[(8 * i) / 128];
+            const float s0 = ks.sa0 * sbc, s1 = ks.sa1 * sbc;
+            out[4 * i + 0] += acc[4 * i + 0] * s0;
+            out[4 * i + 1] += acc[4 * i + 1] * s0;
+            out[4 * i + 2] += acc[4 * i + 2] * s1;
+            out[4 * i + 3] += acc[4 * i + 3] * s1;
+        }
+        return;
+    }
+    /* Many possible offsets (widths such as 56, 72, 112): the products of each scale block
+     * once per promotion, and per column group a choice between them by the group's place
+     * against the tile's block boundaries (uniform across the warp: n_off is). Group i lies
+     * in block 1 from c1 = (128 - n_off) / 8 on, in block 2 from c1 + 16 on. */
+    float s0[NSB], s1[NSB];
+    block_products(ks, s0, s1);
+    const int c1 = (128 - n_off) / 8;
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        float x0 = s0[0], x1 = s1[0];
+#pragma unroll
+        for (int j = 1; j < NSB; ++j) {
+            const bool later = i >= c1 + 16 * (j - 1);
+            x0 = later ? s0[j] : x0;
+            x1 = later ? s1[j] : x1;
+        }
+        out[4 * i + 0] += acc[4 * i + 0] * x0;
+        out[4 * i + 1] += acc[4 * i + 1] * x0;
+        out[4 * i + 2] += acc[4 * i + 2] * x1;
+        out[4 * i + 3] += acc[4 * i + 3] * x1;
+    }
+}
+
+/* A K block's wgmma has completed: promote it and give its slot back (in the FP32 mode the
+ * column scales are read from the slot while promoting, so the slot is released after). */
+__device__ __forceinline__ void retire(float (&out)[BN / 2], const float (&acc)[BN / 2],
+                                       const kscales &ks, int slot, const sched &sc, u32 base,
+                                       int n_off, u32 lane)
+{
+    if constexpr (OUT_F32) {
+        promote(out, acc, ks, n_off, lane);
+        release_slot(base, slot, sc, lane);
+    } else {
+        release_slot(base, slot, sc, lane);
+        promote(out, acc, ks, n_off, lane);
+    }
+}
+
+__device__ __forceinline__ void ring_next(int &s, u32 &phase, int by)
+{
+    s += by;
+    if (s >= STAGES) {
+        s -= STAGES;
+        phase ^= 1;
+    }
+}
+
+template <int W> __device__ __forceinline__ void wait_acc(float (&acc)[BN / 2])
+{
+    wgmma_wait<W>();
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i)
+        reg_fence(acc[i]);
+}
+
+/* One step of the overlapped loop. With `more`: wait for slot s, issue its wgmma into
+ * `next`, and wait until only that group is in flight (so `prev`'s has completed).
+ * Without: the tile's last K block is in `prev` and nothing is issued behind it, so wait
+ * for all. Either way `prev` is then retired (released, promoted) by one copy of that code,
+ * unless no block was issued before this one (have_prev false: the tile's first step).
+ * Issue and promote are inlined twice per kernel instead of three and four times (NVRTC
+ * time, stop 8). */
+__device__ __forceinline__ void kstep_overlapped(float (&out)[BN / 2], float (&next)[BN / 2],
+                                                 float (&prev)[BN / 2], kscales &prev_scales,
+                                                 const sched &sc, u32 base, int &s, u32 &phase,
+                                                 int &s_prev, u32 rg, u32 row_in_wg, int n_off,
+                                                 u32 lane, bool more, bool have_prev)
+{
+    kscales cur = prev_scales;
+    if (more) {
+        mbar_wait(base + OFF_BAR + s * 8, phase);
+        cur = load_scales(base, s, rg, row_in_wg);
+        issue_kblock(next, base, s, rg);
+        wait_acc<1>(prev);
+    } else {
+        wait_acc<0>(prev);
+    }
+    if (have_prev)
+        retire(out, prev, prev_scales, s_prev, sc, base, n_off, lane);
+    if (more) {
+        prev_scales = cur;
+        s_prev = s;
+        ring_next(s, phase, 1);
+    }
+}
+
+/* One tile's K blocks with two accumulator sets: block kl+1 is issued before block kl is
+ * promoted, so one wgmma group is in flight while the CUDA cores promote. Even local K
+ * blocks go to acc0, odd ones to acc1; the loop is unrolled by two so that which set is
+ * in flight is a compile-time fact at every point (ptxas otherwise serializes the wgmma).
+ * Each half either goes on or ends the tile; the first step only issues. At the end
+ * nothing is in flight, but ptxas
+ * cannot tell which half ended it (on its merged paths the other set may still be in
+ * flight, and it then serializes every wgmma: C7514), so an explicit wait<0> says so.
+ * With exactly two K blocks per CTA (K = 256) ptxas 13.0 still reports C7514 for this
+ * loop, so those kernels take the plain loop (OVERLAP is false there). */
+__device__ __forceinline__ void kloop_overlapped(float (&out)[BN / 2], float (&acc0)[BN / 2],
+                                                 float (&acc1)[BN / 2], const sched &sc, u32 base,
+                                                 int &s, u32 &phase, u32 rg, u32 row_in_wg,
+                                                 int n_off, u32 lane)
+{
+    kscales prev = {}; /* read only once a block is in flight (have_prev) */
+    int s_prev = s;
+    if constexpr (UNROLL > 1 && GROUPING == 0 && KB % CK == 0) {
+        /* Unrolled: a dense tile's K-block count is the constant KB / CK, so the loop runs
+         * to it and every step's `more` and `have_prev` are compile-time facts. */
+        constexpr int COUNT = KB / CK;
+#pragma unroll
+        for (int kl = 0; kl < COUNT + 1; ++kl) {
+            if (kl % 2 == 0)
+                kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg,
+                                 n_off, lane, kl < COUNT, kl > 0);
+            else
+                kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg,
+                                 n_off, lane, kl < COUNT, true);
+        }
+        wgmma_wait<0>();
+        return;
+    }
+#pragma unroll UNROLL
+    for (int kl = 0;; kl += 2) {
+        bool more = kl < sc.kb_count; /* block kl goes to acc0 */
+        kstep_overlapped(out, acc0, acc1, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more, kl > 0);
+        if (!more) {
+            wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
+            return;
+        }
+        more = kl + 1 < sc.kb_count; /* block kl + 1 goes to acc1 */
+        kstep_overlapped(out, acc1, acc0, prev, sc, base, s, phase, s_prev, rg, row_in_wg, n_off,
+                         lane, more, true);
+        if (!more) {
+            wgmma_wait<0>(); /* nothing is in flight here; this tells ptxas so */
+            return;
+        }
+    }
+}

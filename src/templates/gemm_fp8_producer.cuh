@@ -1,0 +1,230 @@
+/* The FP8 GEMM's producer warpgroup: the TMA warp streaming each tile's K blocks into
+ * the ring, and the warp loading the B scales (per 128 x 128 block, or per column in FP32
+ * mode) into each slot.
+ *
+ * Part of gemm_fp8.cuh, included INSIDE its namespace kiln_fp8 after the tile and
+ * shared-memory constants, gemm_sched.cuh and trace_mark; it includes nothing
+ * itself. */
+
+/* The TMA loads of K block kb of tile tl into slot s, counted on its full barrier. */
+__device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, const tmap *tm_sfa,
+                                           const sched &sc, const tile &tl, u32 base, int s,
+                                           u32 full, int kb, int a_row)
+{
+    const int nb = tl.nb;
+    mbar_arrive_expect_tx(full, stage_tx(sc.m));
+    if constexpr (GROUPING == 1) {
+        tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
+    } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
+        tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+    } else {
+        if constexpr (MCA == 1)
+            tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+        else /* each CTA loads its 1/MCA of the A tile into all of them */
+            tma_load_2d_multicast(
+                base + OFF_A + s * A_STAGE_BYTES + sc.rank * (A_STAGE_BYTES / MCA), tm_a, full,
+                kb * BK, a_row + sc.rank * (BM / MCA), (u16)((1u << MCA) - 1));
+        if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
+            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
+                        (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
+        else if constexpr (MC == 1)
+            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
+        else /* each CTA loads its half of the B tile into both */
+            tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES + sc.rank * (B_STAGE_BYTES / 2),
+                                  tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2), (u16)3);
+        tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+    }
+}
+
+/* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
+ * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
+__device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
+                                             const tmap *tm_sfa, const float *__restrict__ sfb,
+                                             const sched &sc, u32 base, u32 lane,
+                                             const float *trace)
+{
+    int s = 0;
+    u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int mb = tl.mb, nb = tl.nb;
+        const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
+                                        : tl.row0 + mb * BM;
+        const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
+        /* fused scheme only: lane l holds the B scales of local K blocks l, l+32, ... */
+        constexpr int CHUNKS = SCALE_WARP ? 1 : (KB_CTA + 31) / 32;
+        float sbr[NSB][CHUNKS];
+        if constexpr (!SCALE_WARP) {
+#pragma unroll
+            for (int j = 0; j < NSB; ++j) {
+                int row = nb * BN / 128 + j;
+                row = row < SFB_ROWS ? row : SFB_ROWS - 1;
+#pragma unroll
+                for (int c = 0; c < CHUNKS; ++c) {
+                    int kl = c * 32 + (int)lane;
+                    sbr[j][c] = kl < sc.kb_count
+                                    ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                }
+            }
+        }
+#pragma unroll 1
+        for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
+            float v[NSB];
+            if constexpr (!SCALE_WARP) {
+                const int kl = kb - sc.kb_begin;
+#pragma unroll
+                for (int j = 0; j < NSB; ++j) {
+                    float x = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < CHUNKS; ++c) {
+                        float y = __shfl_sync(0xffffffffu, sbr[j][c], kl & 31);
+                        x = (kl >> 5) == c ? y : x;
+                    }
+                    v[j] = x;
+                }
+            }
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+            if (lane == 0) {
+                const u32 full = base + OFF_BAR + s * 8;
+                if constexpr (!SCALE_WARP) {
+#pragma unroll
+                    for (int j = 0; j < NSB; ++j)
+                        asm volatile("st.shared.f32 [%0], %1;"
+                                     ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
+                                     : "memory");
+                }
+                if constexpr (MATH_ONLY)
+                    mbar_arrive(full); /* no loads: the slot is handed over as it is */
+                else
+                    load_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
+            }
+            __syncwarp();
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+    if (lane == 0)
+        trace_mark(trace, TR_LAST_LOAD);
+}
+
+/* Producer warp 1: B scales, read from global memory by its lanes (each lane holds K blocks
+ * lane, lane+32, ... of the tile's NSB scale rows), stored into the slot, then one arrive on
+ * the full barrier. A separate warp, so the scales' memory latency at the start of a tile
+ * does not hold back the first TMA loads. */
+__device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, const sched &sc,
+                                                u32 base, u32 lane)
+{
+    constexpr int CHUNKS = (KB_CTA + 31) / 32;
+    int s = 0;
+    u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int n0 = tl.nb * BN;
+        const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
+        float sb[NSB][CHUNKS];
+#pragma unroll
+        for (int j = 0; j < NSB; ++j) {
+            int row = n0 / 128 + j;
+            row = row < SFB_ROWS ? row : SFB_ROWS - 1;
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) {
+                int kl = c * 32 + (int)lane;
+                sb[j][c] = kl < sc.kb_count
+                               ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+            }
+        }
+        /* Chunk loop unrolled so every register index is a compile-time constant. */
+#pragma unroll
+        for (int c = 0; c < CHUNKS; ++c) {
+            const int kl_end = sc.kb_count - c * 32 < 32 ? sc.kb_count - c * 32 : 32;
+#pragma unroll 1
+            for (int kk = 0; kk < kl_end; ++kk) {
+                float v[NSB];
+#pragma unroll
+                for (int j = 0; j < NSB; ++j)
+                    v[j] = __shfl_sync(0xffffffffu, sb[j][c], kk);
+                mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+                if (lane == 0) {
+#pragma unroll
+                    for (int j = 0; j < NSB; ++j)
+                        asm volatile("st.shared.f32 [%0], %1;"
+                                     ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
+                                     : "memory");
+                    mbar_arrive(base + OFF_BAR + s * 8);
+                }
+                __syncwarp();
+                if (++s == STAGES) {
+                    s = 0;
+                    phase ^= 1;
+                }
+            }
+        }
+    }
+}
+
+/* FP32 mode: the scale warp copies each K block's BN column scales of B (row kb of the
+ * MN-major sfb) into the slot, loading the next K block's while it waits for a free slot. */
+constexpr int COL_CHUNKS = (BN + 31) / 32;
+
+__device__ __forceinline__ void load_col_scales(float (&v)[COL_CHUNKS], const float *__restrict__ sfb,
+                                                int kb, int n0, u32 lane)
+{
+#pragma unroll
+    for (int c = 0; c < COL_CHUNKS; ++c) {
+        const int j = c * 32 + (int)lane, col = n0 + j;
+        v[c] = j < BN && col < N ? __ldg(sfb + (long long)kb * SFB_LD + col) : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void producer_col_scales(const float *__restrict__ sfb, const sched &sc,
+                                                    u32 base, u32 lane)
+{
+    int s = 0;
+    u32 phase = 0;
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        const int n0 = tl.nb * BN;
+        float v[COL_CHUNKS];
+        load_col_scales(v, sfb, sc.kb_begin, n0, lane);
+#pragma unroll 1
+        for (int kl = 0; kl < sc.kb_count; ++kl) {
+            float next[COL_CHUNKS];
+            load_col_scales(next, sfb, sc.kb_begin + (kl + 1 < sc.kb_count ? kl + 1 : kl), n0, lane);
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+#pragma unroll
+            for (int c = 0; c < COL_CHUNKS; ++c)
+                if (c * 32 + (int)lane < BN)
+                    asm volatile("st.shared.f32 [%0], %1;"
+                                 ::"r"(base + OFF_SFB + (s * BN + c * 32 + (int)lane) * 4), "f"(v[c])
+                                 : "memory");
+            __syncwarp(); /* every lane's scales are in the slot before lane 0 arrives */
+            if (lane == 0)
+                mbar_arrive(base + OFF_BAR + s * 8);
+#pragma unroll
+            for (int c = 0; c < COL_CHUNKS; ++c)
+                v[c] = next[c];
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
+}
