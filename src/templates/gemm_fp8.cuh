@@ -428,10 +428,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll
                     for (int i = 0; i < BN / 2; ++i)
                         outs[v][i] = 0.0f;
-                    if (v == WAVES - 1)
-                        retire(outs[v], acc, ks, s, sc, base, n_off, lane);
-                    else
-                        promote(outs[v], acc, ks, n_off, lane);
+                    promote_wave(v, outs[v], acc, ks, s, sc, base, n_off, lane);
                 }
                 ring_next(s, phase, 1);
                 kl = 1;
@@ -452,10 +449,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                         if constexpr (TURNS)
                             named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
                         wait_acc<0>(acc);
-                        if (v == WAVES - 1) /* the slot's last reader */
-                            retire(outs[v], acc, ks, s, sc, base, n_off, lane);
-                        else
-                            promote(outs[v], acc, ks, n_off, lane);
+                        promote_wave(v, outs[v], acc, ks, s, sc, base, n_off, lane);
                     }
                 }
                 ring_next(s, phase, KSPLIT);

@@ -180,6 +180,18 @@ __device__ __forceinline__ void retire(float (&out)[BN / 2], const float (&acc)[
     }
 }
 
+/* Wave v's promotion; the last wave is the slot's last reader and releases it (retire). */
+__device__ __forceinline__ void promote_wave(int v, float (&out)[BN / 2],
+                                             const float (&acc)[BN / 2], const kscales &ks,
+                                             int slot, const sched &sc, u32 base, int n_off,
+                                             u32 lane)
+{
+    if (v == WAVES - 1)
+        retire(out, acc, ks, slot, sc, base, n_off, lane);
+    else
+        promote(out, acc, ks, n_off, lane);
+}
+
 __device__ __forceinline__ void ring_next(int &s, u32 &phase, int by)
 {
     s += by;
