@@ -9,6 +9,7 @@
 # specialization that differs or is missing on one side with its registers and spills on both,
 # then a count; exit status 0 when every cubin is byte-identical, 1 otherwise.
 # Use it to show that a change left the kernels alone (e.g. the ones a GPU already ran).
+# KILN_CUOBJDUMP=/path/to/cuobjdump: cubins with other bytes are compared by their SASS too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 BUILD_A BUILD_B [SPEC_FILE...]" >&2; exit 2; }

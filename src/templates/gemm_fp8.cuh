@@ -183,6 +183,13 @@ constexpr int MATH_WG = WG_RG * KSPLIT;
  * loop 3-9% slower at 160 registers per thread), so they store as before. */
 constexpr bool DEFER = GROUPING == 0 && BM == 256 && KSPLIT == 1 && CK == 1 && !OVERLAP &&
                        !TURNS && !OUT_F32 && !LOADS_ONLY;
+/* The plain K loop's first K block runs on its own (peeled) and sets the sums from the
+ * accumulator (FMUL) instead of adding to zeroed ones. Dense 192-row tiles: 31 CS2R per
+ * tile fewer between two tiles' K loops, where the tensor cores wait (with FAST_TILE_DIV,
+ * stop 25, profiler: 4096x32768x512 134.4 -> 131.2 us, 4096x24576x1536 240.5 -> 235.0; the
+ * contiguous 192-row kernel measured up to 1% slower with it). DEFER needs the peel anyway. */
+constexpr bool PEEL_FIRST = DEFER || (GROUPING == 0 && RG == 3 && KSPLIT == 1 && CK == 1 &&
+                                      !OVERLAP && !TURNS && !OUT_F32 && !LOADS_ONLY);
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
@@ -397,7 +404,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll
         for (int v = 0; v < WAVES; ++v)
             kept[v] = tile_rows_kept(tl, rg + v * WG_RG);
-        if constexpr (!DEFER) /* DEFER: zeroed in the first K block, once dt is stored */
+        if constexpr (!PEEL_FIRST) /* PEEL_FIRST: set by the first K block */
 #pragma unroll
             for (int v = 0; v < WAVES; ++v)
 #pragma unroll
@@ -412,23 +419,20 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
             ring_next(s, phase, q);
             int kl = q;
-            if constexpr (DEFER) {
-                /* The first K block on its own: each wave's wgmma is issued, then the
-                 * previous tile's wave stored while it runs, then the sums start from it
-                 * (a loop-carried copy would keep the zeroed sums live beside dt). */
+            if constexpr (PEEL_FIRST) {
+                /* The first K block on its own: each wave's wgmma is issued, then (DEFER)
+                 * the previous tile's wave stored while it runs, then the sums start from
+                 * it (a loop-carried copy would keep zeroed sums live beside dt). */
                 mbar_wait(base + OFF_BAR + s * 8, phase);
 #pragma unroll
                 for (int v = 0; v < WAVES; ++v) {
                     const u32 rgv = rg + v * WG_RG;
                     const kscales ks = load_scales(base, s, rgv, row_in_wg);
                     issue_kblock(acc, base, s, rgv);
-                    if (pending)
+                    if (DEFER && pending)
                         store_deferred(tm_d, dsm, dt, v, rg, wg, t, row_in_wg, lane);
                     wait_acc<0>(acc);
-#pragma unroll
-                    for (int i = 0; i < BN / 2; ++i)
-                        outs[v][i] = 0.0f;
-                    promote_wave(v, outs[v], acc, ks, s, sc, base, n_off, lane);
+                    promote_wave<true>(v, outs[v], acc, ks, s, sc, base, n_off, lane);
                 }
                 ring_next(s, phase, 1);
                 kl = 1;

@@ -67,6 +67,16 @@ __device__ __forceinline__ void release_slot(u32 base, int s, const sched &sc, u
     }
 }
 
+/* out += a * s, or (FIRST: a tile's first K block) out = a * s: the sums then need no
+ * zeroing before the K loop. */
+template <bool FIRST> __device__ __forceinline__ void scale_into(float &out, float a, float s)
+{
+    if constexpr (FIRST)
+        out = a * s;
+    else
+        out += a * s;
+}
+
 /* sa * sb for this thread's two rows (s0, s1) and each of the tile's scale blocks. */
 __device__ __forceinline__ void block_products(const kscales &ks, float (&s0)[NSB], float (&s1)[NSB])
 {
@@ -80,7 +90,7 @@ __device__ __forceinline__ void block_products(const kscales &ks, float (&s0)[NS
 /* promote for a tile starting N_OFF columns into a 128-column scale block: column group i
  * (8 columns, never across a block boundary: N_OFF is a multiple of 8) takes block
  * (N_OFF + 8 i) / 128. The same products as promote's run-time selection, so the same sums. */
-template <int N_OFF>
+template <int N_OFF, bool FIRST>
 __device__ __forceinline__ void promote_at(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                            const kscales &ks)
 {
@@ -90,28 +100,29 @@ __device__ __forceinline__ void promote_at(float (&out)[BN / 2], const float (&a
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
         const int blk = (N_OFF + 8 * i) / 128;
-        out[4 * i + 0] += acc[4 * i + 0] * s0[blk];
-        out[4 * i + 1] += acc[4 * i + 1] * s0[blk];
-        out[4 * i + 2] += acc[4 * i + 2] * s1[blk];
-        out[4 * i + 3] += acc[4 * i + 3] * s1[blk];
+        scale_into<FIRST>(out[4 * i + 0], acc[4 * i + 0], s0[blk]);
+        scale_into<FIRST>(out[4 * i + 1], acc[4 * i + 1], s0[blk]);
+        scale_into<FIRST>(out[4 * i + 2], acc[4 * i + 2], s1[blk]);
+        scale_into<FIRST>(out[4 * i + 3], acc[4 * i + 3], s1[blk]);
     }
 }
 
 /* Picks promote_at's copy for n_off (uniform across the warp: one branch per promotion). */
-template <int PHASE = 0>
+template <bool FIRST, int PHASE = 0>
 __device__ __forceinline__ void promote_phase(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                               const kscales &ks, int n_off)
 {
     if constexpr (PHASE + 1 < SB_PHASES) {
         if (n_off != PHASE * SB_STEP) {
-            promote_phase<PHASE + 1>(out, acc, ks, n_off);
+            promote_phase<FIRST, PHASE + 1>(out, acc, ks, n_off);
             return;
         }
     }
-    promote_at<PHASE * SB_STEP>(out, acc, ks);
+    promote_at<PHASE * SB_STEP, FIRST>(out, acc, ks);
 }
 
-/* out += acc * sa * sb (second level of the two-level accumulation). */
+/* out += acc * sa * sb (second level of the two-level accumulation); FIRST: out = ... */
+template <bool FIRST = false>
 __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                         const kscales &ks, int n_off, u32 lane)
 {
@@ -119,15 +130,15 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
 #pragma unroll
         for (int i = 0; i < BN / 8; ++i) {
             const float2 sb = ld_shared_v2f32(ks.sfb_slot + (8 * i + 2 * (lane & 3)) * 4);
-            out[4 * i + 0] += acc[4 * i + 0] * (ks.sa0 * sb.x);
-            out[4 * i + 1] += acc[4 * i + 1] * (ks.sa0 * sb.y);
-            out[4 * i + 2] += acc[4 * i + 2] * (ks.sa1 * sb.x);
-            out[4 * i + 3] += acc[4 * i + 3] * (ks.sa1 * sb.y);
+            scale_into<FIRST>(out[4 * i + 0], acc[4 * i + 0], (ks.sa0 * sb.x));
+            scale_into<FIRST>(out[4 * i + 1], acc[4 * i + 1], (ks.sa0 * sb.y));
+            scale_into<FIRST>(out[4 * i + 2], acc[4 * i + 2], (ks.sa1 * sb.x));
+            scale_into<FIRST>(out[4 * i + 3], acc[4 * i + 3], (ks.sa1 * sb.y));
         }
         return;
     }
     if constexpr (SB_PER_PHASE) {
-        promote_phase(out, acc, ks, n_off);
+        promote_phase<FIRST>(out, acc, ks, n_off);
         return;
     }
     if constexpr (SB_ALIGNED) {
@@ -135,10 +146,10 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
         for (int i = 0; i < BN / 8; ++i) {
             const float sbc = ks.sb[(8 * i) / 128];
             const float s0 = ks.sa0 * sbc, s1 = ks.sa1 * sbc;
-            out[4 * i + 0] += acc[4 * i + 0] * s0;
-            out[4 * i + 1] += acc[4 * i + 1] * s0;
-            out[4 * i + 2] += acc[4 * i + 2] * s1;
-            out[4 * i + 3] += acc[4 * i + 3] * s1;
+            scale_into<FIRST>(out[4 * i + 0], acc[4 * i + 0], s0);
+            scale_into<FIRST>(out[4 * i + 1], acc[4 * i + 1], s0);
+            scale_into<FIRST>(out[4 * i + 2], acc[4 * i + 2], s1);
+            scale_into<FIRST>(out[4 * i + 3], acc[4 * i + 3], s1);
         }
         return;
     }
@@ -158,38 +169,40 @@ __device__ __forceinline__ void promote(float (&out)[BN / 2], const float (&acc)
             x0 = later ? s0[j] : x0;
             x1 = later ? s1[j] : x1;
         }
-        out[4 * i + 0] += acc[4 * i + 0] * x0;
-        out[4 * i + 1] += acc[4 * i + 1] * x0;
-        out[4 * i + 2] += acc[4 * i + 2] * x1;
-        out[4 * i + 3] += acc[4 * i + 3] * x1;
+        scale_into<FIRST>(out[4 * i + 0], acc[4 * i + 0], x0);
+        scale_into<FIRST>(out[4 * i + 1], acc[4 * i + 1], x0);
+        scale_into<FIRST>(out[4 * i + 2], acc[4 * i + 2], x1);
+        scale_into<FIRST>(out[4 * i + 3], acc[4 * i + 3], x1);
     }
 }
 
 /* A K block's wgmma has completed: promote it and give its slot back (in the FP32 mode the
  * column scales are read from the slot while promoting, so the slot is released after). */
+template <bool FIRST = false>
 __device__ __forceinline__ void retire(float (&out)[BN / 2], const float (&acc)[BN / 2],
                                        const kscales &ks, int slot, const sched &sc, u32 base,
                                        int n_off, u32 lane)
 {
     if constexpr (OUT_F32) {
-        promote(out, acc, ks, n_off, lane);
+        promote<FIRST>(out, acc, ks, n_off, lane);
         release_slot(base, slot, sc, lane);
     } else {
         release_slot(base, slot, sc, lane);
-        promote(out, acc, ks, n_off, lane);
+        promote<FIRST>(out, acc, ks, n_off, lane);
     }
 }
 
 /* Wave v's promotion; the last wave is the slot's last reader and releases it (retire). */
+template <bool FIRST = false>
 __device__ __forceinline__ void promote_wave(int v, float (&out)[BN / 2],
                                              const float (&acc)[BN / 2], const kscales &ks,
                                              int slot, const sched &sc, u32 base, int n_off,
                                              u32 lane)
 {
     if (v == WAVES - 1)
-        retire(out, acc, ks, slot, sc, base, n_off, lane);
+        retire<FIRST>(out, acc, ks, slot, sc, base, n_off, lane);
     else
-        promote(out, acc, ks, n_off, lane);
+        promote<FIRST>(out, acc, ks, n_off, lane);
 }
 
 __device__ __forceinline__ void ring_next(int &s, u32 &phase, int by)

@@ -19,6 +19,13 @@
  * the same unit sequence (the cluster's barriers rely on it). */
 constexpr int NUM_NBU = (NUM_NB + MCA - 1) / MCA; /* units along N */
 
+/* Dense tall tiles walk many short-K tiles per CTA: their tile coordinates divide by a
+ * float reciprocal and by the constant GROUP_N instead of two run-time integer divisions
+ * (~75 instructions per tile, issued while the tensor cores wait; stop 25, profiler:
+ * 4096x32768x512 134.4 -> 132.1 us, 4096x24576x1536 240.5 -> 236.4). Decode kernels (one
+ * tile per CTA) keep the integer code: they measured 1-3% slower with it (stop 24). */
+constexpr bool FAST_TILE_DIV = GROUPING == 0 && BM >= 192;
+
 struct sched {
     int rank;         /* CTA rank in the cluster */
     int first, step;  /* first unit, units between two of this cluster's units */
@@ -28,6 +35,7 @@ struct sched {
     const int *group_rows;  /* grouped: valid rows of each group (device memory); per-row
                                experts: the expert of each row, -1 for padding */
     int num_groups;
+    float inv_group_units; /* FAST_TILE_DIV: 1 / (GROUP_N * num_mbu) */
 };
 
 __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups)
@@ -42,6 +50,7 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     sc.num_mb = (m + BM - 1) / BM;
     sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
     sc.num_units = sc.num_mbu * NUM_NBU;
+    sc.inv_group_units = FAST_TILE_DIV ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
@@ -119,6 +128,17 @@ __device__ __forceinline__ bool has_next_unit(const sched &sc, const cursor &cur
     return cursor_seek(sc, peek, unit + sc.step);
 }
 
+/* a / b for a >= 0, b >= 1 through inv_b = 1.0f / b: the estimate, corrected by the remainder. */
+__device__ __forceinline__ int div_by_reciprocal(int a, int b, float inv_b)
+{
+    if (a >= (1 << 22)) /* below 2^22 the float estimate is off by less than one */
+        return a / b;
+    int q = (int)((float)a * inv_b);
+    const int r = a - q * b;
+    q += r >= b ? 1 : r < 0 ? -1 : 0;
+    return q;
+}
+
 /* Unit index -> tile: walk M fastest inside groups of GROUP_N column blocks, so CTAs
  * running together share the B tiles of the group and a band of A rows in L2. With
  * multicast the pair's second CTA takes the next m block (which may lie past M: it then
@@ -127,12 +147,18 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
 {
     int local = unit - c.base;
     int group_units = GROUP_N * c.num_mb;
-    int gi = local / group_units;
+    int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units, sc.inv_group_units)
+                           : local / group_units;
     int first_n = gi * GROUP_N;
     int width = NUM_NBU - first_n < GROUP_N ? NUM_NBU - first_n : GROUP_N;
     int r = local - gi * group_units;
-    tl.mb = r / width;
-    tl.nb = first_n + r % width;
+    if (FAST_TILE_DIV && width == GROUP_N) { /* by a constant: a multiply and a shift */
+        tl.mb = r / GROUP_N;
+        tl.nb = first_n + r % GROUP_N;
+    } else {
+        tl.mb = r / width;
+        tl.nb = first_n + r % width;
+    }
     if constexpr (MC == 2)
         tl.mb = 2 * tl.mb + sc.rank;
     if constexpr (MCA > 1) /* the last unit's n blocks may run past N: see NUM_NB's users */
