@@ -19,12 +19,13 @@
  * the same unit sequence (the cluster's barriers rely on it). */
 constexpr int NUM_NBU = (NUM_NB + MCA - 1) / MCA; /* units along N */
 
-/* Dense tall tiles walk many short-K tiles per CTA: their tile coordinates divide by a
- * float reciprocal and by the constant GROUP_N instead of two run-time integer divisions
- * (~75 instructions per tile, issued while the tensor cores wait; stop 25, profiler:
- * 4096x32768x512 134.4 -> 132.1 us, 4096x24576x1536 240.5 -> 236.4). Decode kernels (one
- * tile per CTA) keep the integer code: they measured 1-3% slower with it (stop 24). */
-constexpr bool FAST_TILE_DIV = GROUPING == 0 && BM >= 192;
+/* Tall tiles (dense and contiguous groups) walk many tiles per CTA: their tile coordinates
+ * divide by a float reciprocal and by the constant GROUP_N instead of two run-time integer
+ * divisions (~75 instructions per tile, issued while the tensor cores wait; stop 25,
+ * profiler: 4096x32768x512 134.4 -> 132.1 us, 4096x24576x1536 240.5 -> 236.4, contiguous 4 x
+ * 8192 rows (4096, 7168) 1389.5 -> 1367.3). Decode kernels (one tile per CTA) keep the
+ * integer code: they measured 1-3% slower with it (stop 24). */
+constexpr bool FAST_TILE_DIV = (GROUPING == 0 || GROUPING == 2) && BM >= 192;
 
 struct sched {
     int rank;         /* CTA rank in the cluster */
@@ -50,7 +51,7 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     sc.num_mb = (m + BM - 1) / BM;
     sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
     sc.num_units = sc.num_mbu * NUM_NBU;
-    sc.inv_group_units = FAST_TILE_DIV ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
+    sc.inv_group_units = FAST_TILE_DIV && GROUPING == 0 ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
@@ -74,6 +75,7 @@ struct cursor {
     u32 keep[BM / 32];     /* per-row experts: the current tile's rows of expert g */
     int unit;              /* per-row experts: the unit of expert g's tile (-1: none yet) */
     bool more;             /* per-row experts: a larger expert has rows in that unit too */
+    float inv_group_units; /* contiguous FAST_TILE_DIV: 1 / (GROUP_N * num_mb) */
 };
 
 __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
@@ -86,6 +88,7 @@ __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
     c.start = c.next_start = 0;
     c.unit = -1;
     c.more = false;
+    c.inv_group_units = 0.0f;
 }
 
 __device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit);
@@ -117,6 +120,8 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
         c.rows = rows < 0 ? 0 : rows > sc.m ? sc.m : rows; /* a bad count stays in the group */
         c.num_mb = (c.rows + BM - 1) / BM;
         c.count = c.num_mb * NUM_NBU;
+        if (FAST_TILE_DIV && c.num_mb > 0)
+            c.inv_group_units = 1.0f / (float)(GROUP_N * c.num_mb);
     }
     return true;
 }
@@ -147,7 +152,8 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
 {
     int local = unit - c.base;
     int group_units = GROUP_N * c.num_mb;
-    int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units, sc.inv_group_units)
+    int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units,
+                                               GROUPING == 0 ? sc.inv_group_units : c.inv_group_units)
                            : local / group_units;
     int first_n = gi * GROUP_N;
     int width = NUM_NBU - first_n < GROUP_N ? NUM_NBU - first_n : GROUP_N;
