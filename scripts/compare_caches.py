@@ -31,7 +31,8 @@ def specialization(key_text):
 def load(path):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     rows = db.execute(
-        "SELECT key_text, cubin_xxh3, cubin_bytes, registers, spills, cubin FROM kernels").fetchall()
+        "SELECT key_text, cubin_xxh3, cubin_bytes, registers, spills, cubin FROM kernels"
+    ).fetchall()
     db.close()
     return {specialization(r[0]): r[1:] for r in rows}
 
@@ -67,7 +68,8 @@ def main():
         if x is not None and y is not None and x[:2] == y[:2]:
             same += 1
             continue
-        if x is not None and y is not None and cuobjdump and sass(cuobjdump, x[4]) == sass(cuobjdump, y[4]):
+        both = x is not None and y is not None
+        if both and cuobjdump and sass(cuobjdump, x[4]) == sass(cuobjdump, y[4]):
             same_sass += 1
             continue
         differ += 1

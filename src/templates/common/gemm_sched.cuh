@@ -51,7 +51,8 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     sc.num_mb = (m + BM - 1) / BM;
     sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
     sc.num_units = sc.num_mbu * NUM_NBU;
-    sc.inv_group_units = FAST_TILE_DIV && GROUPING == 0 ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
+    sc.inv_group_units =
+        FAST_TILE_DIV && GROUPING == 0 ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
@@ -152,9 +153,8 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
 {
     int local = unit - c.base;
     int group_units = GROUP_N * c.num_mb;
-    int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units,
-                                               GROUPING == 0 ? sc.inv_group_units : c.inv_group_units)
-                           : local / group_units;
+    const float inv = GROUPING == 0 ? sc.inv_group_units : c.inv_group_units;
+    int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units, inv) : local / group_units;
     int first_n = gi * GROUP_N;
     int width = NUM_NBU - first_n < GROUP_N ? NUM_NBU - first_n : GROUP_N;
     int r = local - gi * group_units;
