@@ -177,12 +177,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
 {
     int s = 0;
     u32 phase = 0;
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl) {
         const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
         const int b_col = tl.nb * BN;
 #pragma unroll 1
@@ -223,7 +218,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                 phase ^= 1;
             }
         }
-    }
+    });
 }
 
 /* The four k16 steps of one K block. A K-major step is 32 bytes along the swizzled row

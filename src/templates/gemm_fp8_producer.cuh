@@ -49,12 +49,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
 {
     int s = 0;
     u32 phase = 0;
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl) {
         const int mb = tl.mb, nb = tl.nb;
         const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
                                         : tl.row0 + mb * BM;
@@ -112,7 +107,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                 phase ^= 1;
             }
         }
-    }
+    });
     if (lane == 0)
         trace_mark(trace, TR_LAST_LOAD);
 }
@@ -127,12 +122,7 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     constexpr int CHUNKS = (KB_CTA + 31) / 32;
     int s = 0;
     u32 phase = 0;
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl) {
         const int n0 = tl.nb * BN;
         const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         float sb[NSB][CHUNKS];
@@ -173,7 +163,7 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
                 }
             }
         }
-    }
+    });
 }
 
 /* FP32 mode: the scale warp copies each K block's BN column scales of B (row kb of the
@@ -195,12 +185,7 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
 {
     int s = 0;
     u32 phase = 0;
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl) {
         const int n0 = tl.nb * BN;
         float v[COL_CHUNKS];
         load_col_scales(v, sfb, sc.kb_begin, n0, lane);
@@ -226,5 +211,5 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
                 phase ^= 1;
             }
         }
-    }
+    });
 }

@@ -179,6 +179,22 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     }
 }
 
+/* Calls body(tl) for each of this CTA's tiles in order: the tile walk of the roles that
+ * need only the tile (the producer warps; the math warpgroups keep their cursor to ask
+ * has_next_unit). */
+template <typename Body>
+__device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
+{
+    cursor cur;
+    cursor_init(sc, cur);
+#pragma unroll 1
+    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
+        tile tl;
+        tile_coords(sc, cur, unit, tl);
+        body(tl);
+    }
+}
+
 /* Per-row experts: the tile of m block mb for the smallest expert above `after` with rows
  * in it (ids in [0, G); padding (-1) and bad ids are nobody's, so their rows are never
  * stored); c.keep gets that expert's rows, c.more whether a larger expert has rows there
