@@ -133,7 +133,8 @@ static void test_tall_rows_where_measured_faster(void **state)
 }
 
 /* KILN_GEMM_TALL_TILES: 0 never, 1 the model, 2 always 192 rows, 3 always 256; only 128 x
- * 128 prefill picks. 192-row tiles issue in turn at K >= 4096 only, 256-row ones never. */
+ * 128 prefill picks. 192-row tiles issue in turn (per-row expert ids: at K >= 4096 only),
+ * 256-row ones never. */
 static void test_try_tall_knob(void **state)
 {
     (void)state;
@@ -152,7 +153,7 @@ static void test_try_tall_knob(void **state)
             if (want != 128) {
                 assert_int_equal(c.block_m, want);
                 assert_int_equal(c.overlap, 0);
-                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), want == 192 && k >= 4096);
+                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), want == 192);
                 assert_true(c.multicast_a <= 1);
                 check_rules(&c, m, n, k);
             } else {
@@ -160,6 +161,13 @@ static void test_try_tall_knob(void **state)
             }
         }
     }
+    for (int grouping = 0; grouping <= 3; grouping += 3)
+        for (int64_t k = 512; k <= 16384; k *= 2) {
+            kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, k, 132);
+            c.grouping = grouping;
+            kiln__gemm_fp8_make_tall(&c, 192, k);
+            assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), grouping == 0 || k >= 4096);
+        }
 }
 
 /* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64

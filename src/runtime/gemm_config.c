@@ -176,10 +176,13 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
     cfg->overlap = 0; /* no room for a second accumulator set beside the taller tile's */
     cfg->multicast = 1;
     /* In turn, 192-row tiles gained 3.7-4.7% at K = 7168 and 16384 (dense 4096x2112x7168,
-     * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%) and lost 0.6-1.7% at K = 512 and
-     * 2048 (stop 12, two builds A/B'd in one process: docs/gemm_fp8_notes.md). 256-row
-     * tiles in turn lost 1.3-12% on four of five shapes (stop 13's --sweep). */
-    cfg->turns = rows == 192 && k >= 4096;
+     * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%; stop 12) and, since the kernels of
+     * stops 24-25, at short K too (stop 27, profiler, two rounds: 4096x32768x512 132.0 ->
+     * 127.1 us, 4096x24576x1536 237.3 -> 234.8, 2048x24576x1536 122.4 -> 121.4; contiguous
+     * (7168, 2048) 0.5-0.8%; docs/gemm_fp8_notes.md). The row-id layout (grouping 3) stays
+     * in lockstep at short K: 0.6-1.0% slower in turn at (7168, 2048). 256-row tiles in turn
+     * lost 1.3-12% on four of five shapes (stop 13's --sweep). */
+    cfg->turns = rows == 192 && (k >= 4096 || cfg->grouping != 3);
     kiln__gemm_fp8_fit(cfg);
 }
 

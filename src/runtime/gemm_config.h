@@ -30,7 +30,7 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * with_192 false: 128 or 256 rows only (masked groups take no 192-row tiles). */
 int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192);
 /* Make a 128 x 128 prefill configuration `rows` (192 or 256) x 128: no overlap, no
- * multicast; 192-row tiles issue in turn where K >= 4096. */
+ * multicast; 192-row tiles issue in turn (with per-row expert ids only where K >= 4096). */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
  * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks (among 128 and 256 rows only unless

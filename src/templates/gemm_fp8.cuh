@@ -187,9 +187,12 @@ constexpr bool DEFER = GROUPING == 0 && BM == 256 && KSPLIT == 1 && CK == 1 && !
  * accumulator (FMUL) instead of adding to zeroed ones. Dense 192-row tiles: 31 CS2R per
  * tile fewer between two tiles' K loops, where the tensor cores wait (with FAST_TILE_DIV,
  * stop 25, profiler: 4096x32768x512 134.4 -> 131.2 us, 4096x24576x1536 240.5 -> 235.0; the
- * contiguous 192-row kernel measured up to 1% slower with it). DEFER needs the peel anyway. */
+ * contiguous 192-row kernel measured up to 1% slower with it). DEFER needs the peel anyway.
+ * With turns the peeled block takes its turn like the others (stop 27, profiler: 4096x2112x7168
+ * 100.2 -> 99.2 us; at short K, where 192-row tiles now issue in turn too, 4096x32768x512
+ * 128.2 / 127.7 -> 127.2 / 127.0 against turns without the peel). */
 constexpr bool PEEL_FIRST = DEFER || (GROUPING == 0 && RG == 3 && KSPLIT == 1 && CK == 1 &&
-                                      !OVERLAP && !TURNS && !OUT_F32 && !LOADS_ONLY);
+                                      !OVERLAP && !OUT_F32 && !LOADS_ONLY);
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
@@ -428,7 +431,11 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 for (int v = 0; v < WAVES; ++v) {
                     const u32 rgv = rg + v * WG_RG;
                     const kscales ks = load_scales(base, s, rgv, row_in_wg);
+                    if constexpr (TURNS)
+                        named_bar_sync(BAR_TURN + rg, 256);
                     issue_kblock(acc, base, s, rgv);
+                    if constexpr (TURNS)
+                        named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
                     if (DEFER && pending)
                         store_deferred(tm_d, dsm, dt, v, rg, wg, t, row_in_wg, lane);
                     wait_acc<0>(acc);
