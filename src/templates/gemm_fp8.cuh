@@ -186,13 +186,17 @@ constexpr bool DEFER = GROUPING == 0 && BM == 256 && KSPLIT == 1 && CK == 1 && !
 /* The plain K loop's first K block runs on its own (peeled) and sets the sums from the
  * accumulator (FMUL) instead of adding to zeroed ones. Dense 192-row tiles: 31 CS2R per
  * tile fewer between two tiles' K loops, where the tensor cores wait (with FAST_TILE_DIV,
- * stop 25, profiler: 4096x32768x512 134.4 -> 131.2 us, 4096x24576x1536 240.5 -> 235.0; the
- * contiguous 192-row kernel measured up to 1% slower with it). DEFER needs the peel anyway.
- * With turns the peeled block takes its turn like the others (stop 27, profiler: 4096x2112x7168
- * 100.2 -> 99.2 us; at short K, where 192-row tiles now issue in turn too, 4096x32768x512
- * 128.2 / 127.7 -> 127.2 / 127.0 against turns without the peel). */
-constexpr bool PEEL_FIRST = DEFER || (GROUPING == 0 && RG == 3 && KSPLIT == 1 && CK == 1 &&
-                                      !OVERLAP && !OUT_F32 && !LOADS_ONLY);
+ * stop 25, profiler: 4096x32768x512 134.4 -> 131.2 us, 4096x24576x1536 240.5 -> 235.0).
+ * DEFER needs the peel anyway. With turns the peeled block takes its turn like the others
+ * (stop 27, profiler: 4096x2112x7168 100.2 -> 99.2 us; at short K, where 192-row tiles now
+ * issue in turn too, 4096x32768x512 128.2 / 127.7 -> 127.2 / 127.0 against turns without the
+ * peel), and the contiguous prefix-sum kernel gains from it too now that it issues in turn
+ * (stop 27, two rounds: (7168, 2048) 4 x 8192 rows 726.8 -> 721.0 us, 8 x 4096 748.9 ->
+ * 741.8; (4096, 7168) 0.2%; stop 25, in lockstep, it lost up to 1%). The row-id kernel
+ * (GROUPING 3) was not measured with it. */
+constexpr bool PEEL_FIRST = DEFER || ((GROUPING == 0 || GROUPING == 2) && RG == 3 &&
+                                      KSPLIT == 1 && CK == 1 && !OVERLAP && !OUT_F32 &&
+                                      !LOADS_ONLY);
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
