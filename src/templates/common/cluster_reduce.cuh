@@ -1,6 +1,7 @@
 /* Cross-CTA reduction of a cluster_k split (a cluster of CK CTAs shares one output tile,
- * each over 1/CK of K), shared by the GEMM templates. Reduce-scatter: rank r finishes the
- * 8-column groups i of every 64-row group with i % CK == r.
+ * each over 1/CK of K), shared by the GEMM templates. Reduce-scatter: rank r finishes a
+ * contiguous range of the 8-column groups of every 64-row group (group_owner), so that the
+ * rows it stores are whole 32-byte sectors, not halves shared with another SM.
  *
  * Included INSIDE a kernel's namespace, after gemm_sched.cuh and these definitions:
  *   BN, CK, RG, OUT_F32, N  tile columns, cluster size, 64-row groups, FP32 output
@@ -10,6 +11,25 @@
  *   OFF_CBAR                mbarriers ready[RG] (count 1, plus the received bytes) and
  *                           freed[RG] (count CK - 1: every partner has read what we sent)
  */
+
+/* The rank finishing 8-column group i of BN / 8: ranks take contiguous ranges of equal
+ * size, give or take one (so at most reduce_scatter_chunk's ceil(groups / CK)); the first
+ * group of rank r. Before (stop 28), ranks took every CK-th group, and each stored row was
+ * 16-byte pieces whose 32-byte sectors another SM completed; profiler, two rounds:
+ * 64x4096x7168 13.18 / 13.06 -> 12.80 / 12.74 us, 64x2112x7168 10.37 -> 10.29, the other
+ * cluster_k shapes (128 rows, 64x7168x16384) within 0.5%. */
+constexpr int group_owner(int i) { return i * CK / (BN / 8); }
+constexpr int owner_first_group(int r) { return (r * (BN / 8) + CK - 1) / CK; }
+
+/* Where, in the receive slots `recv` of the rank owning column group i, the sums of that
+ * group from rank `from` land for thread t: the owner keeps one slot per partner, in rank
+ * order without itself, and one 16-byte vector per thread for each of its groups. */
+__device__ __forceinline__ u32 reduce_slot(u32 recv, int from, int owner, int i, u32 t)
+{
+    constexpr int VECTORS_BYTES = 128 * 16; /* a warpgroup's vectors of one column group */
+    return recv + (from < owner ? from : from - 1) * CK_CHUNK +
+           (i - owner_first_group(owner)) * VECTORS_BYTES + t * 16;
+}
 
 /* Adds the partners' partial sums of this rank's column groups to acc (64-row group rg,
  * wgmma accumulator layout, thread t of its warpgroup; the other groups of acc are left as
@@ -22,15 +42,6 @@
  * DSMEM bandwidth sets the cost: ~6 bytes per SM clock each way when every SM reduces at
  * once (--trace, 64x2112x7168: ~2200 cycles at cluster_k 4, ~5200 at 8), whether the bytes
  * go by bulk copy or st.async. */
-/* Where, in the receive slots `recv` of the rank owning column group i, the sums of that
- * group from rank `from` land for thread t: the owner keeps one slot per partner, in rank
- * order without itself, and one 16-byte vector per thread for each of its groups. */
-__device__ __forceinline__ u32 reduce_slot(u32 recv, int from, int owner, int i, u32 t)
-{
-    constexpr int VECTORS_BYTES = 128 * 16; /* a warpgroup's vectors of one column group */
-    return recv + (from < owner ? from : from - 1) * CK_CHUNK + (i / CK) * VECTORS_BYTES + t * 16;
-}
-
 __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
                                                        u32 base, u32 rg, u32 t, u32 &parity,
                                                        bool first, bool more)
@@ -44,10 +55,12 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
     if (!first)
         mbar_wait_cluster(freed, parity ^ 1);
     if (t == 0)
-        mbar_arrive_expect_tx(ready, (u32)((CK - 1) * ((GROUPS - rank + CK - 1) / CK) * 2048));
+        mbar_arrive_expect_tx(ready, (u32)((CK - 1) *
+                                           (owner_first_group(rank + 1) - owner_first_group(rank)) *
+                                           2048));
 #pragma unroll
     for (int i = 0; i < GROUPS; ++i) {
-        const int owner = i % CK;
+        const int owner = group_owner(i);
         if (owner == rank)
             continue;
         const u32 dst = reduce_slot(recv, rank, owner, i, t);
@@ -58,7 +71,7 @@ __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], con
     parity ^= 1;
 #pragma unroll
     for (int i = 0; i < GROUPS; ++i) {
-        if (i % CK != rank)
+        if (group_owner(i) != rank)
             continue;
         float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
@@ -112,7 +125,7 @@ __device__ __forceinline__ void store_owned(const float *acc, const sched &sc, c
 #pragma unroll
         for (int i = 0; i < BN / 8; ++i) {
             const int col = tl.nb * BN + 8 * i + 2 * (int)(lane & 3);
-            if (i % CK != sc.rank || col >= N)
+            if (group_owner(i) != sc.rank || col >= N)
                 continue;
             if constexpr (OUT_F32)
                 asm volatile("st.global.v2.f32 [%0], {%1, %2};" ::"l"((float *)d_ptr + row + col),
