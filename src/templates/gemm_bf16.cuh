@@ -177,7 +177,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
         const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
         const int b_col = tl.nb * BN;
 #pragma unroll 1
@@ -303,12 +303,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     int s = 0;
     u32 phase = 0;
 
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit) {
         /* One K block of wgmma stays in flight: the slot of block kl-1 is released once
          * wait_group 1 says its wgmma have completed. */
         int prev = 0;
@@ -346,16 +341,16 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             first_tile = false;
             if (rows_left > 0)
                 store_owned(acc, sc, tl, rg, row_in_wg, lane, rows_left, d_ptr, ld_d);
-            continue;
+            return;
         }
         if (rows_left <= 0)
-            continue;
+            return;
         if (GROUPING != 0 && rows_left < 64) {
             if constexpr (OUT_F32)
                 store_partial_f32(acc, sc, tl, rg, row_in_wg, lane, rows_left, (float *)d_ptr, ld_d);
             else
                 store_partial(acc, sc, tl, rg, row_in_wg, lane, rows_left, (u16 *)d_ptr, ld_d);
-            continue;
+            return;
         }
         const int row = (GROUPING == 2 ? tl.row0 : 0) + tl.mb * BM + (int)rg * 64;
 #pragma unroll
@@ -377,7 +372,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             }
             ++slabs_stored;
         }
-    }
+    });
     if (t == 0)
         bulk_wait<0>();
 }

@@ -397,12 +397,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     if (TURNS && rg == WG_RG - 1)
         named_bar_arrive(BAR_TURN, 256);
 
-    cursor cur;
-    cursor_init(sc, cur);
-#pragma unroll 1
-    for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
-        tile tl;
-        tile_coords(sc, cur, unit, tl);
+    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit) {
         const int mb = tl.mb, nb = tl.nb;
         const int n_off = (nb * BN) % 128;
         /* every row, but with per-row experts; only this warpgroup's 64-row groups' bits stay
@@ -483,7 +478,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
         if constexpr (LOADS_ONLY) {
             first_tile = false;
-            continue;
+            return;
         }
 
         if constexpr (KSPLIT > 1) {
@@ -500,7 +495,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                                  : "memory");
                 named_bar_arrive(BAR_READY + rg, KSPLIT * 128);
                 first_tile = false;
-                continue;
+                return;
             }
             named_bar_sync(BAR_READY + rg, KSPLIT * 128);
 #pragma unroll
@@ -520,13 +515,13 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             first_tile = false;
             store_owned(out, sc, tl, rg, row_in_wg, lane, tl.rows - (mb * BM + (int)rg * 64),
                         d_ptr, ld_d);
-            continue;
+            return;
         }
         first_tile = false;
 
         if constexpr (OUT_F32) {
             store_f32(out, sc, tl, rg, row_in_wg, lane, c, d_ptr, ld_d);
-            continue;
+            return;
         }
 
         /* multicast_a: a cluster's n blocks past N only load their share of A */
@@ -539,7 +534,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             dt.row = tl.row0 + mb * BM;
             dt.rows_left = tile_rows_left;
             pending = true;
-            continue;
+            return;
         }
 
         /* Epilogue, one wave (row group rgv) at a time through this warpgroup's staging
@@ -568,7 +563,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 }
             }
         }
-    }
+    });
     if constexpr (DEFER) { /* the last tile's store: no K block left to hide it behind */
         if (pending)
 #pragma unroll

@@ -49,7 +49,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
         const int mb = tl.mb, nb = tl.nb;
         const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
                                         : tl.row0 + mb * BM;
@@ -122,7 +122,7 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     constexpr int CHUNKS = (KB_CTA + 31) / 32;
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
         const int n0 = tl.nb * BN;
         const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         float sb[NSB][CHUNKS];
@@ -185,7 +185,7 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
         const int n0 = tl.nb * BN;
         float v[COL_CHUNKS];
         load_col_scales(v, sfb, sc.kb_begin, n0, lane);

@@ -179,9 +179,8 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     }
 }
 
-/* Calls body(tl) for each of this CTA's tiles in order: the tile walk of the roles that
- * need only the tile (the producer warps; the math warpgroups keep their cursor to ask
- * has_next_unit). */
+/* Calls body(tl, cur, unit) for each of this CTA's tiles in order: the tile, and the cursor
+ * and unit it came from (for has_next_unit; the producer warps need only the tile). */
 template <typename Body>
 __device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
 {
@@ -191,7 +190,7 @@ __device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
     for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
         tile tl;
         tile_coords(sc, cur, unit, tl);
-        body(tl);
+        body(tl, cur, unit);
     }
 }
 
