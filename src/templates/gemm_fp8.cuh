@@ -90,8 +90,8 @@
  * Two-level accumulation: the 4 wgmma of a K block accumulate in the tensor-core
  * accumulator, which is then folded into FP32 registers times sa*sb. The epilogue packs to
  * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads;
- * dense 256-row tiles keep the packed sums in registers and store them while the next tile's
- * first K block runs (DEFER).
+ * dense and prefix-sum contiguous 256-row tiles keep the packed sums in registers and store
+ * them while the next tile's first K block runs (DEFER).
  * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
  * after the main loop.
  * Files: this one holds the constants, the shared-memory layout, the math warpgroups' tile
@@ -180,9 +180,12 @@ constexpr int MATH_WG = WG_RG * KSPLIT;
  * pairs (block_n / 4 registers per wave, of the 240 a 256-row tile's math threads have).
  * Stop 23's trace, cycles of the busiest CTA: 4096x32768x512 237k -> 218k, 4096x24576x1536
  * 405k -> 382k, 4096x7168x2048 154k -> 147k. 192-row tiles lost 3-4% with it (their K
- * loop 3-9% slower at 160 registers per thread), so they store as before. */
-constexpr bool DEFER = GROUPING == 0 && BM == 256 && KSPLIT == 1 && CK == 1 && !OVERLAP &&
-                       !TURNS && !OUT_F32 && !LOADS_ONLY;
+ * loop 3-9% slower at 160 registers per thread), so they store as before. Contiguous groups
+ * (prefix sums) too, where a tile whose wave a group's end cuts is stored at once (stop 29,
+ * profiler, 256-row tiles forced, two calls: 4 x 8192 rows (4096, 7168) 1456.1 -> 1437.3 us,
+ * 8 x 4096 1466.3 -> 1443.7; (7168, 2048) 742.2 / 742.4 -> 742.4 / 741.9). */
+constexpr bool DEFER = (GROUPING == 0 || GROUPING == 2) && BM == 256 && KSPLIT == 1 &&
+                       CK == 1 && !OVERLAP && !TURNS && !OUT_F32 && !LOADS_ONLY;
 /* The plain K loop's first K block runs on its own (peeled) and sets the sums from the
  * accumulator (FMUL) instead of adding to zeroed ones. Dense 192-row tiles: 31 CS2R per
  * tile fewer between two tiles' K loops, where the tensor cores wait (with FAST_TILE_DIV,
@@ -533,8 +536,19 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             dt.col = nb * BN;
             dt.row = tl.row0 + mb * BM;
             dt.rows_left = tile_rows_left;
-            pending = true;
-            return;
+            /* Contiguous groups: a wave that a group's end cuts is stored row by row from
+             * the FP32 sums (store_partial), so such a tile is stored now (the previous one
+             * went out during this one's first K block). dt is set either way: kept from
+             * an earlier tile, it would stay live through the K loop and spill. */
+            bool cut = false;
+#pragma unroll
+            for (int v = 0; v < WAVES; ++v) {
+                const int left = tile_rows_left - (int)(rg + v * WG_RG) * 64;
+                cut |= GROUPING == 2 && left > 0 && left < 64;
+            }
+            pending = !cut;
+            if (!cut)
+                return;
         }
 
         /* Epilogue, one wave (row group rgv) at a time through this warpgroup's staging
