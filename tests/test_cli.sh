@@ -167,6 +167,22 @@ printf 'gemm_fp8_contig m=4096 n=256 k=256 align=96\ngemm_fp8_contig m=4096 n=25
 run 1 prewarm --spec "$WORK/contig-bad.spec"
 err_has 'contig-bad.spec:1:.*align = 96'
 err_has 'contig-bad.spec:2:.*missing align='
+printf 'gemm_fp8_contig m=4096 n=256 k=256 align=128 g=0\n' >"$WORK/contig-bad.spec"
+run 1 prewarm --spec "$WORK/contig-bad.spec"
+err_has 'contig-bad.spec:1:.*G = 0 out of range'
+# The tile height counts the rows per group: one group of 4096 rows at N = 7168 takes
+# 256-row tiles, 32 groups of 128 rows (each group's last tile partly wasted) 128-row ones.
+KILN_CACHE_PATH=$WORK/cache-groups
+for groups in 1 32; do
+    [ "$groups" = 1 ] && want=256 || want=128
+    run 0 cache clear
+    printf 'gemm_fp8_contig m=4096 n=7168 k=2048 align=128 g=%s\n' "$groups" >"$WORK/contig.spec"
+    run 0 prewarm --spec "$WORK/contig.spec"
+    run 0 cache ls --json
+    [ "$(grep -c "param:block_m=$want" "$WORK/out")" -eq 2 ] ||
+        fail "g=$groups: want both layouts' kernels in $want-row tiles"
+done
+KILN_CACHE_PATH=$WORK/cache
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'

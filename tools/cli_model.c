@@ -189,15 +189,18 @@ int cli_model_expand(const char *path, cli_lines *out)
                        (long long)rows, (long long)m.hidden, (long long)m.moe_intermediate);
     }
     /* Expert GEMMs at prefill: contiguous groups. A GPU receives top_k rows per token of
-     * the batch (its ranks' tokens spread over all ranks), so M_total ~ batch * top_k. */
+     * the batch (its ranks' tokens spread over all ranks), so M_total ~ batch * top_k, in
+     * one group per local expert. */
     for (int b = 0; b < m.num_batch; b++) {
         if (m.batch[b] <= m.decode_max)
             continue;
         long long rows = (long long)(m.batch[b] * m.top_k), align = (long long)m.prefill_align;
-        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld", rows,
-                       (long long)(2 * m.moe_intermediate), (long long)m.hidden, align);
-        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld", rows,
-                       (long long)m.hidden, (long long)m.moe_intermediate, align);
+        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld g=%lld", rows,
+                       (long long)(2 * m.moe_intermediate), (long long)m.hidden, align,
+                       (long long)local);
+        rc |= add_line(out, "gemm_fp8_contig m=%lld n=%lld k=%lld align=%lld g=%lld", rows,
+                       (long long)m.hidden, (long long)m.moe_intermediate, align,
+                       (long long)local);
     }
     return rc == CLI_OK ? CLI_OK : CLI_FAIL;
 }

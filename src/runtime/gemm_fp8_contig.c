@@ -61,9 +61,17 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
  * they pay (KILN_GEMM_TALL_TILES). Prefix sums: a group's last tile then runs into the next
  * group's rows, which it loads but does not store. Row ids (grouping 3): a tile is computed
  * once per expert with rows in it, so a group start inside a tile costs it one more pass;
- * m_align 0 lets one kernel serve every alignment. */
-static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
-                                     int64_t align, bool by_row)
+ * m_align 0 lets one kernel serve every alignment. Since each group's last tile is partly
+ * wasted, the tile-height model (KILN_GEMM_TALL_TILES 1) counts the row tiles of each of
+ * the g groups, taken as equal (as the masked GEMM's does: g problems of m / g rows side by
+ * side, N g times wider); groups of 128 rows or fewer then take no taller tiles. Stop 29,
+ * profiler, one call, M_total rows alone -> per group (prefix sums; row ids alike): 32 groups
+ * of 1024 rows, 192 -> 256 rows, (4096, 7168) 1694.9 -> 1523.1 us, (7168, 2048) 875.1 ->
+ * 780.6; 32 x 128 rows, 256 -> 128 rows, 406.0 -> 262.4 and 219.0 -> 142.1; 8 x 4096 rows at
+ * (7168, 2048), 192 -> 256 rows, 770.2 -> 754.5 (the other three DeepSeek groupings keep
+ * their 192-row tiles). */
+static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t g, int64_t n,
+                                     int64_t k, int64_t align, bool by_row)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m > 129 ? m : 129, n, k, ctx->num_sms);
     cfg.grouping = by_row ? 3 : 2;
@@ -73,7 +81,10 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t n, 
         cfg.block_m = 64;
         kiln__gemm_fp8_fit(&cfg);
     } else {
-        kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms, true);
+        int knob = ctx->opts.gemm_tall_tiles;
+        bool by_group = knob == 1; /* 2 and 3 force the height whatever the groups */
+        kiln__gemm_fp8_try_tall(&cfg, by_group ? (m + g - 1) / g : m, by_group ? n * g : n, k,
+                                knob, ctx->num_sms, true);
     }
     return cfg;
 }
@@ -91,7 +102,7 @@ kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args 
     if (m == 0)
         return kiln__ctx_ok(ctx);
     bool by_row = args->row_expert.data != NULL;
-    kiln__gemm_config cfg = pick_contig(ctx, m, n, k, args->m_alignment, by_row);
+    kiln__gemm_config cfg = pick_contig(ctx, m, g, n, k, args->m_alignment, by_row);
 
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
@@ -118,20 +129,23 @@ kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args 
     return kiln__ctx_ok(ctx);
 }
 
-/* gemm_fp8_contig m=<rows> n=.. k=.. align=..: the kernels kiln_gemm_fp8_contig launches for
- * about m rows in all (M_total) whose groups start at multiples of align, with either
- * layout (prefix sums, row ids). */
+/* gemm_fp8_contig m=<rows> n=.. k=.. align=.. [g=..]: the kernels kiln_gemm_fp8_contig
+ * launches for about m rows in all (M_total) in g groups (B's first dimension; default 1)
+ * starting at multiples of align, with either layout (prefix sums, row ids). */
 int kiln__gemm_fp8_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
-    int64_t rows, cols, depth, align;
+    int64_t rows, cols, depth, align, groups;
     int status;
     if ((status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8_contig", &rows, &cols, &depth)) ||
-        (status = kiln__spec_word(ctx, words, "align", true, 0, &align)))
+        (status = kiln__spec_word(ctx, words, "align", true, 0, &align)) ||
+        (status = kiln__spec_word(ctx, words, "g", false, 1, &groups)))
         return status;
     if ((status = kiln__check_alignment(ctx, "gemm_fp8_contig", "align", align)) != KILN_OK)
         return status;
+    if ((status = kiln__check_contig_groups(ctx, "gemm_fp8_contig", rows, groups)) != KILN_OK)
+        return status;
     for (int by_row = 0; by_row < 2; by_row++) {
-        kiln__gemm_config cfg = pick_contig(ctx, rows, cols, depth, align, by_row);
+        kiln__gemm_config cfg = pick_contig(ctx, rows, groups, cols, depth, align, by_row);
         kiln__gemm_fp8_spec(&specs[by_row], ctx, cols, depth, &cfg);
     }
     *n = 2;
