@@ -200,7 +200,9 @@ for sms in 1 3 1024; do
     for line in 'gemm_fp8 m=1 n=16 k=128' 'gemm_fp8 m=2147483647 n=1048576 k=1048576' \
         'gemm_fp8 m=129 n=16 k=128 f32=1' 'gemm_fp8_masked g=1 m=1 n=16 k=128' \
         'gemm_fp8_masked g=1024 m=4096 n=65536 k=16384' 'gemm_fp8_contig m=1 n=16 k=128 align=64' \
-        'gemm_fp8_contig m=2147483647 n=16 k=128 align=192' 'gemm_bf16 m=1 n=16 k=8 layout=3' \
+        'gemm_fp8_contig m=2147483647 n=16 k=128 align=192' \
+        'gemm_fp8_contig m=2147483000 n=1048576 k=128 align=64 g=65536' \
+        'gemm_fp8_contig m=5 n=16 k=128 align=64 g=3' 'gemm_bf16 m=1 n=16 k=8 layout=3' \
         'gemm_bf16 m=100000 n=8 k=65536 f32=1' 'gemm_bf16_masked g=3 m=7 n=24 k=72' \
         'gemm_bf16_contig m=5 n=16 k=64 align=64' 'gemm_fp8 m=0 n=0 k=0' 'gemm_fp8 m=-1 n=-16 k=-128'; do
         printf '%s\n' "$line" >"$WORK/odd.spec"

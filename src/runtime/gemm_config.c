@@ -145,9 +145,9 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * 1.6-5.6% off at 2048x7168x16384, whose last round of 256-row tiles is 39% full and costs
  * less than a whole one. Stop 13's 1.70 (kernels since changed) took 256 rows on 13 of those
  * shapes where 192 rows were 1.3-11% faster; the grouped contiguous GEMM (which counts its
- * tiles per group) takes 192 rows on three of its four DeepSeek shapes. Taller tiles pay where they need
- * fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3 rounds), 256 at
- * 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
+ * tiles per group) takes 192 rows on three of its four DeepSeek shapes. Taller tiles pay
+ * where they need fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3
+ * rounds), 256 at 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
 int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192)
 {
     static const struct {
