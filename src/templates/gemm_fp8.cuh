@@ -430,19 +430,13 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                  * it (a loop-carried copy would keep zeroed sums live beside dt). */
                 mbar_wait(base + OFF_BAR + s * 8, phase);
 #pragma unroll
-                for (int v = 0; v < WAVES; ++v) {
-                    const u32 rgv = rg + v * WG_RG;
-                    const kscales ks = load_scales(base, s, rgv, row_in_wg);
-                    if constexpr (TURNS)
-                        named_bar_sync(BAR_TURN + rg, 256);
-                    issue_kblock(acc, base, s, rgv);
-                    if constexpr (TURNS)
-                        named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
-                    if (DEFER && pending)
-                        store_deferred(tm_d, dsm, dt, v, rg, wg, t, row_in_wg, lane);
-                    wait_acc<0>(acc);
-                    promote_wave<true>(v, outs[v], acc, ks, s, sc, base, n_off, lane);
-                }
+                for (int v = 0; v < WAVES; ++v)
+                    plain_wave<true>(v, outs[v], acc, s, rg, row_in_wg, sc, base, n_off, lane,
+                                     [&] {
+                                         if (DEFER && pending)
+                                             store_deferred(tm_d, dsm, dt, v, rg, wg, t,
+                                                            row_in_wg, lane);
+                                     });
                 ring_next(s, phase, 1);
                 kl = 1;
             }
@@ -453,17 +447,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                     release_slot(base, s, sc, lane);
                 } else {
 #pragma unroll
-                    for (int v = 0; v < WAVES; ++v) {
-                        const u32 rgv = rg + v * WG_RG;
-                        const kscales ks = load_scales(base, s, rgv, row_in_wg);
-                        if constexpr (TURNS)
-                            named_bar_sync(BAR_TURN + rg, 256);
-                        issue_kblock(acc, base, s, rgv);
-                        if constexpr (TURNS)
-                            named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
-                        wait_acc<0>(acc);
-                        promote_wave(v, outs[v], acc, ks, s, sc, base, n_off, lane);
-                    }
+                    for (int v = 0; v < WAVES; ++v)
+                        plain_wave<false>(v, outs[v], acc, s, rg, row_in_wg, sc, base, n_off,
+                                          lane, [] {});
                 }
                 ring_next(s, phase, KSPLIT);
             }

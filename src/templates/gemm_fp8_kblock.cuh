@@ -222,6 +222,26 @@ template <int W> __device__ __forceinline__ void wait_acc(float (&acc)[BN / 2])
         reg_fence(acc[i]);
 }
 
+/* Wave v of one K block in the plain loop (slot s): its scales, its wgmma (in the row groups'
+ * turn with TURNS), then `meanwhile` while they run, then the promotion into out (FIRST: the
+ * sums start from it). */
+template <bool FIRST, typename Meanwhile>
+__device__ __forceinline__ void plain_wave(int v, float (&out)[BN / 2], float (&acc)[BN / 2],
+                                           int s, u32 rg, u32 row_in_wg, const sched &sc,
+                                           u32 base, int n_off, u32 lane, Meanwhile &&meanwhile)
+{
+    const u32 rgv = rg + v * WG_RG;
+    const kscales ks = load_scales(base, s, rgv, row_in_wg);
+    if constexpr (TURNS)
+        named_bar_sync(BAR_TURN + rg, 256);
+    issue_kblock(acc, base, s, rgv);
+    if constexpr (TURNS)
+        named_bar_arrive(BAR_TURN + (rg + 1) % WG_RG, 256);
+    meanwhile();
+    wait_acc<0>(acc);
+    promote_wave<FIRST>(v, out, acc, ks, s, sc, base, n_off, lane);
+}
+
 /* One step of the overlapped loop. With `more`: wait for slot s, issue its wgmma into
  * `next`, and wait until only that group is in flight (so `prev`'s has completed).
  * Without: the tile's last K block is in `prev` and nothing is issued behind it, so wait
