@@ -1,6 +1,7 @@
 /* One K block of the FP8 GEMM's math warpgroups: the slot's scales, the wgmma, the
  * promotion of the accumulator into the FP32 sums (sa * sb per row and column block), the
- * slot's release, and the overlapped K loop (two accumulator sets, 128-row tiles).
+ * slot's release, one wave of the plain K loop (plain_wave) and the overlapped K loop (two
+ * accumulator sets, 128-row tiles).
  *
  * Part of gemm_fp8.cuh, included INSIDE its namespace kiln_fp8 after the tile and
  * shared-memory constants, gemm_sched.cuh and gemm_fp8_producer.cuh; it includes nothing
