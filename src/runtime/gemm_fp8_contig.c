@@ -82,9 +82,12 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t g, 
         kiln__gemm_fp8_fit(&cfg);
     } else {
         int knob = ctx->opts.gemm_tall_tiles;
-        bool by_group = knob == 1; /* 2 and 3 force the height whatever the groups */
-        kiln__gemm_fp8_try_tall(&cfg, by_group ? (m + g - 1) / g : m, by_group ? n * g : n, k,
-                                knob, ctx->num_sms, true);
+        int64_t rows = m, cols = n;
+        if (knob == 1) { /* 2 and 3 force the height whatever the groups */
+            rows = (m + g - 1) / g;
+            cols = n * g;
+        }
+        kiln__gemm_fp8_try_tall(&cfg, rows, cols, k, knob, ctx->num_sms, true);
     }
     return cfg;
 }
