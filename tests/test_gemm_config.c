@@ -69,7 +69,7 @@ static void test_rules_over_a_sweep(void **state)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
             kiln__gemm_config c = kiln__gemm_fp8_pick(ms[i], 2112, 7168, sms);
             check_rules(&c, ms[i], 2112, 7168);
-            (void)kiln__gemm_fp8_tall_rows(ms[i], 2112, sms, true);
+            (void)kiln__gemm_fp8_tall_rows(ms[i], 2112, 7168, sms, KILN__TALL_ANY);
             checked++;
         }
     print_message("  %d picks checked\n", checked);
@@ -79,7 +79,8 @@ static void test_rules_over_a_sweep(void **state)
  * other (132 SMs; docs/gemm_fp8_notes.md): 192 against 256 rows in stop 18's A/B
  * (`ab-knob.sh KILN_GEMM_TALL_TILES=2,3`, batches, median of 2-5 rounds, us, 192 / 256),
  * where two heights within 2% (the runs' noise) are both accepted, and 128 against the
- * taller ones in stop 13's --sweep (128 / 192 / 256). Left out, the model's one miss:
+ * taller ones in stop 13's --sweep (128 / 192 / 256), and 192 against 256 rows in stop 30
+ * (`profile-ab.sh`, profiler, two interleaved rounds). Left out, the model's one miss:
  * 2048x7168x16384, where 192 rows are picked and were 1.6-5.6% slower than 256 (411.9 /
  * 394.5). */
 static void test_tall_rows_where_measured_faster(void **state)
@@ -114,22 +115,57 @@ static void test_tall_rows_where_measured_faster(void **state)
         {512, 7168, 2048, 256, 0},     /* stop 13: 16.9 / 22.3 / 16.4 */
         {2048, 2112, 7168, 192, 0},    /* stop 13: 71.4 / 66.0 / 86.5 */
         {4096, 2112, 7168, 192, 0},    /* stop 13: 120.6 / 105.7 / 132.2 */
+        {8192, 24576, 1536, 192, 0},   /* stop 30: 454.7 / 477.5 */
+        {4096, 24576, 1536, 192, 0},   /* stop 30: 231.5 / 244.7 */
+        {8192, 32768, 512, 192, 0},    /* stop 30: 239.2 / 268.8 */
+        {4096, 32768, 512, 192, 0},    /* stop 30: 125.1 / 138.3 */
+        {8192, 7168, 2048, 192, 0},    /* stop 30: 180.9 / 189.1 */
+        {6144, 7168, 16384, 192, 0},   /* stop 30: 1036.4 / 1082.4 */
+        {8192, 4096, 7168, 256, 192},  /* stop 30: 351.7 / 348.8 */
+        {8192, 2112, 7168, 192, 0},    /* stop 30: 194.7 / 217.8 */
+        {1792, 24576, 1536, 192, 0},   /* stop 30: 113.3 / 118.3 */
+        {2560, 24576, 1536, 192, 0},   /* stop 30: 156.1 / 158.5 */
+        {7168, 24576, 1536, 192, 0},   /* stop 30: 408.6 / 422.8 */
+        {1024, 32768, 512, 192, 0},    /* stop 30: 38.2 / 35.3 / 37.1 */
+        {2048, 32768, 512, 192, 0},    /* stop 30: 76.2 / 62.3 / 70.7 */
+        {2048, 4096, 512, 192, 0},     /* stop 30: 13.09 / 12.33 / 13.44 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rows = kiln__gemm_fp8_tall_rows(cases[i].m, cases[i].n, 132, true);
+        int rows = kiln__gemm_fp8_tall_rows(cases[i].m, cases[i].n, cases[i].k, 132,
+                                            KILN__TALL_ANY);
         if (rows != cases[i].rows && rows != cases[i].or_rows)
             fail_msg("%lld x %lld x %lld: %d-row tiles picked, %d-row ones measured faster",
                      (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k, rows,
                      cases[i].rows);
     }
     /* One round of tiles either way: the smaller tiles finish first. */
-    assert_int_equal(kiln__gemm_fp8_tall_rows(129, 7168, 132, true), 128);
+    assert_int_equal(kiln__gemm_fp8_tall_rows(129, 7168, 2048, 132, KILN__TALL_ANY), 128);
     /* Without 192 rows (masked groups) the choice is between 128 and 256 alone: 6144 x 7168
      * takes 192 rows with them, 256 without (11 rounds against 128 rows' 21). */
-    assert_int_equal(kiln__gemm_fp8_tall_rows(6144, 7168, 132, true), 192);
-    assert_int_equal(kiln__gemm_fp8_tall_rows(6144, 7168, 132, false), 256);
+    assert_int_equal(kiln__gemm_fp8_tall_rows(6144, 7168, 2048, 132, KILN__TALL_ANY), 192);
+    assert_int_equal(kiln__gemm_fp8_tall_rows(6144, 7168, 2048, 132, KILN__TALL_NO_192), 256);
     for (int64_t m = 129; m <= 20000; m += 97)
-        assert_int_not_equal(kiln__gemm_fp8_tall_rows(m, 4096, 132, false), 192);
+        assert_int_not_equal(kiln__gemm_fp8_tall_rows(m, 4096, 7168, 132, KILN__TALL_NO_192), 192);
+    /* Contiguous groups count each group's tiles (rows per group, N times the groups). On the
+     * four DeepSeek groupings the prefix sums take 192 rows where those were within 2% of 256
+     * (stop 30: 4 x 8192 rows at (4096, 7168) 1400.5 / 1425.5 us, 8 x 4096 1439.9 / 1432.4,
+     * 4 x 8192 at (7168, 2048) 722.2 / 732.7) and 256 at 8 x 4096 (7168, 2048) (745.1 /
+     * 730.2); the row ids, 256 rows on all four (1516.6 / 1479.5, 1592.8 / 1496.7, 822.7 /
+     * 812.2, 832.9 / 815.2). */
+    static const struct {
+        int64_t groups, rows, n, k;
+        int prefix_sums, row_ids;
+    } contig[] = {{4, 8192, 4096, 7168, 192, 256},
+                  {8, 4096, 4096, 7168, 192, 256},
+                  {4, 8192, 7168, 2048, 192, 256},
+                  {8, 4096, 7168, 2048, 256, 256}};
+    for (size_t i = 0; i < sizeof contig / sizeof contig[0]; i++) {
+        int64_t rows = contig[i].rows, cols = contig[i].n * contig[i].groups, k = contig[i].k;
+        assert_int_equal(kiln__gemm_fp8_tall_rows(rows, cols, k, 132, KILN__TALL_ANY),
+                         contig[i].prefix_sums);
+        assert_int_equal(kiln__gemm_fp8_tall_rows(rows, cols, k, 132, KILN__TALL_ROW_IDS),
+                         contig[i].row_ids);
+    }
 }
 
 /* KILN_GEMM_TALL_TILES: 0 never, 1 the model, 2 always 192 rows, 3 always 256; only 128 x
@@ -147,9 +183,10 @@ static void test_try_tall_knob(void **state)
             kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132), before = c;
             bool eligible = m > 128 && c.block_m == 128 && c.block_n == 128;
             int want = !eligible || knob == 0 ? 128
-                       : knob == 1            ? kiln__gemm_fp8_tall_rows(m, n, 132, true)
-                                              : 64 + 64 * knob;
-            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, k, knob, 132, true), want != 128);
+                       : knob == 1 ? kiln__gemm_fp8_tall_rows(m, n, k, 132, KILN__TALL_ANY)
+                                   : 64 + 64 * knob;
+            assert_int_equal(kiln__gemm_fp8_try_tall(&c, m, n, k, knob, 132, KILN__TALL_ANY),
+                             want != 128);
             if (want != 128) {
                 assert_int_equal(c.block_m, want);
                 assert_int_equal(c.overlap, 0);
@@ -257,7 +294,7 @@ static void test_sample_compiles(void **state)
         int64_t m = 1 + rand() % 5000, n = 16 * (1 + rand() % 1000), k = 128 * (1 + rand() % 64);
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
         /* KILN_GEMM_TALL_TILES 1 (the default), 2 and 3: 192- or 256-row tiles where eligible */
-        kiln__gemm_fp8_try_tall(&c, m, n, k, 1 + i % 3, 132, true);
+        kiln__gemm_fp8_try_tall(&c, m, n, k, 1 + i % 3, 132, KILN__TALL_ANY);
         assert_compiles(m, n, k, &c);
     }
     /* The widest 128-row decode tile (128 x 192): before the warpgroup index was known
@@ -274,7 +311,8 @@ static void test_sample_compiles(void **state)
     static const int64_t deferred_k[] = {16384, 2048};
     for (int i = 0; i < 2; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, deferred_k[i], 132);
-        assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, deferred_k[i], 3, 132, true));
+        assert_true(
+            kiln__gemm_fp8_try_tall(&c, 4096, 7168, deferred_k[i], 3, 132, KILN__TALL_ANY));
         assert_int_equal(c.block_m, 256);
         assert_compiles(4096, 7168, deferred_k[i], &c);
     }
@@ -285,7 +323,8 @@ static void test_sample_compiles(void **state)
             kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, 2048, 132);
             c.grouping = grouping;
             c.m_align = grouping == 2 ? 128 : 0;
-            assert_true(kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132, true));
+            assert_true(
+                kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132, KILN__TALL_ANY));
             assert_compiles(4096, 7168, 2048, &c);
         }
     }

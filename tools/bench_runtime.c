@@ -56,7 +56,8 @@ static void bench_compile(void)
     for (int i = 0; i < 3; i++) {
         kiln__gemm_config cfg = kiln__gemm_fp8_pick(shapes[i][0], shapes[i][1], shapes[i][2], 132);
         if (i == 1)
-            kiln__gemm_fp8_try_tall(&cfg, shapes[i][0], shapes[i][1], shapes[i][2], 1, 132, true);
+            kiln__gemm_fp8_try_tall(&cfg, shapes[i][0], shapes[i][1], shapes[i][2], 1, 132,
+                                    KILN__TALL_ANY);
         kj_spec spec;
         kiln__gemm_fp8_spec(&spec, NULL, shapes[i][1], shapes[i][2], &cfg);
         kj_output out;

@@ -147,24 +147,47 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * shapes where 192 rows were 1.3-11% faster; the grouped contiguous GEMM (which counts its
  * tiles per group) takes 192 rows on three of its four DeepSeek shapes. Taller tiles pay
  * where they need fewer rounds by more than their cost: 192 rows at 4096x2112 (5 -> 3
- * rounds), 256 at 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile. */
-int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192)
+ * rounds), 256 at 4096x7168 (14 -> 7), neither at 129 rows. Ties keep the shorter tile.
+ * Stop 30 (profiler, heights forced, two interleaved rounds): short K shows each tile's
+ * fixed work (setup, epilogue), which the 192-row tile spreads over the most rows. Per
+ * round a 256-row tile costs 1.50-1.58x a 192-row one at K = 512 (8192x32768x512 239.2 /
+ * 268.8 us, 2048x32768x512 62.3 / 70.7) and 1.41-1.45x at K = 1536 (8192x24576x1536 454.7 /
+ * 477.5, 4096x24576x1536 231.5 / 244.7), against 1.33-1.36x from K = 2048 up; a 128-row
+ * tile 0.79-0.84x at K = 512 (128 / 192 / 256 rows: 1024x32768x512 38.2 / 35.3 / 37.1,
+ * 2048x32768x512 76.2 / 62.3 / 70.7, 2048x4096x512 13.09 / 12.33 / 13.44), not 0.72x. So
+ * below 16 K blocks each missing block adds 2 to the 256-row cost and 1 to the 128-row one,
+ * which gives the 192-row tile to every shape timed (also 1792, 2560 and 7168 x 24576 x
+ * 1536: 113.3 / 118.3, 156.1 / 158.5, 408.6 / 422.8, where the old costs took 256). The row-id
+ * layout's 192-row tiles cost it ~5% more than 256-row ones (on the four DeepSeek groupings
+ * 192 / 256 rows: 1516.6 / 1479.5, 1592.8 / 1496.7, 822.7 / 812.2, 832.9 / 815.2 us, where
+ * the prefix sums ran 1400.5 / 1425.5, 1439.9 / 1432.4, 722.2 / 732.7, 745.1 / 730.2). */
+static int64_t tall_tile_cost(int rows, int64_t k_blocks, kiln__tall_set set)
 {
-    static const struct {
-        int rows, cost; /* per round, in hundredths of a 128 x 128 tile's time */
-    } tiles[] = {{128, 100}, {192, 138}, {256, 188}};
+    /* per round, in hundredths of a 128 x 128 tile's time */
+    int64_t short_by = k_blocks < 16 ? 16 - k_blocks : 0;
+    if (rows == 128)
+        return 100 + short_by;
+    if (rows == 192)
+        return set == KILN__TALL_ROW_IDS ? 145 : 138;
+    return 188 + 2 * short_by;
+}
+
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln__tall_set set)
+{
+    static const int heights[] = {128, 192, 256};
     if (num_sms < 1)
         num_sms = 1;
     int64_t nb = (n + 127) / 128, best_cost = 0;
     int best = 128;
-    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
-        int64_t rows = tiles[i].rows;
-        if (rows == 192 && !with_192)
+    for (size_t i = 0; i < sizeof heights / sizeof heights[0]; i++) {
+        int64_t rows = heights[i];
+        if (rows == 192 && set == KILN__TALL_NO_192)
             continue;
         int64_t rounds = ((m + rows - 1) / rows * nb + num_sms - 1) / num_sms;
-        if (i == 0 || rounds * tiles[i].cost < best_cost) {
-            best_cost = rounds * tiles[i].cost;
-            best = tiles[i].rows;
+        int64_t cost = rounds * tall_tile_cost(heights[i], k / 128, set);
+        if (i == 0 || cost < best_cost) {
+            best_cost = cost;
+            best = heights[i];
         }
     }
     return best;
@@ -187,13 +210,13 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
 }
 
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
-                             int num_sms, bool with_192)
+                             int num_sms, kiln__tall_set set)
 {
     if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || knob == 0)
         return false;
     int rows = knob == 2   ? 192
                : knob == 3 ? 256
-                           : kiln__gemm_fp8_tall_rows(m, n, num_sms, with_192);
+                           : kiln__gemm_fp8_tall_rows(m, n, k, num_sms, set);
     if (rows == 128)
         return false;
     kiln__gemm_fp8_make_tall(cfg, rows, k);
@@ -400,7 +423,7 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
      * over six shapes, and B multicast (pairs of m blocks) was 0.4-13% slower in a --sweep. */
     for (int knob = 2; knob <= 3; knob++) {
         c = pick;
-        if (!kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms, true))
+        if (!kiln__gemm_fp8_try_tall(&c, m, n, k, knob, num_sms, KILN__TALL_ANY))
             continue;
         kiln__gemm_config other_order = c, shared_a = c;
         other_order.turns = !c.turns;

@@ -25,18 +25,25 @@ typedef struct kiln__gemm_config {
 /* The configuration for an M x N x K problem on num_sms SMs. */
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms);
 
+/* Which prefill tile heights a kernel may take, and whose costs the model uses. */
+typedef enum kiln__tall_set {
+    KILN__TALL_ANY,     /* 128, 192 or 256 rows (dense, contiguous prefix sums) */
+    KILN__TALL_ROW_IDS, /* the same, with the row-id layout's dearer 192-row tile */
+    KILN__TALL_NO_192,  /* 128 or 256 rows (masked groups take no 192-row tiles) */
+} kiln__tall_set;
+
 /* The prefill tile height (128, 192 or 256 rows, 128 columns) that takes the least time for
- * M x N on num_sms SMs by the measured model: rounds of tiles times each height's tile time.
- * with_192 false: 128 or 256 rows only (masked groups take no 192-row tiles). */
-int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int num_sms, bool with_192);
+ * M x N x K on num_sms SMs by the measured model: rounds of tiles times each height's tile
+ * time. */
+int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln__tall_set set);
 /* Make a 128 x 128 prefill configuration `rows` (192 or 256) x 128: no overlap, no
  * multicast; 192-row tiles issue in turn (with per-row expert ids only where K >= 4096). */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
- * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks (among 128 and 256 rows only unless
- * with_192), 2 always 192 rows, 3 always 256. True when cfg was made taller. */
+ * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks among `set`, 2 always 192 rows, 3
+ * always 256. True when cfg was made taller. */
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
-                             int num_sms, bool with_192);
+                             int num_sms, kiln__tall_set set);
 
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);

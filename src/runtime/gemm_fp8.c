@@ -141,7 +141,7 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
             cfg.block_n = 128;
         kiln__gemm_fp8_fit(&cfg);
     } else if (kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms,
-                                       true)) {
+                                       KILN__TALL_ANY)) {
         /* Taller tiles: fewer rounds of tiles, less B traffic per FLOP. */
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;

@@ -49,7 +49,7 @@ static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_
     cfg.grouping = 1;
     kiln__gemm_config tall = cfg;
     if (kiln__gemm_fp8_try_tall(&tall, rows, n * groups, k, ctx->opts.gemm_tall_tiles,
-                                ctx->num_sms, false) &&
+                                ctx->num_sms, KILN__TALL_NO_192) &&
         tall.block_m == 256)
         cfg = tall;
     return cfg;
