@@ -274,6 +274,10 @@ static void test_contig_tall_tiles(void **state)
             c3[i] = (int32_t)(rng_next(&seed) % 900);
         check_contig_layouts(6, 2112, 1024, 256, c3);
         check_row_ids_any_order(5, 1024, 1024, c2);
+        /* Groups of whole 256-row tiles, 224 tiles on 132 SMs: most CTAs run two, so with
+         * prefix sums a 256-row tile is stored while the next one runs (the deferred store). */
+        static const int32_t whole[] = {1024, 768, 1280, 512};
+        check_contig_layouts(4, 2048, 512, 256, whole);
         ctx = shared;
         kiln_ctx_destroy(tall);
     }

@@ -26,12 +26,18 @@
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
- * KILN_BENCH_CONTIG=GxROWS (--contig): G groups of ROWS rows instead of the two DeepSeek
- * groupings (1x32768: one group, where both layouts walk the same tiles in the same order).
+ * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
+ * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
+ * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
+ * rows each in a group drawn uniformly at random (the seed is G and ROWS: the same counts in
+ * every run), or c0,c1,... each group's rows (0 allowed). Each group starts at a multiple of
+ * 128; G <= 256, M_total <= 2^20 rows with padding. Uneven lines name the grouping by its
+ * counts ("contig 32 groups (rand: ...)"), not "G x ROWS rows": the profiler scripts' figures
+ * per grouping take equal groups.
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
  *        [--sweep] [--trace] [--loads-only] [--math-only] [MxNxK ...] */
-#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -676,15 +682,95 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     free(scales);
 }
 
-/* MoE prefill: `groups` groups of `rows` rows each, one after another (rows a multiple of
- * 128: no padding). One operand set: A and B are 59-235 MB each, so L2 cannot serve
+/* MoE prefill: G groups of rows one after another in A, each starting at a multiple of 128
+ * (the DeepEP v2 layout, m_alignment 128; the rows from a group's end to the next group's
+ * start are padding). One operand set: A and B are 59-235 MB each, so L2 cannot serve
  * repeats. kiln takes the layout as prefix sums and as row ids; the baseline is one
  * cuBLASLt block-scaled GEMM per group, in a loop on the same stream. */
+enum { CONTIG_MAX_GROUPS = 256, CONTIG_MAX_ROWS = 1 << 20, CONTIG_ALIGN = 128, LT_ALIGN = 16 };
+
+/* A grouping: each group's rows (equal, or uneven as routing makes them) and where they lie. */
+typedef struct contig_grouping {
+    const char *kind; /* NULL: equal groups; "rand", "list": uneven (KILN_BENCH_CONTIG) */
+    int64_t groups;
+    int64_t rows;  /* the counts' sum: the rows the GEMM computes */
+    int64_t m;     /* M_total: the last group's end (its own block is not padded) */
+    int64_t m_pad; /* M_total rounded up to 128: the rows allocated for A, its scales and D */
+    int64_t count[CONTIG_MAX_GROUPS], start[CONTIG_MAX_GROUPS];
+} contig_grouping;
+
+/* Each group's first row: group 0 at row 0, each next one at the previous group's end
+ * rounded up to 128 (an empty group takes no room), as the kernel places them from the
+ * prefix sums. */
+static void contig_place(contig_grouping *gr)
+{
+    int64_t next = 0;
+    gr->rows = gr->m = 0;
+    for (int64_t g = 0; g < gr->groups; g++) {
+        gr->start[g] = next;
+        gr->m = next + gr->count[g];
+        gr->rows += gr->count[g];
+        next = (gr->m + CONTIG_ALIGN - 1) / CONTIG_ALIGN * CONTIG_ALIGN;
+    }
+    gr->m_pad = next;
+}
+
+/* `groups` groups of `rows` rows each (a multiple of 128: no padding). */
+static void contig_equal(contig_grouping *gr, int64_t groups, int64_t rows)
+{
+    *gr = (contig_grouping){.groups = groups};
+    for (int64_t g = 0; g < groups; g++)
+        gr->count[g] = rows;
+    contig_place(gr);
+}
+
+/* kiln's two layouts of gr: group_end, the inclusive prefix sums of the counts (not the
+ * groups' ends in A: the kernel places the groups from the counts, as contig_place does),
+ * and row_expert, each row's group or -1 for padding. */
+static void contig_layouts(const contig_grouping *gr, int32_t *ends, int32_t *ids)
+{
+    int64_t sum = 0;
+    for (int64_t r = 0; r < gr->m; r++)
+        ids[r] = -1;
+    for (int64_t g = 0; g < gr->groups; g++) {
+        ends[g] = (int32_t)(sum += gr->count[g]);
+        for (int64_t r = gr->start[g]; r < gr->start[g] + gr->count[g]; r++)
+            ids[r] = (int32_t)g;
+    }
+}
+
+/* The rows of a group's cuBLASLt GEMM: its count rounded up to 16, as a caller of the loop
+ * would pad it: cuBLASLt wants 16-byte leading dimensions (D' is [N][rows] BF16, and
+ * M = 1 crashed it, gemm_fp8_notes.md). The extra rows are the group's padding, or A's
+ * spare rows past M_total (below m_pad) for the last group; 0 for an empty group. */
+static int64_t lt_rows(int64_t count)
+{
+    return (count + LT_ALIGN - 1) / LT_ALIGN * LT_ALIGN;
+}
+
+/* cuBLASLt's A scales: group g's [K/128][lt_rows(c_g)] (its GEMM's VEC128 layout) from
+ * row start_g on, zeros between the blocks. */
+static float *contig_sfa_lt(const contig_grouping *gr, const fp8_problem *host)
+{
+    int64_t kb = host->k / 128;
+    float *sfa_lt = calloc((size_t)(gr->m_pad * kb), 4);
+    for (int64_t g = 0; g < gr->groups; g++) {
+        int64_t first = gr->start[g], rows = lt_rows(gr->count[g]);
+        for (int64_t b = 0; b < kb; b++)
+            for (int64_t i = 0; i < rows; i++)
+                sfa_lt[first * kb + b * rows + i] = host->sa[(first + i) * kb + b];
+    }
+    return sfa_lt;
+}
+
 typedef struct contig_job {
     kiln_gemm_fp8_contig_args args[2]; /* prefix sums, row ids */
     int layout;
-    lt_plan plan;
-    int64_t groups, rows, n, k;
+    const contig_grouping *gr;
+    int64_t n, k;
+    lt_plan plans[CONTIG_MAX_GROUPS]; /* one per distinct lt_rows: a plan's layouts fix M */
+    int plan_of[CONTIG_MAX_GROUPS];   /* each group's plan; -1: empty group, no GEMM */
+    int num_plans;
     uint8_t *da, *db;
     float *dsfa_lt, *dsfb;
     uint16_t *dd;
@@ -700,38 +786,72 @@ static bool contig_kiln(void *user, int index, CUstream stream)
     return false;
 }
 
+/* Group g's GEMM: lt_rows(c_g) rows of A from row start_g, its block of D transposed
+ * ([N][lt_rows(c_g)]) from D's row start_g on. */
 static bool contig_cublaslt(void *user, int index, CUstream stream)
 {
     contig_job *j = user;
-    int64_t kb = j->k / 128, nb = (j->n + 127) / 128;
+    int64_t n = j->n, k = j->k, kb = k / 128, nb = (n + 127) / 128;
     (void)index;
-    for (int64_t g = 0; g < j->groups; g++)
-        if (!lt_matmul(&j->plan, j->da + g * j->rows * j->k, j->db + g * j->n * j->k,
-                       j->dsfa_lt + g * kb * j->rows, j->dsfb + g * nb * kb,
-                       j->dd + g * j->rows * j->n, stream))
+    for (int64_t g = 0; g < j->gr->groups; g++) {
+        int64_t first = j->gr->start[g];
+        if (j->plan_of[g] >= 0 &&
+            !lt_matmul(&j->plans[j->plan_of[g]], j->da + first * k, j->db + g * n * k,
+                       j->dsfa_lt + first * kb, j->dsfb + g * nb * kb, j->dd + first * n,
+                       stream))
             return false;
+    }
     return true;
 }
 
-/* diff against the FP64 reference on 3 rows of every group; cuBLASLt writes each group's
- * block transposed ([N][rows]). */
+/* The loop's plans, one per distinct row count; false when cuBLASLt has none for one (the
+ * plans made so far, that one included, are in j->plans[0, num_plans) to free). */
+static bool contig_plans_make(contig_job *j)
+{
+    for (int64_t g = 0; g < j->gr->groups; g++) {
+        int64_t rows = lt_rows(j->gr->count[g]);
+        j->plan_of[g] = -1;
+        for (int64_t h = 0; h < g && rows > 0 && j->plan_of[g] < 0; h++)
+            if (lt_rows(j->gr->count[h]) == rows)
+                j->plan_of[g] = j->plan_of[h];
+        if (rows == 0 || j->plan_of[g] >= 0)
+            continue;
+        j->plan_of[g] = j->num_plans++;
+        if (!lt_plan_make(&j->plans[j->plan_of[g]], rows, j->n, j->k, true, j->dsfa_lt,
+                          j->dsfb))
+            return false;
+    }
+    return true;
+}
+
+/* diff against the FP64 reference on the first, an inner and the last row of every group
+ * with rows (padding rows are not compared); cuBLASLt writes each group's block transposed
+ * (see contig_cublaslt). */
 static double contig_diff(const contig_job *j, const fp8_problem *host, bool transposed)
 {
+    const contig_grouping *gr = j->gr;
     int64_t n = j->n, kb = j->k / 128, nb = (n + 127) / 128;
-    size_t d_bytes = (size_t)(j->groups * j->rows * n) * 2;
+    size_t d_bytes = (size_t)(gr->m_pad * n) * 2;
     uint16_t *d = malloc(d_bytes);
     gpu_download(d, j->dd, d_bytes);
     double *ref = malloc((size_t)(3 * n) * sizeof(double)), sxy = 0, sxx = 0;
-    for (int64_t g = 0; g < j->groups; g++) {
-        int64_t first = g * j->rows, rows[3] = {first, first + j->rows / 3, first + j->rows - 1};
+    for (int64_t g = 0; g < gr->groups; g++) {
+        int64_t first = gr->start[g], count = gr->count[g], ld = lt_rows(count), rows[3];
+        int num = 0;
+        if (count == 0)
+            continue;
+        rows[num++] = first;
+        if (count >= 3)
+            rows[num++] = first + count / 3;
+        if (count >= 2)
+            rows[num++] = first + count - 1;
         fp8_problem view = *host;
         view.b = host->b + g * n * j->k;
         view.sb = host->sb + g * nb * kb;
-        fp8_reference(&view, rows, 3, ref);
-        for (int i = 0; i < 3; i++)
+        fp8_reference(&view, rows, num, ref);
+        for (int i = 0; i < num; i++)
             for (int64_t c = 0; c < n; c++) {
-                int64_t at = transposed ? first * n + c * j->rows + (rows[i] - first)
-                                        : rows[i] * n + c;
+                int64_t at = transposed ? first * n + c * ld + (rows[i] - first) : rows[i] * n + c;
                 double x = bf16_to_float(d[at]), y = ref[i * n + c];
                 sxy += x * y;
                 sxx += x * x + y * y;
@@ -742,45 +862,71 @@ static double contig_diff(const contig_job *j, const fp8_problem *host, bool tra
     return 1.0 - 2.0 * sxy / sxx;
 }
 
-static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
+/* The grouping as the result lines name it. Equal groups as before ("4 x  8192 rows", JSON
+ * "rows"): scripts/ncu_durations.py and vs_reference.py read them back, and their figures
+ * per grouping take equal groups. Uneven ones by a summary of their counts, which those
+ * scripts' patterns pass over. */
+static void print_contig_grouping(const contig_grouping *gr, bool json)
 {
-    int64_t m = groups * rows, kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(m);
+    long long groups = (long long)gr->groups;
+    if (gr->kind == NULL) {
+        printf(json ? "\"contig_groups\":%lld,\"rows\":%lld" : "contig %lld x %5lld rows", groups,
+               (long long)gr->count[0]);
+        return;
+    }
+    int64_t lo = gr->count[0], hi = gr->count[0];
+    for (int64_t g = 1; g < gr->groups; g++) {
+        lo = gr->count[g] < lo ? gr->count[g] : lo;
+        hi = gr->count[g] > hi ? gr->count[g] : hi;
+    }
+    if (!json) {
+        printf("contig %lld groups (%s: %lld rows, %.0f avg, min %lld max %lld, %lld with padding)",
+               groups, gr->kind, (long long)gr->rows, (double)gr->rows / (double)gr->groups,
+               (long long)lo, (long long)hi, (long long)gr->m);
+        return;
+    }
+    printf("\"contig_groups\":%lld,\"grouping\":\"%s\",\"rows_total\":%lld,\"rows_min\":%lld,"
+           "\"rows_max\":%lld,\"rows_with_padding\":%lld,\"counts\":[",
+           groups, gr->kind, (long long)gr->rows, (long long)lo, (long long)hi, (long long)gr->m);
+    for (int64_t g = 0; g < gr->groups; g++)
+        printf(g > 0 ? ",%lld" : "%lld", (long long)gr->count[g]);
+    printf("]");
+}
+
+static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool json)
+{
+    int64_t groups = gr->groups, m = gr->m, m_pad = gr->m_pad, kb = k / 128,
+            nb = (n + 127) / 128, s = kiln_sf_mn_stride(m);
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 977 + n + k);
-    fp8_problem host = {.m_max = m, .n = n, .k = k};
-    host.a = malloc((size_t)(m * k));
+    /* A and its scales have m_pad rows, random throughout: the loop's last GEMM may read
+     * past M_total (lt_rows). */
+    fp8_problem host = {.m_max = m_pad, .n = n, .k = k};
+    host.a = malloc((size_t)(m_pad * k));
     host.b = malloc((size_t)(groups * n * k));
-    host.sa = malloc((size_t)(m * kb) * 4);
+    host.sa = malloc((size_t)(m_pad * kb) * 4);
     host.sb = malloc((size_t)(groups * nb * kb) * 4);
-    random_e4m3_bytes(host.a, m * k, &seed);
+    random_e4m3_bytes(host.a, m_pad * k, &seed);
     random_e4m3_bytes(host.b, groups * n * k, &seed);
-    for (int64_t i = 0; i < m * kb; i++)
+    for (int64_t i = 0; i < m_pad * kb; i++)
         host.sa[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
     for (int64_t i = 0; i < groups * nb * kb; i++)
         host.sb[i] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
-    /* A's scales: kiln's MN-major [K/128][align(M_total)], cuBLASLt's [G][K/128][rows]. */
-    float *sfa = calloc((size_t)(kb * s), 4), *sfa_lt = malloc((size_t)(m * kb) * 4);
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t b = 0; b < kb; b++) {
-            sfa[b * s + r] = host.sa[r * kb + b];
-            sfa_lt[(r / rows * kb + b) * rows + r % rows] = host.sa[r * kb + b];
-        }
+    /* A's scales: kiln's MN-major [K/128][align(M_total)], cuBLASLt's per group. */
+    float *sfa = fp8_problem_sfa(&host, m), *sfa_lt = contig_sfa_lt(gr, &host);
     int32_t *ends = malloc((size_t)groups * 4), *ids = malloc((size_t)m * 4);
-    for (int64_t g = 0; g < groups; g++)
-        ends[g] = (int32_t)((g + 1) * rows);
-    for (int64_t r = 0; r < m; r++)
-        ids[r] = (int32_t)(r / rows);
-    contig_job j = {.groups = groups, .rows = rows, .n = n, .k = k};
+    contig_layouts(gr, ends, ids);
+    contig_job j = {.gr = gr, .n = n, .k = k};
     void *dsfa = gpu_alloc((size_t)(kb * s) * 4), *dends = gpu_alloc((size_t)groups * 4);
     void *dids = gpu_alloc((size_t)m * 4);
-    gpu_upload(j.da = gpu_alloc((size_t)(m * k)), host.a, (size_t)(m * k));
+    gpu_upload(j.da = gpu_alloc((size_t)(m_pad * k)), host.a, (size_t)(m_pad * k));
     gpu_upload(j.db = gpu_alloc((size_t)(groups * n * k)), host.b, (size_t)(groups * n * k));
     gpu_upload(j.dsfb = gpu_alloc((size_t)(groups * nb * kb) * 4), host.sb,
                (size_t)(groups * nb * kb) * 4);
-    gpu_upload(j.dsfa_lt = gpu_alloc((size_t)(m * kb) * 4), sfa_lt, (size_t)(m * kb) * 4);
+    gpu_upload(j.dsfa_lt = gpu_alloc((size_t)(m_pad * kb) * 4), sfa_lt, (size_t)(m_pad * kb) * 4);
     gpu_upload(dsfa, sfa, (size_t)(kb * s) * 4);
     gpu_upload(dends, ends, (size_t)groups * 4);
     gpu_upload(dids, ids, (size_t)m * 4);
-    j.dd = gpu_alloc((size_t)(m * n) * 2);
+    j.dd = gpu_alloc((size_t)(m_pad * n) * 2);
     for (int layout = 0; layout < 2; layout++) {
         kiln_gemm_fp8_contig_args *a = &j.args[layout];
         *a = (kiln_gemm_fp8_contig_args){
@@ -789,7 +935,7 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
             .b = {.data = j.db, .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, n, k}},
             .sfb = {.data = j.dsfb, .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, nb, kb}},
             .d = tensor2d(j.dd, KILN_DTYPE_BF16, m, n, n),
-            .m_alignment = 128,
+            .m_alignment = CONTIG_ALIGN,
         };
         kiln_tensor layout_t = {.data = layout ? dids : dends, .dtype = KILN_DTYPE_I32,
                                 .ndim = 1, .shape = {layout ? m : groups}};
@@ -807,28 +953,33 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
             exit(1);
         diff[j.layout] = contig_diff(&j, &host, false);
     }
-    if (lt_plan_make(&j.plan, rows, n, k, true, j.dsfa_lt, j.dsfb)) {
+    if (contig_plans_make(&j)) {
         us[2] = time_batches(contig_cublaslt, &j, stream);
         diff[2] = us[2] > 0 ? contig_diff(&j, &host, true) : -1;
     }
-    lt_plan_free(&j.plan);
+    for (int i = 0; i < j.num_plans; i++)
+        lt_plan_free(&j.plans[i]);
 
-    double tflop = 2.0 * (double)m * n * k / 1e12, ratio = us[2] > 0 ? us[2] / us[0] : 0;
-    if (json)
-        printf("{\"contig_groups\":%lld,\"rows\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.2f,"
+    /* Padding rows are no work: the rows the groups hold count, not M_total. */
+    double tflop = 2.0 * (double)gr->rows * n * k / 1e12, ratio = us[2] > 0 ? us[2] / us[0] : 0;
+    if (json) {
+        printf("{");
+        print_contig_grouping(gr, true);
+        printf(",\"n\":%lld,\"k\":%lld,\"kiln_us\":%.2f,"
                "\"kiln_tflops\":%.1f,\"kiln_diff\":%.2e,\"kiln_row_ids_us\":%.2f,"
                "\"kiln_row_ids_tflops\":%.1f,\"kiln_row_ids_diff\":%.2e,"
                "\"cublaslt_loop_us\":%.2f,\"cublaslt_loop_diff\":%.2e,\"ratio\":%.3f}\n",
-               (long long)groups, (long long)rows, (long long)n, (long long)k, us[0],
-               tflop / us[0] * 1e6, diff[0], us[1], tflop / us[1] * 1e6, diff[1], us[2],
-               diff[2], ratio);
-    else
-        printf("contig %lld x %5lld rows, N %5lld K %5lld: kiln %8.1f us %7.1f TFLOP/s (diff "
+               (long long)n, (long long)k, us[0], tflop / us[0] * 1e6, diff[0], us[1],
+               tflop / us[1] * 1e6, diff[1], us[2], diff[2], ratio);
+    } else {
+        print_contig_grouping(gr, false);
+        printf(", N %5lld K %5lld: kiln %8.1f us %7.1f TFLOP/s (diff "
                "%.1e), row ids %7.1f TFLOP/s (diff %.1e) | cuBLASLt loop %8.1f us %7.1f "
                "TFLOP/s (diff %.1e) x%.2f  [target 1450 TFLOP/s]\n",
-               (long long)groups, (long long)rows, (long long)n, (long long)k, us[0],
-               tflop / us[0] * 1e6, diff[0], tflop / us[1] * 1e6, diff[1], us[2],
-               us[2] > 0 ? tflop / us[2] * 1e6 : 0, diff[2], ratio);
+               (long long)n, (long long)k, us[0], tflop / us[0] * 1e6, diff[0],
+               tflop / us[1] * 1e6, diff[1], us[2], us[2] > 0 ? tflop / us[2] * 1e6 : 0, diff[2],
+               ratio);
+    }
     fflush(stdout);
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     void *dev[] = {j.da, j.db, j.dsfb, j.dsfa_lt, j.dd, dsfa, dends, dids};
@@ -844,22 +995,121 @@ static void bench_contig(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     free(ids);
 }
 
-/* The --contig groupings: the two DeepSeek ones (2), or KILN_BENCH_CONTIG=GxROWS in
- * shapes[0] (1); -1 with a message when that is not a grouping the benchmark can build. */
-static int contig_groupings(int64_t shapes[2][2])
+/* G x ROWS rows, each in a group drawn uniformly at random: uneven counts as routing makes
+ * them (some may be 0). The seed is G and ROWS alone, so the counts are the same in every
+ * run and build (A/B comparisons see one grouping). */
+static void contig_random_counts(contig_grouping *gr, int64_t rows)
+{
+    uint64_t seed = ((uint64_t)gr->groups << 32 | (uint64_t)rows) * 0x9e3779b97f4a7c15ull;
+    for (int64_t r = 0; r < gr->groups * rows; r++)
+        gr->count[rng_next(&seed) % (uint64_t)gr->groups]++;
+}
+
+/* A decimal count at *s, digits only, at most CONTIG_MAX_ROWS; *s moves past the digits. */
+static bool parse_count(const char **s, int64_t *v)
+{
+    const char *p = *s;
+    *v = 0;
+    while (*p >= '0' && *p <= '9' && *v <= CONTIG_MAX_ROWS)
+        *v = *v * 10 + (*p++ - '0');
+    bool ok = p != *s && *v <= CONTIG_MAX_ROWS;
+    *s = p;
+    return ok;
+}
+
+/* What is wrong with KILN_BENCH_CONTIG, in words (one message at a time). */
+static const char *contig_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *contig_why(const char *fmt, ...)
+{
+    static char why[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return why;
+}
+
+/* GxROWS (equal groups) or GxROWS:rand into gr's counts: NULL, or what is wrong. */
+static const char *contig_parse_gxrows(const char *s, contig_grouping *gr)
+{
+    int64_t rows;
+    if (!parse_count(&s, &gr->groups) || *s++ != 'x' || !parse_count(&s, &rows))
+        return "G and ROWS must be decimal numbers of at most 2^20, joined by 'x'";
+    bool drawn = strcmp(s, ":rand") == 0;
+    if (!drawn && *s != '\0')
+        return contig_why("\"%.20s\" after ROWS (only \":rand\" may follow)", s);
+    if (gr->groups < 1 || gr->groups > CONTIG_MAX_GROUPS)
+        return contig_why("G = %lld groups, want 1 to %d", (long long)gr->groups,
+                          CONTIG_MAX_GROUPS);
+    if (rows < 1 || (!drawn && rows % CONTIG_ALIGN != 0))
+        return contig_why("ROWS = %lld, want a positive multiple of %d (:rand takes any ROWS)",
+                          (long long)rows, CONTIG_ALIGN);
+    if (gr->groups * rows > CONTIG_MAX_ROWS)
+        return contig_why("G x ROWS = %lld rows, more than 2^20", (long long)(gr->groups * rows));
+    if (drawn) {
+        gr->kind = "rand";
+        contig_random_counts(gr, rows);
+    } else {
+        contig_equal(gr, gr->groups, rows);
+    }
+    return NULL;
+}
+
+/* c0,c1,... (each group's rows) into gr's counts: NULL, or what is wrong. */
+static const char *contig_parse_list(const char *s, contig_grouping *gr)
+{
+    for (;;) {
+        if (gr->groups == CONTIG_MAX_GROUPS)
+            return "more than 256 groups";
+        if (!parse_count(&s, &gr->count[gr->groups]))
+            return contig_why("c%lld is not a decimal number of at most 2^20",
+                              (long long)gr->groups);
+        gr->groups++;
+        if (*s == '\0')
+            break;
+        if (*s++ != ',')
+            return contig_why("'%c' after c%lld (the counts are separated by commas)", s[-1],
+                              (long long)(gr->groups - 1));
+    }
+    gr->kind = "list";
+    return NULL;
+}
+
+/* KILN_BENCH_CONTIG's value into gr, placed: NULL, or what is wrong with it. */
+static const char *contig_parse(const char *text, contig_grouping *gr)
+{
+    *gr = (contig_grouping){.groups = 0};
+    const char *why =
+        strchr(text, 'x') != NULL ? contig_parse_gxrows(text, gr) : contig_parse_list(text, gr);
+    if (why != NULL)
+        return why;
+    contig_place(gr);
+    if (gr->rows == 0)
+        return "no rows in any group";
+    if (gr->m > CONTIG_MAX_ROWS)
+        return contig_why("M_total = %lld rows with padding, more than 2^20", (long long)gr->m);
+    return NULL;
+}
+
+/* The --contig groupings: the two DeepSeek ones (2), or KILN_BENCH_CONTIG's (1); -1 with a
+ * message when that is not a grouping the benchmark can build. */
+static int contig_groupings(contig_grouping out[2])
 {
     const char *other = getenv("KILN_BENCH_CONTIG");
-    if (other == NULL)
+    if (other == NULL) {
+        contig_equal(&out[0], 4, 8192);
+        contig_equal(&out[1], 8, 4096);
         return 2;
-    if (sscanf(other, "%" SCNd64 "x%" SCNd64, &shapes[0][0], &shapes[0][1]) != 2 ||
-        shapes[0][0] < 1 || shapes[0][0] > 256 || shapes[0][1] < 128 || shapes[0][1] % 128 != 0 ||
-        shapes[0][0] * shapes[0][1] > (1 << 20)) {
-        fprintf(stderr, "KILN_BENCH_CONTIG=%s: want GxROWS, 1 <= G <= 256, ROWS a multiple of "
-                        "128, G x ROWS <= 2^20\n",
-                other);
-        return -1;
     }
-    return 1;
+    const char *why = contig_parse(other, &out[0]);
+    if (why == NULL)
+        return 1;
+    fprintf(stderr,
+            "KILN_BENCH_CONTIG=%s: %s. Want GxROWS (G groups of ROWS rows, a multiple of 128), "
+            "GxROWS:rand (G x ROWS rows, each in a random group) or c0,c1,... (each group's "
+            "rows); G <= 256, M_total <= 2^20 rows with padding\n",
+            other, why);
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -892,14 +1142,14 @@ int main(int argc, char **argv)
             for (int i = 0; i < 5; i++)
                 bench_masked(shapes[i][0], shapes[i][1], nk[j][0], nk[j][1], json, sweep);
     } else if (contig) {
-        int64_t shapes[][2] = {{4, 8192}, {8, 4096}};
+        static contig_grouping groupings[2];
         static const int64_t nk[][2] = {{4096, 7168}, {7168, 2048}};
-        int count = contig_groupings(shapes);
+        int count = contig_groupings(groupings);
         if (count < 0)
             return 2;
         for (int jj = 0; jj < 2; jj++)
             for (int i = 0; i < count; i++)
-                bench_contig(shapes[i][0], shapes[i][1], nk[jj][0], nk[jj][1], json);
+                bench_contig(&groupings[i], nk[jj][0], nk[jj][1], json);
     } else if (num_custom > 0) {
         for (int i = 0; i < num_custom; i++)
             bench_shape(custom[i][0], custom[i][1], custom[i][2], json, false, sweep, trace);
