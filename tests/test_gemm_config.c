@@ -79,8 +79,9 @@ static void test_rules_over_a_sweep(void **state)
  * other (132 SMs; docs/gemm_fp8_notes.md): 192 against 256 rows in stop 18's A/B
  * (`ab-knob.sh KILN_GEMM_TALL_TILES=2,3`, batches, median of 2-5 rounds, us, 192 / 256),
  * where two heights within 2% (the runs' noise) are both accepted, and 128 against the
- * taller ones in stop 13's --sweep (128 / 192 / 256), and 192 against 256 rows in stop 30
- * (`profile-ab.sh`, profiler, two interleaved rounds). Left out, the model's one miss:
+ * taller ones in stop 13's --sweep (128 / 192 / 256), and 192 against 256 rows (and 128 at
+ * K = 512) in stop 30 (`profile-ab.sh`, profiler, two interleaved rounds; 192 / 256, or 128 /
+ * 192 / 256). Left out, the model's one miss:
  * 2048x7168x16384, where 192 rows are picked and were 1.6-5.6% slower than 256 (411.9 /
  * 394.5). */
 static void test_tall_rows_where_measured_faster(void **state)
