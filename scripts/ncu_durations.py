@@ -10,9 +10,11 @@ order: the label, call count, median microseconds per call, for kiln's GEMM kern
 MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
 after the first carry the configuration the benchmark printed for them. With --contig
 (LABEL "contig"), each run is labelled with its grouping, "cGxROWS:NxK" from the benchmark's
-own "contig G x ROWS rows, N n K k" lines, kiln's two runs per grouping (prefix sums, then
-row ids) get their TFLOP/s and the layout, and cuBLASLt's loop over the groups shows G
-calls per measurement: multiply the median by G (scripts/vs_reference.py does)."""
+own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK", e.g. c32rand, for uneven groupings),
+kiln's two runs per grouping (prefix sums, then row ids) get their TFLOP/s and the layout, and
+cuBLASLt's loop over the groups shows G calls per measurement: multiply the median by G
+(scripts/vs_reference.py does, for equal groups; an uneven loop's GEMMs differ in size, and
+may run as several kernels)."""
 import csv
 import re
 import statistics
@@ -77,13 +79,23 @@ def sweep_configs(path):
 
 
 def contig_groupings(path):
-    """The --contig benchmark's groupings, in order: [(G, rows per group, N, K)]."""
+    """The --contig benchmark's groupings, in order: [(label, rows in all, N, K)], the label
+    "cGxROWS" for equal groups ("contig G x ROWS rows, N n K k" lines) and "cGKIND" (e.g.
+    c32rand) for uneven ones ("contig G groups (KIND: R rows, ..."), whose padding rows are
+    no work."""
+    equal = r"contig\s+(\d+) x\s+(\d+) rows, N\s+(\d+) K\s+(\d+):"
+    uneven = r"contig (\d+) groups \((\w+): (\d+) rows, .*\), N\s+(\d+) K\s+(\d+):"
     found = []
     with open(path) as f:
         for line in f:
-            m = re.match(r"contig\s+(\d+) x\s+(\d+) rows, N\s+(\d+) K\s+(\d+):", line)
+            m = re.match(equal, line)
             if m:
-                found.append(tuple(map(int, m.groups())))
+                g, rows, n, k = map(int, m.groups())
+                found.append((f"c{g}x{rows}", g * rows, n, k))
+            m = re.match(uneven, line)
+            if m:
+                g, kind, rows, n, k = m.groups()
+                found.append((f"c{g}{kind}", int(rows), int(n), int(k)))
     return found
 
 
@@ -136,8 +148,8 @@ def contig_main(path, found):
             kiln_runs += 1
         label, flops = "contig", None
         if shape < len(groupings):
-            g, rows, n, k = groupings[shape]
-            label, flops = f"c{g}x{rows}:{n}x{k}", 2.0 * g * rows * n * k
+            name_of, rows, n, k = groupings[shape]
+            label, flops = f"{name_of}:{n}x{k}", 2.0 * rows * n * k
         print_run(label, name, us, helpers, mhz, flops, tag)
 
 
