@@ -715,13 +715,12 @@ static void contig_place(contig_grouping *gr)
     gr->m_pad = next;
 }
 
-/* `groups` groups of `rows` rows each (a multiple of 128: no padding). */
+/* The counts of `groups` groups of `rows` rows each (a multiple of 128: no padding). */
 static void contig_equal(contig_grouping *gr, int64_t groups, int64_t rows)
 {
     *gr = (contig_grouping){.groups = groups};
     for (int64_t g = 0; g < groups; g++)
         gr->count[g] = rows;
-    contig_place(gr);
 }
 
 /* kiln's two layouts of gr: group_end, the inclusive prefix sums of the counts (not the
@@ -1099,6 +1098,8 @@ static int contig_groupings(contig_grouping out[2])
     if (other == NULL) {
         contig_equal(&out[0], 4, 8192);
         contig_equal(&out[1], 8, 4096);
+        contig_place(&out[0]);
+        contig_place(&out[1]);
         return 2;
     }
     const char *why = contig_parse(other, &out[0]);

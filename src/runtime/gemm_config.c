@@ -180,14 +180,14 @@ int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln_
     int64_t nb = (n + 127) / 128, best_cost = 0;
     int best = 128;
     for (size_t i = 0; i < sizeof heights / sizeof heights[0]; i++) {
-        int64_t rows = heights[i];
+        int rows = heights[i];
         if (rows == 192 && set == KILN__TALL_NO_192)
             continue;
         int64_t rounds = ((m + rows - 1) / rows * nb + num_sms - 1) / num_sms;
-        int64_t cost = rounds * tall_tile_cost(heights[i], k / 128, set);
+        int64_t cost = rounds * tall_tile_cost(rows, k / 128, set);
         if (i == 0 || cost < best_cost) {
             best_cost = cost;
-            best = heights[i];
+            best = rows;
         }
     }
     return best;
