@@ -140,8 +140,8 @@ constexpr int CLUSTER = MC * CK * MCA;
  * 2: contiguous groups: A [M_total][K] and D [M_total][N] hold the groups one after
  * another, group g's rows starting at the next multiple of M_ALIGN; group_rows holds the
  * inclusive prefix sums of the rows per group. 3: contiguous groups given by an expert id
- * per row (group_rows [M_total], -1 = padding); a tile computes for the expert of its first
- * non-padding row and stores only that expert's rows (gemm_sched.cuh). */
+ * per row (group_rows [M_total], -1 = padding); a tile is computed once for each expert
+ * with rows in it and stores only that expert's rows (gemm_sched.cuh). */
 constexpr int GROUPING = (int)kp::grouping;
 constexpr int M_ALIGN = (int)kp::m_align;
 /* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
@@ -195,11 +195,14 @@ constexpr bool DEFER = (GROUPING == 0 || GROUPING == 2) && BM == 256 && KSPLIT =
  * issue in turn too, 4096x32768x512 128.2 / 127.7 -> 127.2 / 127.0 against turns without the
  * peel), and the contiguous prefix-sum kernel gains from it too now that it issues in turn
  * (stop 27, two rounds: (7168, 2048) 4 x 8192 rows 726.8 -> 721.0 us, 8 x 4096 748.9 ->
- * 741.8; (4096, 7168) 0.2%; stop 25, in lockstep, it lost up to 1%). The row-id kernel
- * (GROUPING 3) was not measured with it. */
+ * 741.8; (4096, 7168) 0.2%; stop 25, in lockstep, it lost up to 1%). The row-id kernels'
+ * tall tiles take it with FAST_TILE_DIV (stop 31, profiler, two rounds, 256 rows: 4 x 8192
+ * rows (4096, 7168) 1452.4 / 1452.2 -> 1449.2 / 1449.3 us, 8 x 4096 1460.5 / 1459.7 -> 1455.9 /
+ * 1456.5, (7168, 2048) 807.8 / 807.8 -> 803.5 / 801.8, 809.6 / 810.0 -> 806.6 / 806.3). */
 constexpr bool PEEL_FIRST = DEFER || ((GROUPING == 0 || GROUPING == 2) && RG == 3 &&
                                       KSPLIT == 1 && CK == 1 && !OVERLAP && !OUT_F32 &&
-                                      !LOADS_ONLY);
+                                      !LOADS_ONLY) ||
+                             (GROUPING == 3 && BM >= 192 && !LOADS_ONLY);
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */

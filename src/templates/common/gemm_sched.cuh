@@ -23,9 +23,11 @@ constexpr int NUM_NBU = (NUM_NB + MCA - 1) / MCA; /* units along N */
  * divide by a float reciprocal and by the constant GROUP_N instead of two run-time integer
  * divisions (~75 instructions per tile, issued while the tensor cores wait; stop 25,
  * profiler: 4096x32768x512 134.4 -> 132.1 us, 4096x24576x1536 240.5 -> 236.4, contiguous 4 x
- * 8192 rows (4096, 7168) 1389.5 -> 1367.3). Decode kernels (one tile per CTA) keep the
- * integer code: they measured 1-3% slower with it (stop 24). */
-constexpr bool FAST_TILE_DIV = (GROUPING == 0 || GROUPING == 2) && BM >= 192;
+ * 8192 rows (4096, 7168) 1389.5 -> 1367.3). Per-row experts too, whose every warp divides
+ * for each unit it scans (with PEEL_FIRST, stop 31: 0.2-0.6% on the four DeepSeek
+ * groupings). Decode kernels (one tile per CTA) keep the integer code: they measured 1-3%
+ * slower with it (stop 24). */
+constexpr bool FAST_TILE_DIV = GROUPING != 1 && BM >= 192;
 
 struct sched {
     int rank;         /* CTA rank in the cluster */
@@ -51,8 +53,9 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     sc.num_mb = (m + BM - 1) / BM;
     sc.num_mbu = MC == 2 ? (sc.num_mb + 1) / 2 : sc.num_mb;
     sc.num_units = sc.num_mbu * NUM_NBU;
-    sc.inv_group_units =
-        FAST_TILE_DIV && GROUPING == 0 ? 1.0f / (float)(GROUP_N * sc.num_mbu) : 0.0f;
+    sc.inv_group_units = FAST_TILE_DIV && (GROUPING == 0 || GROUPING == 3)
+                             ? 1.0f / (float)(GROUP_N * sc.num_mbu)
+                             : 0.0f;
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
@@ -153,7 +156,7 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
 {
     int local = unit - c.base;
     int group_units = GROUP_N * c.num_mb;
-    const float inv = GROUPING == 0 ? sc.inv_group_units : c.inv_group_units;
+    const float inv = GROUPING == 2 ? c.inv_group_units : sc.inv_group_units;
     int gi = FAST_TILE_DIV ? div_by_reciprocal(local, group_units, inv) : local / group_units;
     int first_n = gi * GROUP_N;
     int width = NUM_NBU - first_n < GROUP_N ? NUM_NBU - first_n : GROUP_N;
