@@ -81,7 +81,7 @@ static void test_rules_over_a_sweep(void **state)
  * where two heights within 2% (the runs' noise) are both accepted, and 128 against the
  * taller ones in stop 13's --sweep (128 / 192 / 256), and 192 against 256 rows (and 128 at
  * K = 512) in stop 30 (`profile-ab.sh`, profiler, two interleaved rounds; 192 / 256, or 128 /
- * 192 / 256), and 128 / 192 / 256 at K = 512-16384 in stop 31 (profiler, one round). Stop
+ * 192 / 256), and 128 / 192 / 256 at K = 1536-16384 in stop 31 (profiler, one round). Stop
  * 18's one miss, 2048x7168x16384 (192 rows picked, 1.6-5.6% slower than 256 then: 411.9 /
  * 394.5), is one no longer: stop 31 timed 192 rows 7% faster there. */
 static void test_tall_rows_where_measured_faster(void **state)

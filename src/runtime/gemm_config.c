@@ -163,7 +163,7 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * the prefix sums ran 1400.5 / 1425.5, 1439.9 / 1432.4, 722.2 / 732.7, 745.1 / 730.2).
  * Stop 31 (profiler, one round, 128 / 192 / 256 rows): 2048x7168x16384 392.3 / 350.2 / 377.7
  * (the 192-row pick is right there now), and 128-row tiles lost on all six shapes timed at
- * K = 512-16384 (e.g. 2048x7168x2048 52.3 / 48.6 / 54.5, 1024x24576x1536 70.0 / 65.8 / 63.7). */
+ * K = 1536-16384 (e.g. 2048x7168x2048 52.3 / 48.6 / 54.5, 1024x24576x1536 70.0 / 65.8 / 63.7). */
 static int64_t tall_tile_cost(int rows, int64_t k_blocks, kiln__tall_set set)
 {
     /* per round, in hundredths of a 128 x 128 tile's time */
