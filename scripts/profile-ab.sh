@@ -3,8 +3,9 @@
 # carry every build named and .carry):
 #   bash scripts/profile-ab.sh "build-device build-x" [ROUNDS] SHAPE... | --contig | --masked
 # e.g. bash scripts/profile-ab.sh "build-device build-x" 2 4096x32768x512 --contig
-# An entry BUILD:KNOB=V runs that build with one knob set, so that one build's settings can be
-# compared the same way: "build-device:KILN_GEMM_TALL_TILES=2 build-device:KILN_GEMM_TALL_TILES=3".
+# An entry BUILD:KNOB=V runs that build with a knob set (BUILD:K1=V1,K2=V2 with several), so
+# that one build's settings can be compared the same way: "build-device:KILN_GEMM_TALL_TILES=2
+# build-device:KILN_GEMM_TALL_TILES=3".
 # For each round, shape and build in turn (so clock and power drift hit every build alike;
 # machines differ by up to 3% from one call to the next, so compare only within a call), one
 # scripts/profile-single.sh run, printing kiln's lines of it prefixed by the build: one line
@@ -31,7 +32,7 @@ for ((r = 1; r <= rounds; r++)); do
   for shape in "$@"; do
     for b in "${order[@]}"; do
       knob=()
-      [[ $b != *:* ]] || knob=("${b#*:}")
+      [[ $b != *:* ]] || IFS=, read -r -a knob <<<"${b#*:}"
       lines=$(env ${knob[@]+"${knob[@]}"} KILN_BUILD_DIR="${b%%:*}" \
         bash scripts/profile-single.sh "$shape" 2>&1 | grep "kiln_gemm")
       [ -n "$lines" ] || lines="$shape: no kiln line (see profile-single's logs under \$OUT)"
