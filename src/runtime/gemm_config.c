@@ -198,7 +198,7 @@ int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln_
 
 /* The width stays 128 columns. Narrower 192-row tiles would even out the last round of
  * tiles (4096 x 7168: 60 n blocks of 120 columns make exactly 10 rounds, against 9.33 of
- * 128), but 120, 112 and 96 columns ran 45-52%, 30-50% and 16-26% slower than 128 (stop 32,
+ * 128), but 120, 112 and 96 columns ran 40-47%, 29-51% and 16-25% slower than 128 (stop 32,
  * profiler: 4096x7168x16384, 4096x7168x2048, 4096x2112x7168, 4096x4096x7168): their tiles
  * straddle B's 128-column scale blocks and spill (up to 136 bytes at 120). */
 void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)

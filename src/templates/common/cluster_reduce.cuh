@@ -43,7 +43,7 @@ __device__ __forceinline__ u32 reduce_slot(u32 recv, int from, int owner, int i,
  * once (--trace, 64x2112x7168: ~2200 cycles at cluster_k 4, ~5200 at 8), whether the bytes
  * go by bulk copy or st.async. Through L2 instead (global stores, one cluster-scope fence
  * per warpgroup, relaxed remote arrives on the owner's barriers, the owner reading them
- * back) every cluster_k alternative was 3-19% slower (stop 32, profiler). */
+ * back) every cluster_k alternative timed was 0.6-19% slower, most 4-8% (stop 32, profiler). */
 __device__ __forceinline__ void cluster_reduce_scatter(float (&acc)[BN / 2], const sched &sc,
                                                        u32 base, u32 rg, u32 t, u32 &parity,
                                                        bool first, bool more)
