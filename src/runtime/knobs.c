@@ -58,7 +58,7 @@ static const knob knobs[] = {
       "or 256 x 128 (two warpgroups taking two 64-row groups each): 0 never, 1 the height "
       "that takes the least time by rounds of tiles over the SMs times a tile's measured time "
       "(by height, K and grouped layout; contiguous groups: counted per group), 2 always 192, "
-      "3 always 256"},
+      "3 always 256; masked groups take no 192-row tiles"},
      KNOB_INT, OPT(gemm_tall_tiles), 0, 3},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
