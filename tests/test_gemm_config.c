@@ -487,10 +487,44 @@ static void test_a_box_rows(void **state)
     assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1), 128);
 }
 
+/* The split last round: the rule the host and the kernel's make_sched share (that round at
+ * most a third of the CTAs, a K block per piece), which configurations have its kernel, and
+ * where the host takes it (K >= 7168, where it was measured to pay). */
+static void test_tail_split_rule(void **state)
+{
+    (void)state;
+    assert_true(kiln__gemm_fp8_tail_splits(32 * 17, 56, 132));  /* 6144 x 2112: 16 left */
+    assert_true(kiln__gemm_fp8_tail_splits(22 * 56, 16, 132));  /* 4096 x 7168: 44 left */
+    assert_false(kiln__gemm_fp8_tail_splits(22 * 56, 2, 132));  /* fewer K blocks than pieces */
+    assert_false(kiln__gemm_fp8_tail_splits(22 * 17, 56, 132)); /* 4096 x 2112: 110 left */
+    assert_false(kiln__gemm_fp8_tail_splits(22 * 192, 12, 132)); /* whole rounds */
+    assert_false(kiln__gemm_fp8_tail_splits(100, 56, 132));     /* one round, not full */
+    assert_true(kiln__gemm_fp8_tail_splits(133, 56, 132));
+    kiln__gemm_config c = kiln__gemm_fp8_pick(6144, 2112, 7168, 132);
+    assert_true(kiln__gemm_fp8_try_tall(&c, 6144, 2112, 7168, 1, 132, KILN__TALL_ANY));
+    assert_int_equal(c.block_m, 192);
+    assert_true(kiln__gemm_fp8_tail_kernel(&c));
+    assert_true(kiln__gemm_fp8_tail_fits(&c, 32 * 17, 7168, 132));
+    assert_false(kiln__gemm_fp8_tail_fits(&c, 23 * 17, 7168, 132));
+    assert_false(kiln__gemm_fp8_tail_fits(&c, 32 * 17, 2048, 132)); /* K too short to pay */
+    kiln__gemm_config other = c;
+    other.block_m = 256;
+    assert_false(kiln__gemm_fp8_tail_fits(&other, 32 * 17, 7168, 132));
+    other = c;
+    other.grouping = 2;
+    assert_false(kiln__gemm_fp8_tail_fits(&other, 32 * 17, 7168, 132));
+    other = c;
+    other.out_f32 = 1;
+    assert_false(kiln__gemm_fp8_tail_fits(&other, 32 * 17, 7168, 132));
+    /* 1024 flags, then 3 x 3 partials of 64 x 128 FP32 for each of up to 44 split tiles */
+    assert_int_equal(kiln__gemm_fp8_tail_ws_bytes(132), 4096 + 44 * 9 * 32768);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_box_rows),
+        cmocka_unit_test(test_tail_split_rule),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),

@@ -20,6 +20,9 @@ static uint64_t seed;
  * CTA). */
 static const kiln__gemm_config *forced;
 static void *trace;
+/* The workspace the GEMMs get (test_tail_split; NULL otherwise). */
+static void *workspace;
+static int64_t workspace_bytes;
 
 static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa, void *dd)
 {
@@ -30,6 +33,8 @@ static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa,
         .b = tensor2d(p->db, KILN_DTYPE_E4M3, p->n, p->k, p->k),
         .sfb = tensor2d(p->dsfb, KILN_DTYPE_F32, (p->n + 127) / 128, kb, kb),
         .d = tensor2d(dd, KILN_DTYPE_BF16, m, p->n, p->n),
+        .workspace = workspace,
+        .workspace_bytes = workspace_bytes,
     };
 }
 
@@ -212,6 +217,67 @@ static void test_tall_tiles(void **state)
     }
 }
 
+/* The split last round's kernel (tail): a last round of 192-row tiles that fills at most a
+ * third of the CTAs runs as three pieces per tile, each a third of K on its own CTA, and the
+ * pieces' partial sums are added through the workspace. The kernel is forced (the host
+ * takes it from K = 7168 up, whose FP64 reference would take long here): N = 1152 (nine n
+ * blocks of 128 columns) and M make that round a few tiles, then nearly a third of the SMs,
+ * with a partial last m block; K = 640 gives the pieces 1, 2 and 2 K blocks. Every row is
+ * checked against the reference. The workspace's partials start as NaN (a sum read before
+ * it was written shows), and afterwards its flags are zero again and every partial written. */
+static void test_tail_split(void **state)
+{
+    (void)state;
+    const int64_t n = 1152, k = 640, sms = ctx->num_sms, flag_bytes = 4096;
+    workspace_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
+    workspace = gpu_alloc((size_t)workspace_bytes);
+    const int64_t most[] = {4, sms / 3}; /* split tiles: at most this many, as many as can be */
+    for (int c = 0; c < 2; c++) {
+        int64_t m_blocks = (sms + 8) / 9, tiles = 9 * m_blocks;
+        while (tiles % sms == 0 || tiles % sms > most[c] || tiles % sms <= most[c] - 9)
+            tiles = 9 * ++m_blocks;
+        assert_true(kiln__gemm_fp8_tail_splits(tiles, k / 128, (int)sms));
+        int64_t m = m_blocks * 192 - 37, split = tiles % sms;
+        kiln__gemm_config tail = kiln__gemm_fp8_pick(m, n, k, (int)sms);
+        kiln__gemm_fp8_make_tall(&tail, 192, k);
+        tail.tail = 1;
+        forced = &tail;
+        gpu_poison(workspace, (size_t)flag_bytes, 0);
+        gpu_poison((char *)workspace + flag_bytes, (size_t)(workspace_bytes - flag_bytes),
+                   0x7fc00000u);
+        fp8_problem p;
+        fp8_problem_make(&p, m, n, k, &seed);
+        int64_t *rows = malloc((size_t)m * sizeof *rows);
+        for (int64_t r = 0; r < m; r++)
+            rows[r] = r;
+        double *ref = malloc((size_t)(m * n) * sizeof(double));
+        fp8_reference(&p, rows, m, ref);
+        check_m(&p, m, rows, m, ref);
+        forced = NULL;
+        uint32_t *host = malloc((size_t)workspace_bytes);
+        gpu_download(host, workspace, (size_t)workspace_bytes);
+        for (int64_t i = 0; i < flag_bytes / 4; i++)
+            if (host[i] != 0)
+                fail_msg("M = %lld: flag %lld is %u after the GEMM, not 0", (long long)m,
+                         (long long)i, host[i]);
+        int64_t written = 0;
+        for (int64_t i = flag_bytes / 4; i < workspace_bytes / 4; i++)
+            written += host[i] != 0x7fc00000u;
+        /* 3 partials of 64 x 128 FP32 per row group of each split tile, all finite */
+        assert_int_equal(written, split * 3 * 3 * 64 * 128);
+        print_message("  %lldx%lldx%lld: %lld split tiles, %lld partial sums written\n",
+                      (long long)m, (long long)n, (long long)k, (long long)split,
+                      (long long)written);
+        free(host);
+        free(ref);
+        free(rows);
+        fp8_problem_free(&p);
+    }
+    gpu_free(workspace);
+    workspace = NULL;
+    workspace_bytes = 0;
+}
+
 /* The benchmark's --sweep: every alternative configuration of a decode and a prefill shape
  * (k_split, cluster_k, 64-row tiles with multicast, A multicast, unrolled loops, 192-row
  * tiles...) is as correct as the heuristic's. */
@@ -321,7 +387,7 @@ static void test_bad_arguments(void **state)
     gpu_upload(dsfa, sfa, 4 * 64 * 4);
     gpu_poison(dd, 64 * 256 * 2 + 64, 0xffffffffu);
     kiln_gemm_fp8_args good = gemm_args(&p, 64, dsfa, dd);
-    enum { CASES = 8 };
+    enum { CASES = 9 };
     kiln_gemm_fp8_args c[CASES];
     const char *named[CASES];
     kiln_status expect[CASES];
@@ -337,6 +403,7 @@ static void test_bad_arguments(void **state)
     c[5].sfb.shape[0] = 1, named[5] = "sfb";
     c[6].d.dtype = KILN_DTYPE_F32, named[6] = "FP32 mode sfb"; /* block scales given */
     c[7].b.dtype = KILN_DTYPE_BF16, named[7] = "dtype bf16";
+    c[8].workspace = dd, c[8].workspace_bytes = 4096, named[8] = "workspace";
     for (int i = 0; i < CASES; i++) {
         assert_int_equal(kiln_gemm_fp8(ctx, &c[i], NULL), expect[i]);
         if (strstr(kiln_ctx_errmsg(ctx), named[i]) == NULL)
@@ -646,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),
+        cmocka_unit_test(test_tail_split),
         cmocka_unit_test(test_sweep_alternatives),
         cmocka_unit_test(test_trace_mode),
         cmocka_unit_test(test_masked_groups),

@@ -22,6 +22,7 @@
  * takes. The sweep prints each batch's SM clock and its share of the FP8 peak at that clock
  * (NVML's clock lags: trust it for batches over ~15 ms); the trace counts SM clock cycles.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
+ * KILN_BENCH_WORKSPACE=0: the dense GEMM without its workspace (no split last round).
  * KILN_SWEEP_ROUNDS=R (--sweep, dense): time the configurations R times round-robin and print
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
@@ -116,6 +117,9 @@ static kiln__gemm_config part_config(const kiln__gemm_config *c, int p)
     return part;
 }
 static void *trace_buffer;               /* --trace: the kernel's clock readings */
+/* kiln_gemm_fp8's workspace (zero-filled once), unless KILN_BENCH_WORKSPACE=0. */
+static void *workspace;
+static int64_t workspace_bytes;
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
 {
@@ -128,6 +132,8 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         .b = tensor2d(s->p.db, KILN_DTYPE_E4M3, n, k, k),
         .sfb = tensor2d(s->p.dsfb, KILN_DTYPE_F32, (n + 127) / 128, kb, kb),
         .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
+        .workspace = workspace,
+        .workspace_bytes = workspace_bytes,
     };
     if (kiln__gemm_fp8_with(ctx, &args, forced, trace_buffer, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
@@ -1134,6 +1140,16 @@ int main(int argc, char **argv)
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
+    const char *ws_env = getenv("KILN_BENCH_WORKSPACE");
+    if (ws_env == NULL || strcmp(ws_env, "0") != 0) {
+        workspace_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
+        workspace = gpu_alloc((size_t)workspace_bytes);
+        gpu_poison(workspace, (size_t)workspace_bytes, 0);
+        gpu_sync();
+    }
+    if (!json)
+        printf("dense kiln_gemm_fp8 %s a workspace (KILN_BENCH_WORKSPACE=0: without)\n",
+               workspace != NULL ? "with" : "without");
     if (!lt_open())
         return 1;
     if (masked) {
@@ -1169,6 +1185,8 @@ int main(int argc, char **argv)
                    exp(geo_sum / geo_count), geo_count);
     }
     lt_close();
+    if (workspace != NULL)
+        gpu_free(workspace);
     kiln_ctx_destroy(ctx);
     return 0;
 }

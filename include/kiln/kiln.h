@@ -232,7 +232,19 @@ typedef struct kiln_gemm_fp8_args {
     kiln_tensor sfb;
     kiln_tensor c;
     kiln_tensor d;
+    void *workspace;         /* optional, see below (NULL: none) */
+    int64_t workspace_bytes;
 } kiln_gemm_fp8_args;
+
+/* The workspace of kiln_gemm_fp8 (BF16 output only; ignored in the FP32 mode): device memory
+ * of at least kiln_gemm_fp8_workspace_bytes(ctx) bytes (12.4 MiB on 132 SMs), 16-byte
+ * aligned, zero-filled by the caller once before its first use (each GEMM returns the
+ * counters it uses to zero). With it, a prefill GEMM in 192-row tiles whose last round of
+ * tiles would leave two thirds of the SMs idle splits that round's tiles three ways along K
+ * (a kernel of its own, compiled when first needed, or by kiln prewarm). One workspace
+ * serves one GEMM at a time: GEMMs that may run at the same time (on other streams) need
+ * one each. */
+KILN_API int64_t kiln_gemm_fp8_workspace_bytes(const kiln_ctx *ctx);
 KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                    kiln_stream stream);
 

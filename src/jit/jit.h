@@ -12,7 +12,7 @@
 
 #include "../base/base.h"
 
-#define KJ_MAX_PARAMS 20
+#define KJ_MAX_PARAMS 24
 #define KJ_KEY_SCHEMA 1
 
 /* A kernel template: one .cuh under src/templates with an extern "C" entry point whose

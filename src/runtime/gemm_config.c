@@ -196,6 +196,38 @@ int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln_
     return best;
 }
 
+bool kiln__gemm_fp8_tail_splits(int64_t tiles, int64_t k_blocks, int num_sms)
+{
+    int64_t ctas = tiles < num_sms ? tiles : num_sms, left = ctas > 0 ? tiles % ctas : 0;
+    return k_blocks >= 3 && tiles > ctas && left > 0 && 3 * left <= ctas;
+}
+
+bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg)
+{
+    return cfg->block_m == 192 && cfg->block_n == 128 && cfg->grouping == 0 && !cfg->out_f32 &&
+           cfg->multicast <= 1 && cfg->cluster_k <= 1 && kiln__gemm_fp8_multicast_a(cfg) == 1 &&
+           !cfg->loads_only && !cfg->math_only;
+}
+
+/* Where it paid (stop 33, profiler, two rounds, without -> with a workspace, us):
+ * 6144x2112x7168 163.7 / 163.5 -> 149.2 / 149.3, 8192x7168x16384 1436.9 / 1437.9 -> 1409.7 /
+ * 1411.8. Where it did not: 8192x7168x2048 184.2 / 183.7 -> 186.7 / 186.9, 3072x24576x1536
+ * 178.9 / 178.5 -> 183.8 / 183.3, 2048x32768x512 62.7 / 62.5 -> 72.2 / 71.6: below K = 7168 a
+ * third of a tile's K loop saves less than the pieces' partial sums cost to swap and add. */
+bool kiln__gemm_fp8_tail_fits(const kiln__gemm_config *cfg, int64_t units, int64_t k, int num_sms)
+{
+    return k >= 7168 && kiln__gemm_fp8_tail_kernel(cfg) &&
+           kiln__gemm_fp8_tail_splits(units, k / 128, num_sms);
+}
+
+int64_t kiln__gemm_fp8_tail_ws_bytes(int num_sms)
+{
+    /* 1024 flags, then per split tile (at most a third of the CTAs) three row groups'
+     * 64 x 128 FP32 partial sums from each of three pieces */
+    int64_t tiles = (num_sms > 0 ? num_sms : 1) / 3;
+    return 4 * 1024 + tiles * 3 * 3 * 64 * 128 * 4;
+}
+
 /* The width stays 128 columns. Narrower 192-row tiles would even out the last round of
  * tiles (4096 x 7168: 60 n blocks of 120 columns make exactly 10 rounds, against 9.33 of
  * 128), but 120, 112 and 96 columns ran 40-47%, 29-51% and 16-25% slower than 128 (stop 32,
@@ -276,7 +308,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
                               kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only,
-                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only};
+                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only, cfg->tail};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

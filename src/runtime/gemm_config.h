@@ -20,6 +20,7 @@ typedef struct kiln__gemm_config {
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
     int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
+    int tail;        /* 1: the last round of tiles split three ways (gemm_fp8_tail.cuh) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -31,6 +32,19 @@ typedef enum kiln__tall_set {
     KILN__TALL_ROW_IDS, /* the same, with the row-id layout's dearer 192-row tile */
     KILN__TALL_NO_192,  /* 128 or 256 rows (masked groups take no 192-row tiles) */
 } kiln__tall_set;
+
+/* Whether a dense GEMM of `tiles` 192-row tiles on a persistent grid over num_sms SMs splits
+ * its last round three ways along K (the template's make_sched: that round fills at most a
+ * third of the CTAs, and every piece gets a K block). */
+bool kiln__gemm_fp8_tail_splits(int64_t tiles, int64_t k_blocks, int num_sms);
+/* Whether configuration cfg has a split-last-round kernel (cfg->tail): dense BF16-output
+ * 192 x 128 tiles without a cluster. */
+bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg);
+/* Whether a dense GEMM in configuration cfg with `units` work units takes that kernel when it
+ * has a workspace: where its last round splits and K is long enough for that to pay. */
+bool kiln__gemm_fp8_tail_fits(const kiln__gemm_config *cfg, int64_t units, int64_t k, int num_sms);
+/* The workspace that serves every split on a device of num_sms SMs (gemm_fp8_tail.cuh). */
+int64_t kiln__gemm_fp8_tail_ws_bytes(int num_sms);
 
 /* The prefill tile height (128, 192 or 256 rows, 128 columns) that takes the least time for
  * M x N x K on num_sms SMs by the measured model: rounds of tiles times each height's tile
@@ -68,6 +82,7 @@ typedef struct kiln__gemm_fp8_operands {
     int num_groups;
     void *d;                /* D again, for the row-by-row stores of partial tiles */
     long long ld_d;
+    void *tail_ws;          /* dense: the split last round's workspace (NULL: no split) */
 } kiln__gemm_fp8_operands;
 
 /* The row-major operands of the dense and contiguous GEMMs as 2-D tensor maps: A [m, k]

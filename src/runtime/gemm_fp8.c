@@ -45,6 +45,14 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
                                    op, (long long)m, (long long)n,
                                    (long long)kiln__row_stride(&args->d));
     }
+    int64_t ws_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
+    if (args->workspace != NULL &&
+        (args->workspace_bytes < ws_bytes || (uintptr_t)args->workspace % 16 != 0))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: workspace must be 16-byte aligned and hold at least "
+                               "kiln_gemm_fp8_workspace_bytes() = %lld bytes; got %lld bytes at %p",
+                               op, (long long)ws_bytes, (long long)args->workspace_bytes,
+                               args->workspace);
     const kiln_tensor *sfa = &args->sfa, *sfb = &args->sfb;
     int64_t sfa_stride = kiln__row_stride(sfa);
     if (sfa->shape[0] != k / 128 || sfa->shape[1] != m || sfa_stride < m || sfa_stride % 4 != 0)
@@ -114,7 +122,7 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
                       (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
                       (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
-                      (void *)&ops->ld_d};
+                      (void *)&ops->ld_d, (void *)&ops->tail_ws};
     kj_spec spec;
     kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_fp8_threads(cfg),
@@ -177,6 +185,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
+    bool workspace = args->workspace != NULL && !f32;
     kiln__gemm_config cfg = forced != NULL ? *forced : dense_config(ctx, m, n, k, f32);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
@@ -202,6 +211,16 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
     int64_t n_blocks = (n + cfg.block_n - 1) / cfg.block_n;
     int multicast = cfg.multicast > 1 ? cfg.multicast : 1, mca = kiln__gemm_fp8_multicast_a(&cfg);
     int64_t units = (m_blocks + multicast - 1) / multicast * ((n_blocks + mca - 1) / mca);
+    /* The split last round's kernel where it pays (or where a forced configuration, the
+     * tests', asks for it) */
+    if (forced != NULL && forced->tail && !kiln__gemm_fp8_tail_kernel(forced))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: a forced tail configuration must be a dense "
+                                            "192 x 128 one without a cluster", op);
+    if (workspace && (cfg.tail || kiln__gemm_fp8_tail_fits(&cfg, units, k, ctx->num_sms))) {
+        cfg.tail = 1;
+        ops.tail_ws = args->workspace;
+    }
     if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
@@ -217,5 +236,16 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
     kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
+    /* With a workspace, M may take the split last round's kernel too (192-row tiles). */
+    int64_t tiles = (m + cfg.block_m - 1) / cfg.block_m * ((cols + cfg.block_n - 1) / cfg.block_n);
+    if (kiln__gemm_fp8_tail_fits(&cfg, tiles, depth, ctx->num_sms)) {
+        cfg.tail = 1;
+        kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &cfg);
+    }
     return KILN_OK;
+}
+
+int64_t kiln_gemm_fp8_workspace_bytes(const kiln_ctx *ctx)
+{
+    return kiln__gemm_fp8_tail_ws_bytes(ctx != NULL ? ctx->num_sms : 0);
 }

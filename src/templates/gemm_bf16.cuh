@@ -158,6 +158,7 @@ __device__ __forceinline__ u32 stage_tx(int m)
     return STAGE_TX;
 }
 
+constexpr bool TAIL_SPLIT = false; /* gemm_sched.cuh: the FP8 GEMM's split last round */
 #include "common/gemm_sched.cuh"
 #include "common/cluster_reduce.cuh"
 
@@ -177,7 +178,7 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto) {
         const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
         const int b_col = tl.nb * BN;
 #pragma unroll 1
@@ -303,7 +304,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     int s = 0;
     u32 phase = 0;
 
-    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit, auto) {
         /* One K block of wgmma stays in flight: the slot of block kl-1 is released once
          * wait_group 1 says its wgmma have completed. */
         int prev = 0;
@@ -425,7 +426,7 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         __syncthreads();
     grid_dependency_wait();
 
-    const sched sc = make_sched(m, group_rows, num_groups);
+    const sched sc = make_sched(m, group_rows, num_groups, nullptr);
 
     if (warp >= RG * 4) {
         setmaxnreg_dec<40>();

@@ -51,6 +51,10 @@
  *               the inclusive prefix sums of the rows per group (the DeepEP v2 layout).
  *               Padding rows are not stored; tiles of padding only are not computed.
  *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
+ *   tail        1: dense 192 x 128 tiles whose last round of tiles, when it would fill at
+ *               most a third of the CTAs, runs as three pieces per tile along K, one per
+ *               CTA, their FP32 partial sums added through the workspace tail_ws
+ *               (gemm_fp8_tail.cuh; a null tail_ws: no split)
  *
  * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) * max(multicast_a, 1)
  * (kiln_gemm_fp8_cluster); #units = ceil(num_mb / multicast) * ceil(ceil(N/block_n) /
@@ -203,6 +207,11 @@ constexpr bool PEEL_FIRST = DEFER || ((GROUPING == 0 || GROUPING == 2) && RG == 
                                       KSPLIT == 1 && CK == 1 && !OVERLAP && !OUT_F32 &&
                                       !LOADS_ONLY) ||
                              (GROUPING == 3 && BM >= 192 && !LOADS_ONLY);
+/* tail 1: the last round of tiles split three ways along K, when it would leave two thirds
+ * of the CTAs idle (gemm_fp8_tail.cuh; the host asks for it where that pays and a workspace
+ * is given). A kernel of its own: in the same kernel the pieces' code made whole tiles
+ * 2-7% slower at short K, split or not (stop 33). */
+constexpr bool TAIL_SPLIT = kp::tail != 0;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 with three
  * math warpgroups (192-row tiles), whose 64 + 64 accumulators need every register left. */
@@ -249,6 +258,9 @@ static_assert(BM != 192 || (GROUPING != 1 && KSPLIT == 1 && CK == 1 && MC == 1 &
               "192-row tiles are dense or contiguous-group prefill tiles: no k_split, "
               "cluster_k, multicast or overlap");
 static_assert(BN % 8 == 0 && BN >= 8 && BN <= 256, "block_n must be a multiple of 8 in 8..256");
+static_assert(!TAIL_SPLIT || (GROUPING == 0 && BM == 192 && CK == 1 && MC == 1 && MCA == 1 &&
+                              !OUT_F32 && !LOADS_ONLY && !MATH_ONLY),
+              "tail is for dense 192-row BF16-output tiles without a cluster");
 static_assert(K % BK == 0 && K > 0, "K must be a multiple of 128");
 static_assert(N % 8 == 0 && N > 0, "N must be a multiple of 8");
 static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
@@ -372,9 +384,10 @@ __device__ __forceinline__ void trace_mark(const float *trace, int slot)
 #include "gemm_fp8_producer.cuh"
 #include "gemm_fp8_kblock.cuh"
 #include "gemm_fp8_epilogue.cuh"
+#include "gemm_fp8_tail.cuh"
 
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, const float *c,
-                                     u16 *__restrict__ d_ptr, long long ld_d)
+                                     u16 *__restrict__ d_ptr, long long ld_d, unsigned *tail_ws)
 {
     /* Broadcast from lane 0 so that the compiler knows the warpgroup index (and what is
      * derived from it: row group, K phase, the wgmma descriptors) is uniform across the warp
@@ -403,7 +416,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     if (TURNS && rg == WG_RG - 1)
         named_bar_arrive(BAR_TURN, 256);
 
-    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit, auto piece) {
+        constexpr bool PIECE = decltype(piece)::value != 0;
         const int mb = tl.mb, nb = tl.nb;
         const int n_off = (nb * BN) % 128;
         /* every row, but with per-row experts; only this warpgroup's 64-row groups' bits stay
@@ -412,7 +426,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
 #pragma unroll
         for (int v = 0; v < WAVES; ++v)
             kept[v] = tile_rows_kept(tl, rg + v * WG_RG);
-        if constexpr (!PEEL_FIRST) /* PEEL_FIRST: set by the first K block */
+        /* PEEL_FIRST: set by the first K block; pieces (a last round's split tiles) do without
+         * the peel, which would be one more copy of the K block's code to compile */
+        if constexpr (!PEEL_FIRST || PIECE)
 #pragma unroll
             for (int v = 0; v < WAVES; ++v)
 #pragma unroll
@@ -427,7 +443,7 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             /* This warpgroup's K blocks sit in slots s, s+KSPLIT, ... of the ring. */
             ring_next(s, phase, q);
             int kl = q;
-            if constexpr (PEEL_FIRST) {
+            if constexpr (PEEL_FIRST && !PIECE) {
                 /* The first K block on its own: each wave's wgmma is issued, then (DEFER)
                  * the previous tile's wave stored while it runs, then the sums start from
                  * it (a loop-carried copy would keep zeroed sums live beside dt). */
@@ -443,8 +459,9 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 ring_next(s, phase, 1);
                 kl = 1;
             }
+            const int kb_count = PIECE ? tl.kb_count : sc.kb_count;
 #pragma unroll UNROLL
-            for (; kl < sc.kb_count; kl += KSPLIT) {
+            for (; kl < kb_count; kl += KSPLIT) {
                 mbar_wait(base + OFF_BAR + s * 8, phase);
                 if constexpr (LOADS_ONLY) {
                     release_slot(base, s, sc, lane);
@@ -510,6 +527,10 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             return;
         }
         first_tile = false;
+        if constexpr (PIECE) { /* summed and stored by whoever counts last */
+            tail_piece_done(out, sc, tl, rg, wg, t, row_in_wg, lane, tail_ws, d_ptr, ld_d);
+            return;
+        }
 
         if constexpr (OUT_F32) {
             store_f32(out, sc, tl, rg, row_in_wg, lane, c, d_ptr, ld_d);
@@ -599,13 +620,15 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * m: rows of A and D (grouped: M_max of every group); group_rows: grouped, the valid rows
  * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
  * again as a pointer with its row stride (elements), for row-by-row stores of partial
- * tiles. */
+ * tiles; tail_ws: the workspace of the split last round (gemm_fp8_tail.cuh; null: no
+ * split). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
                     const float *__restrict__ sfb, const float *c, int m,
                     const int *__restrict__ group_rows, int num_groups,
-                    unsigned short *__restrict__ d_ptr, long long ld_d)
+                    unsigned short *__restrict__ d_ptr, long long ld_d,
+                    unsigned *__restrict__ tail_ws)
 {
     using namespace kiln_fp8;
     extern __shared__ unsigned char smem_raw[];
@@ -645,7 +668,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     if (threadIdx.x == 0)
         trace_mark(c, TR_READY);
 
-    const sched sc = make_sched(m, group_rows, num_groups);
+    const sched sc = make_sched(m, group_rows, num_groups, tail_ws);
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
@@ -657,7 +680,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
             producer_scales(sfb, sc, base, lane);
     } else {
         setmaxnreg_inc<MATH_REGS>();
-        math(&tm_d, sc, base, c, d_ptr, ld_d);
+        math(&tm_d, sc, base, c, d_ptr, ld_d, tail_ws);
     }
     grid_launch_dependents();
     /* No CTA of a cluster may exit while a partner can still write its shared memory or

@@ -49,7 +49,9 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto piece) {
+        const int kb_begin = decltype(piece)::value ? tl.kb_begin : sc.kb_begin;
+        const int kb_count = decltype(piece)::value ? tl.kb_count : sc.kb_count;
         const int mb = tl.mb, nb = tl.nb;
         const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
                                         : tl.row0 + mb * BM;
@@ -65,16 +67,16 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
 #pragma unroll
                 for (int c = 0; c < CHUNKS; ++c) {
                     int kl = c * 32 + (int)lane;
-                    sbr[j][c] = kl < sc.kb_count
-                                    ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                    sbr[j][c] = kl < kb_count
+                                    ? __ldg(sfb_g + (long long)row * KB + kb_begin + kl) : 0.0f;
                 }
             }
         }
 #pragma unroll 1
-        for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
+        for (int kb = kb_begin; kb < kb_begin + kb_count; ++kb) {
             float v[NSB];
             if constexpr (!SCALE_WARP) {
-                const int kl = kb - sc.kb_begin;
+                const int kl = kb - kb_begin;
 #pragma unroll
                 for (int j = 0; j < NSB; ++j) {
                     float x = 0.0f;
@@ -122,7 +124,9 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
     constexpr int CHUNKS = (KB_CTA + 31) / 32;
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto piece) {
+        const int kb_begin = decltype(piece)::value ? tl.kb_begin : sc.kb_begin;
+        const int kb_count = decltype(piece)::value ? tl.kb_count : sc.kb_count;
         const int n0 = tl.nb * BN;
         const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         float sb[NSB][CHUNKS];
@@ -133,14 +137,14 @@ __device__ __forceinline__ void producer_scales(const float *__restrict__ sfb, c
 #pragma unroll
             for (int c = 0; c < CHUNKS; ++c) {
                 int kl = c * 32 + (int)lane;
-                sb[j][c] = kl < sc.kb_count
-                               ? __ldg(sfb_g + (long long)row * KB + sc.kb_begin + kl) : 0.0f;
+                sb[j][c] = kl < kb_count
+                               ? __ldg(sfb_g + (long long)row * KB + kb_begin + kl) : 0.0f;
             }
         }
         /* Chunk loop unrolled so every register index is a compile-time constant. */
 #pragma unroll
         for (int c = 0; c < CHUNKS; ++c) {
-            const int kl_end = sc.kb_count - c * 32 < 32 ? sc.kb_count - c * 32 : 32;
+            const int kl_end = kb_count - c * 32 < 32 ? kb_count - c * 32 : 32;
 #pragma unroll 1
             for (int kk = 0; kk < kl_end; ++kk) {
                 float v[NSB];
@@ -185,7 +189,7 @@ __device__ __forceinline__ void producer_col_scales(const float *__restrict__ sf
 {
     int s = 0;
     u32 phase = 0;
-    for_each_tile(sc, [&](const tile &tl, const cursor &, int) {
+    for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto) {
         const int n0 = tl.nb * BN;
         float v[COL_CHUNKS];
         load_col_scales(v, sfb, sc.kb_begin, n0, lane);

@@ -10,6 +10,8 @@
  *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), 3
  *                       contiguous groups (an expert id per row), and the row alignment
  *                       of contiguous groups (2 only)
+ *   TAIL_SPLIT, RG      whether the last round's tiles may be split in RG pieces along K
+ *                       (dense 192-row tiles; see make_sched), and the tile's 64-row groups
  * It has no includes of its own, so one copy can serve several kernels' namespaces.
  */
 
@@ -39,9 +41,12 @@ struct sched {
                                experts: the expert of each row, -1 for padding */
     int num_groups;
     float inv_group_units; /* FAST_TILE_DIV: 1 / (GROUP_N * num_mbu) */
+    int tail_first;        /* TAIL_SPLIT: the first split tile (the units end there) */
+    int pieces;            /* TAIL_SPLIT: pieces of the split tiles, one per CTA from CTA 0 */
 };
 
-__device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups)
+__device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups,
+                                            unsigned *tail_ws)
 {
     sched sc;
     sc.m = m;
@@ -59,15 +64,39 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
+    /* The last round of tiles, when it fills at most a third of the CTAs, runs as RG pieces
+     * per tile, each piece about a third of the tile's K blocks on its own CTA, so that the
+     * round keeps every CTA busy (gemm_fp8_tail.cuh). The unit loop then ends where that
+     * round begins (tail_first), and CTA c < pieces takes piece c after it. */
+    sc.tail_first = sc.num_units;
+    sc.pieces = 0;
+    if constexpr (TAIL_SPLIT) {
+        const int ctas = (int)gridDim.x, left = sc.num_units % ctas;
+        if (tail_ws != nullptr && KB >= RG && sc.num_units > ctas && left > 0 &&
+            RG * left <= ctas) {
+            sc.tail_first = sc.num_units - left;
+            sc.num_units = sc.tail_first;
+            sc.pieces = RG * left;
+        }
+    }
     return sc;
 }
 
 /* One output tile: problem (group) g, m block, n block, the rows of its problem, and the
  * problem's first row in A and D (contiguous groups; 0 otherwise). Per-row experts: keep
- * has bit r of word j set when row 32j + r of the tile belongs to expert g. */
+ * has bit r of word j set when row 32j + r of the tile belongs to expert g. Pieces of a
+ * split tile (TAIL_SPLIT, for_each_tile): which of the tile's RG pieces, its K blocks, and
+ * the tile's place among the split ones (unset for whole tiles). */
 struct tile {
     int g, mb, nb, rows, row0;
     u32 keep[BM / 32];
+    int piece, kb_begin, kb_count, split_index;
+};
+
+/* An int known at compile time: for_each_tile's bodies tell whole tiles from pieces. */
+template <int V> struct kconst {
+    static constexpr int value = V;
+    __device__ __forceinline__ constexpr operator int() const { return V; }
 };
 
 /* Where a CTA is in the unit sequence. Grouped: units are numbered group after group,
@@ -182,8 +211,12 @@ __device__ __forceinline__ void tile_coords(const sched &sc, const cursor &c, in
     }
 }
 
-/* Calls body(tl, cur, unit) for each of this CTA's tiles in order: the tile, and the cursor
- * and unit it came from (for has_next_unit; the producer warps need only the tile). */
+/* Calls body(tl, cur, unit, kconst<0>()) for each of this CTA's tiles in order: the tile,
+ * and the cursor and unit it came from (for has_next_unit; the producer warps need only the
+ * tile). TAIL_SPLIT: then body(tl, cur, unit, kconst<1>()) for this CTA's piece of the split
+ * last round, if it has one (its K blocks in tl). The tag lets one body serve both with the
+ * whole tiles' code as it would be without pieces: a run-time test for pieces inside the
+ * loop cost whole tiles 2-7% at short K (stop 33). */
 template <typename Body>
 __device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
 {
@@ -193,7 +226,19 @@ __device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
     for (int unit = sc.first; cursor_seek(sc, cur, unit); unit += sc.step) {
         tile tl;
         tile_coords(sc, cur, unit, tl);
-        body(tl, cur, unit);
+        body(tl, cur, unit, kconst<0>{});
+    }
+    if constexpr (TAIL_SPLIT) {
+        const int c = (int)blockIdx.x;
+        if (c < sc.pieces) {
+            tile tl;
+            tile_coords(sc, cur, sc.tail_first + c / RG, tl);
+            tl.piece = c % RG;
+            tl.split_index = c / RG;
+            tl.kb_begin = tl.piece * KB / RG;
+            tl.kb_count = (tl.piece + 1) * KB / RG - tl.kb_begin;
+            body(tl, cur, sc.tail_first + c / RG, kconst<1>{});
+        }
     }
 }
 

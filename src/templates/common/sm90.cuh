@@ -186,6 +186,16 @@ __device__ __forceinline__ void named_bar_sync(u32 id, u32 threads)
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
 }
 
+/* bar.sync that also ORs a predicate over the threads: whether any of them passed true. */
+__device__ __forceinline__ bool named_bar_any(u32 id, u32 threads, bool pred)
+{
+    u32 any;
+    asm volatile("{\n\t.reg .pred p, q;\n\tsetp.ne.u32 p, %1, 0;\n\t"
+                 "bar.red.or.pred q, %2, %3, p;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+                 : "=r"(any) : "r"((u32)pred), "r"(id), "r"(threads) : "memory");
+    return any != 0;
+}
+
 /* Counts this warp's threads on barrier id without waiting for it. */
 __device__ __forceinline__ void named_bar_arrive(u32 id, u32 threads)
 {
