@@ -216,7 +216,8 @@ bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg)
  * third of a tile's K loop saves less than the pieces' partial sums cost to swap and add. */
 bool kiln__gemm_fp8_tail_fits(const kiln__gemm_config *cfg, int64_t units, int64_t k, int num_sms)
 {
-    return k >= 7168 && kiln__gemm_fp8_tail_kernel(cfg) &&
+    /* the workspace has 1024 counters: three per split tile, a third of the CTAs at most */
+    return k >= 7168 && num_sms <= 1024 && kiln__gemm_fp8_tail_kernel(cfg) &&
            kiln__gemm_fp8_tail_splits(units, k / 128, num_sms);
 }
 
