@@ -130,6 +130,16 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                                    (unsigned)kiln__gemm_fp8_cluster(cfg), units, params, stream);
 }
 
+/* Work units of a dense GEMM: tiles, or pairs of m blocks (multicast), or groups of n blocks
+ * (multicast_a) sharing one operand tile. */
+static int64_t dense_units(const kiln__gemm_config *cfg, int64_t m, int64_t n)
+{
+    int64_t m_blocks = (m + cfg->block_m - 1) / cfg->block_m;
+    int64_t n_blocks = (n + cfg->block_n - 1) / cfg->block_n;
+    int multicast = cfg->multicast > 1 ? cfg->multicast : 1, mca = kiln__gemm_fp8_multicast_a(cfg);
+    return (m_blocks + multicast - 1) / multicast * ((n_blocks + mca - 1) / mca);
+}
+
 /* The heuristic's pick and the knobs on top: KILN_GEMM_TALL_TILES makes the 128 x 128
  * prefill tiles 192 or 256 rows tall where the rounds-of-tiles model says that takes less
  * time (1, the default) or always (2: 192, 3: 256); KILN_GEMM_MULTICAST pairs the prefill
@@ -205,12 +215,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
-    /* Work units: tiles, or pairs of m blocks (multicast), or groups of n blocks
-     * (multicast_a) sharing one operand tile. */
-    int64_t m_blocks = (m + cfg.block_m - 1) / cfg.block_m;
-    int64_t n_blocks = (n + cfg.block_n - 1) / cfg.block_n;
-    int multicast = cfg.multicast > 1 ? cfg.multicast : 1, mca = kiln__gemm_fp8_multicast_a(&cfg);
-    int64_t units = (m_blocks + multicast - 1) / multicast * ((n_blocks + mca - 1) / mca);
+    int64_t units = dense_units(&cfg, m, n);
     /* The split last round's kernel where it pays (or where a forced configuration, the
      * tests', asks for it) */
     if (forced != NULL && forced->tail && !kiln__gemm_fp8_tail_kernel(forced))
@@ -237,8 +242,7 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;
     /* With a workspace, M may take the split last round's kernel too (192-row tiles). */
-    int64_t tiles = (m + cfg.block_m - 1) / cfg.block_m * ((cols + cfg.block_n - 1) / cfg.block_n);
-    if (kiln__gemm_fp8_tail_fits(&cfg, tiles, depth, ctx->num_sms)) {
+    if (kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth, ctx->num_sms)) {
         cfg.tail = 1;
         kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &cfg);
     }
