@@ -488,18 +488,26 @@ static void test_a_box_rows(void **state)
 }
 
 /* The split last round: the rule the host and the kernel's make_sched share (that round at
- * most a third of the CTAs, a K block per piece), which configurations have its kernel, and
- * where the host takes it (K >= 7168, where it was measured to pay). */
+ * most a third of the CTAs: three pieces; at most half: two; a K block per piece; three
+ * flags per split tile), which configurations have its kernel, and where the host takes it
+ * (K >= 7168, where it was measured to pay). */
 static void test_tail_split_rule(void **state)
 {
     (void)state;
-    assert_true(kiln__gemm_fp8_tail_splits(32 * 17, 56, 132));  /* 6144 x 2112: 16 left */
-    assert_true(kiln__gemm_fp8_tail_splits(22 * 56, 16, 132));  /* 4096 x 7168: 44 left */
-    assert_false(kiln__gemm_fp8_tail_splits(22 * 56, 2, 132));  /* fewer K blocks than pieces */
-    assert_false(kiln__gemm_fp8_tail_splits(22 * 17, 56, 132)); /* 4096 x 2112: 110 left */
-    assert_false(kiln__gemm_fp8_tail_splits(22 * 192, 12, 132)); /* whole rounds */
-    assert_false(kiln__gemm_fp8_tail_splits(100, 56, 132));     /* one round, not full */
-    assert_true(kiln__gemm_fp8_tail_splits(133, 56, 132));
+    assert_int_equal(kiln__gemm_fp8_tail_parts(32 * 17, 56, 132), 3);  /* 6144 x 2112: 16 left */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(22 * 56, 16, 132), 3);  /* 4096 x 7168: 44 left */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(11 * 17, 56, 132), 2);  /* 2112 x 2112: 55 left */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(132 + 66, 56, 132), 2); /* half */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(132 + 67, 56, 132), 0); /* more than half */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(22 * 56, 2, 132), 0); /* a piece without K */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(11 * 17, 1, 132), 0);
+    assert_int_equal(kiln__gemm_fp8_tail_parts(22 * 17, 56, 132), 0); /* 4096 x 2112: 110 left */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(22 * 192, 12, 132), 0); /* whole rounds */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(100, 56, 132), 0);     /* one round, not full */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(133, 56, 132), 3);
+    /* three flags per split tile: 341 split tiles at most */
+    assert_int_equal(kiln__gemm_fp8_tail_parts(2048 + 341, 56, 2048), 3);
+    assert_int_equal(kiln__gemm_fp8_tail_parts(2048 + 342, 56, 2048), 0);
     kiln__gemm_config c = kiln__gemm_fp8_pick(6144, 2112, 7168, 132);
     assert_true(kiln__gemm_fp8_try_tall(&c, 6144, 2112, 7168, 1, 132, KILN__TALL_ANY));
     assert_int_equal(c.block_m, 192);
@@ -516,8 +524,8 @@ static void test_tail_split_rule(void **state)
     other = c;
     other.out_f32 = 1;
     assert_false(kiln__gemm_fp8_tail_fits(&other, 32 * 17, 7168, 132));
-    /* 1024 flags, then 3 x 3 partials of 64 x 128 FP32 for each of up to 44 split tiles */
-    assert_int_equal(kiln__gemm_fp8_tail_ws_bytes(132), 4096 + 44 * 9 * 32768);
+    /* 1024 flags, then 3 partials of 64 x 128 FP32 for each of up to 132 pieces */
+    assert_int_equal(kiln__gemm_fp8_tail_ws_bytes(132), 4096 + 132 * 3 * 32768);
 }
 
 int main(void)

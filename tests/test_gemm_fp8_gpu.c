@@ -218,12 +218,13 @@ static void test_tall_tiles(void **state)
 }
 
 /* The split last round's kernel (tail): a last round of 192-row tiles that fills at most a
- * third of the CTAs runs as three pieces per tile, each a third of K on its own CTA, and the
- * pieces' partial sums are added through the workspace. The kernel is forced (the host
- * takes it from K = 7168 up, whose FP64 reference would take long here): N = 1152 (nine n
- * blocks of 128 columns) and M make that round a few tiles, then nearly a third of the SMs,
- * with a partial last m block; K = 640 gives the pieces 1, 2 and 2 K blocks. Every row is
- * checked against the reference. The workspace's partials start as NaN (a sum read before
+ * third of the CTAs runs as three pieces per tile, each a third of K on its own CTA (two
+ * pieces, each half of K, where it fills at most half of them), and the pieces' partial sums
+ * are added through the workspace. The kernel is forced (the host takes it from K = 7168 up,
+ * whose FP64 reference would take long here): N = 1152 (nine n blocks of 128 columns) and M
+ * make that round a few tiles, then nearly a third of the SMs, then nearly half of them, with
+ * a partial last m block; K = 640 gives three pieces 1, 2 and 2 K blocks, two 2 and 3. Every
+ * row is checked against the reference. The workspace's partials start as NaN (a sum read before
  * it was written shows), and afterwards its flags are zero again and every partial written. */
 static void test_tail_split(void **state)
 {
@@ -231,12 +232,13 @@ static void test_tail_split(void **state)
     const int64_t n = 1152, k = 640, sms = ctx->num_sms, flag_bytes = 4096;
     workspace_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
     workspace = gpu_alloc((size_t)workspace_bytes);
-    const int64_t most[] = {4, sms / 3}; /* split tiles: at most this many, as many as can be */
-    for (int c = 0; c < 2; c++) {
+    /* split tiles: at most this many, as many as can be; and the pieces per tile */
+    const int64_t most[] = {4, sms / 3, sms / 2}, parts[] = {3, 3, 2};
+    for (int c = 0; c < 3; c++) {
         int64_t m_blocks = (sms + 8) / 9, tiles = 9 * m_blocks;
         while (tiles % sms == 0 || tiles % sms > most[c] || tiles % sms <= most[c] - 9)
             tiles = 9 * ++m_blocks;
-        assert_true(kiln__gemm_fp8_tail_splits(tiles, k / 128, (int)sms));
+        assert_int_equal(kiln__gemm_fp8_tail_parts(tiles, k / 128, (int)sms), parts[c]);
         int64_t m = m_blocks * 192 - 37, split = tiles % sms;
         kiln__gemm_config tail = kiln__gemm_fp8_pick(m, n, k, (int)sms);
         kiln__gemm_fp8_make_tall(&tail, 192, k);
@@ -263,11 +265,12 @@ static void test_tail_split(void **state)
         int64_t written = 0;
         for (int64_t i = flag_bytes / 4; i < workspace_bytes / 4; i++)
             written += host[i] != 0x7fc00000u;
-        /* 3 partials of 64 x 128 FP32 per row group of each split tile, all finite */
-        assert_int_equal(written, split * 3 * 3 * 64 * 128);
-        print_message("  %lldx%lldx%lld: %lld split tiles, %lld partial sums written\n",
+        /* a partial of 64 x 128 FP32 per piece and row group of each split tile, none NaN */
+        assert_int_equal(written, split * parts[c] * 3 * 64 * 128);
+        print_message("  %lldx%lldx%lld: %lld split tiles in %lld pieces, %lld partial sums "
+                      "written\n",
                       (long long)m, (long long)n, (long long)k, (long long)split,
-                      (long long)written);
+                      (long long)parts[c], (long long)written);
         free(host);
         free(ref);
         free(rows);

@@ -240,8 +240,8 @@ typedef struct kiln_gemm_fp8_args {
  * of at least kiln_gemm_fp8_workspace_bytes(ctx) bytes (12.4 MiB on 132 SMs), 16-byte
  * aligned, zero-filled by the caller once before its first use (each GEMM returns the
  * counters it uses to zero). With it, a prefill GEMM in 192-row tiles whose last round of
- * tiles would leave two thirds of the SMs idle splits that round's tiles three ways along K
- * (a kernel of its own, compiled when first needed, or by kiln prewarm). One workspace
+ * tiles would leave half of the SMs idle or more splits that round's tiles two or three ways
+ * along K (a kernel of its own, compiled when first needed, or by kiln prewarm). One workspace
  * serves one GEMM at a time: GEMMs that may run at the same time (on other streams) need
  * one each. */
 KILN_API int64_t kiln_gemm_fp8_workspace_bytes(const kiln_ctx *ctx);

@@ -196,10 +196,13 @@ int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln_
     return best;
 }
 
-bool kiln__gemm_fp8_tail_splits(int64_t tiles, int64_t k_blocks, int num_sms)
+int kiln__gemm_fp8_tail_parts(int64_t tiles, int64_t k_blocks, int num_sms)
 {
     int64_t ctas = tiles < num_sms ? tiles : num_sms, left = ctas > 0 ? tiles % ctas : 0;
-    return k_blocks >= 3 && tiles > ctas && left > 0 && 3 * left <= ctas;
+    int parts = left > 0 && 3 * left <= ctas ? 3 : 2;
+    bool splits = k_blocks >= parts && tiles > ctas && left > 0 && parts * left <= ctas &&
+                  3 * left <= KILN__TAIL_FLAGS;
+    return splits ? parts : 0;
 }
 
 bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg)
@@ -213,20 +216,24 @@ bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg)
  * 6144x2112x7168 163.7 / 163.5 -> 149.2 / 149.3, 8192x7168x16384 1436.9 / 1437.9 -> 1409.7 /
  * 1411.8. Where it did not: 8192x7168x2048 184.2 / 183.7 -> 186.7 / 186.9, 3072x24576x1536
  * 178.9 / 178.5 -> 183.8 / 183.3, 2048x32768x512 62.7 / 62.5 -> 72.2 / 71.6: below K = 7168 a
- * third of a tile's K loop saves less than the pieces' partial sums cost to swap and add. */
+ * third of a tile's K loop saves less than the pieces' partial sums cost to swap and add.
+ * Two pieces per tile where the last round fills a third to half of the CTAs (stop 34, two
+ * rounds): 2112x2112x7168 63.4 / 63.6 -> 59.1 / 59.1, 4928x2112x7168 131.8 / 131.8 -> 126.2 /
+ * 126.1, 2688x4096x7168 133.3 / 133.3 -> 127.3 / 126.8, 1536x7168x16384 286.7 / 286.7 ->
+ * 269.3 / 269.5, 3776x7168x16384 667.8 / 668.5 -> 651.5 / 651.0: a third of the ideal gain
+ * to half of it, the rest lost to the clock (the busier last round ran 2-4% slower). */
 bool kiln__gemm_fp8_tail_fits(const kiln__gemm_config *cfg, int64_t units, int64_t k, int num_sms)
 {
-    /* the workspace has 1024 counters: three per split tile, a third of the CTAs at most */
-    return k >= 7168 && num_sms <= 1024 && kiln__gemm_fp8_tail_kernel(cfg) &&
-           kiln__gemm_fp8_tail_splits(units, k / 128, num_sms);
+    return k >= 7168 && kiln__gemm_fp8_tail_kernel(cfg) &&
+           kiln__gemm_fp8_tail_parts(units, k / 128, num_sms) > 0;
 }
 
 int64_t kiln__gemm_fp8_tail_ws_bytes(int num_sms)
 {
-    /* 1024 flags, then per split tile (at most a third of the CTAs) three row groups'
-     * 64 x 128 FP32 partial sums from each of three pieces */
-    int64_t tiles = (num_sms > 0 ? num_sms : 1) / 3;
-    return 4 * 1024 + tiles * 3 * 3 * 64 * 128 * 4;
+    /* the flags, then for each piece (one per CTA at most) three row groups' 64 x 128 FP32
+     * partial sums */
+    int64_t pieces = num_sms > 0 ? num_sms : 1;
+    return 4 * KILN__TAIL_FLAGS + pieces * 3 * 64 * 128 * 4;
 }
 
 /* The width stays 128 columns. Narrower 192-row tiles would even out the last round of

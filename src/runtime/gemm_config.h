@@ -33,10 +33,14 @@ typedef enum kiln__tall_set {
     KILN__TALL_NO_192,  /* 128 or 256 rows (masked groups take no 192-row tiles) */
 } kiln__tall_set;
 
-/* Whether a dense GEMM of `tiles` 192-row tiles on a persistent grid over num_sms SMs splits
- * its last round three ways along K (the template's make_sched: that round fills at most a
- * third of the CTAs, and every piece gets a K block). */
-bool kiln__gemm_fp8_tail_splits(int64_t tiles, int64_t k_blocks, int num_sms);
+/* The split last round's flags in the workspace (the template's TAIL_FLAGS), three per split
+ * tile. */
+#define KILN__TAIL_FLAGS 1024
+/* How many pieces along K a dense GEMM of `tiles` 192-row tiles on a persistent grid over
+ * num_sms SMs splits each tile of its last round into: 3 where that round fills at most a
+ * third of the CTAs, 2 where it fills at most half of them, 0 (no split) otherwise, or where
+ * a piece would get no K block or the flags would not suffice (the template's make_sched). */
+int kiln__gemm_fp8_tail_parts(int64_t tiles, int64_t k_blocks, int num_sms);
 /* Whether configuration cfg has a split-last-round kernel (cfg->tail): dense BF16-output
  * 192 x 128 tiles without a cluster. */
 bool kiln__gemm_fp8_tail_kernel(const kiln__gemm_config *cfg);

@@ -52,8 +52,9 @@
  *               Padding rows are not stored; tiles of padding only are not computed.
  *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
  *   tail        1: dense 192 x 128 tiles whose last round of tiles, when it would fill at
- *               most a third of the CTAs, runs as three pieces per tile along K, one per
- *               CTA, their FP32 partial sums added through the workspace tail_ws
+ *               most half of the CTAs, runs as three pieces per tile along K (two where it
+ *               fills more than a third), one per CTA, their FP32 partial sums added
+ *               through the workspace tail_ws
  *               (gemm_fp8_tail.cuh; a null tail_ws: no split)
  *
  * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) * max(multicast_a, 1)
@@ -207,8 +208,8 @@ constexpr bool PEEL_FIRST = DEFER || ((GROUPING == 0 || GROUPING == 2) && RG == 
                                       KSPLIT == 1 && CK == 1 && !OVERLAP && !OUT_F32 &&
                                       !LOADS_ONLY) ||
                              (GROUPING == 3 && BM >= 192 && !LOADS_ONLY);
-/* tail 1: the last round of tiles split three ways along K, when it would leave two thirds
- * of the CTAs idle (gemm_fp8_tail.cuh; the host asks for it where that pays and a workspace
+/* tail 1: the last round of tiles split two or three ways along K, when it would leave half
+ * of the CTAs idle or more (gemm_fp8_tail.cuh; the host asks for it where that pays and a workspace
  * is given). A kernel of its own: in the same kernel the pieces' code made whole tiles
  * 2-7% slower at short K, split or not (stop 33). */
 constexpr bool TAIL_SPLIT = kp::tail != 0;

@@ -10,8 +10,8 @@
  *   GROUPING, M_ALIGN   0 dense, 1 masked groups, 2 contiguous groups (prefix sums), 3
  *                       contiguous groups (an expert id per row), and the row alignment
  *                       of contiguous groups (2 only)
- *   TAIL_SPLIT, RG      whether the last round's tiles may be split in RG pieces along K
- *                       (dense 192-row tiles; see make_sched), and the tile's 64-row groups
+ *   TAIL_SPLIT, RG      whether the last round's tiles may be split in 2 or RG pieces along
+ *                       K (dense 192-row tiles; see make_sched), and the tile's 64-row groups
  * It has no includes of its own, so one copy can serve several kernels' namespaces.
  */
 
@@ -31,6 +31,9 @@ constexpr int NUM_NBU = (NUM_NB + MCA - 1) / MCA; /* units along N */
  * slower with it (stop 24). */
 constexpr bool FAST_TILE_DIV = GROUPING != 1 && BM >= 192;
 
+/* TAIL_SPLIT: the workspace's flags (gemm_fp8_tail.cuh), RG per split tile. */
+constexpr int TAIL_FLAGS = 1024;
+
 struct sched {
     int rank;         /* CTA rank in the cluster */
     int first, step;  /* first unit, units between two of this cluster's units */
@@ -43,6 +46,7 @@ struct sched {
     float inv_group_units; /* FAST_TILE_DIV: 1 / (GROUP_N * num_mbu) */
     int tail_first;        /* TAIL_SPLIT: the first split tile (the units end there) */
     int pieces;            /* TAIL_SPLIT: pieces of the split tiles, one per CTA from CTA 0 */
+    int tail_parts;        /* TAIL_SPLIT: pieces per split tile (2 or RG) */
 };
 
 __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int num_groups,
@@ -64,19 +68,24 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
     const int r = CK > 1 ? sc.rank : 0;
     sc.kb_begin = r * KB / CK;
     sc.kb_count = (r + 1) * KB / CK - sc.kb_begin;
-    /* The last round of tiles, when it fills at most a third of the CTAs, runs as RG pieces
-     * per tile, each piece about a third of the tile's K blocks on its own CTA, so that the
-     * round keeps every CTA busy (gemm_fp8_tail.cuh). The unit loop then ends where that
-     * round begins (tail_first), and CTA c < pieces takes piece c after it. */
+    /* The last round of tiles, when it fills at most half of the CTAs, runs as P pieces per
+     * tile (P = RG where that round fills at most a third of them, else 2), each piece about
+     * 1 / P of the tile's K blocks on its own CTA, so that the round keeps the CTAs busy
+     * (gemm_fp8_tail.cuh). The unit loop then ends where that round begins (tail_first), and
+     * CTA c < pieces takes piece c after it. The host's kiln__gemm_fp8_tail_splits is this
+     * rule. */
     sc.tail_first = sc.num_units;
     sc.pieces = 0;
+    sc.tail_parts = 0;
     if constexpr (TAIL_SPLIT) {
         const int ctas = (int)gridDim.x, left = sc.num_units % ctas;
-        if (tail_ws != nullptr && KB >= RG && sc.num_units > ctas && left > 0 &&
-            RG * left <= ctas) {
+        const int parts = left > 0 && RG * left <= ctas ? RG : 2;
+        if (tail_ws != nullptr && KB >= parts && sc.num_units > ctas && left > 0 &&
+            parts * left <= ctas && RG * left <= TAIL_FLAGS) {
             sc.tail_first = sc.num_units - left;
             sc.num_units = sc.tail_first;
-            sc.pieces = RG * left;
+            sc.pieces = parts * left;
+            sc.tail_parts = parts;
         }
     }
     return sc;
@@ -232,12 +241,13 @@ __device__ __forceinline__ void for_each_tile(const sched &sc, Body &&body)
         const int c = (int)blockIdx.x;
         if (c < sc.pieces) {
             tile tl;
-            tile_coords(sc, cur, sc.tail_first + c / RG, tl);
-            tl.piece = c % RG;
-            tl.split_index = c / RG;
-            tl.kb_begin = tl.piece * KB / RG;
-            tl.kb_count = (tl.piece + 1) * KB / RG - tl.kb_begin;
-            body(tl, cur, sc.tail_first + c / RG, kconst<1>{});
+            const int parts = sc.tail_parts;
+            tile_coords(sc, cur, sc.tail_first + c / parts, tl);
+            tl.piece = c % parts;
+            tl.split_index = c / parts;
+            tl.kb_begin = tl.piece * KB / parts;
+            tl.kb_count = (tl.piece + 1) * KB / parts - tl.kb_begin;
+            body(tl, cur, sc.tail_first + c / parts, kconst<1>{});
         }
     }
 }
