@@ -72,7 +72,7 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
      * tile (P = RG where that round fills at most a third of them, else 2), each piece about
      * 1 / P of the tile's K blocks on its own CTA, so that the round keeps the CTAs busy
      * (gemm_fp8_tail.cuh). The unit loop then ends where that round begins (tail_first), and
-     * CTA c < pieces takes piece c after it. The host's kiln__gemm_fp8_tail_splits is this
+     * CTA c < pieces takes piece c after it. The host's kiln__gemm_fp8_tail_parts is this
      * rule. */
     sc.tail_first = sc.num_units;
     sc.pieces = 0;
