@@ -20,7 +20,7 @@ typedef struct kiln__gemm_config {
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
     int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
-    int tail;        /* 1: the last round of tiles split three ways (gemm_fp8_tail.cuh) */
+    int tail;        /* 1: the last round of tiles split along K (gemm_fp8_tail.cuh) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */

@@ -54,8 +54,8 @@
  *   tail        1: dense 192 x 128 tiles whose last round of tiles, when it would fill at
  *               most half of the CTAs, runs as three pieces per tile along K (two where it
  *               fills more than a third), one per CTA, their FP32 partial sums added
- *               through the workspace tail_ws
- *               (gemm_fp8_tail.cuh; a null tail_ws: no split)
+ *               through the workspace tail_ws (gemm_fp8_tail.cuh; a null tail_ws: no
+ *               split)
  *
  * Launch: CLUSTER = multicast(2 or 1) * max(cluster_k, 1) * max(multicast_a, 1)
  * (kiln_gemm_fp8_cluster); #units = ceil(num_mb / multicast) * ceil(ceil(N/block_n) /

@@ -94,7 +94,7 @@ __device__ __forceinline__ sched make_sched(int m, const int *group_rows, int nu
 /* One output tile: problem (group) g, m block, n block, the rows of its problem, and the
  * problem's first row in A and D (contiguous groups; 0 otherwise). Per-row experts: keep
  * has bit r of word j set when row 32j + r of the tile belongs to expert g. Pieces of a
- * split tile (TAIL_SPLIT, for_each_tile): which of the tile's RG pieces, its K blocks, and
+ * split tile (TAIL_SPLIT, for_each_tile): which of the tile's pieces, its K blocks, and
  * the tile's place among the split ones (unset for whole tiles). */
 struct tile {
     int g, mb, nb, rows, row0;
