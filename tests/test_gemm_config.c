@@ -491,6 +491,31 @@ static void test_a_box_rows(void **state)
  * most a third of the CTAs: three pieces; at most half: two; a K block per piece; three
  * flags per split tile), which configurations have its kernel, and where the host takes it
  * (K >= 7168, where it was measured to pay). */
+/* Prefill tiles taking several rounds go evenly over the fewest CTAs that take no more
+ * rounds; one round, or units that only bound the work, take what is resident. */
+static void test_even_rounds(void **state)
+{
+    (void)state;
+    assert_int_equal(kiln__persistent_ctas(16 * 32, 132, true), 128);  /* 4096 x 4096, 256 rows */
+    assert_int_equal(kiln__persistent_ctas(16 * 56, 132, true), 128);  /* 4096 x 7168 */
+    assert_int_equal(kiln__persistent_ctas(22 * 17, 132, true), 125);  /* 4096 x 2112, 192 rows */
+    assert_int_equal(kiln__persistent_ctas(22 * 192, 132, true), 132); /* 32 whole rounds */
+    assert_int_equal(kiln__persistent_ctas(22 * 256, 132, true), 131); /* 43 rounds */
+    assert_int_equal(kiln__persistent_ctas(133, 132, true), 67);
+    assert_int_equal(kiln__persistent_ctas(100, 132, true), 100); /* one round: a CTA a tile */
+    assert_int_equal(kiln__persistent_ctas(132, 132, true), 132);
+    assert_int_equal(kiln__persistent_ctas(16 * 32, 132, false), 132);
+    assert_int_equal(kiln__persistent_ctas(100, 132, false), 100);
+    assert_int_equal(kiln__persistent_ctas(31, 15, true), 11); /* clusters of 8 */
+    for (int64_t units = 1; units < 2000; units++) {
+        int64_t ctas = kiln__persistent_ctas(units, 132, true);
+        int64_t rounds = (units + 131) / 132;
+        assert_true(ctas >= 1 && ctas <= 132);
+        assert_int_equal((units + ctas - 1) / ctas, rounds);
+        assert_true(ctas == 1 || (units + ctas - 2) / (ctas - 1) > rounds); /* the fewest */
+    }
+}
+
 static void test_tail_split_rule(void **state)
 {
     (void)state;
@@ -538,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_try_tall_knob),
         cmocka_unit_test(test_decode_loop_where_measured_faster),
         cmocka_unit_test(test_plain_prefill_issues_in_turn),
+        cmocka_unit_test(test_even_rounds),
         cmocka_unit_test(test_sample_compiles),
         cmocka_unit_test(test_alternatives_follow_the_rules),
         cmocka_unit_test(test_alternatives_compile),

@@ -76,7 +76,7 @@ int kiln__gemm_bf16_d_map(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, CUte
 
 int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int64_t n,
                            int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
-                           kiln_stream stream)
+                           bool even_rounds, kiln_stream stream)
 {
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_d,
                       (void *)&ops->rows, (void *)&ops->group_rows, (void *)&ops->num_groups,
@@ -86,7 +86,7 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_bf16_threads(cfg),
                                    (unsigned)kiln__gemm_bf16_smem(cfg),
                                    (unsigned)(cfg->cluster_k > 1 ? cfg->cluster_k : 1), units,
-                                   params, stream);
+                                   even_rounds, params, stream);
 }
 
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)
@@ -146,7 +146,9 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
         return (kiln_status)status;
 
     int64_t units = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+    /* prefill tiles spread evenly over the SMs (not decode's, bound by reading B) */
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, m > 128, stream)) !=
+        KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

@@ -46,11 +46,11 @@ int kiln__gemm_bf16_out_dtype(kiln_ctx *ctx, const char *op, const kiln_tensor *
 /* D [rows, n] (row stride ld_d) as the epilogue's 2-D store map. */
 int kiln__gemm_bf16_d_map(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, CUtensorMap *map,
                           void *d, int64_t rows, int64_t n, int64_t ld_d);
-/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units.
- * Fails into ctx. */
+/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units
+ * (even_rounds: kiln__launch_persistent's). Fails into ctx. */
 int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int64_t n,
                            int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
-                           kiln_stream stream);
+                           bool even_rounds, kiln_stream stream);
 
 /* kiln_gemm_bf16 with the given configuration (layout and output dtype come from args;
  * stages 0 = as many as fit) instead of the heuristic's; for benchmarks. */

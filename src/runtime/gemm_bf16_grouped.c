@@ -82,9 +82,11 @@ kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_arg
                                (uint64_t)n, (uint64_t)(m_max * n), 64, (uint32_t)slab, d_sw)))
         return (kiln_status)status;
 
-    /* At most every group full; the kernel stops at the units the counts give. */
+    /* At most every group full; the kernel stops at the units the counts give (a bound, so
+     * every SM takes part: no even rounds). */
     int64_t units = g * ((m_max + cfg.block_m - 1) / cfg.block_m) * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=
+        KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }
@@ -167,9 +169,11 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
 
-    /* Each group may end in a partial tile: at most M_total/BM + G row tiles. */
+    /* Each group may end in a partial tile: at most M_total/BM + G row tiles (a bound, so
+     * every SM takes part: no even rounds). */
     int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=
+        KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

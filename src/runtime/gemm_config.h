@@ -96,10 +96,11 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
                             int64_t k, const kiln_tensor *a, const kiln_tensor *sfa,
                             const kiln_tensor *d, kiln__gemm_fp8_operands *ops);
 
-/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units.
- * Fails into ctx. */
+/* Get the kernel for (N, K, cfg) and launch it persistently over `units` work units
+ * (even_rounds: kiln__launch_persistent's). Fails into ctx. */
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
-                          const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream);
+                          const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
+                          kiln_stream stream);
 
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
  * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. With

@@ -117,7 +117,8 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
 }
 
 int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n, int64_t k,
-                          const kiln__gemm_fp8_operands *ops, int64_t units, kiln_stream stream)
+                          const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
+                          kiln_stream stream)
 {
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
                       (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
@@ -127,7 +128,8 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
     kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_fp8_threads(cfg),
                                    (unsigned)kiln__gemm_fp8_smem(cfg),
-                                   (unsigned)kiln__gemm_fp8_cluster(cfg), units, params, stream);
+                                   (unsigned)kiln__gemm_fp8_cluster(cfg), units, even_rounds,
+                                   params, stream);
 }
 
 /* Work units of a dense GEMM: tiles, or pairs of m blocks (multicast), or groups of n blocks
@@ -226,7 +228,10 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         cfg.tail = 1;
         ops.tail_ws = args->workspace;
     }
-    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+    /* Prefill tiles spread evenly over the SMs; not decode's (M <= 128: bound by reading B,
+     * every SM's loads count), nor the split last round's (it fills every CTA). */
+    bool even = m > 128 && !cfg.tail;
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, even, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

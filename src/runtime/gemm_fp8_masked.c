@@ -130,9 +130,11 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                                kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
 
-    /* At most every group full; the kernel stops at the units the counts give. */
+    /* At most every group full; the kernel stops at the units the counts give (a bound, so
+     * every SM takes part: no even rounds). */
     int64_t units = g * ((m_max + cfg.block_m - 1) / cfg.block_m) * ((n + cfg.block_n - 1) / cfg.block_n);
-    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, stream)) != KILN_OK)
+    if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=
+        KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
 }

@@ -108,10 +108,17 @@ int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_c
 /* A persistent launch of the kernel for spec (compiled or loaded first) with `threads` per
  * CTA, smem_bytes of dynamic shared memory and clusters of cluster_x (0 or 1: none): one CTA
  * (or cluster) per unit of work, at most as many as are resident at once (KILN_NUM_SMS SMs;
- * for clusters, what cuOccupancyMaxActiveClusters allows). Fails into ctx. */
+ * for clusters, what cuOccupancyMaxActiveClusters allows). even_rounds: the units are
+ * equal, compute-bound tiles, all of them real (a prefill GEMM's), so when they take more
+ * than one round the grid shrinks to the fewest CTAs that take no more rounds. Fails into
+ * ctx. */
+/* The CTAs (clusters) a persistent launch of `units` work units takes with `slots` resident
+ * at once: kiln__launch_persistent's rule, without a GPU. */
+int64_t kiln__persistent_ctas(int64_t units, int64_t slots, bool even_rounds);
+
 int kiln__launch_persistent(kiln_ctx *ctx, const kj_spec *spec, unsigned threads,
                             unsigned smem_bytes, unsigned cluster_x, int64_t units,
-                            void **params, kiln_stream stream);
+                            bool even_rounds, void **params, kiln_stream stream);
 
 /* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
 int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
