@@ -487,10 +487,6 @@ static void test_a_box_rows(void **state)
     assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1), 128);
 }
 
-/* The split last round: the rule the host and the kernel's make_sched share (that round at
- * most a third of the CTAs: three pieces; at most half: two; a K block per piece; three
- * flags per split tile), which configurations have its kernel, and where the host takes it
- * (K >= 7168, where it was measured to pay). */
 /* Prefill tiles taking several rounds go evenly over the fewest CTAs that take no more
  * rounds; one round, or units that only bound the work, take what is resident. */
 static void test_even_rounds(void **state)
@@ -516,6 +512,10 @@ static void test_even_rounds(void **state)
     }
 }
 
+/* The split last round: the rule the host and the kernel's make_sched share (that round at
+ * most a third of the CTAs: three pieces; at most half: two; a K block per piece; three
+ * flags per split tile), which configurations have its kernel, and where the host takes it
+ * (K >= 7168, where it was measured to pay). */
 static void test_tail_split_rule(void **state)
 {
     (void)state;

@@ -105,6 +105,10 @@ typedef struct kiln__launch_cfg {
 int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_cfg *cfg,
                  void **params, kiln_stream stream);
 
+/* The CTAs (clusters) a persistent launch of `units` work units takes with `slots` resident
+ * at once: kiln__launch_persistent's rule, without a GPU. */
+int64_t kiln__persistent_ctas(int64_t units, int64_t slots, bool even_rounds);
+
 /* A persistent launch of the kernel for spec (compiled or loaded first) with `threads` per
  * CTA, smem_bytes of dynamic shared memory and clusters of cluster_x (0 or 1: none): one CTA
  * (or cluster) per unit of work, at most as many as are resident at once (KILN_NUM_SMS SMs;
@@ -112,10 +116,6 @@ int kiln__launch(kiln_ctx *ctx, const kiln__kernel *kernel, const kiln__launch_c
  * equal, compute-bound tiles, all of them real (a prefill GEMM's), so when they take more
  * than one round the grid shrinks to the fewest CTAs that take no more rounds. Fails into
  * ctx. */
-/* The CTAs (clusters) a persistent launch of `units` work units takes with `slots` resident
- * at once: kiln__launch_persistent's rule, without a GPU. */
-int64_t kiln__persistent_ctas(int64_t units, int64_t slots, bool even_rounds);
-
 int kiln__launch_persistent(kiln_ctx *ctx, const kj_spec *spec, unsigned threads,
                             unsigned smem_bytes, unsigned cluster_x, int64_t units,
                             bool even_rounds, void **params, kiln_stream stream);
