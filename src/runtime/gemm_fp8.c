@@ -236,8 +236,9 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         ops.tail_ws = args->workspace;
     }
     /* Prefill tiles spread evenly over the SMs; not decode's (M <= 128: bound by reading B,
-     * every SM's loads count), nor the split last round's (it fills every CTA). */
-    bool even = m > 128 && !cfg.tail;
+     * every SM's loads count), nor the split last round's (it fills every CTA), nor yet the
+     * FP32 mode's (neither timed nor run on the GPU with it). */
+    bool even = m > 128 && !cfg.tail && !f32;
     if ((status = kiln__gemm_fp8_launch(ctx, &cfg, n, k, &ops, units, even, stream)) != KILN_OK)
         return (kiln_status)status;
     return kiln__ctx_ok(ctx);
