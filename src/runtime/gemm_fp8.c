@@ -201,6 +201,10 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a trace buffer goes with a forced trace "
                                             "configuration, and only with one", op);
+    if (forced != NULL && forced->tail && !kiln__gemm_fp8_tail_kernel(forced))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: a forced tail configuration must be a dense "
+                                            "192 x 128 one without a cluster", op);
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
@@ -227,10 +231,6 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
     int64_t units = dense_units(&cfg, m, n);
     /* The split last round's kernel where it pays (or where a forced configuration, the
      * tests', asks for it) */
-    if (forced != NULL && forced->tail && !kiln__gemm_fp8_tail_kernel(forced))
-        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                                            "%s: a forced tail configuration must be a dense "
-                                            "192 x 128 one without a cluster", op);
     if (workspace && (cfg.tail || kiln__gemm_fp8_tail_fits(&cfg, units, k, ctx->num_sms))) {
         cfg.tail = 1;
         ops.tail_ws = args->workspace;
