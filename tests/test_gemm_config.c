@@ -512,6 +512,28 @@ static void test_even_rounds(void **state)
     }
 }
 
+/* The contiguous GEMM's L2 groups for its tall tiles: where a round of 132 tiles 32 column
+ * blocks wide keeps its operands within half the L2 (K = 2048), groups of 32; where it does
+ * not (K = 7168: 35-37 MB), the 16 whose round touches the fewest bytes (26-30 MB); and at
+ * K = 16384, where none fits, 16 again (the dense 256-row tiles' measured choice). */
+static void test_l2_groups(void **state)
+{
+    (void)state;
+    static const struct {
+        int rows;
+        int64_t n, k;
+        int group;
+    } cases[] = {{192, 4096, 7168, 16}, {256, 4096, 7168, 16}, {192, 7168, 2048, 32},
+                 {256, 7168, 2048, 32}, {256, 7168, 16384, 16}, {192, 7168, 16384, 16},
+                 {256, 7168, 512, 32}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(4096, cases[i].n, cases[i].k, 132);
+        kiln__gemm_fp8_make_tall(&c, cases[i].rows, cases[i].k);
+        assert_int_equal(kiln__gemm_fp8_l2_group(&c, cases[i].n, cases[i].k, 132),
+                         cases[i].group);
+    }
+}
+
 /* The split last round: the rule the host and the kernel's make_sched share (that round at
  * most a third of the CTAs: three pieces; at most half: two; a K block per piece; three
  * flags per split tile), which configurations have its kernel, and where the host takes it
@@ -564,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_decode_loop_where_measured_faster),
         cmocka_unit_test(test_plain_prefill_issues_in_turn),
         cmocka_unit_test(test_even_rounds),
+        cmocka_unit_test(test_l2_groups),
         cmocka_unit_test(test_sample_compiles),
         cmocka_unit_test(test_alternatives_follow_the_rules),
         cmocka_unit_test(test_alternatives_compile),

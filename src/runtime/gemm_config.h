@@ -63,6 +63,12 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
 bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int knob,
                              int num_sms, kiln__tall_set set);
 
+/* L2 groups (group_n) for a grouped GEMM's tall tiles of N x K on num_sms SMs: the widest
+ * of 8, 16 and 32 column blocks whose round of tiles keeps its operands within half the L2
+ * (each group then streams an expert's A once), else the one whose round touches the
+ * fewest bytes. */
+int kiln__gemm_fp8_l2_group(const kiln__gemm_config *cfg, int64_t n, int64_t k, int num_sms);
+
 /* Set cfg->stages to as many as fit (dropping k_split if none do). */
 void kiln__gemm_fp8_fit(kiln__gemm_config *cfg);
 

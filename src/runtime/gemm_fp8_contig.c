@@ -70,7 +70,15 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
  * 780.6; 32 x 128 rows, 256 -> 128 rows, 406.0 -> 262.4 and 219.0 -> 142.1; 8 x 4096 rows at
  * (7168, 2048), 192 -> 256 rows, 770.2 -> 754.5 (the other three DeepSeek groupings keep
  * their 192-row tiles). Row ids pay more for 192-row tiles (KILN__TALL_ROW_IDS; stop 30: 256
- * rows 1.2-6% faster on all four DeepSeek groupings, where the prefix sums' picks stand). */
+ * rows 1.2-6% faster on all four DeepSeek groupings, where the prefix sums' picks stand).
+ * Tall tiles walk each expert's m blocks in L2 groups of kiln__gemm_fp8_l2_group's width:
+ * with groups of 8 every expert's A came from DRAM once per group. Stop 36, profiler, two
+ * rounds, groups of 8 -> the rule (us): (4096, 7168), groups of 16: 4 x 8192 prefix sums
+ * 1403.2 / 1405.5 -> 1395.5 / 1391.8 (DRAM reads 1175 -> 775 MB), row ids 1489.3 / 1486.6 ->
+ * 1482.4 / 1481.9, 8 x 4096 0.2-0.4%; (7168, 2048), groups of 32: 4 x 8192 prefix sums 729.2
+ * / 726.6 -> 710.8 / 710.7, row ids 813.8 / 812.7 -> 786.5 / 788.8, 8 x 4096 row ids 816.6 /
+ * 816.3 -> 793.3 / 792.6, prefix sums 0.5%. Groups of 32 at (4096, 7168), whose round of
+ * 35-37 MB outgrew the L2, lost 2.3-3.3% (DRAM reads rose). */
 static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t g, int64_t n,
                                      int64_t k, int64_t align, bool by_row)
 {
@@ -88,8 +96,9 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t g, 
             rows = (m + g - 1) / g;
             cols = n * g;
         }
-        kiln__gemm_fp8_try_tall(&cfg, rows, cols, k, knob, ctx->num_sms,
-                                by_row ? KILN__TALL_ROW_IDS : KILN__TALL_ANY);
+        if (kiln__gemm_fp8_try_tall(&cfg, rows, cols, k, knob, ctx->num_sms,
+                                    by_row ? KILN__TALL_ROW_IDS : KILN__TALL_ANY))
+            cfg.group_n = kiln__gemm_fp8_l2_group(&cfg, n, k, ctx->num_sms);
     }
     return cfg;
 }
