@@ -75,7 +75,7 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
  * with groups of 8 every expert's A came from DRAM once per group. Stop 36, profiler, two
  * rounds, groups of 8 -> the rule (us): (4096, 7168), groups of 16: 4 x 8192 prefix sums
  * 1403.2 / 1405.5 -> 1395.5 / 1391.8 (DRAM reads 1175 -> 775 MB), row ids 1489.3 / 1486.6 ->
- * 1482.4 / 1481.9, 8 x 4096 0.2-0.4%; (7168, 2048), groups of 32: 4 x 8192 prefix sums 729.2
+ * 1482.4 / 1481.9, 8 x 4096 0.1-0.4%; (7168, 2048), groups of 32: 4 x 8192 prefix sums 729.2
  * / 726.6 -> 710.8 / 710.7, row ids 813.8 / 812.7 -> 786.5 / 788.8, 8 x 4096 row ids 816.6 /
  * 816.3 -> 793.3 / 792.6, prefix sums 0.5%. Groups of 32 at (4096, 7168), whose round of
  * 35-37 MB outgrew the L2, lost 2.3-3.3% (DRAM reads rose). */
