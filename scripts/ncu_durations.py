@@ -14,7 +14,8 @@ own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK", e.g. c32rand, for uneve
 kiln's two runs per grouping (prefix sums, then row ids) get their TFLOP/s and the layout, and
 cuBLASLt's loop over the groups shows G calls per measurement: multiply the median by G
 (scripts/vs_reference.py does, for equal groups; an uneven loop's GEMMs differ in size, and
-may run as several kernels)."""
+may run as several kernels). Where the CSV has dram__bytes_read.sum too (profile-single.sh with
+KILN_PROFILE_DRAM=1), each line also gives the median MB read from DRAM per call."""
 import csv
 import re
 import statistics
@@ -25,15 +26,16 @@ UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "mse
 CLOCK_UNITS = {"hz": 1e-6, "khz": 1e-3, "mhz": 1.0, "ghz": 1e3, "cycle/second": 1e-6,
                "cycle/s": 1e-6, "cycle/usecond": 1.0, "cycle/us": 1.0, "cycle/nsecond": 1e3,
                "cycle/ns": 1e3}  # to MHz
+BYTE_UNITS = {"byte": 1e-6, "kbyte": 1e-3, "mbyte": 1.0, "gbyte": 1e3}  # to MB
 
 
 def launches(path):
-    """[(kernel name, microseconds, SM MHz or None)] in launch order."""
+    """[(kernel name, microseconds, SM MHz or None, DRAM MB read or None)] in launch order."""
     with open(path, newline="") as f:
         rows = [line for line in f if line.startswith('"')]  # drop ncu's ==PROF== lines
-    by_id = {}  # launch ID -> [name, us, MHz]
+    by_id = {}  # launch ID -> [name, us, MHz, MB]
     for row in csv.DictReader(rows):
-        entry = by_id.setdefault(row["ID"], [row["Kernel Name"], None, None])
+        entry = by_id.setdefault(row["ID"], [row["Kernel Name"], None, None, None])
         value = float(row["Metric Value"].replace(",", "") or "nan")
         unit = row["Metric Unit"]
         if row["Metric Name"] == "gpu__time_duration.sum" and unit in UNITS:
@@ -41,28 +43,34 @@ def launches(path):
         elif row["Metric Name"] == "sm__cycles_elapsed.avg.per_second":
             scale = CLOCK_UNITS.get(unit.lower())
             entry[2] = value * scale if scale else None
+        elif row["Metric Name"] == "dram__bytes_read.sum":
+            scale = BYTE_UNITS.get(unit.lower())
+            entry[3] = value * scale if scale else None
     return [tuple(e) for _, e in sorted(by_id.items(), key=lambda kv: int(kv[0])) if e[1]]
 
 
 def runs(path):
-    """[(name, [per-call microseconds], helper kernel count)]: a call is one GEMM kernel plus
-    the reduction kernels launched right after it (cuBLASLt's split-K), summed."""
+    """[(name, [per-call microseconds], helper kernel count, [MHz], [DRAM MB])]: a call is one
+    GEMM kernel plus the reduction kernels launched right after it (cuBLASLt's split-K),
+    summed (the clock is the GEMM kernel's)."""
     calls = []
-    for name, us, mhz in launches(path):
+    for name, us, mhz, mb in launches(path):
         if "reduce" in name.lower() and calls:
             calls[-1][1] += us
             calls[-1][2] += 1
+            calls[-1][4] = calls[-1][4] + mb if calls[-1][4] is not None and mb is not None else None
         else:
-            calls.append([name, us, 0, mhz])
+            calls.append([name, us, 0, mhz, mb])
     out = []
-    for name, us, helpers, mhz in calls:
+    for name, us, helpers, mhz, mb in calls:
         kiln_full = out and name.startswith("kiln_gemm") and len(out[-1][1]) == LAUNCHES
         if out and out[-1][0] == name and not kiln_full:
             out[-1][1].append(us)
             out[-1][2] += helpers
             out[-1][3].append(mhz)
+            out[-1][4].append(mb)
         else:
-            out.append([name, [us], helpers, [mhz]])
+            out.append([name, [us], helpers, [mhz], [mb]])
     return out
 
 
@@ -99,12 +107,15 @@ def contig_groupings(path):
     return found
 
 
-def print_run(label, name, us, helpers, mhz, flops=None, tag=""):
+def print_run(label, name, us, helpers, mhz, mb, flops=None, tag=""):
     """One run's line: label, call count, median us, TFLOP/s (kiln, when flops is known), the
-    median SM clock, the kernel's name and what else is known of the run."""
+    median SM clock and DRAM MB read (where measured), the kernel's name and what else is
+    known of the run."""
     med = statistics.median(us)
     clocks = [c for c in mhz if c]
     clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
+    reads = [r for r in mb if r is not None]
+    clock += f" {statistics.median(reads):7.1f} MB" if reads else ""
     rate = f"  {flops / med / 1e6:7.1f} TFLOP/s" if flops and name.startswith("kiln_gemm") else ""
     extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
     print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}{tag}")
@@ -125,14 +136,14 @@ def main():
     if len(dims) == 3 and all(d.isdigit() for d in dims):
         m, n, k = map(int, dims)
         flops = 2.0 * m * n * k
-    for name, us, helpers, mhz in found:
+    for name, us, helpers, mhz, mb in found:
         tag = ""
         if name.startswith("kiln_gemm"):
             # With --sweep: the default run, then one run per configuration swept.
             if 0 < kiln_runs <= len(configs):
                 tag = f"  [{configs[kiln_runs - 1]}]"
             kiln_runs += 1
-        print_run(label, name, us, helpers, mhz, flops, tag)
+        print_run(label, name, us, helpers, mhz, mb, flops, tag)
 
 
 def contig_main(path, found):
@@ -140,7 +151,7 @@ def contig_main(path, found):
     groupings = contig_groupings(path)
     kiln_runs = 0
     shape = 0  # the grouping of the runs being printed
-    for name, us, helpers, mhz in found:
+    for name, us, helpers, mhz, mb in found:
         tag = ""
         if name.startswith("kiln_gemm"):
             shape = kiln_runs // 2
@@ -150,7 +161,7 @@ def contig_main(path, found):
         if shape < len(groupings):
             name_of, rows, n, k = groupings[shape]
             label, flops = f"{name_of}:{n}x{k}", 2.0 * rows * n * k
-        print_run(label, name, us, helpers, mhz, flops, tag)
+        print_run(label, name, us, helpers, mhz, mb, flops, tag)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
 # (--contig: a table per grouping, both layouts against the cuBLASLt loop and REFERENCE.md).
 # --sweep: each dense shape's alternative configurations too (kiln-bench-gemm-fp8 --sweep),
 # each kiln line labelled with its configuration.
+# KILN_PROFILE_DRAM=1: each line also gives the median MB read from DRAM (dram__bytes_read.sum;
+# for L2 reuse, e.g. the tile order's groups).
 # Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
 # $OUT/profile-single.tgz (-2, -3... when run again in one call).
 set -uo pipefail
@@ -35,10 +37,11 @@ if [ ${#runs[@]} -eq 0 ]; then
     done
   done
 fi
+metrics=gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second
+[ "${KILN_PROFILE_DRAM:-0}" = 0 ] || metrics+=,dram__bytes_read.sum
 for r in "${runs[@]}"; do
   label=${r#--}
-  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none \
-    --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second --csv \
+  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none --metrics "$metrics" --csv \
     "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
   python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"
 done
