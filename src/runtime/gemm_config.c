@@ -287,16 +287,19 @@ int kiln__gemm_fp8_l2_group(const kiln__gemm_config *cfg, int64_t n, int64_t k, 
     /* Half of the H200's 60 MB L2: contiguous (4096, 7168) lost 2.3-3.3% to rounds of
      * 35-37 MB against 26-30 MB (stop 36), as lines are evicted before their reuse. */
     const double budget = 30e6;
-    const int count = (int)(sizeof groups / sizeof groups[0]);
     int64_t col_blocks = (n + cfg->block_n - 1) / cfg->block_n;
-    for (int i = count - 1; i >= 0; i--)
-        if (round_bytes(cfg, col_blocks, k, num_sms, groups[i]) <= budget)
+    int best = 0;
+    double fewest = 0.0;
+    /* widest first: the first that fits; meanwhile the fewest bytes (ties to the narrower) */
+    for (int i = (int)(sizeof groups / sizeof groups[0]) - 1; i >= 0; i--) {
+        double bytes = round_bytes(cfg, col_blocks, k, num_sms, groups[i]);
+        if (bytes <= budget)
             return groups[i];
-    int best = groups[0];
-    for (int i = 1; i < count; i++)
-        if (round_bytes(cfg, col_blocks, k, num_sms, groups[i]) <
-            round_bytes(cfg, col_blocks, k, num_sms, best))
+        if (best == 0 || bytes <= fewest) {
             best = groups[i];
+            fewest = bytes;
+        }
+    }
     return best;
 }
 
