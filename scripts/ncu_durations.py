@@ -6,8 +6,8 @@ A call is one GEMM kernel plus any reduction kernel launched right after it (cuB
 split-K), their times summed. Calls are cut into runs: consecutive calls of one kernel
 name, and kiln's runs further into measurements of BATCHES + 2 = 17 launches (the two
 layouts of the contiguous benchmark share one kernel name). One line per run, in launch
-order: the label, call count, median microseconds per call, for kiln's GEMM kernel when LABEL is
-MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
+order: the label, call count, median microseconds per call and their range ([min-max]), for
+kiln's GEMM kernel when LABEL is MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
 after the first carry the configuration the benchmark printed for them. With --contig
 (LABEL "contig"), each run is labelled with its grouping, "cGxROWS:NxK" from the benchmark's
 own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK", e.g. c32rand, for uneven groupings),
@@ -108,17 +108,19 @@ def contig_groupings(path):
 
 
 def print_run(label, name, us, helpers, mhz, mb, flops=None, tag=""):
-    """One run's line: label, call count, median us, TFLOP/s (kiln, when flops is known), the
-    median SM clock and DRAM MB read (where measured), the kernel's name and what else is
-    known of the run."""
+    """One run's line: label, call count, median us and the calls' range (lone launches of one
+    kernel spread 2-10%, decode ones in two clusters: read an A/B's difference against it),
+    TFLOP/s (kiln, when flops is known), the median SM clock and DRAM MB read (where
+    measured), the kernel's name and what else is known of the run."""
     med = statistics.median(us)
+    spread = f" [{min(us):.2f}-{max(us):.2f}]"
     clocks = [c for c in mhz if c]
     clock = f" {statistics.median(clocks):5.0f} MHz" if clocks else ""
     reads = [r for r in mb if r is not None]
     clock += f" {statistics.median(reads):7.1f} MB" if reads else ""
     rate = f"  {flops / med / 1e6:7.1f} TFLOP/s" if flops and name.startswith("kiln_gemm") else ""
     extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
-    print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{rate}{clock}  {name[:64]}{extra}{tag}")
+    print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{spread}{rate}{clock}  {name[:64]}{extra}{tag}")
 
 
 def main():
