@@ -7,8 +7,9 @@ split-K), their times summed. Calls are cut into runs: consecutive calls of one 
 name, and kiln's runs further into measurements of BATCHES + 2 = 17 launches (the two
 layouts of the contiguous benchmark share one kernel name). One line per run, in launch
 order: the label, call count, median microseconds per call and their range ([min-max]), for
-kiln's GEMM kernel when LABEL is MxNxK TFLOP/s, and the median SM clock where ncu measured it. With --sweep, kiln's runs
-after the first carry the configuration the benchmark printed for them. With --contig
+kiln's GEMM kernel when LABEL is MxNxK TFLOP/s, and the median SM clock where ncu measured
+it. With --sweep, kiln's runs after the first carry the configuration the benchmark printed
+for them. With --contig
 (LABEL "contig"), each run is labelled with its grouping, "cGxROWS:NxK" from the benchmark's
 own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK", e.g. c32rand, for uneven groupings),
 kiln's two runs per grouping (prefix sums, then row ids) get their TFLOP/s and the layout, and
@@ -120,7 +121,8 @@ def print_run(label, name, us, helpers, mhz, mb, flops=None, tag=""):
     clock += f" {statistics.median(reads):7.1f} MB" if reads else ""
     rate = f"  {flops / med / 1e6:7.1f} TFLOP/s" if flops and name.startswith("kiln_gemm") else ""
     extra = f" (+{helpers // len(us)} reduce)" if helpers else ""
-    print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{spread}{rate}{clock}  {name[:64]}{extra}{tag}")
+    print(f"{label:>20}  {len(us):3d} x {med:9.2f} us{spread}{rate}{clock}  "
+          f"{name[:64]}{extra}{tag}")
 
 
 def main():

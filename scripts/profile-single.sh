@@ -5,9 +5,9 @@
 # Runs kiln-bench-gemm-fp8 --single under Nsight Compute (clocks left alone; caches flushed
 # before each launch, its default) once per shape, and prints per shape the median
 # gpu__time_duration (with its [min-max] over the launches) and SM clock of each kernel
-# (scripts/ncu_durations.py): kiln's, then
-# cuBLASLt's block-scaled FP8 and BF16; then the comparison with cuBLASLt and with the best
-# public library's figures (scripts/vs_reference.py). No arguments: the 21 shapes of --quick
+# (scripts/ncu_durations.py): kiln's, then cuBLASLt's block-scaled FP8 and BF16; then the
+# comparison with cuBLASLt and with the best public library's figures
+# (scripts/vs_reference.py). No arguments: the 21 shapes of --quick
 # (M = 64, 128, 4096). --contig / --masked: the grouped benchmarks, one profiled run each
 # (--contig: a table per grouping, both layouts against the cuBLASLt loop and REFERENCE.md).
 # --sweep: each dense shape's alternative configurations too (kiln-bench-gemm-fp8 --sweep),

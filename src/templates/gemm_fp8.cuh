@@ -216,10 +216,10 @@ constexpr bool TAIL_SPLIT = kp::tail != 0;
 constexpr int THREADS = (MATH_WG + 1) * 128;
 /* The producer warpgroup's registers after setmaxnreg: 40, or the minimum 24 for tall tiles
  * (192 rows: three math warpgroups; 256 rows: two waves), whose accumulators need every
- * register left. Row ids (grouping 3) take 32: at 24 their producers' per-tile path (the
- * row masks) spilled 16-60 bytes. For 192-row tiles that is free, as 128 x 32 + 384 x 160
- * = 65536 leaves the math its 160 registers; for 256-row tiles it takes the math from 240
- * to 232, which paid at K = 7168 only. Stop 37, profiler, two rounds (us): 192 rows
+ * register left. Row ids (grouping 3) take 32: at 24 their producers spilled 16-60 bytes,
+ * all in their per-tile path (none in the K loops). For 192-row tiles that is free, as
+ * 128 x 32 + 384 x 160 = 65536 leaves the math its 160 registers; for 256-row tiles it
+ * takes the math from 240 to 232, which paid at K = 7168 only. Stop 37, profiler, two rounds (us): 192 rows
  * (forced) 4 x 8192 rows (4096, 7168) 1597.8 / 1602.1 -> 1547.4 / 1547.8, 8 x 4096 1706.5 /
  * 1702.7 -> 1646.8 / 1643.9, (7168, 2048) 827.7 / 827.4 -> 817.1 / 817.4, 857.4 / 858.2 ->
  * 842.3 / 842.1; 256 rows (4096, 7168) 1465.7 / 1465.7 -> 1457.0 / 1456.3, 1477.3 / 1477.8
