@@ -162,7 +162,7 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * 192 / 256 rows: 1516.6 / 1479.5, 1592.8 / 1496.7, 822.7 / 812.2, 832.9 / 815.2 us, where
  * the prefix sums ran 1400.5 / 1425.5, 1439.9 / 1432.4, 722.2 / 732.7, 745.1 / 730.2).
  * Stop 37 gave the row ids' 192-row tiles 32 producer registers (1.3-3.5% faster; see
- * PRODUCER_REGS in gemm_fp8.cuh) and timed the heights again, two rounds, means (us):
+ * PRODUCER_REGS in gemm_fp8_config.cuh) and timed the heights again, two rounds, means (us):
  * 1548.0 / 1525.7, 1645.5 / 1543.1, 817.0 / 817.2, 842.4 / 821.4. The 192-row costs that
  * fit those are 141-149, so 145 stands and the four groupings keep their 256-row tiles.
  * Stop 31 (profiler, one round, 128 / 192 / 256 rows): 2048x7168x16384 392.3 / 350.2 / 377.7
