@@ -11,7 +11,8 @@
 # scripts/profile-single.sh run, printing kiln's lines of it prefixed by the build: one line
 # per dense shape; per grouping and layout with --contig / --masked. ROUNDS defaults to 1;
 # the second round runs the builds in reverse order. About 8 s per dense shape and build,
-# 35 s per --contig.
+# 35 s per --contig. Last, scripts/ab_summary.py's table: per kernel run, each build's
+# rounds, their mean and its change against the first build.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 [ $# -ge 2 ] || { echo "usage: $0 \"BUILD...\" [ROUNDS] SHAPE... | --contig | --masked" >&2; exit 2; }
@@ -23,6 +24,8 @@ if [[ $1 =~ ^[0-9]+$ ]]; then
   shift
 fi
 export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} # cmocka
+lines_seen=$(mktemp)
+trap 'rm -f "$lines_seen"' EXIT
 for ((r = 1; r <= rounds; r++)); do
   order=("${builds[@]}")
   if ((r % 2 == 0)); then # every other round in reverse
@@ -37,7 +40,9 @@ for ((r = 1; r <= rounds; r++)); do
         bash scripts/profile-single.sh "$shape" 2>&1 | grep "kiln_gemm")
       [ -n "$lines" ] || lines="$shape: no kiln line (see profile-single's logs under \$OUT)"
       # shellcheck disable=SC2001 # a prefix on each of several lines
-      sed "s|^|round $r $b |" <<<"$lines"
+      sed "s|^|round $r $b |" <<<"$lines" | tee -a "$lines_seen"
     done
   done
 done
+echo
+python3 scripts/ab_summary.py "$lines_seen"
