@@ -14,6 +14,7 @@ import sys
 
 LINE = re.compile(r"round (\d+) (\S+)\s+(\S+)\s+\d+ x\s+([\d.]+) us(?: \[[\d.]+-[\d.]+\])?(.*)")
 MHZ = re.compile(r"(\d+) MHz")
+TAG = re.compile(r"kiln_gemm\S*\s*(.*)$")  # what follows kiln's kernel name, e.g. [row ids]
 
 
 def parse(path):
@@ -25,8 +26,8 @@ def parse(path):
             if not m:
                 continue
             _, build, label, us, rest = m.groups()
-            tag = rest[rest.index("kiln_gemm"):].split(None, 1)[1:] if "kiln_gemm" in rest else []
-            key = (label, tag[0].strip() if tag else "")
+            tag = TAG.search(rest)
+            key = (label, tag.group(1).strip() if tag else "")
             mhz = MHZ.search(rest)
             runs.setdefault(key, {}).setdefault(build, []).append(
                 (float(us), int(mhz.group(1)) if mhz else None))

@@ -9,14 +9,14 @@ layouts of the contiguous benchmark share one kernel name). One line per run, in
 order: the label, call count, median microseconds per call and their range ([min-max]), for
 kiln's GEMM kernel when LABEL is MxNxK TFLOP/s, and the median SM clock where ncu measured
 it. With --sweep, kiln's runs after the first carry the configuration the benchmark printed
-for them. With --contig
-(LABEL "contig"), each run is labelled with its grouping, "cGxROWS:NxK" from the benchmark's
-own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK", e.g. c32rand, for uneven groupings),
-kiln's two runs per grouping (prefix sums, then row ids) get their TFLOP/s and the layout, and
-cuBLASLt's loop over the groups shows G calls per measurement: multiply the median by G
-(scripts/vs_reference.py does, for equal groups; an uneven loop's GEMMs differ in size, and
-may run as several kernels). Where the CSV has dram__bytes_read.sum too (profile-single.sh with
-KILN_PROFILE_DRAM=1), each line also gives the median MB read from DRAM per call."""
+for them. With --contig (LABEL "contig"), each run is labelled with its grouping,
+"cGxROWS:NxK" from the benchmark's own "contig G x ROWS rows, N n K k" lines ("cGKIND:NxK",
+e.g. c32rand, for uneven groupings), kiln's two runs per grouping (prefix sums, then row
+ids) get their TFLOP/s and the layout, and cuBLASLt's loop over the groups shows G calls per
+measurement: multiply the median by G (scripts/vs_reference.py does, for equal groups; an
+uneven loop's GEMMs differ in size, and may run as several kernels). Where the CSV has
+dram__bytes_read.sum too (profile-single.sh with KILN_PROFILE_DRAM=1), each line also gives
+the median MB read from DRAM per call."""
 import csv
 import re
 import statistics
@@ -59,7 +59,8 @@ def runs(path):
         if "reduce" in name.lower() and calls:
             calls[-1][1] += us
             calls[-1][2] += 1
-            calls[-1][4] = calls[-1][4] + mb if calls[-1][4] is not None and mb is not None else None
+            both = calls[-1][4] is not None and mb is not None
+            calls[-1][4] = calls[-1][4] + mb if both else None
         else:
             calls.append([name, us, 0, mhz, mb])
     out = []

@@ -167,7 +167,9 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
          * operand bytes a round can take (16 x 8 with groups of 8): at 4096x7168x16384 DRAM
          * reads fell from 602 to 495 MB, the clock rose ~10 MHz and the time 0.7% (stop 35,
          * profiler, two rounds: 699.3 / 696.8 -> 693.2 / 692.6 us); at K = 7168 and 2048,
-         * whose operands mostly stay in L2, within 0.2%. */
+         * whose operands mostly stay in L2, within 0.2%. Not kiln__gemm_fp8_l2_group, the
+         * contiguous GEMM's rule: on dense shapes it was mixed (stop 36, 4096x2112x7168 0.6%
+         * faster, 4096x24576x1536 and 4096x32768x512 0.4-0.5% slower). */
         if (cfg.block_m == 256)
             cfg.group_n = 16;
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
