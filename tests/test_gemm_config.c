@@ -57,7 +57,7 @@ static void test_rules_over_a_sweep(void **state)
                     bool eligible = ms[i] > 128 && c.block_m == 128 && c.block_n == 128;
                     for (int rows = 192; eligible && rows <= 256; rows += 64) {
                         kiln__gemm_config tall = c; /* KILN_GEMM_TALL_TILES=2 and 3 */
-                        kiln__gemm_fp8_make_tall(&tall, rows, k);
+                        kiln__gemm_fp8_make_tall(&tall, rows);
                         check_rules(&tall, ms[i], n, k);
                         checked++;
                     }
@@ -176,7 +176,7 @@ static void test_tall_rows_where_measured_faster(void **state)
 }
 
 /* KILN_GEMM_TALL_TILES: 0 never, 1 the model, 2 always 192 rows, 3 always 256; only 128 x
- * 128 prefill picks. 192-row tiles issue in turn (per-row expert ids: at K >= 4096 only),
+ * 128 prefill picks. 192-row tiles issue in turn (whatever the grouping and K),
  * 256-row ones never. */
 static void test_try_tall_knob(void **state)
 {
@@ -207,12 +207,13 @@ static void test_try_tall_knob(void **state)
     }
     static const int groupings[] = {0, 2, 3}; /* dense, prefix sums, per-row expert ids */
     for (size_t i = 0; i < sizeof groupings / sizeof groupings[0]; i++)
-        for (int64_t k = 512; k <= 16384; k *= 2) {
-            kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, k, 132);
-            c.grouping = groupings[i];
-            kiln__gemm_fp8_make_tall(&c, 192, k);
-            assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), groupings[i] != 3 || k >= 4096);
-        }
+        for (int64_t k = 512; k <= 16384; k *= 2)
+            for (int rows = 192; rows <= 256; rows += 64) {
+                kiln__gemm_config c = kiln__gemm_fp8_pick(4096, 7168, k, 132);
+                c.grouping = groupings[i];
+                kiln__gemm_fp8_make_tall(&c, rows);
+                assert_int_equal(kiln__gemm_fp8_turns(&c, NULL), rows == 192);
+            }
 }
 
 /* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64
@@ -528,7 +529,7 @@ static void test_l2_groups(void **state)
                  {256, 7168, 512, 32}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(4096, cases[i].n, cases[i].k, 132);
-        kiln__gemm_fp8_make_tall(&c, cases[i].rows, cases[i].k);
+        kiln__gemm_fp8_make_tall(&c, cases[i].rows);
         assert_int_equal(kiln__gemm_fp8_l2_group(&c, cases[i].n, cases[i].k, 132),
                          cases[i].group);
     }

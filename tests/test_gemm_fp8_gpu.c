@@ -241,7 +241,7 @@ static void test_tail_split(void **state)
         assert_int_equal(kiln__gemm_fp8_tail_parts(tiles, k / 128, (int)sms), parts[c]);
         int64_t m = m_blocks * 192 - 37, split = tiles % sms;
         kiln__gemm_config tail = kiln__gemm_fp8_pick(m, n, k, (int)sms);
-        kiln__gemm_fp8_make_tall(&tail, 192, k);
+        kiln__gemm_fp8_make_tall(&tail, 192);
         tail.tail = 1;
         forced = &tail;
         gpu_poison(workspace, (size_t)flag_bytes, 0);
@@ -375,7 +375,7 @@ static void test_trace_mode(void **state)
     (void)state;
     check_trace(128, 2112, 7168, kiln__gemm_fp8_pick(128, 2112, 7168, ctx->num_sms));
     kiln__gemm_config tall = kiln__gemm_fp8_pick(4096, 7168, 2048, ctx->num_sms);
-    kiln__gemm_fp8_make_tall(&tall, 192, 2048);
+    kiln__gemm_fp8_make_tall(&tall, 192);
     check_trace(1000, 7168, 2048, tall);
 }
 

@@ -12,12 +12,25 @@
 
 enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12, MAX_SHAPES = 32 };
 
-/* --single: BATCHES + 2 launches per measurement, each one alone on the stream (synchronized
- * before and after), for a profiler to time (scripts/profile-single.sh: REFERENCE.md's
- * anchors are the profiler's kernel times of lone launches). The event times this mode
- * prints include the host's launch call, so they are upper bounds, not kernel times (far
- * above them for decode sizes); the profiler's are. */
+/* --single: BATCHES + 2 launches per measurement on one operand set, each one alone on the
+ * stream (synchronized before and after), for a profiler that flushes the caches to time
+ * (scripts/profile-single.sh: REFERENCE.md's anchors are the profiler's kernel times of
+ * lone launches). The event times this mode prints include the host's launch call, so they
+ * are upper bounds, not kernel times (far above them for decode sizes); the profiler's are. */
 static bool bench_single;
+
+/* Operand sets for the launches to rotate over: enough to pass 200 MB (at least `minimum`,
+ * at most MAX_SETS), so the 60 MB L2 cannot serve repeats. With --single, one: the profiler
+ * flushes the caches before each launch itself, and with rotating sets the first run in the
+ * process made the first reads of most sets, which cost it (stop 38, ncu, five decode
+ * shapes: medians 0.7-3.6% slower, ranges wider than on one set the warm-up had read). */
+static inline int bench_operand_sets(double bytes_per_set, int minimum)
+{
+    if (bench_single)
+        return 1;
+    int sets = (int)(200e6 / bytes_per_set + 1);
+    return sets < minimum ? minimum : sets > MAX_SETS ? MAX_SETS : sets;
+}
 
 static inline void bench_single_banner(bool json)
 {

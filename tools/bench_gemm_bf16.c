@@ -3,7 +3,7 @@
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
- * launches for a profiler; see bench_common.h). Both libraries are
+ * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both libraries are
  * timed the same way; kiln runs with its defaults (PDL on). Both outputs are checked
  * against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
@@ -107,15 +107,14 @@ static double check_output(const operand_set *s, const float *af, const float *b
 
 static double geo_sum[2], geo_count[2]; /* [0]: M <= 128, [1]: prefill */
 
-/* Enough random operand sets (at least 2) to exceed ~200 MB, so L2 does not serve repeats;
+/* Random operand sets (bench_operand_sets: at least 2 to exceed ~200 MB, one with --single);
  * the first set's A and B also as floats in *af, *bf when those are non-NULL. Returns the
  * number of sets. */
 static int sets_make(operand_set *sets, int64_t m, int64_t n, int64_t k, float **af, float **bf)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
     double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
-    int num_sets = (int)(200e6 / set_bytes + 1);
-    num_sets = num_sets > MAX_SETS ? MAX_SETS : num_sets < 2 ? 2 : num_sets;
+    int num_sets = bench_operand_sets(set_bytes, 2);
     for (int i = 0; i < num_sets; i++) {
         uint16_t *a = bf16_random(m * k, &seed, true, i == 0 ? af : NULL);
         uint16_t *b = bf16_random(n * k, &seed, true, i == 0 ? bf : NULL);

@@ -3,7 +3,7 @@
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
- * launches for a profiler; see bench_common.h). Both libraries are
+ * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both libraries are
  * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
  * are checked against the FP64 reference on sampled rows. Dense rows and --sweep rows end
  * with the median SM clock over the batches (NVML, bench_clock.h; 0 when unknown).
@@ -206,13 +206,15 @@ static void *to_bf16_device(const uint8_t *fp8, int64_t rows, int64_t k)
 
 static double geo_sum, geo_count;
 
-/* Operand sets to rotate over: enough to pass 200 MB (the 60 MB L2 then cannot serve
- * repeats), or KILN_BENCH_SETS of them: 1 keeps a decode GEMM's operands in L2 (a
- * diagnostic: how fast the kernel runs when DRAM is out of the way). */
+/* Operand sets to rotate over (bench_operand_sets), or KILN_BENCH_SETS of them: 1 keeps a
+ * decode GEMM's operands in L2 (a diagnostic: how fast the kernel runs when DRAM is out of
+ * the way). */
 static int operand_sets(double bytes_per_set)
 {
     const char *forced_sets = getenv("KILN_BENCH_SETS");
-    int sets = forced_sets != NULL ? atoi(forced_sets) : (int)(200e6 / bytes_per_set + 1);
+    if (forced_sets == NULL)
+        return bench_operand_sets(bytes_per_set, 1);
+    int sets = atoi(forced_sets);
     return sets < 1 ? 1 : sets > MAX_SETS ? MAX_SETS : sets;
 }
 

@@ -245,7 +245,7 @@ int64_t kiln__gemm_fp8_tail_ws_bytes(int num_sms)
  * 128), but 120, 112 and 96 columns ran 40-47%, 29-51% and 16-25% slower than 128 (stop 32,
  * profiler: 4096x7168x16384, 4096x7168x2048, 4096x2112x7168, 4096x4096x7168): their tiles
  * straddle B's 128-column scale blocks and spill (up to 136 bytes at 120). */
-void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows)
 {
     cfg->block_m = rows;
     cfg->overlap = 0; /* no room for a second accumulator set beside the taller tile's */
@@ -254,10 +254,12 @@ void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k)
      * 4096x7168x16384; contiguous (4096, 7168) 2.5-4.2%; stop 12) and, since the kernels of
      * stops 24-25, at short K too (stop 27, profiler, two rounds: 4096x32768x512 132.0 ->
      * 127.1 us, 4096x24576x1536 237.3 -> 234.8, 2048x24576x1536 122.4 -> 121.4; contiguous
-     * (7168, 2048) 0.5-0.8%; docs/gemm_fp8_notes.md). The row-id layout (grouping 3) stays
-     * in lockstep at short K: 0.6-1.0% slower in turn at (7168, 2048). 256-row tiles in turn
-     * lost 1.3-12% on four of five shapes (stop 13's --sweep). */
-    cfg->turns = rows == 192 && (k >= 4096 || cfg->grouping != 3);
+     * (7168, 2048) 0.5-0.8%; docs/gemm_fp8_notes.md). The row-id layout (grouping 3) too,
+     * since its producers have 32 registers and no longer spill (stop 38, contiguous (7168,
+     * 2048) row ids, 192 rows forced, two rounds: 4x8192 793.8 -> 787.0 us, 8x4096 819.1 ->
+     * 809.6; it had been 0.6-1.0% slower in turn there). 256-row tiles in turn lost 1.3-12%
+     * on four of five shapes (stop 13's --sweep). */
+    cfg->turns = rows == 192;
     kiln__gemm_fp8_fit(cfg);
 }
 
@@ -271,7 +273,7 @@ bool kiln__gemm_fp8_try_tall(kiln__gemm_config *cfg, int64_t m, int64_t n, int64
                            : kiln__gemm_fp8_tall_rows(m, n, k, num_sms, set);
     if (rows == 128)
         return false;
-    kiln__gemm_fp8_make_tall(cfg, rows, k);
+    kiln__gemm_fp8_make_tall(cfg, rows);
     return true;
 }
 

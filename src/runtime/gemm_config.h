@@ -55,8 +55,8 @@ int64_t kiln__gemm_fp8_tail_ws_bytes(int num_sms);
  * time. */
 int kiln__gemm_fp8_tall_rows(int64_t m, int64_t n, int64_t k, int num_sms, kiln__tall_set set);
 /* Make a 128 x 128 prefill configuration `rows` (192 or 256) x 128: no overlap, no
- * multicast; 192-row tiles issue in turn (with per-row expert ids only where K >= 4096). */
-void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows, int64_t k);
+ * multicast; 192-row tiles issue in turn. */
+void kiln__gemm_fp8_make_tall(kiln__gemm_config *cfg, int rows);
 /* The KILN_GEMM_TALL_TILES decision for a 128 x 128 prefill configuration of M rows: knob
  * 0 never, 1 the height kiln__gemm_fp8_tall_rows picks among `set`, 2 always 192 rows, 3
  * always 256. True when cfg was made taller. */

@@ -54,7 +54,7 @@ static const knob knobs[] = {
      KNOB_BOOL, OPT(gemm_multicast), 0, 1},
     {{"KILN_GEMM_TALL_TILES", "int", "1",
       "FP8 GEMMs with M > 128: taller prefill tiles than 128 x 128, without overlap: 192 x 128 "
-      "(three math warpgroups issuing in turn; with per-row expert ids only where K >= 4096) "
+      "(three math warpgroups issuing in turn) "
       "or 256 x 128 (two warpgroups taking two 64-row groups each): 0 never, 1 the height "
       "that takes the least time by rounds of tiles over the SMs times a tile's measured time "
       "(by height, K and grouped layout; contiguous groups: counted per group), 2 always 192, "
