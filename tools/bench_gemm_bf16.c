@@ -3,9 +3,9 @@
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
- * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both libraries are
- * timed the same way; kiln runs with its defaults (PDL on). Both outputs are checked
- * against the FP64 reference on sampled rows.
+ * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both
+ * libraries are timed the same way; kiln runs with its defaults (PDL on). Both outputs are
+ * checked against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.

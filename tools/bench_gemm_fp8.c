@@ -3,10 +3,10 @@
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
- * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both libraries are
- * timed the same way. kiln runs with its defaults (PDL on). Outputs of both FP8 paths
- * are checked against the FP64 reference on sampled rows. Dense rows and --sweep rows end
- * with the median SM clock over the batches (NVML, bench_clock.h; 0 when unknown).
+ * launches on one set, for a profiler that flushes the caches; see bench_common.h). Both
+ * libraries are timed the same way. kiln runs with its defaults (PDL on). Outputs of both
+ * FP8 paths are checked against the FP64 reference on sampled rows. Dense rows and --sweep
+ * rows end with the median SM clock over the batches (NVML, bench_clock.h; 0 when unknown).
  * --masked: the masked grouped GEMM on the MoE decode shapes instead.
  * --contig: the contiguous grouped GEMM on the MoE prefill shapes instead, against a loop of
  * cuBLASLt block-scaled GEMMs (one per group, same stream, same inputs).
