@@ -12,7 +12,8 @@
 # per dense shape; per grouping and layout with --contig / --masked. ROUNDS defaults to 1;
 # the second round runs the builds in reverse order. About 8 s per dense shape and build,
 # 35 s per --contig. Last, scripts/ab_summary.py's table: per kernel run, each build's
-# rounds, their mean and its change against the first build.
+# rounds, their mean and its change against the first build. KILN_PROFILE_KILN_ONLY=1
+# (profile-single.sh) profiles kiln's launches alone, which is all this script reads.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 [ $# -ge 2 ] || { echo "usage: $0 \"BUILD...\" [ROUNDS] SHAPE... | --contig | --masked" >&2; exit 2; }

@@ -14,6 +14,9 @@
 # each kiln line labelled with its configuration.
 # KILN_PROFILE_DRAM=1: each line also gives the median MB read from DRAM (dram__bytes_read.sum;
 # for L2 reuse, e.g. the tile order's groups).
+# KILN_PROFILE_KILN_ONLY=1: the profiler times kiln's launches alone (cuBLASLt's still run,
+# unprofiled, and the comparison lacks them): a third or fewer of the profiled launches, for
+# A/Bs that read only kiln's lines (profile-ab.sh). Not yet run on the GPU machine (stop 38).
 # Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
 # $OUT/profile-single.tgz (-2, -3... when run again in one call).
 set -uo pipefail
@@ -40,10 +43,12 @@ if [ ${#runs[@]} -eq 0 ]; then
 fi
 metrics=gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second
 [ "${KILN_PROFILE_DRAM:-0}" = 0 ] || metrics+=,dram__bytes_read.sum
+only=()
+[ "${KILN_PROFILE_KILN_ONLY:-0}" = 0 ] || only=(--kernel-name regex:kiln_gemm)
 for r in "${runs[@]}"; do
   label=${r#--}
-  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none --metrics "$metrics" --csv \
-    "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
+  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none ${only[@]+"${only[@]}"} \
+    --metrics "$metrics" --csv "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
   python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"
 done
 echo
