@@ -48,7 +48,8 @@ only=()
 for r in "${runs[@]}"; do
   label=${r#--}
   timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none ${only[@]+"${only[@]}"} \
-    --metrics "$metrics" --csv "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
+    --metrics "$metrics" --csv "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" \
+    >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
   python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"
 done
 echo

@@ -24,12 +24,14 @@ static bool bench_single;
  * flushes the caches before each launch itself, and with rotating sets the first run in the
  * process made the first reads of most sets, which cost it (stop 38, ncu, five decode
  * shapes: medians 0.7-3.6% slower, ranges wider than on one set the warm-up had read). */
+static inline int bench_clamp_sets(int sets, int minimum)
+{
+    return sets < minimum ? minimum : sets > MAX_SETS ? MAX_SETS : sets;
+}
+
 static inline int bench_operand_sets(double bytes_per_set, int minimum)
 {
-    if (bench_single)
-        return 1;
-    int sets = (int)(200e6 / bytes_per_set + 1);
-    return sets < minimum ? minimum : sets > MAX_SETS ? MAX_SETS : sets;
+    return bench_single ? 1 : bench_clamp_sets((int)(200e6 / bytes_per_set + 1), minimum);
 }
 
 static inline void bench_single_banner(bool json)

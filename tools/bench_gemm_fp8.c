@@ -212,10 +212,8 @@ static double geo_sum, geo_count;
 static int operand_sets(double bytes_per_set)
 {
     const char *forced_sets = getenv("KILN_BENCH_SETS");
-    if (forced_sets == NULL)
-        return bench_operand_sets(bytes_per_set, 1);
-    int sets = atoi(forced_sets);
-    return sets < 1 ? 1 : sets > MAX_SETS ? MAX_SETS : sets;
+    return forced_sets != NULL ? bench_clamp_sets(atoi(forced_sets), 1)
+                               : bench_operand_sets(bytes_per_set, 1);
 }
 
 /* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1 t0"
