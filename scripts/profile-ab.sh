@@ -10,10 +10,11 @@
 # machines differ by up to 3% from one call to the next, so compare only within a call), one
 # scripts/profile-single.sh run, printing kiln's lines of it prefixed by the build: one line
 # per dense shape; per grouping and layout with --contig / --masked. ROUNDS defaults to 1;
-# the second round runs the builds in reverse order. About 8 s per dense shape and build,
-# 35 s per --contig. Last, scripts/ab_summary.py's table: per kernel run, each build's
-# rounds, their mean and its change against the first build. KILN_PROFILE_KILN_ONLY=1
-# (profile-single.sh) profiles kiln's launches alone, which is all this script reads.
+# the second round runs the builds in reverse order. About 3.4 s per dense shape and build,
+# 45 s per --contig (stop 39). Last, scripts/ab_summary.py's table: per kernel run, each
+# build's rounds, their mean and its change against the first build. The profiler times
+# kiln's launches alone (KILN_PROFILE_KILN_ONLY=1 in profile-single.sh, the default here:
+# this script reads nothing else); KILN_PROFILE_KILN_ONLY=0 profiles cuBLASLt's too.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 [ $# -ge 2 ] || { echo "usage: $0 \"BUILD...\" [ROUNDS] SHAPE... | --contig | --masked" >&2; exit 2; }
@@ -25,6 +26,7 @@ if [[ $1 =~ ^[0-9]+$ ]]; then
   shift
 fi
 export LD_LIBRARY_PATH=$PWD/.carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} # cmocka
+export KILN_PROFILE_KILN_ONLY=${KILN_PROFILE_KILN_ONLY:-1}
 lines_seen=$(mktemp)
 trap 'rm -f "$lines_seen"' EXIT
 for ((r = 1; r <= rounds; r++)); do
