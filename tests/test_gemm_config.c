@@ -164,7 +164,7 @@ static void test_tall_rows_where_measured_faster(void **state)
         int prefix_sums, row_ids;
     } contig[] = {{4, 8192, 4096, 7168, 192, 256},
                   {8, 4096, 4096, 7168, 192, 256},
-                  {4, 8192, 7168, 2048, 192, 256},
+                  {4, 8192, 7168, 2048, 192, 192},
                   {8, 4096, 7168, 2048, 256, 256}};
     for (size_t i = 0; i < sizeof contig / sizeof contig[0]; i++) {
         int64_t rows = contig[i].rows, cols = contig[i].n * contig[i].groups, k = contig[i].k;

@@ -349,6 +349,20 @@ __device__ __forceinline__ u64 wgmma_desc_k128b(u32 addr)
            ((u64)1 << 62);
 }
 
+/* The same descriptor as wgmma_desc_k128b(base + 16 * units), built from the low word of
+ * base's descriptor (wgmma_desc_lo_k128b, computed once) by one 32-bit add: base is
+ * 1024-byte aligned and shared addresses stay below 2^18, so the start address field needs
+ * no mask again and carries into no other field. */
+__device__ __forceinline__ u32 wgmma_desc_lo_k128b(u32 base)
+{
+    return ((base & 0x3FFFF) >> 4) | (1u << 16);
+}
+
+__device__ __forceinline__ u64 wgmma_desc_k128b_at(u32 desc_lo, u32 units)
+{
+    return ((u64)((1024 >> 4) | (1u << 30)) << 32) | (u64)(desc_lo + units);
+}
+
 __device__ __forceinline__ void wgmma_fence()
 {
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
