@@ -39,7 +39,9 @@ constexpr int CLUSTER = MC * CK * MCA;
  * per row (group_rows [M_total], -1 = padding); a tile is computed once for each expert
  * with rows in it and stores only that expert's rows (gemm_sched.cuh). */
 constexpr int GROUPING = (int)kp::grouping;
-constexpr int M_ALIGN = (int)kp::m_align;
+/* Never 0, so that the prefix-sum walk (gemm_sched.cuh), compiled in every kernel though
+ * only contiguous ones run it, divides by no zero (NVRTC warned of one in each log). */
+constexpr int M_ALIGN = kp::m_align > 0 ? (int)kp::m_align : 1;
 /* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
  * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
  * cores promote. Costs BN/2 registers per thread; only without k_split. */
@@ -143,7 +145,7 @@ static_assert(GROUPING >= 0 && GROUPING <= 3,
               "grouping must be 0 (dense), 1 (masked), 2 or 3 (contiguous: prefix sums, row ids)");
 /* A 192- or 256-row tile may run past its group's end into the next group's rows: it loads
  * them but stores only its own group's rows (the epilogue's rows_left, per 64-row group). */
-static_assert(GROUPING != 2 || (M_ALIGN > 0 && (M_ALIGN % BM == 0 || BM >= 192)),
+static_assert(GROUPING != 2 || (kp::m_align > 0 && (M_ALIGN % BM == 0 || BM >= 192)),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || MC == 1, "grouped GEMMs do not multicast");
 static_assert(!OVERLAP || KSPLIT == 1, "overlap needs k_split 1");

@@ -135,13 +135,9 @@ __device__ __forceinline__ void cursor_init(const sched &sc, cursor &c)
 
 __device__ __forceinline__ bool seek_row_expert(const sched &sc, cursor &c, int unit);
 
-/* Moves c to the group holding `unit`; false when there is no such unit. */
-__device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit)
+/* cursor_seek for groups given by their row counts (masked) or prefix sums (contiguous). */
+__device__ __forceinline__ bool seek_counted_group(const sched &sc, cursor &c, int unit)
 {
-    if constexpr (GROUPING == 0)
-        return unit < sc.num_units;
-    if constexpr (GROUPING == 3)
-        return seek_row_expert(sc, c, unit);
     while (unit >= c.base + c.count) {
         c.base += c.count;
         if (++c.g >= sc.num_groups)
@@ -166,6 +162,18 @@ __device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit
             c.inv_group_units = 1.0f / (float)(GROUP_N * c.num_mb);
     }
     return true;
+}
+
+/* Moves c to the group holding `unit`; false when there is no such unit. One call per
+ * grouping, so that no kernel compiles code it cannot reach (NVRTC warned of it). */
+__device__ __forceinline__ bool cursor_seek(const sched &sc, cursor &c, int unit)
+{
+    if constexpr (GROUPING == 0)
+        return unit < sc.num_units;
+    else if constexpr (GROUPING == 3)
+        return seek_row_expert(sc, c, unit);
+    else
+        return seek_counted_group(sc, c, unit);
 }
 
 /* Whether this cluster has a unit after `unit` (cur: the cursor at unit, left as it is). */
