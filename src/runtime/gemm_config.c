@@ -164,7 +164,10 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
  * Stop 37 gave the row ids' 192-row tiles 32 producer registers (1.3-3.5% faster; see
  * PRODUCER_REGS in gemm_fp8_config.cuh) and timed the heights again, two rounds, means (us):
  * 1548.0 / 1525.7, 1645.5 / 1543.1, 817.0 / 817.2, 842.4 / 821.4. The 192-row costs that
- * fit those are 141-149, so 145 stands and the four groupings keep their 256-row tiles.
+ * fit those are 141-149, so 145 stands at K >= 4096. Stop 38 ran those tiles in turn at
+ * every K, and at K = 2048 their times then fit 140.5-141.1: below 32 K blocks they cost 141,
+ * which moves 4x8192 (7168, 2048) to 192 rows (stop 39: 0.9% faster, two rounds); the other
+ * three groupings keep 256.
  * Stop 31 (profiler, one round, 128 / 192 / 256 rows): 2048x7168x16384 392.3 / 350.2 / 377.7
  * (the 192-row pick is right there now), and 128-row tiles lost on all six shapes timed at
  * K = 1536-16384 (e.g. 2048x7168x2048 52.3 / 48.6 / 54.5, 1024x24576x1536 70.0 / 65.8 / 63.7). */
@@ -174,7 +177,7 @@ static int64_t tall_tile_cost(int rows, int64_t k_blocks, kiln__tall_set set)
     int64_t short_by = k_blocks < 16 ? 16 - k_blocks : 0;
     if (rows == 128)
         return 100 + short_by;
-    if (rows == 192) /* row ids in turn at K < 4096 since stop 38: 140.5-141.1 fitted there */
+    if (rows == 192)
         return set != KILN__TALL_ROW_IDS ? 138 : k_blocks < 32 ? 141 : 145;
     return 188 + 2 * short_by;
 }
