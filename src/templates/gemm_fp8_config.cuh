@@ -39,8 +39,8 @@ constexpr int CLUSTER = MC * CK * MCA;
  * per row (group_rows [M_total], -1 = padding); a tile is computed once for each expert
  * with rows in it and stores only that expert's rows (gemm_sched.cuh). */
 constexpr int GROUPING = (int)kp::grouping;
-/* Never 0, so that the prefix-sum walk (gemm_sched.cuh), compiled in every kernel though
- * only contiguous ones run it, divides by no zero (NVRTC warned of one in each log). */
+/* Never 0, so that the group walk's prefix-sum branch (gemm_sched.cuh), compiled in every
+ * kernel though only prefix-sum kernels run it, divides by no zero (NVRTC warned of it). */
 constexpr int M_ALIGN = kp::m_align > 0 ? (int)kp::m_align : 1;
 /* 1: each math warpgroup issues K block kb+1's wgmma before it promotes K block kb (two
  * accumulator sets, wgmma.wait_group 1), so the tensor cores do not idle while the CUDA
