@@ -177,8 +177,10 @@ static int64_t tall_tile_cost(int rows, int64_t k_blocks, kiln__tall_set set)
     int64_t short_by = k_blocks < 16 ? 16 - k_blocks : 0;
     if (rows == 128)
         return 100 + short_by;
-    if (rows == 192)
-        return set != KILN__TALL_ROW_IDS ? 138 : k_blocks < 32 ? 141 : 145;
+    if (rows == 192 && set != KILN__TALL_ROW_IDS)
+        return 138;
+    if (rows == 192) /* row ids: fitted in turn at K = 2048 (stop 38) and 7168 (stop 37) */
+        return k_blocks < 32 ? 141 : 145;
     return 188 + 2 * short_by;
 }
 

@@ -112,12 +112,12 @@ constexpr int THREADS = (MATH_WG + 1) * 128;
  * register left. Row ids (grouping 3) take 32: at 24 their producers spilled 16-60 bytes,
  * all in their per-tile path (none in the K loops). For 192-row tiles that is free, as
  * 128 x 32 + 384 x 160 = 65536 leaves the math its 160 registers; for 256-row tiles it
- * takes the math from 240 to 232, which paid at K = 7168 only. Stop 37, profiler, two rounds (us): 192 rows
- * (forced) 4 x 8192 rows (4096, 7168) 1597.8 / 1602.1 -> 1547.4 / 1547.8, 8 x 4096 1706.5 /
- * 1702.7 -> 1646.8 / 1643.9, (7168, 2048) 827.7 / 827.4 -> 817.1 / 817.4, 857.4 / 858.2 ->
- * 842.3 / 842.1; 256 rows (4096, 7168) 1465.7 / 1465.7 -> 1457.0 / 1456.3, 1477.3 / 1477.8
- * -> 1468.8 / 1468.7, but (7168, 2048) 784.2 / 785.1 -> 787.2 / 786.8, 790.0 / 788.2 ->
- * 791.8 / 790.8. */
+ * takes the math from 240 to 232, which paid at K = 7168 only. Stop 37, profiler, two
+ * rounds (us): 192 rows (forced) 4 x 8192 rows (4096, 7168) 1597.8 / 1602.1 -> 1547.4 /
+ * 1547.8, 8 x 4096 1706.5 / 1702.7 -> 1646.8 / 1643.9, (7168, 2048) 827.7 / 827.4 -> 817.1 /
+ * 817.4, 857.4 / 858.2 -> 842.3 / 842.1; 256 rows (4096, 7168) 1465.7 / 1465.7 -> 1457.0 /
+ * 1456.3, 1477.3 / 1477.8 -> 1468.8 / 1468.7, but (7168, 2048) 784.2 / 785.1 -> 787.2 /
+ * 786.8, 790.0 / 788.2 -> 791.8 / 790.8. */
 constexpr int PRODUCER_REGS =
     GROUPING == 3 && (RG == 3 || (WAVES > 1 && KB >= 32)) ? 32 : RG == 3 || WAVES > 1 ? 24 : 40;
 /* Registers per math thread after setmaxnreg. setmaxnreg.inc blocks until the CTA's pool
@@ -126,7 +126,8 @@ constexpr int PRODUCER_REGS =
  * take what the producer gives back. */
 constexpr int ENTRY_REGS_RAW = (65536 / THREADS) / 8 * 8;
 constexpr int ENTRY_REGS = ENTRY_REGS_RAW > 248 ? 248 : ENTRY_REGS_RAW;
-constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * PRODUCER_REGS) / (128 * MATH_WG)) / 8 * 8;
+constexpr int MATH_REGS_RAW =
+    ((ENTRY_REGS * THREADS - 128 * PRODUCER_REGS) / (128 * MATH_WG)) / 8 * 8;
 constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr int SFB_ROWS = (int)((N + 127) / 128);
@@ -194,7 +195,8 @@ constexpr bool SB_PER_PHASE = !SB_ALIGNED && (SB_PHASES <= 4 || !OVERLAP);
 constexpr int D_SLAB = BN % 64 == 0 ? 64 : BN % 32 == 0 ? 32 : BN % 16 == 0 ? 16 : BN;
 constexpr int D_SLAB_BYTES = D_SLAB * 2;
 constexpr int D_NSLAB = BN / D_SLAB;
-constexpr int D_SWZ_BITS = D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
+constexpr int D_SWZ_BITS =
+    D_SLAB_BYTES == 128 ? 3 : D_SLAB_BYTES == 64 ? 2 : D_SLAB_BYTES == 32 ? 1 : 0;
 constexpr int D_WG_BYTES = 64 * BN * 2;
 constexpr int RED_WG_BYTES = 64 * BN * 4; /* FP32 partial sums of one 64-row warpgroup */
 
@@ -204,7 +206,8 @@ constexpr int B_STAGE_BYTES = BN * BK;
 constexpr int SFA_STAGE_BYTES = BM * 4;
 constexpr int OFF_D = 0;
 /* cluster_k stores its tiles from registers (cluster_reduce_scatter): no staging. */
-constexpr int OFF_RED = OFF_D + (OUT_F32 || CK > 1 ? 0 : ((WG_RG * D_WG_BYTES + 1023) / 1024) * 1024);
+constexpr int OFF_RED =
+    OFF_D + (OUT_F32 || CK > 1 ? 0 : ((WG_RG * D_WG_BYTES + 1023) / 1024) * 1024);
 constexpr int OFF_CRED = OFF_RED + (((KSPLIT - 1) * RG * RED_WG_BYTES + 1023) / 1024) * 1024;
 /* cluster_k: per row group, the CK - 1 chunks the partners send this rank (the
  * reduce-scatter of common/cluster_reduce.cuh). */
