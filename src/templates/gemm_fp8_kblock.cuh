@@ -44,13 +44,15 @@ __device__ __forceinline__ void wgmma_fence_acc(float (&acc)[BN / 2])
     wgmma_fence();
 }
 
-/* How issue_kblock builds a slot's wgmma descriptors. Dense and masked kernels: one 32-bit
- * add on the base's descriptor (offsets in its 16-byte units). Contiguous-group kernels:
- * from each tile's shared address. Measured in stop 39 (profiler, two rounds), the add
- * made dense kernels 0.6% faster over 21 shapes (up to 2.5%), masked ones 0.2-0.8% on 9 of
- * 10 runs, and contiguous ones 0.4-1.1% slower on 6 of 8 (their K loops scheduled worse),
- * so each keeps what paid. */
-constexpr bool DESC_ONE_ADD = GROUPING <= 1;
+/* How issue_kblock builds a slot's wgmma descriptors: one 32-bit add on the base's
+ * descriptor (offsets in its 16-byte units), or from each tile's shared address. Which pays
+ * goes with the tile height more than the grouping (profiler, two rounds each):
+ * - the add (stops 39-40): dense 192-row tiles 0.4-1.7% faster, decode tiles 0.7% on
+ *   average, masked kernels (256 rows too) 0.2-0.8%, contiguous 192-row tiles 0.2-1.4%
+ *   (but prefix sums at K = 2048, 0.5% slower);
+ * - the shared address: non-masked 256-row tiles, dense (0.3-0.4% faster on two of three
+ *   shapes) and contiguous (0.4-1.1% on six of eight runs). */
+constexpr bool DESC_ONE_ADD = BM != 256 || GROUPING == 1;
 
 /* Issues (and commits) the 4 wgmma of the K block in slot s into acc; does not wait. */
 __device__ __forceinline__ void issue_kblock(float (&acc)[BN / 2], u32 base, int s, u32 rg)
