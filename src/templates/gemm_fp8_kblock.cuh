@@ -48,10 +48,11 @@ __device__ __forceinline__ void wgmma_fence_acc(float (&acc)[BN / 2])
  * descriptor (offsets in its 16-byte units), or from each tile's shared address. Which pays
  * goes with the tile height more than the grouping (profiler, two rounds each):
  * - the add (stops 39-40): dense 192-row tiles 0.4-1.7% faster, decode tiles 0.7% on
- *   average, masked kernels (256 rows too) 0.2-0.8%, contiguous 192-row tiles 0.2-1.4%
- *   (but prefix sums at K = 2048, 0.5% slower);
- * - the shared address: non-masked 256-row tiles, dense (0.3-0.4% faster on two of three
- *   shapes) and contiguous (0.4-1.1% on six of eight runs). */
+ *   average, masked kernels (256 rows too) 0.2-0.8%, contiguous row-id 192-row tiles
+ *   0.2-1.4% (stop 40); the prefix sums' 192-row tiles went both ways (stop 39: 0.4-0.65%
+ *   slower; stop 40, another machine: 0.3-0.6% faster at K = 7168, 0.5% slower at 2048);
+ * - the shared address: non-masked 256-row tiles, dense (0.2-0.45% faster on two of three
+ *   shapes in both stops) and contiguous (row ids at K = 7168 1.0-1.1%, stop 39). */
 constexpr bool DESC_ONE_ADD = BM != 256 || GROUPING == 1;
 
 /* Issues (and commits) the 4 wgmma of the K block in slot s into acc; does not wait. */
