@@ -342,25 +342,25 @@ __device__ __forceinline__ float ld_shared_f32(u32 addr)
 /* Shared-memory matrix descriptor for a K-major operand stored with the 128-byte swizzle:
  * rows of 128 bytes, groups of 8 rows 1024 bytes apart (stride byte offset), leading byte
  * offset unused for this layout. The tile base must be 1024-byte aligned; a K step inside
- * the 128-byte row is taken by adding its byte offset to the start address. */
-__device__ __forceinline__ u64 wgmma_desc_k128b(u32 addr)
+ * the 128-byte row is taken by adding its byte offset to the start address.
+ * Built in two words: the low one (start address and leading byte offset) from the
+ * address, the high one (stride byte offset and swizzle mode) a constant. */
+__device__ __forceinline__ u32 wgmma_desc_lo_k128b(u32 addr)
 {
-    return (u64)((addr & 0x3FFFF) >> 4) | ((u64)1 << 16) | ((u64)(1024 >> 4) << 32) |
-           ((u64)1 << 62);
+    return ((addr & 0x3FFFF) >> 4) | (1u << 16);
 }
 
-/* The same descriptor as wgmma_desc_k128b(base + 16 * units), built from the low word of
- * base's descriptor (wgmma_desc_lo_k128b, computed once) by one 32-bit add: base is
- * 1024-byte aligned and shared addresses stay below 2^18, so the start address field needs
- * no mask again and carries into no other field. */
-__device__ __forceinline__ u32 wgmma_desc_lo_k128b(u32 base)
-{
-    return ((base & 0x3FFFF) >> 4) | (1u << 16);
-}
-
+/* The descriptor of wgmma_desc_k128b(base + 16 * units) from base's low word (computed
+ * once) by one 32-bit add: base is 1024-byte aligned and shared addresses stay below 2^18,
+ * so the start address field needs no mask again and carries into no other field. */
 __device__ __forceinline__ u64 wgmma_desc_k128b_at(u32 desc_lo, u32 units)
 {
     return ((u64)((1024 >> 4) | (1u << 30)) << 32) | (u64)(desc_lo + units);
+}
+
+__device__ __forceinline__ u64 wgmma_desc_k128b(u32 addr)
+{
+    return wgmma_desc_k128b_at(wgmma_desc_lo_k128b(addr), 0);
 }
 
 __device__ __forceinline__ void wgmma_fence()
