@@ -38,7 +38,8 @@ static kiln_gemm_fp8_args gemm_args(const fp8_problem *p, int64_t m, void *dsfa,
     };
 }
 
-/* Run M rows of problem p twice; check against ref (rows[i] -> ref row i). */
+/* Run M rows of problem p twice, the second time with b_ready; check against ref (rows[i]
+ * -> ref row i). */
 static void check_m(const fp8_problem *p, int64_t m, const int64_t *rows, int64_t num_rows,
                     const double *ref)
 {
@@ -53,6 +54,7 @@ static void check_m(const fp8_problem *p, int64_t m, const int64_t *rows, int64_
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd[run], d_bytes, 0xffffffffu);
         kiln_gemm_fp8_args args = gemm_args(p, m, dsfa, dd[run]);
+        args.b_ready = run * KILN__GEMM_B_EARLY_SLOTS; /* the second run: B early, same bits */
         if (kiln__gemm_fp8_with(ctx, &args, forced, trace, NULL) != KILN_OK)
             fail_msg("%lldx%lldx%lld: %s", (long long)m, (long long)n, (long long)p->k,
                      kiln_ctx_errmsg(ctx));

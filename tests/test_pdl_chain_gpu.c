@@ -4,7 +4,8 @@
  * (griddepcontrol.wait) for the whole previous grid, its last TMA stores included. Every
  * buffer is poisoned with NaN first, so input read too early shows as NaN or as a mismatch
  * with the FP64 reference computed from what the previous kernel left in memory; the chain
- * runs several times, bitwise equal each time. */
+ * runs several times, bitwise equal each time. Then FP8 GEMMs with b_ready around a
+ * quantizer: B loaded early, A only once the kernel before has finished. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,6 +149,97 @@ static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n
     fp8_problem_free(&p);
 }
 
+/* h1 = A . B^T, then q, sq = per-token FP8 quantization of h1, then y = q . B2^T, all FP8
+ * GEMMs with b_ready: each loads its B before the kernel it follows has finished, but must
+ * read its A only after that (the second GEMM's A is the quantizer's output, poisoned with
+ * NaN before every run). */
+static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
+{
+    char what[96];
+    fp8_problem p, p2;
+    fp8_problem_make(&p, m, n1, k1, &seed);
+    fp8_problem_make(&p2, m, n2, n1, &seed); /* its B; its A is replaced by the quantizer's */
+    float *sfa = fp8_problem_sfa(&p, m);
+    int64_t kb1 = k1 / 128, kb2 = n1 / 128, stride = kiln_sf_mn_stride(m);
+    void *dsfa = gpu_alloc((size_t)(kb1 * stride) * 4);
+    gpu_upload(dsfa, sfa, (size_t)(kb1 * stride) * 4);
+    void *dh1 = gpu_alloc((size_t)(m * n1) * 2), *dq = gpu_alloc((size_t)(m * n1));
+    void *dsq = gpu_alloc((size_t)(kb2 * stride) * 4), *dy = gpu_alloc((size_t)(m * n2) * 2);
+    kiln_gemm_fp8_args first = {
+        .a = tensor2d(p.da, KILN_DTYPE_E4M3, m, k1, k1),
+        .sfa = tensor2d(dsfa, KILN_DTYPE_F32, kb1, m, stride),
+        .b = tensor2d(p.db, KILN_DTYPE_E4M3, n1, k1, k1),
+        .sfb = tensor2d(p.dsfb, KILN_DTYPE_F32, (n1 + 127) / 128, kb1, kb1),
+        .d = tensor2d(dh1, KILN_DTYPE_BF16, m, n1, n1),
+        .b_ready = 1,
+    };
+    kiln_quant_fp8_args quant = {
+        .x = tensor2d(dh1, KILN_DTYPE_BF16, m, n1, n1),
+        .q = tensor2d(dq, KILN_DTYPE_E4M3, m, n1, n1),
+        .scales = tensor2d(dsq, KILN_DTYPE_F32, kb2, m, stride),
+    };
+    kiln_gemm_fp8_args second = {
+        .a = tensor2d(dq, KILN_DTYPE_E4M3, m, n1, n1),
+        .sfa = tensor2d(dsq, KILN_DTYPE_F32, kb2, m, stride),
+        .b = tensor2d(p2.db, KILN_DTYPE_E4M3, n2, n1, n1),
+        .sfb = tensor2d(p2.dsfb, KILN_DTYPE_F32, (n2 + 127) / 128, kb2, kb2),
+        .d = tensor2d(dy, KILN_DTYPE_BF16, m, n2, n2),
+        .b_ready = 1,
+    };
+    snprintf(what, sizeof what, "b_ready, %lld rows: %lld -> %lld -> %lld", (long long)m,
+             (long long)k1, (long long)n1, (long long)n2);
+    size_t h1_bytes = (size_t)(m * n1) * 2, y_bytes = (size_t)(m * n2) * 2;
+    uint16_t *h1 = malloc(h1_bytes), *y0 = malloc(y_bytes), *y = malloc(y_bytes);
+    for (int run = 0; run < CHAIN_RUNS; run++) {
+        gpu_poison(dh1, h1_bytes, 0xffffffffu);
+        gpu_poison(dq, (size_t)(m * n1), 0xffffffffu);
+        gpu_poison(dsq, (size_t)(kb2 * stride) * 4, 0xffffffffu);
+        gpu_poison(dy, y_bytes, 0xffffffffu);
+        gpu_sync();
+        if (kiln_gemm_fp8(ctx, &first, NULL) != KILN_OK ||
+            kiln_quant_fp8_per_token(ctx, &quant, NULL) != KILN_OK ||
+            kiln_gemm_fp8(ctx, &second, NULL) != KILN_OK)
+            fail_msg("%s: %s", what, kiln_ctx_errmsg(ctx));
+        gpu_sync();
+        gpu_download(run == 0 ? y0 : y, dy, y_bytes);
+        if (run > 0 && memcmp(y, y0, y_bytes) != 0)
+            fail_msg("%s: run %d differs from run 0", what, run);
+    }
+    /* The second GEMM's reference from the quantizer's output as left in memory. */
+    gpu_download(h1, dh1, h1_bytes);
+    gpu_download(p2.a, dq, (size_t)(m * n1));
+    float *sq = malloc((size_t)(kb2 * stride) * 4);
+    gpu_download(sq, dsq, (size_t)(kb2 * stride) * 4);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t b = 0; b < kb2; b++)
+            p2.sa[r * kb2 + b] = sq[b * stride + r];
+    int64_t *rows = malloc((size_t)m * sizeof(int64_t));
+    for (int64_t r = 0; r < m; r++)
+        rows[r] = r;
+    double *ref1 = malloc((size_t)(m * n1) * sizeof(double));
+    double *ref2 = malloc((size_t)(m * n2) * sizeof(double));
+    fp8_reference(&p, rows, m, ref1);
+    fp8_reference(&p2, rows, m, ref2);
+    check_bf16("first fp8 gemm", h1, ref1, m, n1, 1.0 / 16, 1e-2, 1e-3);
+    check_bf16("fp8 gemm on its quantized output", y0, ref2, m, n2, 1.0 / 16, 1e-2, 1e-3);
+    print_message("  %s: %d runs bitwise equal\n", what, CHAIN_RUNS);
+    gpu_free(dsfa);
+    gpu_free(dh1);
+    gpu_free(dq);
+    gpu_free(dsq);
+    gpu_free(dy);
+    free(h1);
+    free(y0);
+    free(y);
+    free(sq);
+    free(sfa);
+    free(rows);
+    free(ref1);
+    free(ref2);
+    fp8_problem_free(&p);
+    fp8_problem_free(&p2);
+}
+
 /* Decode-sized (one tile row, short kernels that the next one's prologue overlaps) and
  * prefill-sized chains, with partial tiles in M and N. */
 static void test_pdl_chain(void **state)
@@ -158,12 +250,23 @@ static void test_pdl_chain(void **state)
     check_chain(1000, 2048, 1024, 768, 1040);
 }
 
+/* b_ready at decode and prefill sizes (128-, 192- or 256-row tiles, partial tiles in M
+ * and N). */
+static void test_pdl_b_ready(void **state)
+{
+    (void)state;
+    check_b_ready_chain(8, 1024, 2048, 1536);
+    check_b_ready_chain(130, 2048, 1024, 2112);
+    check_b_ready_chain(2000, 1024, 2048, 7168);
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
     seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pdl_chain),
+        cmocka_unit_test(test_pdl_b_ready),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln_ctx_destroy(ctx);

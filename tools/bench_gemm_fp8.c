@@ -23,6 +23,11 @@
  * (NVML's clock lags: trust it for batches over ~15 ms); the trace counts SM clock cycles.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
  * KILN_BENCH_WORKSPACE=0: the dense GEMM without its workspace (no split last round).
+ * KILN_BENCH_B_READY=S: the dense GEMM with B early, up to S ring slots of B loaded before
+ * the PDL wait (default 0: none; kiln_gemm_fp8's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
+ * KILN_BENCH_CHAIN=1 (dense): every timed GEMM, kiln's and cuBLASLt's, follows a per-token
+ * FP8 quantization of its A's BF16 copy into a scratch buffer (kiln's quantizer, PDL): the
+ * times are then of the pair, as in a decode layer where a GEMM follows its quantizer.
  * KILN_SWEEP_ROUNDS=R (--sweep, dense): time the configurations R times round-robin and print
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
@@ -49,6 +54,7 @@
 typedef struct operand_set {
     fp8_problem p;
     void *dsfa, *dsfa_lt, *dd, *da16, *db16;
+    void *chain_q, *chain_sq; /* KILN_BENCH_CHAIN: the quantizer's output (dense only) */
 } operand_set;
 
 /* cuBLASLt in column-major terms: D'[M,N] (= D^T, same bytes) = A'^T B' with A' = our A as
@@ -120,9 +126,32 @@ static void *trace_buffer;               /* --trace: the kernel's clock readings
 /* kiln_gemm_fp8's workspace (zero-filled once), unless KILN_BENCH_WORKSPACE=0. */
 static void *workspace;
 static int64_t workspace_bytes;
+/* KILN_BENCH_B_READY: b_ready on kiln's dense launches (B is the weights: the serving case).
+ * Shows only where launches follow each other (batches, PDL). */
+static int b_ready = 0;
+/* KILN_BENCH_CHAIN=1: a quantization before each dense GEMM (run_once). */
+static bool chain;
+
+/* KILN_BENCH_CHAIN: A's BF16 copy quantized per token into the set's scratch buffers. */
+static bool run_quantizer(operand_set *s, int64_t m, CUstream stream)
+{
+    int64_t k = s->p.k;
+    kiln_quant_fp8_args q = {
+        .x = tensor2d(s->da16, KILN_DTYPE_BF16, m, k, k),
+        .q = tensor2d(s->chain_q, KILN_DTYPE_E4M3, m, k, k),
+        .scales = tensor2d(s->chain_sq, KILN_DTYPE_F32, k / 128, m, kiln_sf_mn_stride(m)),
+    };
+    if (kiln_quant_fp8_per_token(ctx, &q, (kiln_stream)stream) != KILN_OK) {
+        fprintf(stderr, "kiln_quant_fp8_per_token: %s\n", kiln_ctx_errmsg(ctx));
+        return false;
+    }
+    return true;
+}
 
 static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstream stream)
 {
+    if (chain && s->chain_q != NULL && !run_quantizer(s, m, stream))
+        return false;
     if (who != RUN_KILN)
         return lt_run(plan, who == RUN_LT_FP8, s, stream);
     int64_t n = s->p.n, k = s->p.k, kb = k / 128;
@@ -134,6 +163,7 @@ static bool run_once(runner who, lt_plan *plan, operand_set *s, int64_t m, CUstr
         .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
         .workspace = workspace,
         .workspace_bytes = workspace_bytes,
+        .b_ready = b_ready,
     };
     if (kiln__gemm_fp8_with(ctx, &args, forced, trace_buffer, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_fp8: %s\n", kiln_ctx_errmsg(ctx));
@@ -527,6 +557,8 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
         /* The BF16 baseline multiplies the same values, unscaled (the same work). */
         s->da16 = to_bf16_device(s->p.a, m, k);
         s->db16 = to_bf16_device(s->p.b, n, k);
+        s->chain_q = chain ? gpu_alloc((size_t)(m * k)) : NULL;
+        s->chain_sq = chain ? gpu_alloc((size_t)(kb * kiln_sf_mn_stride(m)) * 4) : NULL;
     }
 
     CUstream stream;
@@ -585,6 +617,10 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target,
         gpu_free(sets[i].dsfa);
         gpu_free(sets[i].dsfa_lt);
         gpu_free(sets[i].dd);
+        if (sets[i].chain_q != NULL) {
+            gpu_free(sets[i].chain_q);
+            gpu_free(sets[i].chain_sq);
+        }
         fp8_problem_free(&sets[i].p);
     }
 }
@@ -1140,6 +1176,10 @@ int main(int argc, char **argv)
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
+    const char *b_ready_env = getenv("KILN_BENCH_B_READY");
+    b_ready = b_ready_env != NULL ? atoi(b_ready_env) : 0;
+    const char *chain_env = getenv("KILN_BENCH_CHAIN");
+    chain = chain_env != NULL && strcmp(chain_env, "0") != 0;
     const char *ws_env = getenv("KILN_BENCH_WORKSPACE");
     if (ws_env == NULL || strcmp(ws_env, "0") != 0) {
         workspace_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
@@ -1148,8 +1188,10 @@ int main(int argc, char **argv)
         gpu_sync();
     }
     if (!json)
-        printf("dense kiln_gemm_fp8 %s a workspace (KILN_BENCH_WORKSPACE=0: without)\n",
-               workspace != NULL ? "with" : "without");
+        printf("dense kiln_gemm_fp8 %s a workspace (KILN_BENCH_WORKSPACE=0: without), "
+               "b_ready %d (KILN_BENCH_B_READY)%s\n",
+               workspace != NULL ? "with" : "without", b_ready,
+               chain ? ", each GEMM after a quantizer (KILN_BENCH_CHAIN)" : "");
     if (!lt_open())
         return 1;
     if (masked) {

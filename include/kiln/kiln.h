@@ -234,7 +234,15 @@ typedef struct kiln_gemm_fp8_args {
     kiln_tensor d;
     void *workspace;         /* optional, see below (NULL: none) */
     int64_t workspace_bytes;
+    int b_ready;             /* optional, see below (0: no) */
 } kiln_gemm_fp8_args;
+
+/* b_ready: nonzero declares that b and sfb are complete before this launch and that no
+ * earlier kernel on the stream writes them (weights). Under programmatic dependent launch
+ * the GEMM then loads its first two K blocks of B before the kernel it follows has finished
+ * (A, its scales and D still wait for it), which hides those loads behind that kernel's
+ * tail. Set it for weights only: if the kernel before writes B, the result is undefined.
+ * BF16 output only; ignored in the FP32 mode. */
 
 /* The workspace of kiln_gemm_fp8 (BF16 output only; ignored in the FP32 mode): device memory
  * of at least kiln_gemm_fp8_workspace_bytes(ctx) bytes (12.4 MiB on 132 SMs), 16-byte

@@ -93,6 +93,7 @@ typedef struct kiln__gemm_fp8_operands {
     void *d;                /* D again, for the row-by-row stores of partial tiles */
     long long ld_d;
     void *tail_ws;          /* dense: the split last round's workspace (NULL: no split) */
+    int b_ready;            /* dense: ring slots of B that may load before the PDL wait */
 } kiln__gemm_fp8_operands;
 
 /* The row-major operands of the dense and contiguous GEMMs as 2-D tensor maps: A [m, k]
@@ -108,8 +109,15 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
                           kiln_stream stream);
 
+/* The ring slots of B that kiln_gemm_fp8 with b_ready loads before the PDL wait. Two
+ * measured best in back-to-back batches of decode GEMMs on the H200 (the whole ring was 6%
+ * slower than none; docs/gemm_fp8_notes.md, "Stop 41"). */
+#define KILN__GEMM_B_EARLY_SLOTS 2
+
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
- * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. With
+ * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. Here
+ * args->b_ready counts the ring slots of B loaded before the PDL wait (kiln_gemm_fp8 passes
+ * KILN__GEMM_B_EARLY_SLOTS for nonzero), so the benchmark can time other counts. With
  * forced->trace, `trace` is a zeroed device buffer of KILN_GEMM_FP8_TRACE_SLOTS u64 per CTA
  * that the kernel fills with clock readings (the template's trace_slot); NULL otherwise. */
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,

@@ -123,7 +123,7 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
                       (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
                       (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
-                      (void *)&ops->ld_d, (void *)&ops->tail_ws};
+                      (void *)&ops->ld_d, (void *)&ops->tail_ws, (void *)&ops->b_ready};
     kj_spec spec;
     kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_fp8_threads(cfg),
@@ -182,7 +182,11 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
 
 kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_stream stream)
 {
-    return kiln__gemm_fp8_with(ctx, args, NULL, NULL, stream);
+    if (args == NULL || args->b_ready == 0)
+        return kiln__gemm_fp8_with(ctx, args, NULL, NULL, stream);
+    kiln_gemm_fp8_args early = *args;
+    early.b_ready = KILN__GEMM_B_EARLY_SLOTS;
+    return kiln__gemm_fp8_with(ctx, &early, NULL, NULL, stream);
 }
 
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
@@ -220,6 +224,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         .num_groups = 1,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
+        .b_ready = args->b_ready > 0 && !f32 ? args->b_ready : 0,
     };
     if ((status = kiln__gemm_fp8_row_maps(ctx, &cfg, m, n, k, &args->a, &args->sfa,
                                           f32 ? NULL : &args->d, &ops)) ||

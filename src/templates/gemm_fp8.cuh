@@ -97,8 +97,8 @@
  * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads;
  * dense and prefix-sum contiguous 256-row tiles keep the packed sums in registers and store
  * them while the next tile's first K block runs (DEFER).
- * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
- * after the main loop.
+ * PDL: griddepcontrol.wait after barrier init and descriptor prefetch (dense kernels with
+ * B ready: after the first tile's B loads); launch_dependents after the main loop.
  * Files: this one holds the math warpgroups' tile loop and the kernel; gemm_fp8_config.cuh
  * the compile-time constants, their checks and the shared-memory layout;
  * gemm_fp8_producer.cuh the producer warpgroup, gemm_fp8_kblock.cuh one K block of math
@@ -397,14 +397,15 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
  * again as a pointer with its row stride (elements), for row-by-row stores of partial
  * tiles; tail_ws: the workspace of the split last round (gemm_fp8_tail.cuh; null: no
- * split). */
+ * split); b_ready: nonzero when B and sfb were ready before the launch (weights), so that a
+ * dense BF16-output kernel may read them before griddepcontrol.wait (load_b_early). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
                     const float *__restrict__ sfb, const float *c, int m,
                     const int *__restrict__ group_rows, int num_groups,
                     unsigned short *__restrict__ d_ptr, long long ld_d,
-                    unsigned *__restrict__ tail_ws)
+                    unsigned *__restrict__ tail_ws, int b_ready)
 {
     using namespace kiln_fp8;
     extern __shared__ unsigned char smem_raw[];
@@ -440,21 +441,34 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         cluster_sync_after_init();
     else
         __syncthreads();
-    grid_dependency_wait();
-    if (threadIdx.x == 0)
-        trace_mark(c, TR_READY);
-
-    const sched sc = make_sched(m, group_rows, num_groups, tail_ws);
+    /* The grid dependency wait (PDL): for all threads here, or (B_EARLY_OK) in each role,
+     * so that with B ready the producers read B and its scales before it. */
+    if constexpr (!B_EARLY_OK) {
+        grid_dependency_wait();
+        if (threadIdx.x == 0)
+            trace_mark(c, TR_READY);
+    }
+    const sched sc = make_sched(m, group_rows, num_groups, tail_ws); /* reads no memory */
+    const int b_early = B_EARLY_OK && b_ready > 0 ? b_ready : 0; /* slots of B early, at most */
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
-        if (warp == MATH_WG * 4)
-            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c);
-        else if (OUT_F32 && warp == MATH_WG * 4 + 1)
-            producer_col_scales(sfb, sc, base, lane);
-        else if (SCALE_WARP && warp == MATH_WG * 4 + 1)
-            producer_scales(sfb, sc, base, lane);
+        if (warp == MATH_WG * 4) {
+            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early);
+        } else {
+            if (B_EARLY_OK && !b_early)
+                grid_dependency_wait();
+            if (OUT_F32 && warp == MATH_WG * 4 + 1)
+                producer_col_scales(sfb, sc, base, lane);
+            else if (SCALE_WARP && warp == MATH_WG * 4 + 1)
+                producer_scales(sfb, sc, base, lane);
+        }
     } else {
+        if constexpr (B_EARLY_OK) {
+            grid_dependency_wait();
+            if (threadIdx.x == 0)
+                trace_mark(c, TR_READY);
+        }
         setmaxnreg_inc<MATH_REGS>();
         math(&tm_d, sc, base, c, d_ptr, ld_d, tail_ws);
     }

@@ -66,6 +66,10 @@ constexpr bool LOADS_ONLY = kp::loads_only != 0;
  * synchronisation and the epilogue without the operands' movement; D is garbage. */
 constexpr bool MATH_ONLY = kp::math_only != 0;
 static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each other");
+/* Kernels that may load B before the grid dependency wait when the launch says B is ready
+ * (b_ready; load_b_early): dense BF16-output ones. Grouped kernels find their tiles from
+ * counts that the kernel before may write; the others keep one wait for all threads. */
+constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
 /* 1: the row groups' warpgroups issue their K blocks' wgmma in turn (0, 1, .., 0, 1, ..;
  * plain K loop, 128-, 192- and 256-row tiles). Waiting on the same full barrier, they
  * otherwise issue together, their wgmma finish together and they promote together while

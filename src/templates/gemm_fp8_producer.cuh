@@ -6,38 +6,79 @@
  * shared-memory constants, gemm_sched.cuh and trace_mark; it includes nothing
  * itself. */
 
+/* Dense kernels: the B tile of K block kb of tile tl into slot s, counted on `full`. */
+__device__ __forceinline__ void load_dense_b(const tmap *tm_b, const sched &sc, const tile &tl,
+                                             u32 base, int s, u32 full, int kb)
+{
+    const int nb = tl.nb;
+    if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
+        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
+                    (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
+    else if constexpr (MC == 1)
+        tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
+    else /* each CTA loads its half of the B tile into both */
+        tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES + sc.rank * (B_STAGE_BYTES / 2),
+                              tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2), (u16)3);
+}
+
+/* Dense kernels: the A tile and its scales of K block kb into slot s. */
+__device__ __forceinline__ void load_dense_a(const tmap *tm_a, const tmap *tm_sfa,
+                                             const sched &sc, u32 base, int s, u32 full, int kb,
+                                             int a_row)
+{
+    if constexpr (MCA == 1)
+        tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
+    else /* each CTA loads its 1/MCA of the A tile into all of them */
+        tma_load_2d_multicast(base + OFF_A + s * A_STAGE_BYTES + sc.rank * (A_STAGE_BYTES / MCA),
+                              tm_a, full, kb * BK, a_row + sc.rank * (BM / MCA),
+                              (u16)((1u << MCA) - 1));
+    tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+}
+
 /* The TMA loads of K block kb of tile tl into slot s, counted on its full barrier. */
 __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, const tmap *tm_sfa,
                                            const sched &sc, const tile &tl, u32 base, int s,
                                            u32 full, int kb, int a_row)
 {
-    const int nb = tl.nb;
     mbar_arrive_expect_tx(full, stage_tx(sc.m));
     if constexpr (GROUPING == 1) {
         tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
-        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, tl.nb * BN, tl.g);
         tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
     } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
         tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN, tl.g);
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, tl.nb * BN, tl.g);
         tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
     } else {
-        if constexpr (MCA == 1)
-            tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
-        else /* each CTA loads its 1/MCA of the A tile into all of them */
-            tma_load_2d_multicast(
-                base + OFF_A + s * A_STAGE_BYTES + sc.rank * (A_STAGE_BYTES / MCA), tm_a, full,
-                kb * BK, a_row + sc.rank * (BM / MCA), (u16)((1u << MCA) - 1));
-        if constexpr (MCA > 1) /* a cluster's n blocks past N load the last one */
-            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK,
-                        (nb < NUM_NB ? nb : NUM_NB - 1) * BN);
-        else if constexpr (MC == 1)
-            tma_load_2d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, nb * BN);
-        else /* each CTA loads its half of the B tile into both */
-            tma_load_2d_multicast(base + OFF_B + s * B_STAGE_BYTES + sc.rank * (B_STAGE_BYTES / 2),
-                                  tm_b, full, kb * BK, nb * BN + sc.rank * (BN / 2), (u16)3);
-        tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
+        load_dense_b(tm_b, sc, tl, base, s, full, kb);
+        load_dense_a(tm_a, tm_sfa, sc, base, s, full, kb, a_row);
     }
+}
+
+/* B early (dense kernels whose B and B scales the caller declared ready before the launch:
+ * weights): the B tiles of the first tile's first K blocks, up to one per slot, are loaded
+ * before the grid dependency wait, so under PDL they stream in while the kernel before
+ * this one finishes. Their slots' full barriers get the stage's bytes now and the arrive
+ * later, with A's loads. At most max_slots of them (the launch's b_ready: the host's
+ * KILN__GEMM_B_EARLY_SLOTS). Returns how many slots were so loaded. */
+__device__ __forceinline__ int load_b_early(const tmap *tm_b, const sched &sc, u32 base, u32 lane,
+                                            int max_slots)
+{
+    if (sc.first >= sc.num_units)
+        return 0;
+    cursor cur;
+    cursor_init(sc, cur);
+    tile tl;
+    tile_coords(sc, cur, sc.first, tl);
+    int early = sc.kb_count < STAGES ? sc.kb_count : STAGES;
+    early = early < max_slots ? early : max_slots;
+    if (lane == 0)
+        for (int i = 0; i < early; ++i) {
+            const u32 full = base + OFF_BAR + i * 8;
+            mbar_expect_tx(full, stage_tx(sc.m));
+            load_dense_b(tm_b, sc, tl, base, i, full, sc.kb_begin + i);
+        }
+    return early;
 }
 
 /* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
@@ -45,10 +86,16 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                              const tmap *tm_sfa, const float *__restrict__ sfb,
                                              const sched &sc, u32 base, u32 lane,
-                                             const float *trace)
+                                             const float *trace, int b_early)
 {
     int s = 0;
     u32 phase = 0;
+    int early = 0; /* slots of the first tile whose B is loaded already (load_b_early) */
+    if constexpr (B_EARLY_OK) { /* the kernel waited for all threads otherwise */
+        if (b_early)
+            early = load_b_early(tm_b, sc, base, lane, b_early);
+        grid_dependency_wait();
+    }
     for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto piece) {
         const int kb_begin = decltype(piece)::value ? tl.kb_begin : sc.kb_begin;
         const int kb_count = decltype(piece)::value ? tl.kb_count : sc.kb_count;
@@ -98,12 +145,17 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                      ::"r"(base + OFF_SFB + (s * NSB + j) * 4), "f"(v[j])
                                      : "memory");
                 }
-                if constexpr (MATH_ONLY)
+                if constexpr (MATH_ONLY) {
                     mbar_arrive(full); /* no loads: the slot is handed over as it is */
-                else
+                } else if (B_EARLY_OK && early > 0) {
+                    mbar_arrive(full); /* its bytes were expected with B's loads */
+                    load_dense_a(tm_a, tm_sfa, sc, base, s, full, kb, a_row);
+                } else {
                     load_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
+                }
             }
             __syncwarp();
+            early -= early > 0;
             if (++s == STAGES) {
                 s = 0;
                 phase ^= 1;

@@ -82,6 +82,14 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(u32 bar, u32 bytes)
                  :: "r"(bar), "r"(bytes) : "memory");
 }
 
+/* The bytes the barrier's current phase waits for, without an arrive (the arrive comes
+ * later, after this thread's other writes into the slot). */
+__device__ __forceinline__ void mbar_expect_tx(u32 bar, u32 bytes)
+{
+    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;"
+                 :: "r"(bar), "r"(bytes) : "memory");
+}
+
 /* Spins until the phase with the given parity has completed. A fresh barrier is in phase 0,
  * so waiting for parity 1 returns at once (the "previous" phase counts as complete). */
 __device__ __forceinline__ void mbar_wait(u32 bar, u32 parity)
