@@ -4,6 +4,7 @@
 #   bash scripts/ab-knob.sh KNOB[=A,B] [ROUNDS] [BENCH ARGS...]  (carry build-device and .carry)
 # e.g. bash scripts/ab-knob.sh KILN_GEMM_TALL_TILES=0,2 2 4096x7168x16384 4096x2112x7168
 # KILN_BUILD_DIR=build-a,build-b compares two builds (carry both), e.g. main and a branch.
+# KILN_AB_BENCH=kiln-bench-gemm-bf16 times the BF16 GEMM instead (default kiln-bench-gemm-fp8).
 # Runs kiln-bench-gemm-fp8 ARGS with KNOB=A then KNOB=B (default 0 and 1), ROUNDS times
 # (default 2), packs the logs into $OUT/ab-KNOB.tgz, and prints per row the median kiln time
 # of each side, their ratio, and cuBLASLt's median on each side (the control: it should not
@@ -28,7 +29,7 @@ for r in $(seq "$rounds"); do
     v=${values[$side]}
     dir=$build
     [ "$knob" != KILN_BUILD_DIR ] || dir=$v # two builds (e.g. a branch's templates) A/B
-    env "$knob=$v" timeout "${KILN_BENCH_TIMEOUT:-300}" "$dir/tools/kiln-bench-gemm-fp8" "$@" \
+    env "$knob=$v" timeout "${KILN_BENCH_TIMEOUT:-300}" "$dir/tools/${KILN_AB_BENCH:-kiln-bench-gemm-fp8}" "$@" \
       >"$out/ab-$knob-$side-r$r.log" 2>&1 || echo "round $r, $knob=$v: exit $?"
   done
 done

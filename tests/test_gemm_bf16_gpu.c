@@ -70,8 +70,9 @@ typedef struct dense_problem {
 /* The rows checked against the reference: the first 1000, then 192 sampled. */
 enum { DENSE_ROWS = 1000, SAMPLED_ROWS = 192 };
 
-/* M rows of p in `layout` to a d of `out` dtype, twice; every element finite, runs
- * bitwise equal, the checked rows against ref. */
+/* M rows of p in `layout` to a d of `out` dtype, twice (the second time with b_ready: B
+ * loaded early, the same bits); every element finite, runs bitwise equal, the checked rows
+ * against ref. */
 static void check_dense(const dense_problem *p, int64_t m, int layout, bool f32,
                         const int64_t *rows, int64_t num_rows, const double *ref)
 {
@@ -96,6 +97,7 @@ static void check_dense(const dense_problem *p, int64_t m, int layout, bool f32,
     for (int run = 0; run < 2; run++) {
         gpu_poison(dd[run], d_bytes, 0xffffffffu);
         args.d = tensor2d(dd[run], f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n);
+        args.b_ready = run;
         if (kiln_gemm_bf16(ctx, &args, NULL) != KILN_OK)
             fail_msg("%s: %s", what, kiln_ctx_errmsg(ctx));
         gpu_sync();

@@ -4,8 +4,9 @@
  * (griddepcontrol.wait) for the whole previous grid, its last TMA stores included. Every
  * buffer is poisoned with NaN first, so input read too early shows as NaN or as a mismatch
  * with the FP64 reference computed from what the previous kernel left in memory; the chain
- * runs several times, bitwise equal each time. Then FP8 GEMMs with b_ready around a
- * quantizer: B loaded early, A only once the kernel before has finished. */
+ * runs several times, bitwise equal each time. Then the same with b_ready on every GEMM, and
+ * FP8 GEMMs with b_ready around a quantizer: B loaded early, A only once the kernel before
+ * has finished. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,8 +60,9 @@ static double *bf16_chain_reference(const uint16_t *x, const float *w, const int
 }
 
 /* h1 = A . B^T (FP8, K = k1, N = n1), h2 = h1 . w2^T (BF16, [n2][n1]), y = h2 . w3^T
- * ([n3][n2]), on the context's stream with nothing in between. */
-static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n3)
+ * ([n3][n2]), on the context's stream with nothing in between; with b_ready, every GEMM
+ * loads its weights early (and must still read its A only after the kernel before). */
+static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n3, int b_ready)
 {
     char what[96];
     fp8_problem p;
@@ -84,21 +86,25 @@ static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n
         .b = tensor2d(p.db, KILN_DTYPE_E4M3, n1, k1, k1),
         .sfb = tensor2d(p.dsfb, KILN_DTYPE_F32, (n1 + 127) / 128, kb, kb),
         .d = tensor2d(dout[0], KILN_DTYPE_BF16, m, n1, n1),
+        .b_ready = b_ready,
     };
     kiln_gemm_bf16_args second = {
         .a = tensor2d(dout[0], KILN_DTYPE_BF16, m, n1, n1),
         .b = tensor2d(dw2, KILN_DTYPE_BF16, n2, n1, n1),
         .d = tensor2d(dout[1], KILN_DTYPE_BF16, m, n2, n2),
         .layout = KILN_GEMM_NT,
+        .b_ready = b_ready,
     };
     kiln_gemm_bf16_args third = {
         .a = tensor2d(dout[1], KILN_DTYPE_BF16, m, n2, n2),
         .b = tensor2d(dw3, KILN_DTYPE_BF16, n3, n2, n2),
         .d = tensor2d(dout[2], KILN_DTYPE_BF16, m, n3, n3),
         .layout = KILN_GEMM_NT,
+        .b_ready = b_ready,
     };
-    snprintf(what, sizeof what, "%lld rows: %lld -> %lld -> %lld -> %lld", (long long)m,
-             (long long)k1, (long long)n1, (long long)n2, (long long)n3);
+    snprintf(what, sizeof what, "%s%lld rows: %lld -> %lld -> %lld -> %lld",
+             b_ready ? "b_ready, " : "", (long long)m, (long long)k1, (long long)n1,
+             (long long)n2, (long long)n3);
     for (int run = 0; run < CHAIN_RUNS; run++) {
         for (int s = 0; s < 3; s++)
             gpu_poison(dout[s], (size_t)(m * cols[s]) * 2, 0xffffffffu);
@@ -245,16 +251,19 @@ static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
 static void test_pdl_chain(void **state)
 {
     (void)state;
-    check_chain(8, 1024, 2048, 1024, 512);
-    check_chain(200, 512, 1536, 2048, 272);
-    check_chain(1000, 2048, 1024, 768, 1040);
+    check_chain(8, 1024, 2048, 1024, 512, 0);
+    check_chain(200, 512, 1536, 2048, 272, 0);
+    check_chain(1000, 2048, 1024, 768, 1040, 0);
 }
 
 /* b_ready at decode and prefill sizes (128-, 192- or 256-row tiles, partial tiles in M
- * and N). */
+ * and N): FP8 GEMMs around a quantizer, and the FP8 -> BF16 -> BF16 chains. */
 static void test_pdl_b_ready(void **state)
 {
     (void)state;
+    check_chain(8, 1024, 2048, 1024, 512, 1);
+    check_chain(200, 512, 1536, 2048, 272, 1);
+    check_chain(1000, 2048, 1024, 768, 1040, 1);
     check_b_ready_chain(8, 1024, 2048, 1536);
     check_b_ready_chain(130, 2048, 1024, 2112);
     check_b_ready_chain(2000, 1024, 2048, 7168);

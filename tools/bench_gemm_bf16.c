@@ -9,6 +9,8 @@
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
+ * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
+ * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_BF16_B_EARLY_SLOTS).
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
 #include <time.h>
 
@@ -18,6 +20,7 @@
 
 static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
+static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) */
 
 typedef struct operand_set {
     void *da, *db, *dd; /* A [M][K], B [N][K], D [M][N], all row-major bf16 */
@@ -53,7 +56,8 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
     kiln_gemm_bf16_args args = {.a = tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
                                 .b = tensor2d(s->db, KILN_DTYPE_BF16, n, k, k),
                                 .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
-                                .layout = KILN_GEMM_NT};
+                                .layout = KILN_GEMM_NT,
+                                .b_ready = b_ready};
     if (kiln__gemm_bf16_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_bf16: %s\n", kiln_ctx_errmsg(ctx));
         return false;
@@ -265,6 +269,10 @@ int main(int argc, char **argv)
     int64_t(*custom)[3] = cli.shapes;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
+    const char *b_ready_env = getenv("KILN_BENCH_B_READY");
+    b_ready = b_ready_env != NULL ? atoi(b_ready_env) : 0;
+    if (b_ready != 0 && !json)
+        printf("kiln with b_ready %d (KILN_BENCH_B_READY)\n", b_ready);
     if (!lt_open())
         return 1;
     if (sweep) {

@@ -335,6 +335,10 @@ typedef enum kiln_gemm_layout {
  *   b       BF16, [N, K] or (layout bit 1) [K, N]; same rules
  *   d       BF16 or F32 [M, N]; row stride a multiple of 16 bytes
  *   layout  a kiln_gemm_layout
+ *   b_ready optional, nonzero: b is weights, complete before this launch and written by no
+ *           earlier kernel on the stream; the GEMM then loads its first two K blocks of b
+ *           before the PDL wait, as kiln_gemm_fp8_args.b_ready (undefined if the kernel
+ *           before writes b)
  * K and N positive multiples of 8, any M >= 0 (0 launches nothing). N and K are
  * compile-time (one kernel per (N, K, layout, output dtype, config)); M is a run-time
  * argument. Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE,
@@ -344,6 +348,7 @@ typedef struct kiln_gemm_bf16_args {
     kiln_tensor b;
     kiln_tensor d;
     int layout;
+    int b_ready; /* optional (0: no) */
 } kiln_gemm_bf16_args;
 KILN_API kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
                                     kiln_stream stream);

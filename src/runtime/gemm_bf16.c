@@ -80,7 +80,7 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
 {
     void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_d,
                       (void *)&ops->rows, (void *)&ops->group_rows, (void *)&ops->num_groups,
-                      (void *)&ops->d, (void *)&ops->ld_d};
+                      (void *)&ops->d, (void *)&ops->ld_d, (void *)&ops->b_ready};
     kj_spec spec;
     kiln__gemm_bf16_spec(&spec, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_bf16_threads(cfg),
@@ -91,7 +91,11 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
 
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)
 {
-    return kiln__gemm_bf16_with(ctx, args, NULL, stream);
+    if (args == NULL || args->b_ready == 0)
+        return kiln__gemm_bf16_with(ctx, args, NULL, stream);
+    kiln_gemm_bf16_args early = *args;
+    early.b_ready = KILN__GEMM_BF16_B_EARLY_SLOTS;
+    return kiln__gemm_bf16_with(ctx, &early, NULL, stream);
 }
 
 kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
@@ -126,6 +130,7 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
         .num_groups = 1,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
+        .b_ready = args->b_ready > 0 ? args->b_ready : 0,
     };
     /* A K-major operand loads [tile rows, 64 of K] per stage (A: only M's rows rounded up to
      * 8 when M is shorter than a tile, the template's stage_tx); an MN-major one [64 of K,

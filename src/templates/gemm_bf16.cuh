@@ -60,8 +60,8 @@
  * when the wgmma that read it have completed. The epilogue packs the accumulator into
  * swizzled shared memory, one column slab at a time through two staging buffers, and
  * stores each slab with TMA, overlapping the next tile's loads and the next slab's packing.
- * PDL: griddepcontrol.wait after barrier init and descriptor prefetch; launch_dependents
- * after the main loop.
+ * PDL: griddepcontrol.wait after barrier init and descriptor prefetch (dense kernels with
+ * B ready: after the first tile's first B loads); launch_dependents after the main loop.
  */
 #include "common/sm90.cuh"
 #include "common/wgmma_bf16.cuh"
@@ -88,6 +88,10 @@ constexpr int M_ALIGN = kp::m_align > 0 ? (int)kp::m_align : 1; /* never a divis
 constexpr bool A_MN = (kp::layout & 1) != 0;
 constexpr bool B_MN = (kp::layout & 2) != 0;
 constexpr bool OUT_F32 = kp::out_f32 != 0;
+/* Kernels that may load B before the grid dependency wait when the launch says B is ready
+ * (b_ready; load_b_early): dense ones. Grouped kernels find their tiles from counts that
+ * the kernel before may write. */
+constexpr bool B_EARLY_OK = GROUPING == 0;
 constexpr int THREADS = (RG + 1) * 128;
 /* Registers per math thread after setmaxnreg: the launch allocates THREADS x the entry
  * count (capped by __launch_bounds__ at 65536 / THREADS); setmaxnreg.inc can only take
@@ -171,49 +175,97 @@ __device__ __forceinline__ int in_range(int start, int extent)
     return start < extent ? start : (extent - 1) / 64 * 64;
 }
 
-/* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. An MN-major
- * operand comes as boxes of 64 (M or N) x 64 (K), one per 64-wide slice of the tile. */
+/* The A tile of K block kb into a_dst, counted on `full`. An MN-major operand comes as
+ * boxes of 64 (M or N) x 64 (K), one per 64-wide slice of the tile. */
+__device__ __forceinline__ void load_a(const tmap *tm_a, const sched &sc, const tile &tl,
+                                       u32 a_dst, u32 full, int kb, int a_row)
+{
+    if constexpr (GROUPING == 1) {
+        tma_load_3d(a_dst, tm_a, full, kb * BK, a_row, tl.g);
+    } else if constexpr (A_MN) {
+#pragma unroll
+        for (int j = 0; j < RG; ++j)
+            tma_load_2d(a_dst + j * 8192, tm_a, full, in_range(a_row + 64 * j, sc.m), kb * BK);
+    } else {
+        tma_load_2d(a_dst, tm_a, full, kb * BK, a_row);
+    }
+}
+
+/* The B tile of K block kb into b_dst, counted on `full`. */
+__device__ __forceinline__ void load_b(const tmap *tm_b, const tile &tl, u32 b_dst, u32 full,
+                                       int kb)
+{
+    const int b_col = tl.nb * BN;
+    if constexpr (GROUPING != 0) {
+        tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
+    } else if constexpr (B_MN) {
+#pragma unroll
+        for (int j = 0; j < BN / 64; ++j)
+            tma_load_2d(b_dst + j * 8192, tm_b, full, in_range(b_col + 64 * j, (int)N), kb * BK);
+    } else {
+        tma_load_2d(b_dst, tm_b, full, kb * BK, b_col);
+    }
+}
+
+/* B early (dense kernels whose B the caller declared ready before the launch: weights): the
+ * B tiles of the first tile's first K blocks, at most max_slots of them (the launch's
+ * b_ready, the host's KILN__GEMM_B_EARLY_SLOTS) and one per slot, are loaded before the grid
+ * dependency wait, so under PDL they stream in while the kernel before this one finishes.
+ * Their slots' full barriers get the stage's bytes now and the arrive later, with A's
+ * loads. Returns how many slots were so loaded. (The FP8 GEMM's load_b_early repeats the
+ * first lines: moved into gemm_sched.cuh, they changed the FP8 kernels' SASS.) */
+__device__ __forceinline__ int load_b_early(const tmap *tm_b, const sched &sc, u32 base, u32 lane,
+                                            int max_slots)
+{
+    if (sc.first >= sc.num_units)
+        return 0;
+    cursor cur;
+    cursor_init(sc, cur);
+    tile tl;
+    tile_coords(sc, cur, sc.first, tl);
+    int early = sc.kb_count < STAGES ? sc.kb_count : STAGES;
+    early = early < max_slots ? early : max_slots;
+    if (lane == 0)
+        for (int i = 0; i < early; ++i) {
+            const u32 full = base + OFF_BAR + i * 8;
+            mbar_expect_tx(full, stage_tx(sc.m));
+            load_b(tm_b, tl, base + OFF_B + i * B_STAGE_BYTES, full, sc.kb_begin + i);
+        }
+    return early;
+}
+
+/* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. With b_early
+ * (dense kernels only), B of the first tile's first slots before the grid dependency wait;
+ * the other kernels waited with all threads. */
 __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const sched &sc,
-                                         u32 base, u32 lane)
+                                         u32 base, u32 lane, int b_early)
 {
     int s = 0;
     u32 phase = 0;
+    int early = 0; /* slots of the first tile whose B is loaded already */
+    if constexpr (B_EARLY_OK) {
+        if (b_early)
+            early = load_b_early(tm_b, sc, base, lane, b_early);
+        grid_dependency_wait();
+    }
     for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto) {
         const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
-        const int b_col = tl.nb * BN;
 #pragma unroll 1
         for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
             mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
             if (lane == 0) {
                 const u32 full = base + OFF_BAR + s * 8;
                 const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
-                const u32 b_dst = base + OFF_B + s * B_STAGE_BYTES;
-                mbar_arrive_expect_tx(full, stage_tx(sc.m));
-                if constexpr (GROUPING == 1) {
-                    tma_load_3d(a_dst, tm_a, full, kb * BK, a_row, tl.g);
-                    tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
+                if (B_EARLY_OK && early > 0) {
+                    mbar_arrive(full); /* its bytes were expected with B's loads */
                 } else {
-                    if constexpr (A_MN) {
-#pragma unroll
-                        for (int j = 0; j < RG; ++j)
-                            tma_load_2d(a_dst + j * 8192, tm_a, full, in_range(a_row + 64 * j, sc.m),
-                                        kb * BK);
-                    } else {
-                        tma_load_2d(a_dst, tm_a, full, kb * BK, a_row);
-                    }
-                    if constexpr (GROUPING == 2) {
-                        tma_load_3d(b_dst, tm_b, full, kb * BK, b_col, tl.g);
-                    } else if constexpr (B_MN) {
-#pragma unroll
-                        for (int j = 0; j < BN / 64; ++j)
-                            tma_load_2d(b_dst + j * 8192, tm_b, full, in_range(b_col + 64 * j, (int)N),
-                                        kb * BK);
-                    } else {
-                        tma_load_2d(b_dst, tm_b, full, kb * BK, b_col);
-                    }
+                    mbar_arrive_expect_tx(full, stage_tx(sc.m));
+                    load_b(tm_b, tl, base + OFF_B + s * B_STAGE_BYTES, full, kb);
                 }
+                load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
             }
             __syncwarp();
+            early -= early > 0;
             if (++s == STAGES) {
                 s = 0;
                 phase ^= 1;
@@ -390,11 +442,12 @@ extern "C" __device__ const int kiln_gemm_bf16_smem_layout = kiln_gemm_bf16_smem
 /* m: rows of A and D (grouped: M_max of every group, or M_total); group_rows: grouped, the
  * valid rows (masked) or prefix sums (contiguous) of the num_groups groups, device memory
  * (ignored when dense); d_ptr, ld_d: D again as a pointer with its row stride (elements),
- * for the row-by-row stores of partial tiles. */
+ * for the row-by-row stores of partial tiles; b_ready: the ring slots of B a dense kernel
+ * may load before griddepcontrol.wait (B ready before the launch: weights; 0: none). */
 extern "C" __global__ void __launch_bounds__(kiln_bf16::THREADS, 1)
 kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                const __grid_constant__ kiln::tmap tm_d, int m, const int *__restrict__ group_rows,
-               int num_groups, void *__restrict__ d_ptr, long long ld_d)
+               int num_groups, void *__restrict__ d_ptr, long long ld_d, int b_ready)
 {
     using namespace kiln_bf16;
     extern __shared__ unsigned char smem_raw[];
@@ -424,15 +477,22 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         cluster_sync_after_init();
     else
         __syncthreads();
-    grid_dependency_wait();
-
-    const sched sc = make_sched(m, group_rows, num_groups, nullptr);
+    /* The grid dependency wait (PDL): for all threads here, or (B_EARLY_OK) in each role,
+     * so that with B ready the producer loads B before it. */
+    if constexpr (!B_EARLY_OK)
+        grid_dependency_wait();
+    const sched sc = make_sched(m, group_rows, num_groups, nullptr); /* reads no memory */
 
     if (warp >= RG * 4) {
         setmaxnreg_dec<40>();
+        const int b_early = B_EARLY_OK && b_ready > 0 ? b_ready : 0; /* slots, at most */
         if (warp == RG * 4)
-            producer(&tm_a, &tm_b, sc, base, lane);
+            producer(&tm_a, &tm_b, sc, base, lane, b_early);
+        else if (B_EARLY_OK && !b_early)
+            grid_dependency_wait(); /* the idle warps as without b_ready */
     } else {
+        if constexpr (B_EARLY_OK)
+            grid_dependency_wait();
         setmaxnreg_inc<MATH_REGS>();
         math(&tm_d, sc, base, d_ptr, ld_d);
     }
