@@ -258,11 +258,12 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                 const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
                 if (B_EARLY_OK && early > 0) {
                     mbar_arrive(full); /* its bytes were expected with B's loads */
+                    load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
                 } else {
                     mbar_arrive_expect_tx(full, stage_tx(sc.m));
+                    load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
                     load_b(tm_b, tl, base + OFF_B + s * B_STAGE_BYTES, full, kb);
                 }
-                load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
             }
             __syncwarp();
             early -= early > 0;

@@ -397,8 +397,9 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
  * again as a pointer with its row stride (elements), for row-by-row stores of partial
  * tiles; tail_ws: the workspace of the split last round (gemm_fp8_tail.cuh; null: no
- * split); b_ready: nonzero when B and sfb were ready before the launch (weights), so that a
- * dense BF16-output kernel may read them before griddepcontrol.wait (load_b_early). */
+ * split); b_ready: the ring slots of B a dense BF16-output kernel may load before
+ * griddepcontrol.wait, its scale warp then reading sfb before it too (B and sfb ready before
+ * the launch: weights; 0: none; load_b_early). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
