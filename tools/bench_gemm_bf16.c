@@ -10,7 +10,7 @@
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
- * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_BF16_B_EARLY_SLOTS).
+ * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
 #include <time.h>
 

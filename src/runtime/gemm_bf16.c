@@ -94,7 +94,7 @@ kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_
     if (args == NULL || args->b_ready == 0)
         return kiln__gemm_bf16_with(ctx, args, NULL, stream);
     kiln_gemm_bf16_args early = *args;
-    early.b_ready = KILN__GEMM_BF16_B_EARLY_SLOTS;
+    early.b_ready = KILN__GEMM_B_EARLY_SLOTS;
     return kiln__gemm_bf16_with(ctx, &early, NULL, stream);
 }
 

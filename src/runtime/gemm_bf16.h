@@ -40,10 +40,6 @@ typedef struct kiln__gemm_bf16_operands {
     int b_ready;            /* dense: ring slots of B that may load before the PDL wait */
 } kiln__gemm_bf16_operands;
 
-/* The ring slots of B that kiln_gemm_bf16 with b_ready loads before the PDL wait (as the
- * FP8 GEMM's KILN__GEMM_B_EARLY_SLOTS; docs/gemm_bf16_notes.md, "Stop 41"). */
-#define KILN__GEMM_BF16_B_EARLY_SLOTS 2
-
 /* N and K as the kernel needs them: positive multiples of 8 (16-byte rows). */
 int kiln__gemm_bf16_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k);
 /* d's dtype: BF16 or F32 (sets *out_f32), else fails into ctx. */
@@ -60,7 +56,7 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
 /* kiln_gemm_bf16 with the given configuration (layout and output dtype come from args;
  * stages 0 = as many as fit) instead of the heuristic's (NULL: the heuristic's); for
  * benchmarks. Here args->b_ready counts the ring slots of B loaded before the PDL wait
- * (kiln_gemm_bf16 passes KILN__GEMM_BF16_B_EARLY_SLOTS for nonzero). */
+ * (kiln_gemm_bf16 passes KILN__GEMM_B_EARLY_SLOTS for nonzero). */
 kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
                                  const kiln__gemm_bf16_config *cfg, kiln_stream stream);
 

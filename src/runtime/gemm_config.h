@@ -109,11 +109,6 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
                           kiln_stream stream);
 
-/* The ring slots of B that kiln_gemm_fp8 with b_ready loads before the PDL wait. Two
- * measured best in back-to-back batches of decode GEMMs on the H200 (the whole ring was 6%
- * slower than none; docs/gemm_fp8_notes.md, "Stop 41"). */
-#define KILN__GEMM_B_EARLY_SLOTS 2
-
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
  * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. Here
  * args->b_ready counts the ring slots of B loaded before the PDL wait (kiln_gemm_fp8 passes

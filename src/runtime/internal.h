@@ -120,6 +120,12 @@ int kiln__launch_persistent(kiln_ctx *ctx, const kj_spec *spec, unsigned threads
                             unsigned smem_bytes, unsigned cluster_x, int64_t units,
                             bool even_rounds, void **params, kiln_stream stream);
 
+/* The ring slots of B that the dense FP8 and BF16 GEMMs with b_ready load before the PDL
+ * wait (one slot: 128 bytes of each B row in both). Two measured best in back-to-back
+ * batches of decode GEMMs on the H200; one and three the same, the whole ring 6% slower
+ * than none (docs/gemm_fp8_notes.md and docs/gemm_bf16_notes.md, "Stop 41"). */
+#define KILN__GEMM_B_EARLY_SLOTS 2
+
 /* Tensor checks; each fails into ctx with a message naming the operator and the tensor. */
 int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        kiln_dtype dtype, int ndim, unsigned align_bytes);
