@@ -324,6 +324,17 @@ static void test_sample_compiles(void **state)
         assert_int_equal(c.block_m, 256);
         assert_compiles(4096, 7168, deferred_k[i], &c);
     }
+    /* Masked kernels: the guessed B's barrier (b_ready) is in the layout and in the host's
+     * count; the decode pick and a 256-row one. */
+    static const int64_t masked_shape[][3] = {{8, 64, 7168}, {1, 1024, 4096}};
+    for (int i = 0; i < 2; i++) {
+        kiln__gemm_config alt[8];
+        int64_t g = masked_shape[i][0], rows = masked_shape[i][1], n = masked_shape[i][2];
+        int64_t k = n == 7168 ? 2048 : 7168;
+        assert_true(kiln__gemm_fp8_masked_alternatives(g, rows, rows, n, k, 132, alt, 8) > 0);
+        assert_int_equal(alt[0].grouping, 1);
+        assert_compiles(rows, n, k, &alt[0]);
+    }
     /* The contiguous GEMM's taller tiles: prefix sums (a group's last tile runs into the
      * next group's rows) and row ids (a tile computed once per expert in it). */
     for (int knob = 2; knob <= 3; knob++) {

@@ -158,8 +158,10 @@ static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n
 /* h1 = A . B^T, then q, sq = per-token FP8 quantization of h1, then y = q . B2^T, all FP8
  * GEMMs with b_ready: each loads its B before the kernel it follows has finished, but must
  * read its A only after that (the second GEMM's A is the quantizer's output, poisoned with
- * NaN before every run). */
-static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
+ * NaN before every run). masked: the second GEMM is a masked one of one group whose
+ * masked_m leaves out its last rows (when over 64), so that its B loaded on a guess of a
+ * full group is wrong for some CTAs; the rows past masked_m must stay poisoned. */
+static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, bool masked)
 {
     char what[96];
     fp8_problem p, p2;
@@ -192,8 +194,26 @@ static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
         .d = tensor2d(dy, KILN_DTYPE_BF16, m, n2, n2),
         .b_ready = 1,
     };
-    snprintf(what, sizeof what, "b_ready, %lld rows: %lld -> %lld -> %lld", (long long)m,
-             (long long)k1, (long long)n1, (long long)n2);
+    /* The masked form of `second`: one group of M_max = m rows, masked_rows of them valid. */
+    const int64_t masked_rows = masked && m > 64 ? m - 37 : m;
+    const int32_t masked_count = (int32_t)masked_rows;
+    void *dmask = gpu_alloc(4);
+    gpu_upload(dmask, &masked_count, 4);
+    kiln_gemm_fp8_masked_args second_masked = {
+        .a = tensor3d(dq, KILN_DTYPE_E4M3, 1, m, n1),
+        .sfa = tensor3d(dsq, KILN_DTYPE_F32, 1, kb2, m),
+        .b = tensor3d(p2.db, KILN_DTYPE_E4M3, 1, n2, n1),
+        .sfb = tensor3d(p2.dsfb, KILN_DTYPE_F32, 1, (n2 + 127) / 128, kb2),
+        .d = tensor3d(dy, KILN_DTYPE_BF16, 1, m, n2),
+        .masked_m = {.data = dmask, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {1}},
+        .expected_m = m,
+        .b_ready = 1,
+    };
+    second_masked.sfa.strides[0] = kb2 * stride;
+    second_masked.sfa.strides[1] = stride;
+    second_masked.sfa.strides[2] = 1;
+    snprintf(what, sizeof what, "b_ready, %lld rows: %lld -> %lld -> %lld%s", (long long)m,
+             (long long)k1, (long long)n1, (long long)n2, masked ? " (masked)" : "");
     size_t h1_bytes = (size_t)(m * n1) * 2, y_bytes = (size_t)(m * n2) * 2;
     uint16_t *h1 = malloc(h1_bytes), *y0 = malloc(y_bytes), *y = malloc(y_bytes);
     for (int run = 0; run < CHAIN_RUNS; run++) {
@@ -204,7 +224,8 @@ static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
         gpu_sync();
         if (kiln_gemm_fp8(ctx, &first, NULL) != KILN_OK ||
             kiln_quant_fp8_per_token(ctx, &quant, NULL) != KILN_OK ||
-            kiln_gemm_fp8(ctx, &second, NULL) != KILN_OK)
+            (masked ? kiln_gemm_fp8_masked(ctx, &second_masked, NULL)
+                    : kiln_gemm_fp8(ctx, &second, NULL)) != KILN_OK)
             fail_msg("%s: %s", what, kiln_ctx_errmsg(ctx));
         gpu_sync();
         gpu_download(run == 0 ? y0 : y, dy, y_bytes);
@@ -227,8 +248,13 @@ static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2)
     fp8_reference(&p, rows, m, ref1);
     fp8_reference(&p2, rows, m, ref2);
     check_bf16("first fp8 gemm", h1, ref1, m, n1, 1.0 / 16, 1e-2, 1e-3);
-    check_bf16("fp8 gemm on its quantized output", y0, ref2, m, n2, 1.0 / 16, 1e-2, 1e-3);
+    check_bf16("fp8 gemm on its quantized output", y0, ref2, masked_rows, n2, 1.0 / 16, 1e-2,
+               1e-3);
+    for (int64_t i = masked_rows * n2; i < m * n2; i++)
+        if (y0[i] != 0xffffu)
+            fail_msg("%s: row %lld past masked_m written", what, (long long)(i / n2));
     print_message("  %s: %d runs bitwise equal\n", what, CHAIN_RUNS);
+    gpu_free(dmask);
     gpu_free(dsfa);
     gpu_free(dh1);
     gpu_free(dq);
@@ -257,16 +283,19 @@ static void test_pdl_chain(void **state)
 }
 
 /* b_ready at decode and prefill sizes (128-, 192- or 256-row tiles, partial tiles in M
- * and N): FP8 GEMMs around a quantizer, and the FP8 -> BF16 -> BF16 chains. */
+ * and N): FP8 GEMMs around a quantizer (the second one dense, then masked), and the FP8 ->
+ * BF16 -> BF16 chains. */
 static void test_pdl_b_ready(void **state)
 {
     (void)state;
     check_chain(8, 1024, 2048, 1024, 512, 1);
     check_chain(200, 512, 1536, 2048, 272, 1);
     check_chain(1000, 2048, 1024, 768, 1040, 1);
-    check_b_ready_chain(8, 1024, 2048, 1536);
-    check_b_ready_chain(130, 2048, 1024, 2112);
-    check_b_ready_chain(2000, 1024, 2048, 7168);
+    for (int masked = 0; masked <= 1; masked++) {
+        check_b_ready_chain(8, 1024, 2048, 1536, masked);
+        check_b_ready_chain(130, 2048, 1024, 2112, masked);
+        check_b_ready_chain(2000, 1024, 2048, 7168, masked);
+    }
 }
 
 int main(void)

@@ -23,8 +23,9 @@
  * (NVML's clock lags: trust it for batches over ~15 ms); the trace counts SM clock cycles.
  * KILN_BENCH_SETS=N: rotate over N operand sets instead (1: operands stay in L2).
  * KILN_BENCH_WORKSPACE=0: the dense GEMM without its workspace (no split last round).
- * KILN_BENCH_B_READY=S: the dense GEMM with B early, up to S ring slots of B loaded before
- * the PDL wait (default 0: none; kiln_gemm_fp8's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
+ * KILN_BENCH_B_READY=S: the dense and masked GEMMs with B early, up to S ring slots of B
+ * loaded before the PDL wait (default 0: none; kiln_gemm_fp8's b_ready loads
+ * KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_CHAIN=1 (dense): every timed GEMM, kiln's and cuBLASLt's, follows a per-token
  * FP8 quantization of its A's BF16 copy into a scratch buffer (kiln's quantizer, PDL): the
  * times are then of the pair, as in a decode layer where a GEMM follows its quantizer.
@@ -126,7 +127,7 @@ static void *trace_buffer;               /* --trace: the kernel's clock readings
 /* kiln_gemm_fp8's workspace (zero-filled once), unless KILN_BENCH_WORKSPACE=0. */
 static void *workspace;
 static int64_t workspace_bytes;
-/* KILN_BENCH_B_READY: b_ready on kiln's dense launches (B is the weights: the serving case).
+/* KILN_BENCH_B_READY: b_ready on kiln's dense and masked launches (B is the weights: the serving case).
  * Shows only where launches follow each other (batches, PDL). */
 static int b_ready = 0;
 /* KILN_BENCH_CHAIN=1: a quantization before each dense GEMM (run_once). */
@@ -679,6 +680,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
             .d = {.data = buf[4], .dtype = KILN_DTYPE_BF16, .ndim = 3, .shape = {groups, rows, n}},
             .masked_m = {.data = buf[5], .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {groups}},
             .expected_m = rows,
+            .b_ready = b_ready, /* every group full here: the guess is always right */
         };
     }
     CUstream stream;

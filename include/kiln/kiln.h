@@ -266,6 +266,10 @@ KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args
  *            kernel, so one captured CUDA graph serves every routing outcome; rows of d
  *            past masked_m[g] are left untouched (values outside [0, M_max] are clamped).
  *   expected_m  the rows per group the caller expects (picks the tile configuration).
+ *   b_ready  optional, nonzero: b and sfb are weights, as kiln_gemm_fp8_args.b_ready. Each
+ *            CTA then loads the first two K blocks of B of the tile it would take if every
+ *            group held M_max rows before the PDL wait (masked_m may not be written yet),
+ *            and loads them again when masked_m gives it another tile.
  * Same K and N rules, returns and thread-safety as kiln_gemm_fp8. */
 typedef struct kiln_gemm_fp8_masked_args {
     kiln_tensor a;
@@ -275,6 +279,7 @@ typedef struct kiln_gemm_fp8_masked_args {
     kiln_tensor d;
     kiln_tensor masked_m;
     int64_t expected_m;
+    int b_ready;
 } kiln_gemm_fp8_masked_args;
 KILN_API kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
                                           kiln_stream stream);

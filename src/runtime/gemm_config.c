@@ -40,8 +40,9 @@ int kiln__gemm_fp8_smem(const kiln__gemm_config *cfg)
     int per_stage = cfg->block_m * 128 + cfg->block_n * 128 + cfg->block_m * 4;
     int per_slot = cfg->out_f32 ? cfg->block_n : scale_blocks(cfg->block_n); /* B scales */
     int scales = round_up(cfg->stages * per_slot * 4, 16);
+    int guess_barrier = cfg->grouping == 1 ? 16 : 0; /* masked: B loaded on a guess */
     return staging + reduction + partials + cfg->stages * per_stage + scales + cfg->stages * 16 +
-           (split ? row_groups * 16 : 0) + 1024;
+           (split ? row_groups * 16 : 0) + guess_barrier + 1024;
 }
 
 int kiln__gemm_fp8_cluster(const kiln__gemm_config *cfg)

@@ -135,7 +135,8 @@ enum { KILN_GEMM_FP8_MAX_ALTERNATIVES = 48 }; /* room for every list it makes */
 /* The same for the masked grouped GEMM of G groups of about expected_m rows (the dense
  * alternatives of its pick's problem, less multicast, 192-row tiles and unrolled overlapped
  * loops, which masked kernels do not have), and kiln_gemm_fp8_masked with one of them
- * forced. */
+ * forced (NULL: its pick); args->b_ready counts ring slots here, as in
+ * kiln__gemm_fp8_with. */
 int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64_t m_max,
                                        int64_t n, int64_t k, int num_sms, kiln__gemm_config *out,
                                        int max);

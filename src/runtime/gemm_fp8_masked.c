@@ -79,7 +79,11 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
 kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
                                  kiln_stream stream)
 {
-    return kiln__gemm_fp8_masked_with(ctx, args, NULL, stream);
+    if (args == NULL || args->b_ready == 0)
+        return kiln__gemm_fp8_masked_with(ctx, args, NULL, stream);
+    kiln_gemm_fp8_masked_args early = *args;
+    early.b_ready = KILN__GEMM_B_EARLY_SLOTS;
+    return kiln__gemm_fp8_masked_with(ctx, &early, NULL, stream);
 }
 
 kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
@@ -110,6 +114,7 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
         .num_groups = (int)g,
         .d = args->d.data,
         .ld_d = n,
+        .b_ready = args->b_ready > 0 ? args->b_ready : 0,
     };
     int slab = kiln__gemm_fp8_slab(cfg.block_n);
     if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,

@@ -97,8 +97,9 @@
  * bf16 into swizzled shared memory and stores with TMA, overlapping the next tile's loads;
  * dense and prefix-sum contiguous 256-row tiles keep the packed sums in registers and store
  * them while the next tile's first K block runs (DEFER).
- * PDL: griddepcontrol.wait after barrier init and descriptor prefetch (dense kernels with
- * B ready: after the first tile's B loads); launch_dependents after the main loop.
+ * PDL: griddepcontrol.wait after barrier init and descriptor prefetch (dense and masked
+ * kernels with B ready: after the first tile's B loads, masked ones on a guess of that
+ * tile); launch_dependents after the main loop.
  * Files: this one holds the math warpgroups' tile loop and the kernel; gemm_fp8_config.cuh
  * the compile-time constants, their checks and the shared-memory layout;
  * gemm_fp8_producer.cuh the producer warpgroup, gemm_fp8_kblock.cuh one K block of math
@@ -397,9 +398,9 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * of each of the num_groups groups (device memory; ignored when dense); d_ptr, ld_d: D
  * again as a pointer with its row stride (elements), for row-by-row stores of partial
  * tiles; tail_ws: the workspace of the split last round (gemm_fp8_tail.cuh; null: no
- * split); b_ready: the ring slots of B a dense BF16-output kernel may load before
- * griddepcontrol.wait, its scale warp then reading sfb before it too (B and sfb ready before
- * the launch: weights; 0: none; load_b_early). */
+ * split); b_ready: the ring slots of B a dense or masked BF16-output kernel may load before
+ * griddepcontrol.wait, a dense kernel's scale warp then reading sfb before it too (B and sfb
+ * ready before the launch: weights; 0: none; load_b_early, load_b_guess). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
@@ -430,6 +431,8 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
                 mbar_init(base + OFF_CBAR + (RG + r) * 8, CK - 1);
             }
         }
+        if constexpr (B_GUESS_OK)
+            mbar_init(base + OFF_GBAR, 1); /* the TMA warp's arrive + the guessed B's bytes */
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
         tma_prefetch_desc(&tm_b);
@@ -442,22 +445,23 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         cluster_sync_after_init();
     else
         __syncthreads();
-    /* The grid dependency wait (PDL): for all threads here, or (B_EARLY_OK) in each role,
-     * so that with B ready the producers read B and its scales before it. */
-    if constexpr (!B_EARLY_OK) {
+    /* The grid dependency wait (PDL): for all threads here, or (B_EARLY_ANY) in each role,
+     * so that with B ready the producers read B (dense: and its scales) before it. */
+    if constexpr (!B_EARLY_ANY) {
         grid_dependency_wait();
         if (threadIdx.x == 0)
             trace_mark(c, TR_READY);
     }
     const sched sc = make_sched(m, group_rows, num_groups, tail_ws); /* reads no memory */
-    const int b_early = B_EARLY_OK && b_ready > 0 ? b_ready : 0; /* slots of B early, at most */
+    const int b_early = B_EARLY_ANY && b_ready > 0 ? b_ready : 0; /* slots of B early, at most */
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
         if (warp == MATH_WG * 4) {
             producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early);
         } else {
-            if (B_EARLY_OK && !b_early)
+            /* the scale warp of a masked kernel finds its tiles from masked_m */
+            if (B_EARLY_ANY && (!b_early || GROUPING != 0))
                 grid_dependency_wait();
             if (OUT_F32 && warp == MATH_WG * 4 + 1)
                 producer_col_scales(sfb, sc, base, lane);
@@ -465,7 +469,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
                 producer_scales(sfb, sc, base, lane);
         }
     } else {
-        if constexpr (B_EARLY_OK) {
+        if constexpr (B_EARLY_ANY) {
             grid_dependency_wait();
             if (threadIdx.x == 0)
                 trace_mark(c, TR_READY);

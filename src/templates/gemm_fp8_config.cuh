@@ -70,6 +70,13 @@ static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each
  * (b_ready; load_b_early): dense BF16-output ones. Grouped kernels find their tiles from
  * counts that the kernel before may write; the others keep one wait for all threads. */
 constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
+/* Masked kernels may load B early too (load_b_guess), but their tiles come from masked_m,
+ * which the kernel before may write: the first tile's B is loaded for a guess (every group
+ * full), counted on a barrier of its own (OFF_GBAR), and loaded again when the guess was
+ * wrong. */
+constexpr bool B_GUESS_OK = GROUPING == 1 && !OUT_F32 && !MATH_ONLY;
+/* Kernels whose roles take the grid dependency wait each (B early) rather than all at once. */
+constexpr bool B_EARLY_ANY = B_EARLY_OK || B_GUESS_OK;
 /* 1: the row groups' warpgroups issue their K blocks' wgmma in turn (0, 1, .., 0, 1, ..;
  * plain K loop, 128-, 192- and 256-row tiles). Waiting on the same full barrier, they
  * otherwise issue together, their wgmma finish together and they promote together while
@@ -235,7 +242,9 @@ constexpr int BAR_FREE = BAR_READY + RG;
 /* turns: BAR_TURN + rg completes when row group rg may issue its next K block. */
 constexpr int BAR_TURN = BAR_FREE + RG;
 static_assert(BAR_TURN + RG <= 16, "out of named barriers");
-constexpr int SMEM_USED = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
+/* Masked kernels: the guessed B loads' barrier (B_GUESS_OK), 16 bytes as the host counts. */
+constexpr int OFF_GBAR = OFF_CBAR + (CK > 1 ? 2 * RG * 8 : 0);
+constexpr int SMEM_USED = OFF_GBAR + (GROUPING == 1 ? 16 : 0);
 constexpr int SMEM_BYTES = SMEM_USED + 1024; /* slack to align the dynamic base */
 static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer stages");
 static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_n % 8)");
