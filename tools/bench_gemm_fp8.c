@@ -127,8 +127,8 @@ static void *trace_buffer;               /* --trace: the kernel's clock readings
 /* kiln_gemm_fp8's workspace (zero-filled once), unless KILN_BENCH_WORKSPACE=0. */
 static void *workspace;
 static int64_t workspace_bytes;
-/* KILN_BENCH_B_READY: b_ready on kiln's dense and masked launches (B is the weights: the serving case).
- * Shows only where launches follow each other (batches, PDL). */
+/* KILN_BENCH_B_READY: b_ready on kiln's dense and masked launches (B is the weights: the
+ * serving case). Shows only where launches follow each other (batches, PDL). */
 static int b_ready = 0;
 /* KILN_BENCH_CHAIN=1: a quantization before each dense GEMM (run_once). */
 static bool chain;
