@@ -269,7 +269,10 @@ KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args
  *   b_ready  optional, nonzero: b and sfb are weights, as kiln_gemm_fp8_args.b_ready. Each
  *            CTA then loads the first two K blocks of B of the tile it would take if every
  *            group held M_max rows before the PDL wait (masked_m may not be written yet),
- *            and loads them again when masked_m gives it another tile.
+ *            and loads them again when masked_m gives it another tile. The guess is right
+ *            for a CTA when the groups before its tile hold M_max rows (or, M_max within
+ *            one tile height, are not empty); docs/gemm_fp8_notes.md ("Stop 42") has what
+ *            was measured.
  * Same K and N rules, returns and thread-safety as kiln_gemm_fp8. */
 typedef struct kiln_gemm_fp8_masked_args {
     kiln_tensor a;
