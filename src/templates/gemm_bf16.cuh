@@ -207,32 +207,7 @@ __device__ __forceinline__ void load_b(const tmap *tm_b, const tile &tl, u32 b_d
     }
 }
 
-/* B early (dense kernels whose B the caller declared ready before the launch: weights): the
- * B tiles of the first tile's first K blocks, at most max_slots of them (the launch's
- * b_ready, the host's KILN__GEMM_B_EARLY_SLOTS) and one per slot, are loaded before the grid
- * dependency wait, so under PDL they stream in while the kernel before this one finishes.
- * Their slots' full barriers get the stage's bytes now and the arrive later, with A's
- * loads. Returns how many slots were so loaded. (The FP8 GEMM's load_b_early repeats the
- * first lines: moved into gemm_sched.cuh, they changed the FP8 kernels' SASS.) */
-__device__ __forceinline__ int load_b_early(const tmap *tm_b, const sched &sc, u32 base, u32 lane,
-                                            int max_slots)
-{
-    if (sc.first >= sc.num_units)
-        return 0;
-    cursor cur;
-    cursor_init(sc, cur);
-    tile tl;
-    tile_coords(sc, cur, sc.first, tl);
-    int early = sc.kb_count < STAGES ? sc.kb_count : STAGES;
-    early = early < max_slots ? early : max_slots;
-    if (lane == 0)
-        for (int i = 0; i < early; ++i) {
-            const u32 full = base + OFF_BAR + i * 8;
-            mbar_expect_tx(full, stage_tx(sc.m));
-            load_b(tm_b, tl, base + OFF_B + i * B_STAGE_BYTES, full, sc.kb_begin + i);
-        }
-    return early;
-}
+#include "common/load_b_early.cuh"
 
 /* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. With b_early
  * (dense kernels only), B of the first tile's first slots before the grid dependency wait;
@@ -245,7 +220,11 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
     int early = 0; /* slots of the first tile whose B is loaded already */
     if constexpr (B_EARLY_OK) {
         if (b_early)
-            early = load_b_early(tm_b, sc, base, lane, b_early);
+            early = load_b_early(sc, base, lane, b_early,
+                                 [&](const tile &tl, int slot, u32 full, int kb) {
+                                     load_b(tm_b, tl, base + OFF_B + slot * B_STAGE_BYTES, full,
+                                            kb);
+                                 });
         grid_dependency_wait();
     }
     for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto) {

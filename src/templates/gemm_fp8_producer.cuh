@@ -67,31 +67,7 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
     }
 }
 
-/* B early (dense kernels whose B and B scales the caller declared ready before the launch:
- * weights): the B tiles of the first tile's first K blocks, up to one per slot, are loaded
- * before the grid dependency wait, so under PDL they stream in while the kernel before
- * this one finishes. Their slots' full barriers get the stage's bytes now and the arrive
- * later, with A's loads. At most max_slots of them (the launch's b_ready: the host's
- * KILN__GEMM_B_EARLY_SLOTS). Returns how many slots were so loaded. */
-__device__ __forceinline__ int load_b_early(const tmap *tm_b, const sched &sc, u32 base, u32 lane,
-                                            int max_slots)
-{
-    if (sc.first >= sc.num_units)
-        return 0;
-    cursor cur;
-    cursor_init(sc, cur);
-    tile tl;
-    tile_coords(sc, cur, sc.first, tl);
-    int early = sc.kb_count < STAGES ? sc.kb_count : STAGES;
-    early = early < max_slots ? early : max_slots;
-    if (lane == 0)
-        for (int i = 0; i < early; ++i) {
-            const u32 full = base + OFF_BAR + i * 8;
-            mbar_expect_tx(full, stage_tx(sc.m));
-            load_dense_b(tm_b, sc, tl, base, i, full, sc.kb_begin + i);
-        }
-    return early;
-}
+#include "common/load_b_early.cuh"
 
 /* B on a guess (masked kernels whose B the caller declared ready before the launch):
  * masked_m may still be written by the kernel before, so the first tile is guessed as if
@@ -143,7 +119,10 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
     bool guessed = false;            /* masked: its loads are not yet waited for */
     if constexpr (B_EARLY_OK) { /* the kernel waited for all threads otherwise */
         if (b_early)
-            early = load_b_early(tm_b, sc, base, lane, b_early);
+            early = load_b_early(sc, base, lane, b_early,
+                                 [&](const tile &tl, int slot, u32 full, int kb) {
+                                     load_dense_b(tm_b, sc, tl, base, slot, full, kb);
+                                 });
         grid_dependency_wait();
     } else if constexpr (B_GUESS_OK) {
         if (b_early)
