@@ -26,6 +26,8 @@
  * KILN_BENCH_B_READY=S: the dense and masked GEMMs with B early, up to S ring slots of B
  * loaded before the PDL wait (default 0: none; kiln_gemm_fp8's b_ready loads
  * KILN__GEMM_B_EARLY_SLOTS).
+ * KILN_BENCH_MASKED_CAPACITY=C (--masked): groups of the same valid rows in buffers of C rows
+ * each (M_max; default: the valid rows), as a serving engine allocates them.
  * KILN_BENCH_CHAIN=1 (dense): every timed GEMM, kiln's and cuBLASLt's, follows a per-token
  * FP8 quantization of its A's BF16 copy into a scratch buffer (kiln's quantizer, PDL): the
  * times are then of the pair, as in a decode layer where a GEMM follows its quantizer.
@@ -641,14 +643,19 @@ static bool masked_launch(void *user, int index, CUstream stream)
     return false;
 }
 
-/* Masked grouped decode: G groups of `rows` valid rows each (masked_m = rows). Effective
- * bytes: A's valid rows, every group's B, the scales, D's valid rows. */
+/* Masked grouped decode: G groups of `rows` valid rows each (masked_m = expected_m = rows)
+ * in buffers of M_max = max(rows, KILN_BENCH_MASKED_CAPACITY) rows per group (default: rows;
+ * a serving engine's buffers hold more rows than a group receives). Effective bytes: A's
+ * valid rows, every group's B, the scales, D's valid rows. */
 static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json,
                          bool sweep)
 {
-    int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(rows);
+    const char *cap_env = getenv("KILN_BENCH_MASKED_CAPACITY");
+    int64_t m_max = cap_env != NULL ? atoll(cap_env) : rows;
+    m_max = m_max > rows ? m_max : rows;
+    int64_t kb = k / 128, nb = (n + 127) / 128, s = kiln_sf_mn_stride(m_max);
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 131 + rows);
-    size_t a_bytes = (size_t)(groups * rows * k), b_bytes = (size_t)(groups * n * k);
+    size_t a_bytes = (size_t)(groups * m_max * k), b_bytes = (size_t)(groups * n * k);
     int num_sets = operand_sets((double)(a_bytes + b_bytes));
     kiln_gemm_fp8_masked_args sets[MAX_SETS];
     void *buffers[MAX_SETS][6];
@@ -664,7 +671,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
             scales[j] = (float)(1e-3 * (1.0 + 9.0 * rng_uniform(&seed)));
         gpu_upload(buf[2] = gpu_alloc((size_t)(groups * kb * s) * 4), scales, (size_t)(groups * kb * s) * 4);
         gpu_upload(buf[3] = gpu_alloc((size_t)(groups * nb * kb) * 4), scales, (size_t)(groups * nb * kb) * 4);
-        buf[4] = gpu_alloc((size_t)(groups * rows * n) * 2);
+        buf[4] = gpu_alloc((size_t)(groups * m_max * n) * 2);
         int32_t *masked = malloc((size_t)groups * 4);
         for (int64_t j = 0; j < groups; j++)
             masked[j] = (int32_t)rows;
@@ -672,15 +679,18 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
         free(masked);
         kiln_gemm_fp8_masked_args *a = &sets[i];
         *a = (kiln_gemm_fp8_masked_args){
-            .a = {.data = buf[0], .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, rows, k}},
-            .sfa = {.data = buf[2], .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, kb, rows},
+            .a = {.data = buf[0], .dtype = KILN_DTYPE_E4M3, .ndim = 3,
+                  .shape = {groups, m_max, k}},
+            .sfa = {.data = buf[2], .dtype = KILN_DTYPE_F32, .ndim = 3,
+                    .shape = {groups, kb, m_max},
                     .strides = {kb * s, s, 1}},
             .b = {.data = buf[1], .dtype = KILN_DTYPE_E4M3, .ndim = 3, .shape = {groups, n, k}},
             .sfb = {.data = buf[3], .dtype = KILN_DTYPE_F32, .ndim = 3, .shape = {groups, nb, kb}},
-            .d = {.data = buf[4], .dtype = KILN_DTYPE_BF16, .ndim = 3, .shape = {groups, rows, n}},
+            .d = {.data = buf[4], .dtype = KILN_DTYPE_BF16, .ndim = 3,
+                  .shape = {groups, m_max, n}},
             .masked_m = {.data = buf[5], .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {groups}},
             .expected_m = rows,
-            .b_ready = b_ready, /* every group full here: the guess is always right */
+            .b_ready = b_ready, /* its guess (groups of expected_m rows) is right here */
         };
     }
     CUstream stream;
@@ -690,21 +700,22 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     if (us < 0)
         exit(1);
     double flops = 2.0 * (double)(groups * rows) * n * k;
-    double bytes = (double)a_bytes + (double)b_bytes + (double)(groups * (kb * rows + nb * kb)) * 4 +
-                   2.0 * (double)(groups * rows * n);
+    double bytes = (double)(groups * rows * k) + (double)b_bytes +
+                   (double)(groups * (kb * rows + nb * kb)) * 4 + 2.0 * (double)(groups * rows * n);
     if (json)
         printf("{\"masked_groups\":%lld,\"rows\":%lld,\"n\":%lld,\"k\":%lld,\"kiln_us\":%.3f,"
                "\"tflops\":%.1f,\"gbs\":%.0f}\n",
                (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
                bytes / us / 1e3);
     else
-        printf("masked %2lld x %4lld rows, N %5lld K %5lld: kiln %8.2f us %7.1f TFLOP/s %6.0f GB/s\n",
+        printf("masked %2lld x %4lld rows, N %5lld K %5lld: kiln %8.2f us %7.1f TFLOP/s %6.0f "
+               "GB/s%s\n",
                (long long)groups, (long long)rows, (long long)n, (long long)k, us, flops / us / 1e6,
-               bytes / us / 1e3);
+               bytes / us / 1e3, m_max > rows ? " (M_max: KILN_BENCH_MASKED_CAPACITY)" : "");
     fflush(stdout);
     if (sweep) { /* timing only: the gpu suite checks every masked alternative's output */
         kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
-        int count = kiln__gemm_fp8_masked_alternatives(groups, rows, rows, n, k, ctx->num_sms,
+        int count = kiln__gemm_fp8_masked_alternatives(groups, rows, m_max, n, k, ctx->num_sms,
                                                        alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
         precompile(alt, count, n, k, false);
         for (int i = 0; i < count; i++) {

@@ -268,11 +268,12 @@ KILN_API kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args
  *   expected_m  the rows per group the caller expects (picks the tile configuration).
  *   b_ready  optional, nonzero: b and sfb are weights, as kiln_gemm_fp8_args.b_ready. Each
  *            CTA then loads the first two K blocks of B of the tile it would take if every
- *            group held M_max rows before the PDL wait (masked_m may not be written yet),
- *            and loads them again when masked_m gives it another tile. The guess is right
- *            for a CTA when the groups before its tile hold M_max rows (or, M_max within
- *            one tile height, are not empty); docs/gemm_fp8_notes.md ("Stop 42") has what
- *            was measured.
+ *            group held expected_m rows (M_max where expected_m is 0 or above it) before
+ *            the PDL wait (masked_m may not be written yet), and loads them again when
+ *            masked_m gives it another tile. The guess is right for a CTA when the groups
+ *            before its tile hold as many row tiles as expected_m does (expected_m within
+ *            one tile height, as in decode: when they are not empty), whatever M_max is;
+ *            docs/gemm_fp8_notes.md ("Stop 43") has what was measured.
  * Same K and N rules, returns and thread-safety as kiln_gemm_fp8. */
 typedef struct kiln_gemm_fp8_masked_args {
     kiln_tensor a;

@@ -37,6 +37,16 @@ static int64_t planned_rows(int64_t expected_m, int64_t m_max)
     return expected_m > 0 && expected_m < m_max ? expected_m : m_max;
 }
 
+/* The rows per group that a masked kernel's early B loads (b_ready) guess each group holds:
+ * the host hint, as for the configuration (the right guess for a CTA wherever the groups
+ * before its tile hold that many row tiles: with the hint within one tile height, wherever
+ * they are not empty); 0 (M_max) where it would not fit above b_ready's 8 bits of slots. */
+static int64_t guess_rows(int64_t expected_m, int64_t m_max)
+{
+    int64_t rows = planned_rows(expected_m, m_max);
+    return rows < (1 << 22) ? rows : 0;
+}
+
 /* The configuration for G groups of about expected_m rows: as a dense problem of that many
  * rows whose N is G times wider (the groups' tiles are independent work), in 256-row tiles
  * where the dense model picks them over 128-row ones (KILN_GEMM_TALL_TILES 1; 3: always) —
@@ -114,7 +124,10 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
         .num_groups = (int)g,
         .d = args->d.data,
         .ld_d = n,
-        .b_ready = args->b_ready > 0 ? args->b_ready : 0,
+        /* the slots, and in the bits above them the rows per group B's guess assumes */
+        .b_ready = args->b_ready > 0
+                       ? (args->b_ready & 0xff) | (int)(guess_rows(args->expected_m, m_max) << 8)
+                       : 0,
     };
     int slab = kiln__gemm_fp8_slab(cfg.block_n);
     if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,

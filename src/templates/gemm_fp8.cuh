@@ -400,7 +400,9 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * tiles; tail_ws: the workspace of the split last round (gemm_fp8_tail.cuh; null: no
  * split); b_ready: the ring slots of B a dense or masked BF16-output kernel may load before
  * griddepcontrol.wait, a dense kernel's scale warp then reading sfb before it too (B and sfb
- * ready before the launch: weights; 0: none; load_b_early, load_b_guess). */
+ * ready before the launch: weights; 0: none; load_b_early, load_b_guess); for a masked
+ * kernel the slots are its low 8 bits and the rows per group its guess assumes the rest
+ * (0: M_max). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
 KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
@@ -453,12 +455,14 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
             trace_mark(c, TR_READY);
     }
     const sched sc = make_sched(m, group_rows, num_groups, tail_ws); /* reads no memory */
-    const int b_early = B_EARLY_ANY && b_ready > 0 ? b_ready : 0; /* slots of B early, at most */
+    /* slots of B early, at most; a masked kernel's b_ready also carries its guess's rows */
+    const int b_early = B_GUESS_OK ? b_ready & 0xff : B_EARLY_ANY && b_ready > 0 ? b_ready : 0;
 
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
         if (warp == MATH_WG * 4) {
-            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early);
+            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early,
+                         B_GUESS_OK ? b_ready >> 8 : 0);
         } else {
             /* the scale warp of a masked kernel finds its tiles from masked_m */
             if (B_EARLY_ANY && (!b_early || GROUPING != 0))

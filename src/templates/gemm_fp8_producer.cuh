@@ -71,19 +71,20 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
 
 /* B on a guess (masked kernels whose B the caller declared ready before the launch):
  * masked_m may still be written by the kernel before, so the first tile is guessed as if
- * every group were full (M_max rows), which is right wherever the groups before this CTA's
- * first unit hold as many row tiles as M_max does. The B tiles of its first K blocks, up to
- * one per slot and max_slots, are loaded before the grid dependency wait on the guess
- * barrier (OFF_GBAR), not on the slots' full barriers: producer_tma waits for them there
- * and then either keeps them (the guess was right) or loads the slots again. Returns how
- * many slots were so loaded; the guessed tile's group and column block go to *g, *nb. */
+ * every group held guess_rows rows (the host's expected rows; 0: M_max), which is right
+ * wherever the groups before this CTA's first unit hold as many row tiles as that. The B
+ * tiles of its first K blocks, up to one per slot and max_slots, are loaded before the grid
+ * dependency wait on the guess barrier (OFF_GBAR), not on the slots' full barriers:
+ * producer_tma waits for them there and then either keeps them (the guess was right) or
+ * loads the slots again. Returns how many slots were so loaded; the guessed tile's group
+ * and column block go to *g, *nb. */
 __device__ __forceinline__ int load_b_guess(const tmap *tm_b, const sched &sc, u32 base, u32 lane,
-                                            int max_slots, int *g, int *nb)
+                                            int max_slots, int guess_rows, int *g, int *nb)
 {
     cursor cur;
     cursor_init(sc, cur);
-    cur.rows = sc.m;
-    cur.num_mb = (sc.m + BM - 1) / BM;
+    cur.rows = guess_rows > 0 && guess_rows < sc.m ? guess_rows : sc.m;
+    cur.num_mb = (cur.rows + BM - 1) / BM;
     cur.count = cur.num_mb * NUM_NBU;
     cur.g = cur.count > 0 ? sc.first / cur.count : sc.num_groups;
     if (cur.g >= sc.num_groups)
@@ -110,7 +111,7 @@ __device__ __forceinline__ int load_b_guess(const tmap *tm_b, const sched &sc, u
 __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                                              const tmap *tm_sfa, const float *__restrict__ sfb,
                                              const sched &sc, u32 base, u32 lane,
-                                             const float *trace, int b_early)
+                                             const float *trace, int b_early, int guess_rows)
 {
     int s = 0;
     u32 phase = 0;
@@ -126,7 +127,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
         grid_dependency_wait();
     } else if constexpr (B_GUESS_OK) {
         if (b_early)
-            early = load_b_guess(tm_b, sc, base, lane, b_early, &guess_g, &guess_nb);
+            early = load_b_guess(tm_b, sc, base, lane, b_early, guess_rows, &guess_g, &guess_nb);
         guessed = early > 0;
         grid_dependency_wait();
     }
