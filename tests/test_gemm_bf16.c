@@ -49,6 +49,24 @@ static void test_bf16_rules_over_a_sweep(void **state)
     print_message("  %d picks checked\n", checked);
 }
 
+/* Decode splits on 132 SMs: the long-K, narrow-N projection (576 x 7168) splits K over
+ * clusters of 8 in at most 15 tiles (a 16th cluster of 8 waits for a second wave), while
+ * the wider DeepSeek shapes keep the splits the H200 sweeps found fastest; with too few SMs
+ * for a cluster of 8 the pick falls back to smaller clusters. */
+static void test_bf16_decode_splits(void **state)
+{
+    (void)state;
+    for (int64_t m = 1; m <= 128; m += 63) {
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, 576, 7168, 0, 0, 132);
+        assert_int_equal(c.cluster_k, 8);
+        assert_true((576 + c.block_n - 1) / c.block_n <= 15);
+        assert_int_equal(kiln__gemm_bf16_pick(m, 2112, 7168, 0, 0, 132).cluster_k, 4);
+        assert_int_equal(kiln__gemm_bf16_pick(m, 4096, 7168, 0, 0, 132).cluster_k, 2);
+        assert_true(kiln__gemm_bf16_pick(m, 24576, 1536, 0, 0, 132).cluster_k <= 1);
+        assert_true(kiln__gemm_bf16_pick(m, 576, 7168, 0, 0, 8).cluster_k < 8);
+    }
+}
+
 /* One specialization of every kind through NVRTC: the template's static_asserts agree with
  * the host rules, and nothing spills. */
 static void test_bf16_kinds_compile(void **state)
@@ -60,6 +78,7 @@ static void test_bf16_kinds_compile(void **state)
     } kinds[] = {
         {64, 2112, 7168, 0, 0, 0},   /* decode, cluster_k 4 */
         {64, 24576, 1536, 0, 0, 0},  /* decode, one tile per SM */
+        {128, 576, 7168, 0, 0, 0},   /* decode, cluster_k 8 */
         {4096, 7168, 2048, 0, 0, 0}, /* prefill 128 x 256 */
         {4096, 576, 7168, 0, 1, 0},  /* prefill, FP32 output */
         {300, 1024, 200, 1, 0, 0},   /* TT, K off the 64 grid */
@@ -155,6 +174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
+        cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_checks_without_device),
         cmocka_unit_test(test_bf16_kinds_compile),
     };
