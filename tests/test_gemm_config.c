@@ -219,7 +219,8 @@ static void test_try_tall_knob(void **state)
 /* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64
  * columns, 128x4096x7168: 13.76 against 14.08 us, stop 22), the overlapped one at 112 columns
  * (128x7168x16384: 36.5 against 38.9 us); cluster_k 4 tiles (128x2112x7168) and 64-row tiles
- * keep the overlapped loop. */
+ * keep the overlapped loop. At N = 576, 40-column tiles over clusters of 8 (stop 43: 64x576x7168
+ * 5.29 against 6.57 us, 128x576x7168 6.25 against 7.12 in batches). */
 static void test_decode_loop_where_measured_faster(void **state)
 {
     (void)state;
@@ -229,7 +230,8 @@ static void test_decode_loop_where_measured_faster(void **state)
     } cases[] = {
         {128, 4096, 7168, 64, 0},   {100, 4096, 7168, 64, 0},  {128, 7168, 16384, 112, 1},
         {100, 7168, 16384, 112, 1}, {128, 2112, 7168, 72, 1},  {64, 7168, 16384, 112, 1},
-        {64, 4096, 7168, 64, 1},
+        {64, 4096, 7168, 64, 1},    {1, 576, 7168, 40, 1},     {64, 576, 7168, 40, 1},
+        {128, 576, 7168, 40, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
@@ -310,6 +312,10 @@ static void test_sample_compiles(void **state)
     kiln__gemm_config wide = kiln__gemm_fp8_pick(128, 24576, 1536, 132);
     assert_int_equal(wide.block_n, 192);
     assert_compiles(128, 24576, 1536, &wide);
+    /* Clusters of 8 (128 x 40 at N = 576): unspilled. */
+    kiln__gemm_config octet = kiln__gemm_fp8_pick(128, 576, 7168, 132);
+    assert_int_equal(octet.cluster_k, 8);
+    assert_compiles(128, 576, 7168, &octet);
     /* The overlapped loop's widest decode pick (128 x 112, two accumulator sets): unspilled. */
     kiln__gemm_config overlapped = kiln__gemm_fp8_pick(128, 7168, 16384, 132);
     assert_true(overlapped.overlap && overlapped.block_n == 112);

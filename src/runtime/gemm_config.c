@@ -74,11 +74,25 @@ void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
 }
 
 /* Decode tile width and K split: with long K, a cluster of CTAs shares each tile (about 66
- * clusters of 2 and 30 of 4 are co-resident on 132 SMs); otherwise one N tile per SM. */
+ * clusters of 2, 30 of 4 and 15 of 8 are co-resident on 132 SMs); otherwise one N tile per
+ * SM. */
 static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int num_sms)
 {
     const int cap = 192;
     int pairs = num_sms >= 2 ? num_sms / 2 : 1, quads = num_sms * 30 / 132;
+    int octets = num_sms * 15 / 132;
+    /* Clusters of 8 on tiles up to 40 columns (narrow N, long K: 576 x 7168). Stop 43's
+     * --sweep: 64x40 ck8 5.36 us against the 64x32 ck4 pick's 6.62 at 64x576x7168, 128x40
+     * ck8 6.40 against 7.12 at 128x576x7168; wider ones lost (stop 11: none in a top
+     * three at N = 2112 and up). */
+    int octet_width = octets > 0 ? round_up((int)((n + octets - 1) / octets), 8) : 0;
+    if (octet_width < 32)
+        octet_width = 32;
+    if (octets > 0 && k_blocks >= 32 && k_blocks % 8 == 0 && octet_width <= 40) {
+        cfg->block_n = octet_width;
+        cfg->cluster_k = 8;
+        return;
+    }
     /* Clusters of 4 on tiles up to 72 columns: at 64x2112x7168 64x72 tiles beat 64x32
      * ones in clusters of 2 by 5% (stop 10's --sweep); wider ones lost (64x120 at
      * 64x7168x16384, 7%). 128x72 lost under stop 10's reduction (three partial-sum
