@@ -628,7 +628,7 @@ static void test_masked_graph_replay(void **state)
     CUstream stream;
     CU_CHECK(drv->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     kiln_gemm_fp8_masked_args args = masked_args(&p, dd, 48);
-    args.b_ready = 1; /* B on a guess of every group full: right only on some replays */
+    args.b_ready = 1; /* B on a guess of groups of expected_m rows: right only on some replays */
     assert_int_equal(kiln_gemm_fp8_masked(ctx, &args, (kiln_stream)stream), KILN_OK);
     CU_CHECK(drv->cuStreamSynchronize(stream));
     CUgraph graph;

@@ -51,24 +51,21 @@ void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg)
     cfg->stages = 0;
 }
 
-/* Decode: for a K split over clusters of 1, 2, 4 or 8 CTAs (about 132, 66, 30 and 15 fit at
- * once on 132 SMs, docs/gemm_fp8_notes.md and docs/gemm_bf16_notes.md), the tile width that
- * gives each cluster one tile; the split whose CTAs move the fewest bytes per wave wins. */
+/* Decode: for a K split over clusters of 1, 2, 4 or 8 CTAs (kiln__resident_clusters: 132,
+ * 66, 30 and 15 fit at once on 132 SMs), the tile width that gives each cluster one tile;
+ * the split whose CTAs move the fewest bytes per wave wins. */
 static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
 {
     const int64_t k_blocks = ceil_div(k, 64);
     const int step = cfg->layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
-    /* 15 clusters of 8: a 16th waits for a second wave (stop 43: 64x2112x7168 over 16 tiles
-     * of 136 columns took 18.6 us, over 15 of 144 13.1) */
     const int splits[] = {1, 2, 4, 8};
-    const int64_t cluster_counts[] = {num_sms, num_sms / 2, num_sms * 30 / 132, num_sms * 15 / 132};
     double best = -1;
     kiln__gemm_bf16_config pick = *cfg; /* a fallback that always fits */
     pick.block_n = 128;
     kiln__gemm_bf16_fit(&pick);
     for (int i = 0; i < 4; i++) {
         int split = splits[i];
-        int64_t clusters = cluster_counts[i];
+        int64_t clusters = kiln__resident_clusters(num_sms, split);
         if (clusters < 1 || (split > 1 && k_blocks < 4 * split))
             continue;
         int width = round_up((int)ceil_div(n, clusters), step);

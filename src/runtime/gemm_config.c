@@ -79,8 +79,8 @@ void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
 static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int num_sms)
 {
     const int cap = 192;
-    int pairs = num_sms >= 2 ? num_sms / 2 : 1, quads = num_sms * 30 / 132;
-    int octets = num_sms * 15 / 132;
+    int pairs = num_sms >= 2 ? kiln__resident_clusters(num_sms, 2) : 1;
+    int quads = kiln__resident_clusters(num_sms, 4), octets = kiln__resident_clusters(num_sms, 8);
     /* Clusters of 8 on tiles up to 40 columns (narrow N, long K: 576 x 7168). Stop 43's
      * --sweep: 64x40 ck8 5.36 us against the 64x32 ck4 pick's 6.62 at 64x576x7168, 128x40
      * ck8 6.40 against 7.12 at 128x576x7168; wider ones lost (stop 11: none in a top
@@ -439,8 +439,8 @@ static void add_alternative(kiln__gemm_config *out, int *count, int max,
 static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int s, int c,
                                int m_tiles, int mc, int mca, int num_sms)
 {
-    int ctas = c == 8                ? num_sms * 15 / 132 * 8
-               : c == 4 || mca == 4 ? num_sms * 30 / 132 * 4
+    int ctas = c == 8                ? kiln__resident_clusters(num_sms, 8) * 8
+               : c == 4 || mca == 4 ? kiln__resident_clusters(num_sms, 4) * 4
                                     : num_sms;
     int n_tiles = ctas / (m_tiles * c);
     if (n_tiles < 1) /* too few SMs (KILN_NUM_SMS) for this cluster */

@@ -81,6 +81,14 @@ static inline int kiln__cluster_reduce_bytes(int block_m, int block_n, int clust
     int groups_per_rank = (block_n / 8 + cluster_k - 1) / cluster_k;
     return (cluster_k - 1) * (block_m / 64) * groups_per_rank * 2048;
 }
+/* Clusters of `size` CTAs (1, 2, 4 or 8) resident at once on num_sms SMs, as the decode
+ * picks of the FP8 and BF16 GEMMs count them: every SM and every pair, but only 30 clusters
+ * of 4 and 15 of 8 on the H200's 132 SMs (a 16th cluster of 8 waits for a second wave,
+ * docs/gemm_bf16_notes.md "Stop 43"), scaled for other SM counts. */
+static inline int kiln__resident_clusters(int num_sms, int size)
+{
+    return size == 8 ? num_sms * 15 / 132 : size == 4 ? num_sms * 30 / 132 : num_sms / size;
+}
 /* The thread-local message for failures without a context. */
 void kiln__set_last_error(const kiln__err *err);
 
