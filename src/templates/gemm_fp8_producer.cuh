@@ -40,11 +40,15 @@ __device__ __forceinline__ void load_dense_stage(const tmap *tm_a, const tmap *t
     tma_load_2d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb);
 }
 
-/* Masked kernels: the A tile and its scales of K block kb of tile tl into slot s. */
-__device__ __forceinline__ void load_masked_a(const tmap *tm_a, const tmap *tm_sfa, const tile &tl,
-                                              u32 base, int s, u32 full, int kb, int a_row)
+/* Masked kernels: the A tile of K block kb of tile tl into slot s, then B's (unless
+ * load_b_guess loaded it: with_b false), then A's scales. */
+__device__ __forceinline__ void load_masked_stage(const tmap *tm_a, const tmap *tm_b,
+                                                  const tmap *tm_sfa, const tile &tl, u32 base,
+                                                  int s, u32 full, int kb, int a_row, bool with_b)
 {
     tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
+    if (with_b)
+        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, tl.nb * BN, tl.g);
     tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
 }
 
@@ -55,9 +59,7 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
 {
     mbar_arrive_expect_tx(full, stage_tx(sc.m));
     if constexpr (GROUPING == 1) {
-        tma_load_3d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row, tl.g);
-        tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, tl.nb * BN, tl.g);
-        tma_load_3d(base + OFF_SFA + s * SFA_STAGE_BYTES, tm_sfa, full, a_row, kb, tl.g);
+        load_masked_stage(tm_a, tm_b, tm_sfa, tl, base, s, full, kb, a_row, true);
     } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
         tma_load_2d(base + OFF_A + s * A_STAGE_BYTES, tm_a, full, kb * BK, a_row);
         tma_load_3d(base + OFF_B + s * B_STAGE_BYTES, tm_b, full, kb * BK, tl.nb * BN, tl.g);
@@ -193,7 +195,7 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                     load_dense_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row, false);
                 } else if (B_GUESS_OK && early > 0) { /* B is in the slot (OFF_GBAR) */
                     mbar_arrive_expect_tx(full, stage_tx(sc.m) - B_STAGE_BYTES);
-                    load_masked_a(tm_a, tm_sfa, tl, base, s, full, kb, a_row);
+                    load_masked_stage(tm_a, tm_b, tm_sfa, tl, base, s, full, kb, a_row, false);
                 } else {
                     load_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
                 }
