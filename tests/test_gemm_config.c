@@ -220,28 +220,38 @@ static void test_try_tall_knob(void **state)
  * columns, 128x4096x7168: 13.76 against 14.08 us, stop 22), the overlapped one at 112 columns
  * (128x7168x16384: 36.5 against 38.9 us); cluster_k 4 tiles (128x2112x7168) and 64-row tiles
  * keep the overlapped loop. At N = 576, 40-column tiles over clusters of 8 (stop 43: 64x576x7168
- * 5.29 against 6.57 us, 128x576x7168 6.25 against 7.12 in batches). */
+ * 5.29 against 6.57 us, 128x576x7168 6.25 against 7.12 in batches), their 7 K blocks per CTA
+ * unrolled (stop 44: 5.17 against 5.31 us, 6.14 against 6.30); longer loops stay rolled. */
 static void test_decode_loop_where_measured_faster(void **state)
 {
     (void)state;
     static const struct {
         int64_t m, n, k;
-        int block_n, overlap;
+        int block_n, overlap, unroll;
     } cases[] = {
-        {128, 4096, 7168, 64, 0},   {100, 4096, 7168, 64, 0},  {128, 7168, 16384, 112, 1},
-        {100, 7168, 16384, 112, 1}, {128, 2112, 7168, 72, 1},  {64, 7168, 16384, 112, 1},
-        {64, 4096, 7168, 64, 1},    {1, 576, 7168, 40, 1},     {64, 576, 7168, 40, 1},
-        {128, 576, 7168, 40, 1},
+        {128, 4096, 7168, 64, 0, 0},   {100, 4096, 7168, 64, 0, 0},  {128, 7168, 16384, 112, 1, 0},
+        {100, 7168, 16384, 112, 1, 0}, {128, 2112, 7168, 72, 1, 0},  {64, 7168, 16384, 112, 1, 0},
+        {64, 4096, 7168, 64, 1, 0},    {1, 576, 7168, 40, 1, 4},     {64, 576, 7168, 40, 1, 4},
+        {128, 576, 7168, 40, 1, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
-        if (c.block_n != cases[i].block_n || c.cluster_k == 0 || c.overlap != cases[i].overlap)
-            fail_msg("%lld x %lld x %lld: %dx%d cluster_k %d overlap %d, measured fastest: "
-                     "%d columns, overlap %d",
+        if (c.block_n != cases[i].block_n || c.cluster_k == 0 || c.overlap != cases[i].overlap ||
+            c.unroll != cases[i].unroll)
+            fail_msg("%lld x %lld x %lld: %dx%d cluster_k %d overlap %d unroll %d, measured "
+                     "fastest: %d columns, overlap %d, unroll %d",
                      (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k,
-                     c.block_m, c.block_n, c.cluster_k, c.overlap, cases[i].block_n,
-                     cases[i].overlap);
+                     c.block_m, c.block_n, c.cluster_k, c.overlap, c.unroll, cases[i].block_n,
+                     cases[i].overlap, cases[i].unroll);
     }
+    /* Clusters of 8 over 16 K blocks each (K = 16384) keep the rolled loop; so do 16 K blocks
+     * in one CTA (K = 2048); 4 of them (K = 512) unroll. */
+    kiln__gemm_config long_k = kiln__gemm_fp8_pick(64, 576, 16384, 132);
+    assert_int_equal(long_k.cluster_k, 8);
+    assert_int_equal(long_k.unroll, 0);
+    assert_int_equal(kiln__gemm_fp8_pick(64, 7168, 2048, 132).unroll, 0);
+    assert_int_equal(kiln__gemm_fp8_pick(64, 32768, 512, 132).unroll, 4);
+    assert_int_equal(kiln__gemm_fp8_pick(1000, 7168, 512, 132).unroll, 0); /* prefill */
 }
 
 /* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
@@ -442,6 +452,14 @@ static void test_masked_alternatives(void **state)
             }
         }
     assert_true(turns >= 2);
+    /* One narrow group (64 x 576 x 7168): the dense pick's clusters of 8, rolled. */
+    kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int count = kiln__gemm_fp8_masked_alternatives(1, 64, 64, 576, 7168, 132, alt,
+                                                   KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    assert_true(count >= 1);
+    assert_int_equal(alt[0].cluster_k, 8);
+    assert_true(alt[0].unroll <= 1);
+    assert_compiles(64, 576, 7168, &alt[0]);
 }
 
 /* Every alternative of a decode and a prefill shape compiles, unspilled and pipelined, and

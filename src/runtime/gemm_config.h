@@ -15,7 +15,7 @@ typedef struct kiln__gemm_config {
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
     int trace;    /* 1: the kernel records SM clocks per CTA into `c` (bench --trace) */
-    int unroll;   /* copies of the K loop's body (0 or 1: none; an experiment of --sweep) */
+    int unroll;   /* copies of the K loop's body (0 or 1: none; the overlapped loop: all) */
     int multicast_a; /* 2 or 4: a cluster of n blocks sharing (multicasting) the A tile */
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */

@@ -157,6 +157,7 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
         cfg.out_f32 = 1;
         cfg.k_split = 1;
         cfg.cluster_k = 0;
+        cfg.unroll = 0; /* the decode pick's unrolled loop was sized for its cluster's share of K */
         if (cfg.block_n > 128)
             cfg.block_n = 128;
         kiln__gemm_fp8_fit(&cfg);
