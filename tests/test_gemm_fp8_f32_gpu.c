@@ -145,7 +145,7 @@ static void test_f32_output(void **state)
     check_f32(1, 4096, 7168, C_NONE);
     check_f32(64, 2112, 7168, C_NONE);
     check_f32(129, 576, 1536, C_SEPARATE);
-    check_f32(64, 576, 7168, C_NONE); /* the BF16 pick unrolls over clusters of 8; this rolls */
+    check_f32(64, 576, 7168, C_NONE); /* BF16 output: unrolled over clusters of 8; here: rolled */
     check_f32(1000, 7168, 2048, C_ALIASES_D);
     check_f32(77, 1552, 640, C_ALIASES_D);
 }

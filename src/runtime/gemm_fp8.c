@@ -152,6 +152,10 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
                                       bool out_f32)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
+    /* The pick unrolls only an overlapped K loop: with KILN_GEMM_OVERLAP=0 the kernel keeps
+     * the plain loop, rolled, as before the unrolling. */
+    if (!kiln__gemm_fp8_overlaps(&cfg, ctx))
+        cfg.unroll = 0;
     if (out_f32) {
         /* The FP32 mode is the plain kernel: no K split of either kind, no cluster. */
         cfg.out_f32 = 1;
