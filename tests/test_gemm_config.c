@@ -216,6 +216,14 @@ static void test_try_tall_knob(void **state)
             }
 }
 
+/* The dense BF16-output GEMM's decode configuration: the pick, its short loops unrolled. */
+static kiln__gemm_config launched(int64_t m, int64_t n, int64_t k)
+{
+    kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
+    kiln__gemm_fp8_unroll_short_loop(&c, m, k);
+    return c;
+}
+
 /* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64
  * columns, 128x4096x7168: 13.76 against 14.08 us, stop 22), the overlapped one at 112 columns
  * (128x7168x16384: 36.5 against 38.9 us); cluster_k 4 tiles (128x2112x7168) and 64-row tiles
@@ -235,7 +243,7 @@ static void test_decode_loop_where_measured_faster(void **state)
         {128, 576, 7168, 40, 1, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        kiln__gemm_config c = launched(cases[i].m, cases[i].n, cases[i].k);
         if (c.block_n != cases[i].block_n || c.cluster_k == 0 || c.overlap != cases[i].overlap ||
             c.unroll != cases[i].unroll)
             fail_msg("%lld x %lld x %lld: %dx%d cluster_k %d overlap %d unroll %d, measured "
@@ -246,12 +254,12 @@ static void test_decode_loop_where_measured_faster(void **state)
     }
     /* Clusters of 8 over 16 K blocks each (K = 16384) keep the rolled loop; so do 16 K blocks
      * in one CTA (K = 2048); 4 of them (K = 512) unroll. */
-    kiln__gemm_config long_k = kiln__gemm_fp8_pick(64, 576, 16384, 132);
+    kiln__gemm_config long_k = launched(64, 576, 16384);
     assert_int_equal(long_k.cluster_k, 8);
     assert_int_equal(long_k.unroll, 0);
-    assert_int_equal(kiln__gemm_fp8_pick(64, 7168, 2048, 132).unroll, 0);
-    assert_int_equal(kiln__gemm_fp8_pick(64, 32768, 512, 132).unroll, 4);
-    assert_int_equal(kiln__gemm_fp8_pick(1000, 7168, 512, 132).unroll, 0); /* prefill */
+    assert_int_equal(launched(64, 7168, 2048).unroll, 0);
+    assert_int_equal(launched(64, 32768, 512).unroll, 4);
+    assert_int_equal(launched(1000, 7168, 512).unroll, 0); /* prefill */
 }
 
 /* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
@@ -323,7 +331,7 @@ static void test_sample_compiles(void **state)
     assert_int_equal(wide.block_n, 192);
     assert_compiles(128, 24576, 1536, &wide);
     /* Clusters of 8 (128 x 40 at N = 576): unspilled. */
-    kiln__gemm_config octet = kiln__gemm_fp8_pick(128, 576, 7168, 132);
+    kiln__gemm_config octet = launched(128, 576, 7168);
     assert_int_equal(octet.cluster_k, 8);
     assert_compiles(128, 576, 7168, &octet);
     /* The overlapped loop's widest decode pick (128 x 112, two accumulator sets): unspilled. */

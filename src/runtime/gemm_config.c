@@ -148,18 +148,20 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
         cfg.block_n = 144; /* the notes' best for N = 576 */
     }
     kiln__gemm_fp8_fit(&cfg);
-    /* Decode's overlapped K loop unrolled (fully: the template then knows every step) where
-     * each CTA walks 8 K blocks or fewer: clusters of 8 at K <= 8192, one CTA at K <= 1024.
-     * Stop 44, batches against the rolled loop (three rounds, two calls): over clusters of 8
+    return cfg;
+}
+
+void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t k)
+{
+    /* Stop 44, batches against the rolled loop (three rounds, two calls): over clusters of 8
      * at K = 7168 1.7-9.6% faster at 1-64 rows (N = 512, 576), 0-2% at 128x576, but 1.6%
      * slower at 128x256; one CTA 2.1-4.2% faster at K = 512, 1.0-1.9% at K = 1024. NVRTC
      * 262-302 ms at 7-8 blocks (as rolled), 443-476 ms at the widest (128 x 128, K = 1024).
      * Longer loops unrolled compile past 0.5 s (16 blocks at K = 2048: 0.55-0.75 s). */
-    int64_t k_blocks = k / 128, ck = cfg.cluster_k > 1 ? cfg.cluster_k : 1;
-    if (m <= 128 && cfg.overlap && kiln__gemm_fp8_can_overlap(&cfg) && k_blocks % ck == 0 &&
+    int64_t k_blocks = k / 128, ck = cfg->cluster_k > 1 ? cfg->cluster_k : 1;
+    if (m <= 128 && cfg->overlap && kiln__gemm_fp8_can_overlap(cfg) && k_blocks % ck == 0 &&
         k_blocks / ck <= 8)
-        cfg.unroll = 4;
-    return cfg;
+        cfg->unroll = 4;
 }
 
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative

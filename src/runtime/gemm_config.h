@@ -15,7 +15,7 @@ typedef struct kiln__gemm_config {
     int overlap;  /* 1: two accumulator sets, promotion overlapped with the next wgmma */
     int out_f32;  /* 1: D f32 = C + A.B^T with 1x128 B scales (dense only) */
     int trace;    /* 1: the kernel records SM clocks per CTA into `c` (bench --trace) */
-    int unroll;   /* copies of the K loop's body (0 or 1: none; the overlapped loop: all) */
+    int unroll;   /* copies of the K loop's body (0 or 1: none; overlapped loops unroll fully) */
     int multicast_a; /* 2 or 4: a cluster of n blocks sharing (multicasting) the A tile */
     int loads_only;  /* 1: no math, no output: the operands' movement alone (bench) */
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
@@ -161,6 +161,11 @@ void kiln__gemm_fp8_prefill_turns(kiln__gemm_config *cfg, int64_t m);
 /* Whether cfg's kernel has its row groups issue in turn: asked for (cfg->turns) and
  * possible (more than 64 rows, no k_split, the plain K loop under ctx's knobs). */
 bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
+/* Decode's overlapped K loop unrolled (fully: the template then knows every step) where
+ * each CTA of cfg walks 8 K blocks or fewer of K: clusters of 8 at K <= 8192, one CTA at
+ * K <= 1024. The dense BF16-output GEMM applies it (a masked tile's K-block count is not a
+ * constant, and the FP32 mode has no cluster), where its loop is overlapped. */
+void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t k);
 /* Copies of the K loop's body cfg asks for (unroll 0 and 1 both mean none). */
 static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
 {

@@ -152,16 +152,11 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
                                       bool out_f32)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
-    /* The pick unrolls only an overlapped K loop: with KILN_GEMM_OVERLAP=0 the kernel keeps
-     * the plain loop, rolled, as before the unrolling. */
-    if (!kiln__gemm_fp8_overlaps(&cfg, ctx))
-        cfg.unroll = 0;
     if (out_f32) {
         /* The FP32 mode is the plain kernel: no K split of either kind, no cluster. */
         cfg.out_f32 = 1;
         cfg.k_split = 1;
         cfg.cluster_k = 0;
-        cfg.unroll = 0; /* the decode pick's unrolled loop was sized for its cluster's share of K */
         if (cfg.block_n > 128)
             cfg.block_n = 128;
         kiln__gemm_fp8_fit(&cfg);
@@ -180,8 +175,12 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;
     }
-    if (!out_f32)
+    if (!out_f32) {
+        /* An overlapped decode loop (not with KILN_GEMM_OVERLAP=0) unrolls where it is short. */
+        if (kiln__gemm_fp8_overlaps(&cfg, ctx))
+            kiln__gemm_fp8_unroll_short_loop(&cfg, m, k);
         kiln__gemm_fp8_prefill_turns(&cfg, m);
+    }
     return cfg;
 }
 

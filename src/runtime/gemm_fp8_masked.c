@@ -57,7 +57,6 @@ static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_
     int64_t rows = planned_rows(expected_m, m_max);
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(rows, n * groups, k, ctx->num_sms);
     cfg.grouping = 1;
-    cfg.unroll = 0; /* a masked tile's K-block count is not a constant: no unrolled loop */
     kiln__gemm_config tall = cfg;
     if (kiln__gemm_fp8_try_tall(&tall, rows, n * groups, k, ctx->opts.gemm_tall_tiles,
                                 ctx->num_sms, KILN__TALL_NO_192) &&
@@ -77,15 +76,10 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
         kiln__gemm_config c = out[i];
         /* Masked kernels take no multicast (of B or A) nor 192-row tiles, and their
          * overlapped loop does not unroll (the K-block count is not a constant there): such
-         * a copy would be the same kernel. The pick (first) stays, rolled, as pick_masked
-         * takes it. */
-        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m == 192)
+         * a copy would be the same kernel. */
+        if (c.multicast > 1 || c.multicast_a > 1 || c.block_m == 192 ||
+            (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)))
             continue;
-        if (c.unroll > 1 && kiln__gemm_fp8_overlaps(&c, NULL)) {
-            if (i > 0)
-                continue;
-            c.unroll = 0;
-        }
         c.grouping = 1;
         out[kept++] = c;
     }

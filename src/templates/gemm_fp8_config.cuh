@@ -72,8 +72,8 @@ static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each
 constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
 /* Masked kernels may load B early too (load_b_guess), but their tiles come from masked_m,
  * which the kernel before may write: the first tile's B is loaded for a guess (every group
- * holds the host's expected rows), counted on a barrier of its own (OFF_GBAR), and loaded again when the guess was
- * wrong. */
+ * holds the host's expected rows), counted on a barrier of its own (OFF_GBAR), and loaded
+ * again when the guess was wrong. */
 constexpr bool B_GUESS_OK = GROUPING == 1 && !OUT_F32 && !MATH_ONLY;
 /* Kernels whose roles take the grid dependency wait each (B early) rather than all at once. */
 constexpr bool B_EARLY_ANY = B_EARLY_OK || B_GUESS_OK;
