@@ -477,8 +477,6 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         math(&tm_d, sc, base, d_ptr, ld_d);
     }
     grid_launch_dependents();
-    /* No CTA of a cluster may exit while a partner can still read its shared memory or
-     * arrive on its barriers. */
     if constexpr (CLUSTER > 1)
-        cluster_sync();
+        cluster_sync_before_exit();
 }

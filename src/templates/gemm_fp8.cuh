@@ -482,8 +482,6 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
         math(&tm_d, sc, base, c, d_ptr, ld_d, tail_ws);
     }
     grid_launch_dependents();
-    /* No CTA of a cluster may exit while a partner can still write its shared memory or
-     * arrive on its barriers. */
     if constexpr (CLUSTER > 1)
-        cluster_sync();
+        cluster_sync_before_exit();
 }

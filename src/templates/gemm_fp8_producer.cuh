@@ -214,6 +214,18 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
         mbar_wait(base + OFF_GBAR, 0);
     if (lane == 0)
         trace_mark(trace, TR_LAST_LOAD);
+    /* Multicast: the partners' consumers arrive on our empty barriers (release_slot). Wait
+     * for each slot's last release, as if to fill it again, so that no such arrive is still
+     * on its way when the CTA exits (cluster_sync_before_exit's arrive is relaxed). */
+    if constexpr (MC > 1 || MCA > 1) {
+        for (int i = 0; i < STAGES; ++i) {
+            mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
+            if (++s == STAGES) {
+                s = 0;
+                phase ^= 1;
+            }
+        }
+    }
 }
 
 /* Producer warp 1: B scales, read from global memory by its lanes (each lane holds K blocks
