@@ -216,10 +216,12 @@ static void test_try_tall_knob(void **state)
             }
 }
 
-/* The dense BF16-output GEMM's decode configuration: the pick, its short loops unrolled. */
+/* The dense BF16-output GEMM's decode configuration: the pick, A shared where that was
+ * measured faster, its short loops unrolled. */
 static kiln__gemm_config launched(int64_t m, int64_t n, int64_t k)
 {
     kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
+    kiln__gemm_fp8_share_a(&c, m, n, k, 132);
     kiln__gemm_fp8_unroll_short_loop(&c, m, k);
     return c;
 }
@@ -260,6 +262,32 @@ static void test_decode_loop_where_measured_faster(void **state)
     assert_int_equal(launched(64, 7168, 2048).unroll, 0);
     assert_int_equal(launched(64, 32768, 512).unroll, 4);
     assert_int_equal(launched(1000, 7168, 512).unroll, 0); /* prefill */
+}
+
+/* 128-row decode tiles at 16-31 K blocks share A over clusters of 4 where that keeps them at
+ * most 8 columns wider (stop 45, 128x7168x2048: 128x64 shared 7.76 us against the 128x56
+ * pick's 8.03 in batches, 9.34 against 9.73 under the profiler); 64-row tiles, K clusters
+ * (K >= 4096) and narrow tiles do not. */
+static void test_decode_shares_a_where_measured_faster(void **state)
+{
+    (void)state;
+    static const int64_t shared[][3] = {{128, 7168, 2048}, {65, 7168, 2048}, {100, 7168, 3072}};
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++) {
+        kiln__gemm_config c = launched(shared[i][0], shared[i][1], shared[i][2]);
+        assert_int_equal(c.block_m, 128);
+        assert_int_equal(c.block_n, 64);
+        assert_int_equal(kiln__gemm_fp8_multicast_a(&c), 4);
+        assert_int_equal(kiln__gemm_fp8_cluster(&c), 4);
+        assert_true(c.stages >= 2 && c.overlap);
+    }
+    static const int64_t plain[][3] = {{64, 7168, 2048},   {128, 7168, 4096}, {128, 2112, 2048},
+                                       {128, 24576, 1536}, {129, 7168, 2048}, {128, 7168, 1024}};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        kiln__gemm_config c = launched(plain[i][0], plain[i][1], plain[i][2]);
+        if (kiln__gemm_fp8_multicast_a(&c) != 1)
+            fail_msg("%lld x %lld x %lld shares A over %d CTAs", (long long)plain[i][0],
+                     (long long)plain[i][1], (long long)plain[i][2], kiln__gemm_fp8_multicast_a(&c));
+    }
 }
 
 /* Compiles cfg with NVRTC and fails the test on an error, on spills (a few words allowed with
@@ -334,6 +362,10 @@ static void test_sample_compiles(void **state)
     kiln__gemm_config octet = launched(128, 576, 7168);
     assert_int_equal(octet.cluster_k, 8);
     assert_compiles(128, 576, 7168, &octet);
+    /* A shared over clusters of 4 (128 x 64 at 128x7168x2048): unspilled. */
+    kiln__gemm_config share = launched(128, 7168, 2048);
+    assert_int_equal(kiln__gemm_fp8_multicast_a(&share), 4);
+    assert_compiles(128, 7168, 2048, &share);
     /* The overlapped loop's widest decode pick (128 x 112, two accumulator sets): unspilled. */
     kiln__gemm_config overlapped = kiln__gemm_fp8_pick(128, 7168, 16384, 132);
     assert_true(overlapped.overlap && overlapped.block_n == 112);
@@ -628,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),
         cmocka_unit_test(test_decode_loop_where_measured_faster),
+        cmocka_unit_test(test_decode_shares_a_where_measured_faster),
         cmocka_unit_test(test_plain_prefill_issues_in_turn),
         cmocka_unit_test(test_even_rounds),
         cmocka_unit_test(test_l2_groups),

@@ -166,6 +166,11 @@ bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
  * K <= 1024. The dense BF16-output GEMM applies it (a masked tile's K-block count is not a
  * constant, and the FP32 mode has no cluster), where its loop is overlapped. */
 void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t k);
+/* 128-row decode tiles over 16-31 K blocks, one per SM, become tiles up to 8 columns wider
+ * in clusters of 4 that share (multicast) their A tile, where that fits. The dense
+ * BF16-output GEMM applies it (masked kernels take no A multicast; the FP32 mode no
+ * cluster). */
+void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms);
 /* Copies of the K loop's body cfg asks for (unroll 0 and 1 both mean none). */
 static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
 {

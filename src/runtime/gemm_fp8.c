@@ -176,6 +176,7 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
         cfg.multicast = 2;
     }
     if (!out_f32) {
+        kiln__gemm_fp8_share_a(&cfg, m, n, k, ctx->num_sms);
         /* An overlapped decode loop (not with KILN_GEMM_OVERLAP=0) unrolls where it is short. */
         if (kiln__gemm_fp8_overlaps(&cfg, ctx))
             kiln__gemm_fp8_unroll_short_loop(&cfg, m, k);
