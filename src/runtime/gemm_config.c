@@ -424,34 +424,6 @@ static bool fits_registers(const kiln__gemm_config *cfg)
     return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 <= math_regs(cfg);
 }
 
-void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms)
-{
-    /* Stop 45 (16 K blocks, one tile per SM before): 128x64 tiles in clusters of 4 sharing
-     * A (112 CTAs) against the 128x56 pick (128), three rounds of batches / two under the
-     * profiler: 128x7168x2048 8.07 -> 7.75 us / 9.73 -> 9.22, 100x7168x2048 8.73 -> 8.56 /
-     * 9.91 -> 9.54, 65x7168x2048 8.47 -> 8.44 / 9.64 -> 9.62. It pays only since cluster
-     * kernels leave through a relaxed barrier (cluster_sync_before_exit). 64-row tiles keep
-     * the pick (64x7168x2048: 64x64 shared by 4 8.74 us against 8.54-8.58 under the
-     * profiler), and so does K from 4096 up, where K clusters take over. */
-    int64_t k_blocks = k / 128;
-    int quads = kiln__resident_clusters(num_sms, 4);
-    if (m <= 64 || m > 128 || k_blocks < 16 || k_blocks >= 32 || quads < 1 ||
-        cfg->cluster_k > 1 || cfg->k_split != 1 || cfg->multicast > 1 || cfg->block_n < 48)
-        return;
-    kiln__gemm_config shared = *cfg;
-    int64_t tiles = (int64_t)quads * 4;
-    shared.block_n = round_up((int)((n + tiles - 1) / tiles), 8);
-    shared.multicast_a = 4;
-    shared.overlap = kiln__gemm_fp8_can_overlap(&shared);
-    /* at most one step wider: the CTAs left idle stay few */
-    if (shared.block_n > cfg->block_n + 8 || (n + shared.block_n - 1) / shared.block_n < 4 ||
-        !fits_registers(&shared))
-        return;
-    kiln__gemm_fp8_fit(&shared);
-    if (shared.stages >= 2)
-        *cfg = shared;
-}
-
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
  * kernel (overlap counts only where the kernel can overlap: kiln__gemm_fp8_spec). */
 static void add_alternative(kiln__gemm_config *out, int *count, int max,
@@ -508,6 +480,26 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
     }
     kiln__gemm_fp8_fit(cfg);
     return cfg->k_split == s && cfg->stages >= 2;
+}
+
+void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms)
+{
+    /* Stop 45 (16 K blocks, one tile per SM before): 128x64 tiles in clusters of 4 sharing
+     * A (112 CTAs) against the 128x56 pick (128), three rounds of batches / two under the
+     * profiler: 128x7168x2048 8.07 -> 7.75 us / 9.73 -> 9.22, 100x7168x2048 8.73 -> 8.56 /
+     * 9.91 -> 9.54, 65x7168x2048 8.47 -> 8.44 / 9.64 -> 9.62. It pays only since cluster
+     * kernels leave through a relaxed barrier (cluster_sync_before_exit). 64-row tiles keep
+     * the pick (64x7168x2048: 64x64 shared by 4 8.74 us against 8.54-8.58 under the
+     * profiler), and so does K from 4096 up, where K clusters take over. */
+    int64_t k_blocks = k / 128;
+    if (m <= 64 || m > 128 || k_blocks < 16 || k_blocks >= 32 || cfg->cluster_k > 1 ||
+        cfg->k_split != 1 || cfg->multicast > 1 || cfg->block_n < 48)
+        return;
+    /* the --sweep's tile for A shared by 4, if at most one step wider: few CTAs left idle */
+    kiln__gemm_config shared = *cfg;
+    if (decode_alternative(&shared, n, k_blocks, 1, 1, 1, 1, 4, num_sms) &&
+        shared.block_n <= cfg->block_n + 8)
+        *cfg = shared;
 }
 
 /* kiln__gemm_fp8_alternatives without the unrolled copies. */
