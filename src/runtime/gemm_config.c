@@ -123,6 +123,17 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
          * loop is kept for 64-104 columns. */
         if (cfg->block_m == 128 && wide >= 64 && wide < 112)
             cfg->overlap = 0;
+        /* 64-row tiles up to 112 columns at K >= 7168: each CTA's K blocks split between
+         * two math warpgroups (plain loop). Stop 46, main -> this, two rounds under the
+         * profiler / three in batches (us): 64x4096x7168 12.81 -> 12.42 / 10.92 -> 10.82,
+         * 32x4096x7168 12.79 -> 12.35 / 10.88 -> 10.78, 64x7168x16384 33.98 -> 33.57 /
+         * 33.64 -> 33.22, 1x7168x16384 33.84 -> 33.05 / 32.22 -> 32.04. Not at 128 columns
+         * (64x8192x7168 19.91 -> 19.98 / 18.79 -> 19.14) nor at K = 4096 (64x7168x4096
+         * 13.18 -> 13.09 / 11.58 -> 11.64). */
+        if (cfg->block_m == 64 && wide <= 112 && k_blocks >= 56 && k_blocks % 4 == 0) {
+            cfg->k_split = 2;
+            cfg->overlap = 0;
+        }
         return;
     }
     int per_sm = (int)((n + num_sms - 1) / num_sms);
