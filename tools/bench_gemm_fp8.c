@@ -35,6 +35,8 @@
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
+ * KILN_SWEEP_STAGES=S1,S2,... (--sweep, dense): instead of the alternatives, the heuristic's
+ * configuration with each of these ring depths (those that fit and divide by its k_split).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -373,6 +375,30 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
     fflush(stdout);
 }
 
+/* KILN_SWEEP_STAGES: alt[0] (the heuristic's configuration) with each ring depth listed that
+ * fits (at most its fitted depth) and divides by its k_split, in place of the alternatives;
+ * returns the new count (count as it was without the variable). */
+static int stage_variants(kiln__gemm_config *alt, int count)
+{
+    const char *list = getenv("KILN_SWEEP_STAGES");
+    if (list == NULL || *list == '\0' || count < 1)
+        return count;
+    kiln__gemm_config pick = alt[0];
+    int kept = 0;
+    for (char *end; *list != '\0' && kept < KILN_GEMM_FP8_MAX_ALTERNATIVES; list = end) {
+        long stages = strtol(list, &end, 10);
+        if (end == list)
+            break;
+        if (*end == ',')
+            end++;
+        if (stages >= 2 && stages <= pick.stages && stages % pick.k_split == 0) {
+            alt[kept] = pick;
+            alt[kept++].stages = (int)stages;
+        }
+    }
+    return kept > 0 ? kept : count;
+}
+
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
  * operand sets, timed like the heuristic's and checked against FP64 (set 0's D poisoned
  * with NaN first, so a configuration that writes nothing cannot pass). With one round each
@@ -383,6 +409,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    count = stage_variants(alt, count);
     precompile(alt, count, n, k, false);
     kiln__gemm_config part[NUM_PARTS][KILN_GEMM_FP8_MAX_ALTERNATIVES];
     for (int p = 0; p < NUM_PARTS; p++) {
