@@ -97,9 +97,15 @@ static inline void gpu_free(void *p)
     if (p != NULL)
         CU_CHECK(gpu_drv()->cuMemFree((CUdeviceptr)(uintptr_t)p));
 }
+/* gpu_upload and gpu_poison wait until their bytes are in device memory: cuMemcpyHtoD from
+ * pageable memory may return before its DMA lands and cuMemsetD32 runs asynchronously, both on
+ * the legacy stream, which work on a CU_STREAM_NON_BLOCKING stream does not wait for (stop 46:
+ * a graph replayed on such a stream right after gpu_poison found poison in rows it had
+ * written). */
 static inline void gpu_upload(void *dst, const void *src, size_t bytes)
 {
     CU_CHECK(gpu_drv()->cuMemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, bytes));
+    CU_CHECK(gpu_drv()->cuCtxSynchronize());
 }
 static inline void gpu_download(void *dst, const void *src, size_t bytes)
 {
@@ -109,6 +115,7 @@ static inline void gpu_download(void *dst, const void *src, size_t bytes)
 static inline void gpu_poison(void *p, size_t bytes, uint32_t pattern)
 {
     CU_CHECK(gpu_drv()->cuMemsetD32((CUdeviceptr)(uintptr_t)p, pattern, bytes / 4));
+    CU_CHECK(gpu_drv()->cuCtxSynchronize());
 }
 static inline void gpu_sync(void)
 {
