@@ -330,7 +330,6 @@ static void check_trace(int64_t m, int64_t n, int64_t k, kiln__gemm_config cfg)
     size_t bytes = (size_t)SLOTS * CTAS * 8;
     trace = gpu_alloc(bytes);
     gpu_poison(trace, bytes, 0);
-    gpu_sync();
     cfg.trace = 1;
     forced = &cfg;
     fp8_problem p;

@@ -108,7 +108,6 @@ static void check_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, int64_t n
     for (int run = 0; run < CHAIN_RUNS; run++) {
         for (int s = 0; s < 3; s++)
             gpu_poison(dout[s], (size_t)(m * cols[s]) * 2, 0xffffffffu);
-        gpu_sync();
         if (kiln_gemm_fp8(ctx, &first, NULL) != KILN_OK ||
             kiln_gemm_bf16(ctx, &second, NULL) != KILN_OK ||
             kiln_gemm_bf16(ctx, &third, NULL) != KILN_OK)
@@ -221,7 +220,6 @@ static void check_b_ready_chain(int64_t m, int64_t k1, int64_t n1, int64_t n2, b
         gpu_poison(dq, (size_t)(m * n1), 0xffffffffu);
         gpu_poison(dsq, (size_t)(kb2 * stride) * 4, 0xffffffffu);
         gpu_poison(dy, y_bytes, 0xffffffffu);
-        gpu_sync();
         if (kiln_gemm_fp8(ctx, &first, NULL) != KILN_OK ||
             kiln_quant_fp8_per_token(ctx, &quant, NULL) != KILN_OK ||
             (masked ? kiln_gemm_fp8_masked(ctx, &second_masked, NULL)

@@ -431,7 +431,6 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
                 *row = (sweep_row){.cfg = &alt[i], .index = i, .rounds = rounds,
                                    .us_part = {-1, -1}};
                 gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
-                gpu_sync(); /* the memset runs on the legacy stream, ours does not wait */
             }
             forced = &alt[i];
             us_round[i][r] = time_runner(RUN_KILN, NULL, sets, num_sets, m, stream);
@@ -513,7 +512,6 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         bool ok = run_once(RUN_KILN, NULL, &sets[0], m, stream); /* compiles; warms up */
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         gpu_poison(buffer, bytes, 0);
-        gpu_sync(); /* the memset runs on the legacy stream, ours does not wait for it */
         ok = ok && run_once(RUN_KILN, NULL, &sets[num_sets > 1 ? 1 : 0], m, stream);
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         forced = NULL;
@@ -1225,7 +1223,6 @@ int main(int argc, char **argv)
         workspace_bytes = kiln_gemm_fp8_workspace_bytes(ctx);
         workspace = gpu_alloc((size_t)workspace_bytes);
         gpu_poison(workspace, (size_t)workspace_bytes, 0);
-        gpu_sync();
     }
     if (!json)
         printf("dense kiln_gemm_fp8 %s a workspace (KILN_BENCH_WORKSPACE=0: without), "
