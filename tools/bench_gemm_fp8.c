@@ -35,8 +35,11 @@
  * the median of the R medians with their range: clock and power drift then hits every
  * configuration alike (one configuration moved by 7% between two places in one process in
  * stop 13).
- * KILN_SWEEP_STAGES=S1,S2,... (--sweep, dense): instead of the alternatives, the heuristic's
- * configuration with each of these ring depths (those that fit and divide by its k_split).
+ * KILN_BENCH_TRACE_COLD=1 (--trace): L2 written over before each traced launch (operands
+ * from DRAM, as under the profiler; without it they are mostly in L2 from the timing runs).
+ * KILN_SWEEP_STAGES=S1,S2,... (--sweep and --trace, dense): instead of the alternatives, the
+ * heuristic's configuration with each of these ring depths (those that fit and divide by its
+ * k_split; 0: its own).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -376,8 +379,8 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
 }
 
 /* KILN_SWEEP_STAGES: alt[0] (the heuristic's configuration) with each ring depth listed that
- * fits (at most its fitted depth) and divides by its k_split, in place of the alternatives;
- * returns the new count (count as it was without the variable). */
+ * fits (at most its fitted depth; 0: that depth) and divides by its k_split, in place of the
+ * alternatives; returns the new count (count as it was without the variable). */
 static int stage_variants(kiln__gemm_config *alt, int count)
 {
     const char *list = getenv("KILN_SWEEP_STAGES");
@@ -391,6 +394,8 @@ static int stage_variants(kiln__gemm_config *alt, int count)
             break;
         if (*end == ',')
             end++;
+        if (stages == 0)
+            stages = pick.stages;
         if (stages >= 2 && stages <= pick.stages && stages % pick.k_split == 0) {
             alt[kept] = pick;
             alt[kept++].stages = (int)stages;
@@ -486,6 +491,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    count = stage_variants(alt, count);
     /* With --loads-only / --math-only, each configuration's parts are traced after it. */
     kiln__gemm_config runs[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
     const char *run_label[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
@@ -504,6 +510,11 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     size_t bytes = (size_t)TRACE_CTAS * TRACE_SLOTS * 8;
     void *buffer = gpu_alloc(bytes);
     uint64_t *t = malloc(bytes);
+    /* KILN_BENCH_TRACE_COLD=1: before each traced launch, a write over twice the 60 MB L2 on
+     * the same stream, so that the operands come from DRAM as under the profiler. */
+    const char *cold_env = getenv("KILN_BENCH_TRACE_COLD");
+    const size_t flush_bytes = (size_t)128 << 20;
+    void *flush = cold_env != NULL && strcmp(cold_env, "0") != 0 ? gpu_alloc(flush_bytes) : NULL;
     for (int i = 0; i < num_runs; i++) {
         kiln__gemm_config c = runs[i];
         c.trace = 1;
@@ -512,6 +523,9 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
         bool ok = run_once(RUN_KILN, NULL, &sets[0], m, stream); /* compiles; warms up */
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         gpu_poison(buffer, bytes, 0);
+        if (flush != NULL)
+            CU_CHECK(gpu_drv()->cuMemsetD32Async((CUdeviceptr)(uintptr_t)flush, 0,
+                                                 flush_bytes / 4, stream));
         ok = ok && run_once(RUN_KILN, NULL, &sets[num_sets > 1 ? 1 : 0], m, stream);
         CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
         forced = NULL;
@@ -556,6 +570,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     }
     free(t);
     gpu_free(buffer);
+    gpu_free(flush);
 }
 
 static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target, bool sweep,
