@@ -229,11 +229,12 @@ static kiln__gemm_config launched(int64_t m, int64_t n, int64_t k)
 /* 128-row cluster_k 2 decode tiles: the plain K loop where it was measured faster (64
  * columns, 128x4096x7168: 13.76 against 14.08 us, stop 22), the overlapped one at 112 columns
  * (128x7168x16384: 36.5 against 38.9 us); cluster_k 4 tiles (128x2112x7168) keep the
- * overlapped loop. 64-row cluster_k 2 tiles up to 112 columns at K >= 7168 split K between two
- * warpgroups (stop 46: 64x4096x7168 -3.1% under the profiler, -0.9% in batches); at 128
- * columns or K = 4096 they keep the overlapped loop. At N = 576, 40-column tiles over clusters of 8 (stop 43: 64x576x7168
- * 5.29 against 6.57 us, 128x576x7168 6.25 against 7.12 in batches), their 7 K blocks per CTA
- * unrolled (stop 44: 5.17 against 5.31 us, 6.14 against 6.30); longer loops stay rolled. */
+ * overlapped loop. 64-row cluster_k 2 tiles up to 112 columns at K >= 7168 split K between
+ * two warpgroups (stop 46: 64x4096x7168 -3.1% under the profiler, -0.9% in batches); at 128
+ * columns or K = 4096 they keep the overlapped loop. At N = 576, 40-column tiles over
+ * clusters of 8 (stop 43: 64x576x7168 5.29 against 6.57 us, 128x576x7168 6.25 against 7.12
+ * in batches), their 7 K blocks per CTA unrolled (stop 44: 5.17 against 5.31 us, 6.14 against
+ * 6.30); longer loops stay rolled. */
 static void test_decode_loop_where_measured_faster(void **state)
 {
     (void)state;
