@@ -192,7 +192,8 @@ out_has 'failed 0'
 run 0 cache ls --json
 [ "$(wc -l <"$WORK/out")" -eq 4 ] && [ "$(grep -c 'param:tail=1' "$WORK/out")" -eq 2 ] &&
     [ "$(grep -c 'param:no_b_early=1' "$WORK/out")" -eq 2 ] ||
-    fail "want the plain and the split-last-round kernel, with and without the early-B path, for m=6144 n=2112 k=7168"
+    fail "want the plain and the split-last-round kernel, each with and without the early-B" \
+        "path, for m=6144 n=2112 k=7168"
 KILN_CACHE_PATH=$WORK/cache
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
