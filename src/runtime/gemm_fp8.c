@@ -266,12 +266,12 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
         return status;
     kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
     *n = 0;
-    /* Launches with and without b_ready take different kernels (kiln__gemm_fp8_b_early_path):
-     * both, unless the FP32 mode's one kernel serves both. With a workspace, M may take the
-     * split last round's kernel too (192-row tiles). */
+    /* Launches with and without b_ready take different kernels (kiln__gemm_fp8_b_early_path;
+     * the FP32 mode's are the same twice, the second found in the cache). With a workspace, M
+     * may take the split last round's kernel too (192-row tiles). */
     const bool tail = kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth,
                                                ctx->num_sms);
-    for (int b_ready = 0; b_ready < (f32 ? 1 : 2); b_ready++) {
+    for (int b_ready = 0; b_ready < 2; b_ready++) {
         kiln__gemm_config c = cfg;
         kiln__gemm_fp8_b_early_path(&c, b_ready);
         kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &c);
