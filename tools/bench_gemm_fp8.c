@@ -303,7 +303,6 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = cfgs[i];
         c.trace = trace;
-        kiln__gemm_fp8_b_early_path(&c, b_ready > 0); /* as kiln__gemm_fp8_with launches it */
         kiln__gemm_fp8_spec(&pool.specs[i], ctx, n, k, &c);
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -242,8 +242,7 @@ typedef struct kiln_gemm_fp8_args {
  * the GEMM then loads its first two K blocks of B before the kernel it follows has finished
  * (A, its scales and D still wait for it), which hides those loads behind that kernel's
  * tail. Set it for weights only: if the kernel before writes B, the result is undefined.
- * BF16 output only; ignored in the FP32 mode. Launches with and without it take different
- * kernels (the early loads' code slowed the others); `kiln prewarm` compiles both. */
+ * BF16 output only; ignored in the FP32 mode. */
 
 /* The workspace of kiln_gemm_fp8 (BF16 output only; ignored in the FP32 mode): device memory
  * of at least kiln_gemm_fp8_workspace_bytes(ctx) bytes (12.4 MiB on 132 SMs), 16-byte

@@ -387,17 +387,6 @@ void kiln__gemm_fp8_prefill_turns(kiln__gemm_config *cfg, int64_t m)
         cfg->turns = 1;
 }
 
-/* The early-B path (loading B before the PDL wait) is code that a launch without b_ready never
- * runs, yet a kernel without it was measured faster: lone launches under the profiler, caches
- * flushed, two rounds (stop 47): 64x7168x2048 8.56 -> 8.08 us, 1x7168x2048 8.37 -> 8.10,
- * 128x7168x2048 9.13 -> 8.72, 64x4096x7168 12.35 -> 12.05, 128x2112x7168 10.96 -> 10.72,
- * 128x24576x1536 15.36 -> 14.93, 64x7168x16384 -1.3%, 4096x7168x2048 -0.5%; in batches within
- * the runs' spread. So the path is compiled only into the kernels of b_ready launches. */
-void kiln__gemm_fp8_b_early_path(kiln__gemm_config *cfg, bool b_ready)
-{
-    cfg->no_b_early = cfg->grouping == 0 && !cfg->out_f32 && !b_ready;
-}
-
 void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t k,
                          const kiln__gemm_config *cfg)
 {
@@ -409,8 +398,7 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
                               kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only,
-                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only, cfg->tail,
-                              cfg->no_b_early};
+                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only, cfg->tail};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

@@ -21,8 +21,6 @@ typedef struct kiln__gemm_config {
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
     int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
     int tail;        /* 1: the last round of tiles split along K (gemm_fp8_tail.cuh) */
-    int no_b_early;  /* 1: a dense kernel without the early-B path, for launches without
-                        b_ready (kiln__gemm_fp8_b_early_path) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -160,9 +158,6 @@ bool kiln__gemm_fp8_overlaps(const kiln__gemm_config *cfg, const kiln_ctx *ctx);
  * the plain K loop (KILN_GEMM_OVERLAP=0; kiln__gemm_fp8_turns): in lockstep the plain loop
  * ran 16-19% slower at K >= 7168 (stop 12's --sweep). */
 void kiln__gemm_fp8_prefill_turns(kiln__gemm_config *cfg, int64_t m);
-/* Whether a dense BF16-output kernel carries the early-B path (load_b_early): only for
- * launches with b_ready; the others get a kernel without it (cfg->no_b_early). */
-void kiln__gemm_fp8_b_early_path(kiln__gemm_config *cfg, bool b_ready);
 /* Whether cfg's kernel has its row groups issue in turn: asked for (cfg->turns) and
  * possible (more than 64 rows, no k_split, the plain K loop under ctx's knobs). */
 bool kiln__gemm_fp8_turns(const kiln__gemm_config *cfg, const kiln_ctx *ctx);

@@ -240,7 +240,6 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
-    kiln__gemm_fp8_b_early_path(&cfg, ops.b_ready > 0);
     int64_t units = dense_units(&cfg, m, n);
     /* The split last round's kernel where it pays (or where a forced configuration, the
      * tests', asks for it) */
@@ -265,20 +264,12 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &f32)))
         return status;
     kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
-    *n = 0;
-    /* Launches with and without b_ready take different kernels (kiln__gemm_fp8_b_early_path;
-     * the FP32 mode's are the same twice, the second found in the cache). With a workspace, M
-     * may take the split last round's kernel too (192-row tiles). */
-    const bool tail = kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth,
-                                               ctx->num_sms);
-    for (int b_ready = 0; b_ready < 2; b_ready++) {
-        kiln__gemm_config c = cfg;
-        kiln__gemm_fp8_b_early_path(&c, b_ready);
-        kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &c);
-        if (tail) {
-            c.tail = 1;
-            kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &c);
-        }
+    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
+    *n = 1;
+    /* With a workspace, M may take the split last round's kernel too (192-row tiles). */
+    if (kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth, ctx->num_sms)) {
+        cfg.tail = 1;
+        kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &cfg);
     }
     return KILN_OK;
 }

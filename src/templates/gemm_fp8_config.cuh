@@ -67,11 +67,9 @@ constexpr bool LOADS_ONLY = kp::loads_only != 0;
 constexpr bool MATH_ONLY = kp::math_only != 0;
 static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each other");
 /* Kernels that may load B before the grid dependency wait when the launch says B is ready
- * (b_ready; load_b_early): dense BF16-output ones, compiled for launches with b_ready
- * (no_b_early 0: the host's kiln__gemm_fp8_b_early_path says why the others go without).
- * Grouped kernels find their tiles from counts that the kernel before may write; the others
- * keep one wait for all threads. */
-constexpr bool B_EARLY_OK = kp::no_b_early == 0 && GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
+ * (b_ready; load_b_early): dense BF16-output ones. Grouped kernels find their tiles from
+ * counts that the kernel before may write; the others keep one wait for all threads. */
+constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
 /* Masked kernels may load B early too (load_b_guess), but their tiles come from masked_m,
  * which the kernel before may write: the first tile's B is loaded for a guess (every group
  * holds the host's expected rows), counted on a barrier of its own (OFF_GBAR), and loaded
