@@ -18,13 +18,15 @@
 # unprofiled, and the comparison lacks them): a third or fewer of the profiled launches, for
 # A/Bs that read only kiln's lines (profile-ab.sh, where it is the default). First run on the
 # GPU machine in stop 39: ~3.4 s per dense shape instead of ~8, ~45 s per --contig run.
+# KILN_PROFILE_BENCH=kiln-bench-gemm-bf16 profiles the BF16 GEMM's dense shapes instead (no
+# comparison with REFERENCE.md; profile-ab.sh reads its kiln lines the same way).
 # Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
 # $OUT/profile-single.tgz (-2, -3... when run again in one call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-logs.sh
 device_run profile-single # sets $out; packs it into $OUT/profile-single.tgz at exit
-bench=$build/tools/kiln-bench-gemm-fp8
+bench=$build/tools/${KILN_PROFILE_BENCH:-kiln-bench-gemm-fp8} # or kiln-bench-gemm-bf16 (dense shapes)
 runs=()
 sweep=()
 for a in "$@"; do

@@ -183,14 +183,16 @@ for groups in 1 32; do
         fail "g=$groups: want both layouts' kernels in $want-row tiles"
 done
 # A dense line whose M leaves a last round of 192-row tiles that the split takes (with a
-# workspace; 6144 x 2112: 16 of 132 tiles left, K = 7168) prewarms that kernel too.
+# workspace; 6144 x 2112: 16 of 132 tiles left, K = 7168) prewarms that kernel too, each
+# with and without the early-B path (launches with and without b_ready).
 run 0 cache clear
 printf 'gemm_fp8 m=6144 n=2112 k=7168\n' >"$WORK/tail.spec"
 run 0 prewarm --spec "$WORK/tail.spec"
 out_has 'failed 0'
 run 0 cache ls --json
-[ "$(wc -l <"$WORK/out")" -eq 2 ] && [ "$(grep -c 'param:tail=1' "$WORK/out")" -eq 1 ] ||
-    fail "want the plain and the split-last-round kernel for m=6144 n=2112 k=7168"
+[ "$(wc -l <"$WORK/out")" -eq 4 ] && [ "$(grep -c 'param:tail=1' "$WORK/out")" -eq 2 ] &&
+    [ "$(grep -c 'param:no_b_early=1' "$WORK/out")" -eq 2 ] ||
+    fail "want the plain and the split-last-round kernel for m=6144 n=2112 k=7168, with and without b_ready's path"
 KILN_CACHE_PATH=$WORK/cache
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"

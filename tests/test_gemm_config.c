@@ -357,6 +357,7 @@ static void test_sample_compiles(void **state)
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
         /* KILN_GEMM_TALL_TILES 1 (the default), 2 and 3: 192- or 256-row tiles where eligible */
         kiln__gemm_fp8_try_tall(&c, m, n, k, 1 + i % 3, 132, KILN__TALL_ANY);
+        c.no_b_early = i % 2; /* the kernels of launches without and with b_ready */
         assert_compiles(m, n, k, &c);
     }
     /* The widest 128-row decode tile (128 x 192): before the warpgroup index was known
@@ -408,6 +409,23 @@ static void test_sample_compiles(void **state)
                 kiln__gemm_fp8_try_tall(&c, 4096, 7168, 2048, knob, 132, KILN__TALL_ANY));
             assert_compiles(4096, 7168, 2048, &c);
         }
+    }
+}
+
+/* Dense BF16-output launches without b_ready take the kernel without the early-B path;
+ * with it, grouped and FP32-output ones the kernel as before. */
+static void test_no_b_early_rule(void **state)
+{
+    (void)state;
+    kiln__gemm_config c = kiln__gemm_fp8_pick(64, 7168, 2048, 132);
+    assert_true(kiln__gemm_fp8_no_b_early(&c, 0));
+    assert_false(kiln__gemm_fp8_no_b_early(&c, 2));
+    c.out_f32 = 1;
+    assert_false(kiln__gemm_fp8_no_b_early(&c, 0));
+    for (int grouping = 1; grouping <= 3; grouping++) {
+        c = kiln__gemm_fp8_pick(64, 7168, 2048, 132);
+        c.grouping = grouping;
+        assert_false(kiln__gemm_fp8_no_b_early(&c, 0));
     }
 }
 
@@ -662,6 +680,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_box_rows),
         cmocka_unit_test(test_tail_split_rule),
+        cmocka_unit_test(test_no_b_early_rule),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),

@@ -684,8 +684,10 @@ static void test_prewarmed_cache_serves_jit_off(void **state)
         void *dsfa = gpu_alloc(sfa_bytes), *dd = gpu_alloc((size_t)(m * 1024) * 2);
         gpu_upload(dsfa, sfa, sfa_bytes);
         kiln_gemm_fp8_args args = gemm_args(&p, m, dsfa, dd);
-        if (kiln_gemm_fp8(server, &args, NULL) != KILN_OK)
-            fail_msg("KILN_JIT=0, m=%lld: %s", (long long)m, kiln_ctx_errmsg(server));
+        for (args.b_ready = 0; args.b_ready <= 1; args.b_ready++) /* a kernel each */
+            if (kiln_gemm_fp8(server, &args, NULL) != KILN_OK)
+                fail_msg("KILN_JIT=0, m=%lld, b_ready %d: %s", (long long)m, args.b_ready,
+                         kiln_ctx_errmsg(server));
         gpu_sync();
         gpu_free(dsfa);
         gpu_free(dd);

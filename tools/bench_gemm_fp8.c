@@ -303,6 +303,7 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = cfgs[i];
         c.trace = trace;
+        c.no_b_early = kiln__gemm_fp8_no_b_early(&c, b_ready); /* as kiln__gemm_fp8_with */
         kiln__gemm_fp8_spec(&pool.specs[i], ctx, n, k, &c);
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

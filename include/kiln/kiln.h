@@ -242,7 +242,9 @@ typedef struct kiln_gemm_fp8_args {
  * the GEMM then loads its first two K blocks of B before the kernel it follows has finished
  * (A, its scales and D still wait for it), which hides those loads behind that kernel's
  * tail. Set it for weights only: if the kernel before writes B, the result is undefined.
- * BF16 output only; ignored in the FP32 mode. */
+ * BF16 output only; ignored in the FP32 mode. Launches with and without it take kernels of
+ * their own (the one without is faster when it runs alone), both of which kiln prewarm
+ * compiles for a gemm_fp8 line. */
 
 /* The workspace of kiln_gemm_fp8 (BF16 output only; ignored in the FP32 mode): device memory
  * of at least kiln_gemm_fp8_workspace_bytes(ctx) bytes (12.4 MiB on 132 SMs), 16-byte

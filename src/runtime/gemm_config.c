@@ -398,9 +398,15 @@ void kiln__gemm_fp8_spec(kj_spec *spec, const kiln_ctx *ctx, int64_t n, int64_t 
                               cfg->grouping, cfg->m_align, kiln__gemm_fp8_overlaps(cfg, ctx),
                               cfg->trace, kiln__gemm_fp8_unroll(cfg),
                               kiln__gemm_fp8_multicast_a(cfg), cfg->loads_only,
-                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only, cfg->tail};
+                              kiln__gemm_fp8_turns(cfg, ctx), cfg->math_only, cfg->tail,
+                              cfg->no_b_early};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
+}
+
+bool kiln__gemm_fp8_no_b_early(const kiln__gemm_config *cfg, int b_ready)
+{
+    return cfg->grouping == 0 && !cfg->out_f32 && b_ready <= 0;
 }
 
 int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)

@@ -21,6 +21,7 @@ typedef struct kiln__gemm_config {
     int math_only;   /* 1: no loads (slots handed over as they are): the math alone (bench) */
     int turns;       /* 1: warpgroups issue their wgmma in turn (plain loop, 128-256 rows) */
     int tail;        /* 1: the last round of tiles split along K (gemm_fp8_tail.cuh) */
+    int no_b_early;  /* 1: a dense kernel without the b_ready path (kiln__gemm_fp8_no_b_early) */
 } kiln__gemm_config;
 
 /* The configuration for an M x N x K problem on num_sms SMs. */
@@ -117,6 +118,12 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
  * that the kernel fills with clock readings (the template's trace_slot); NULL otherwise. */
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                 const kiln__gemm_config *forced, void *trace, kiln_stream stream);
+
+/* Whether the dense configuration cfg's kernel for a launch with this b_ready (slots of B
+ * early, 0: none) is compiled without the early-B path (cfg->no_b_early): dense BF16-output
+ * kernels launched with b_ready 0, where that path measured slower (the template's
+ * B_EARLY_OK). Such a configuration has two kernels, one per answer. */
+bool kiln__gemm_fp8_no_b_early(const kiln__gemm_config *cfg, int b_ready);
 
 /* The configurations worth timing against each other for an M x N x K problem on num_sms
  * SMs, the heuristic's first (before the knobs: tall tiles and multicast come as

@@ -240,6 +240,7 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                128, CU_TENSOR_MAP_SWIZZLE_128B)))
         return (kiln_status)status;
 
+    cfg.no_b_early = kiln__gemm_fp8_no_b_early(&cfg, ops.b_ready);
     int64_t units = dense_units(&cfg, m, n);
     /* The split last round's kernel where it pays (or where a forced configuration, the
      * tests', asks for it) */
@@ -264,12 +265,17 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &f32)))
         return status;
     kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
-    kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
-    *n = 1;
     /* With a workspace, M may take the split last round's kernel too (192-row tiles). */
-    if (kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth, ctx->num_sms)) {
-        cfg.tail = 1;
-        kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &cfg);
+    bool tail = kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth, ctx->num_sms);
+    *n = 0;
+    for (int split = 0; split <= (int)tail; split++) {
+        cfg.tail = split;
+        /* Launches with and without b_ready take kernels of their own (the FP32 mode one). */
+        for (int b_ready = 0; b_ready <= 1; b_ready++) {
+            cfg.no_b_early = kiln__gemm_fp8_no_b_early(&cfg, b_ready);
+            if (b_ready == 0 || !cfg.no_b_early)
+                kiln__gemm_fp8_spec(&specs[(*n)++], ctx, cols, depth, &cfg);
+        }
     }
     return KILN_OK;
 }

@@ -68,8 +68,12 @@ constexpr bool MATH_ONLY = kp::math_only != 0;
 static_assert(!(LOADS_ONLY && MATH_ONLY), "loads only and math only exclude each other");
 /* Kernels that may load B before the grid dependency wait when the launch says B is ready
  * (b_ready; load_b_early): dense BF16-output ones. Grouped kernels find their tiles from
- * counts that the kernel before may write; the others keep one wait for all threads. */
-constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY;
+ * counts that the kernel before may write; the others keep one wait for all threads.
+ * no_b_early 1: a dense kernel without that path, which the host launches when b_ready is 0.
+ * The path costs launches that do not take it: stop 47, profiler (lone launches, caches
+ * flushed), b_ready 0, two rounds: 64x7168x2048 8.56 -> 8.08 us, 1x7168x2048 8.37 -> 8.10,
+ * 128x7168x2048 9.13 -> 8.72, 128x24576x1536 15.36 -> 14.93, 64x4096x7168 12.35 -> 12.05. */
+constexpr bool B_EARLY_OK = GROUPING == 0 && !OUT_F32 && !MATH_ONLY && kp::no_b_early == 0;
 /* Masked kernels may load B early too (load_b_guess), but their tiles come from masked_m,
  * which the kernel before may write: the first tile's B is loaded for a guess (every group
  * holds the host's expected rows), counted on a barrier of its own (OFF_GBAR), and loaded
