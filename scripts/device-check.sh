@@ -43,7 +43,7 @@ for t in "$build"/tests/test_*_gpu; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s%N)
-  timeout "${KILN_TEST_TIMEOUT:-300}" "$t" >"$out/$name.log" 2>&1 # a hung kernel must not eat the lease
+  timeout "${KILN_TEST_TIMEOUT:-480}" "$t" >"$out/$name.log" 2>&1 # a hung kernel must not eat the lease
   rc=$?
   secs=$(( ($(date +%s%N) - start) / 1000000 ))
   tail -n 25 "$out/$name.log"
