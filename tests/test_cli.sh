@@ -193,6 +193,14 @@ run 0 cache ls --json
 [ "$(wc -l <"$WORK/out")" -eq 4 ] && [ "$(grep -c 'param:tail=1' "$WORK/out")" -eq 2 ] &&
     [ "$(grep -c 'param:no_b_early=1' "$WORK/out")" -eq 2 ] ||
     fail "want the plain and the split-last-round kernel for m=6144 n=2112 k=7168, with and without b_ready's path"
+# A dense BF16 line: its kernel with and without the early-B path.
+run 0 cache clear
+printf 'gemm_bf16 m=64 n=256 k=256\n' >"$WORK/bf16.spec"
+run 0 prewarm --spec "$WORK/bf16.spec"
+out_has 'failed 0'
+run 0 cache ls --json
+[ "$(wc -l <"$WORK/out")" -eq 2 ] && [ "$(grep -c 'param:no_b_early=1' "$WORK/out")" -eq 1 ] ||
+    fail "want gemm_bf16 m=64 n=256 k=256's kernels with and without b_ready's path"
 KILN_CACHE_PATH=$WORK/cache
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"

@@ -93,6 +93,7 @@ static void test_bf16_kinds_compile(void **state)
         c.grouping = kinds[i].grouping;
         if (c.grouping == 2)
             c.m_align = 128;
+        c.no_b_early = c.grouping == 0 && i % 2; /* the kernels of launches without b_ready */
         kj_spec spec;
         kiln__gemm_bf16_spec(&spec, kinds[i].n, kinds[i].k, &c);
         kj_output out = {0};
@@ -111,6 +112,22 @@ static void test_bf16_kinds_compile(void **state)
                       kinds[i].layout, kinds[i].out_f32, kinds[i].grouping, c.block_m, c.block_n,
                       c.stages, c.cluster_k, out.compile_ms, out.registers);
         kj_output_free(&out);
+    }
+}
+
+/* Dense launches without b_ready take the kernel without the early-B path; with it, and
+ * grouped ones, the kernel as before. */
+static void test_bf16_no_b_early_rule(void **state)
+{
+    (void)state;
+    kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(64, 7168, 2048, 0, 0, 132);
+    assert_true(kiln__gemm_bf16_no_b_early(&c, 0));
+    assert_false(kiln__gemm_bf16_no_b_early(&c, 2));
+    c.out_f32 = 1; /* unlike the FP8 GEMM's FP32 mode, BF16's FP32 output has the path */
+    assert_true(kiln__gemm_bf16_no_b_early(&c, 0));
+    for (int grouping = 1; grouping <= 2; grouping++) {
+        c.grouping = grouping;
+        assert_false(kiln__gemm_bf16_no_b_early(&c, 0));
     }
 }
 
@@ -175,6 +192,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
+        cmocka_unit_test(test_bf16_no_b_early_rule),
         cmocka_unit_test(test_bf16_checks_without_device),
         cmocka_unit_test(test_bf16_kinds_compile),
     };

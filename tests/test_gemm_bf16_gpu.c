@@ -562,6 +562,62 @@ static void test_bf16_grouped_bad_arguments(void **state)
     gpu_free(dm);
 }
 
+/* Serving mode: a cache prewarmed without a GPU serves a KILN_JIT=0 context, launches
+ * with and without b_ready alike (a kernel each); an N not prewarmed is KILN_ERR_MISS. */
+static void test_bf16_prewarmed_cache_serves_jit_off(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kiln-bf16-serve-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    kiln_options opts;
+    assert_int_equal(kiln_options_init(&opts), KILN_OK);
+    opts.cache_path = dir;
+    opts.device = KILN_DEVICE_NONE;
+    kiln_ctx *offline = NULL;
+    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
+    assert_int_equal(kiln_prewarm(offline, "gemm_bf16 m=64 n=256 k=512", NULL), KILN_OK);
+    kiln_ctx_destroy(offline);
+
+    opts.device = 0;
+    opts.jit = 0;
+    kiln_ctx *server = NULL;
+    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    const int64_t m = 64, n = 512, k = 512; /* room for the N = 512 that was not prewarmed */
+    void *da = gpu_alloc(m * k * 2), *db = gpu_alloc(n * k * 2), *dd = gpu_alloc(m * n * 2);
+    gpu_poison(da, m * k * 2, 0x3f803f80u); /* ones */
+    gpu_poison(db, n * k * 2, 0x3f803f80u);
+    uint16_t *d = malloc(m * 256 * 2);
+    kiln_gemm_bf16_args args = {
+        .a = tensor2d(da, KILN_DTYPE_BF16, m, k, k),
+        .b = tensor2d(db, KILN_DTYPE_BF16, 256, k, k),
+        .d = tensor2d(dd, KILN_DTYPE_BF16, m, 256, 256),
+        .layout = KILN_GEMM_NT,
+    };
+    for (args.b_ready = 0; args.b_ready <= 1; args.b_ready++) {
+        gpu_poison(dd, m * 256 * 2, 0xffffffffu);
+        if (kiln_gemm_bf16(server, &args, NULL) != KILN_OK)
+            fail_msg("KILN_JIT=0, b_ready %d: %s", args.b_ready, kiln_ctx_errmsg(server));
+        gpu_sync();
+        gpu_download(d, dd, m * 256 * 2);
+        for (int64_t i = 0; i < m * 256; i++) /* K ones times ones: 512, exact in BF16 */
+            if (bf16_to_float(d[i]) != (float)k)
+                fail_msg("KILN_JIT=0, b_ready %d: D[%lld] = %g, want %lld", args.b_ready,
+                         (long long)i, bf16_to_float(d[i]), (long long)k);
+    }
+    args.b = tensor2d(db, KILN_DTYPE_BF16, n, k, k);
+    args.d = tensor2d(dd, KILN_DTYPE_BF16, m, n, n);
+    assert_int_equal(kiln_gemm_bf16(server, &args, NULL), KILN_ERR_MISS);
+    assert_non_null(strstr(kiln_ctx_errmsg(server), "KILN_JIT=0"));
+    free(d);
+    gpu_free(da);
+    gpu_free(db);
+    gpu_free(dd);
+    kiln_ctx_destroy(server);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     ctx = gpu_ctx_or_skip();
@@ -576,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_bf16_masked_groups),
         cmocka_unit_test(test_bf16_masked_graph_replay),
         cmocka_unit_test(test_bf16_contiguous_groups),
+        cmocka_unit_test(test_bf16_prewarmed_cache_serves_jit_off),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln_ctx_destroy(ctx);

@@ -150,6 +150,7 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
 
+    cfg.no_b_early = kiln__gemm_bf16_no_b_early(&cfg, ops.b_ready);
     int64_t units = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);
     /* prefill tiles spread evenly over the SMs (not decode's, bound by reading B) */
     if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, m > 128, stream)) !=
@@ -179,7 +180,11 @@ int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spe
                                (long long)out_f32);
     kiln__gemm_bf16_config cfg =
         kiln__gemm_bf16_pick(m, cols, depth, (int)layout, (int)out_f32, ctx->num_sms);
-    kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
-    *n = 1;
+    /* Launches with and without b_ready take kernels of their own. */
+    for (int b_ready = 0; b_ready <= 1; b_ready++) {
+        cfg.no_b_early = kiln__gemm_bf16_no_b_early(&cfg, b_ready);
+        kiln__gemm_bf16_spec(&specs[b_ready], cols, depth, &cfg);
+    }
+    *n = 2;
     return KILN_OK;
 }

@@ -14,6 +14,7 @@ typedef struct kiln__gemm_bf16_config {
     int out_f32;  /* D is F32 */
     int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
     int m_align;  /* contiguous groups: row alignment of each group's start */
+    int no_b_early; /* 1: a dense kernel without the b_ready path (kiln__gemm_bf16_no_b_early) */
 } kiln__gemm_bf16_config;
 
 /* The configuration for an M x N x K problem of `layout` on num_sms SMs. */
@@ -26,6 +27,11 @@ int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg);
 int kiln__gemm_bf16_threads(const kiln__gemm_bf16_config *cfg);
 /* Column slab of the epilogue's TMA stores (elements) for block_n and the element size. */
 int kiln__gemm_bf16_slab(int block_n, int elem_bytes);
+/* Whether the configuration cfg's kernel for a launch with this b_ready (ring slots of B
+ * early, 0: none) is compiled without the early-B path (cfg->no_b_early): dense launches
+ * with b_ready 0, where that path measured slower (the template's B_EARLY_OK). A dense
+ * configuration has two kernels, one per answer. */
+bool kiln__gemm_bf16_no_b_early(const kiln__gemm_bf16_config *cfg, int b_ready);
 /* The specialization for (N, K, cfg). */
 void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_bf16_config *cfg);
 

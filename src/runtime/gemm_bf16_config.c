@@ -138,6 +138,11 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int
     return cfg;
 }
 
+bool kiln__gemm_bf16_no_b_early(const kiln__gemm_bf16_config *cfg, int b_ready)
+{
+    return cfg->grouping == 0 && b_ready <= 0;
+}
+
 void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_bf16_config *cfg)
 {
     /* Positional, in the order of the template's parameter list (src/jit/templates.c): this
@@ -145,7 +150,7 @@ void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_
     kj_spec_init(spec, KJ_GEMM_BF16);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->cluster_k, cfg->layout, cfg->out_f32, cfg->grouping,
-                              cfg->m_align};
+                              cfg->m_align, cfg->no_b_early};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

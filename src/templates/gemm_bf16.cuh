@@ -90,8 +90,12 @@ constexpr bool B_MN = (kp::layout & 2) != 0;
 constexpr bool OUT_F32 = kp::out_f32 != 0;
 /* Kernels that may load B before the grid dependency wait when the launch says B is ready
  * (b_ready; load_b_early): dense ones. Grouped kernels find their tiles from counts that
- * the kernel before may write. */
-constexpr bool B_EARLY_OK = GROUPING == 0;
+ * the kernel before may write. no_b_early 1: a dense kernel without that path, which the
+ * host launches when b_ready is 0. The path costs launches that do not take it: stop 49,
+ * profiler (lone launches, caches flushed), b_ready 0, two rounds, with it -> without:
+ * 64x7168x2048 10.90 -> 10.66 us, 128x4096x7168 20.08 -> 19.71, 128x2112x7168 14.08 -> 13.88,
+ * none of 12 decode shapes slower. */
+constexpr bool B_EARLY_OK = GROUPING == 0 && kp::no_b_early == 0;
 constexpr int THREADS = (RG + 1) * 128;
 /* Registers per math thread after setmaxnreg: the launch allocates THREADS x the entry
  * count (capped by __launch_bounds__ at 65536 / THREADS); setmaxnreg.inc can only take
