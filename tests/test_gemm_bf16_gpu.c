@@ -567,21 +567,9 @@ static void test_bf16_grouped_bad_arguments(void **state)
 static void test_bf16_prewarmed_cache_serves_jit_off(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kiln-bf16-serve-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.cache_path = dir;
-    opts.device = KILN_DEVICE_NONE;
-    kiln_ctx *offline = NULL;
-    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
-    assert_int_equal(kiln_prewarm(offline, "gemm_bf16 m=64 n=256 k=512", NULL), KILN_OK);
-    kiln_ctx_destroy(offline);
-
-    opts.device = 0;
-    opts.jit = 0;
-    kiln_ctx *server = NULL;
-    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    char dir[32];
+    kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_bf16 m=64 n=256 k=512");
+    assert_non_null(server);
     const int64_t m = 64, n = 512, k = 512; /* room for the N = 512 that was not prewarmed */
     void *da = gpu_alloc(m * k * 2), *db = gpu_alloc(n * k * 2), *dd = gpu_alloc(m * n * 2);
     gpu_poison(da, m * k * 2, 0x3f803f80u); /* ones */
@@ -613,9 +601,7 @@ static void test_bf16_prewarmed_cache_serves_jit_off(void **state)
     gpu_free(db);
     gpu_free(dd);
     kiln_ctx_destroy(server);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gpu_remove_dir(dir), 0);
 }
 
 int main(void)

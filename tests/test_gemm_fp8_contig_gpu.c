@@ -381,22 +381,9 @@ static void test_contig_bad_arguments(void **state)
 static void test_contig_prewarmed_serves_jit_off(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kiln-contig-serve-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.cache_path = dir;
-    opts.device = KILN_DEVICE_NONE;
-    kiln_ctx *offline = NULL;
-    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
-    assert_int_equal(kiln_prewarm(offline, "gemm_fp8_contig m=4096 n=1024 k=1024 align=128", NULL),
-                     KILN_OK);
-    kiln_ctx_destroy(offline);
-
-    opts.device = 0;
-    opts.jit = 0;
-    kiln_ctx *server = NULL;
-    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    char dir[32];
+    kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_fp8_contig m=4096 n=1024 k=1024 align=128");
+    assert_non_null(server);
     kiln_ctx *shared = ctx;
     ctx = server; /* contig_run launches on ctx */
     static const int32_t counts[] = {200, 0, 77};
@@ -421,9 +408,7 @@ static void test_contig_prewarmed_serves_jit_off(void **state)
     free(ids);
     contig_free(&p);
     kiln_ctx_destroy(server);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gpu_remove_dir(dir), 0);
 }
 
 int main(void)

@@ -661,21 +661,9 @@ static void test_masked_graph_replay(void **state)
 static void test_prewarmed_cache_serves_jit_off(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kiln-gemm-serve-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    opts.cache_path = dir;
-    opts.device = KILN_DEVICE_NONE;
-    kiln_ctx *offline = NULL;
-    assert_int_equal(kiln_ctx_create(&offline, &opts), KILN_OK);
-    assert_int_equal(kiln_prewarm(offline, "gemm_fp8 m=64 n=1024 k=1024", NULL), KILN_OK);
-    kiln_ctx_destroy(offline);
-
-    opts.device = 0;
-    opts.jit = 0;
-    kiln_ctx *server = NULL;
-    assert_int_equal(kiln_ctx_create(&server, &opts), KILN_OK);
+    char dir[32];
+    kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_fp8 m=64 n=1024 k=1024");
+    assert_non_null(server);
     fp8_problem p;
     fp8_problem_make(&p, 64, 1024, 1024, &seed);
     for (int64_t m = 40; m <= 64; m += 24) { /* 40 and 64 rows: one tile configuration */
@@ -706,9 +694,7 @@ static void test_prewarmed_cache_serves_jit_off(void **state)
     free(sfa);
     fp8_problem_free(&p);
     kiln_ctx_destroy(server);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(gpu_remove_dir(dir), 0);
 }
 
 int main(void)
