@@ -86,9 +86,17 @@ static inline kiln_ctx *gpu_ctx_or_skip(void)
     return ctx;
 }
 
+static inline int gpu_remove_dir(const char *dir)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
 /* Serving-mode tests: a fresh cache directory (its path written into dir) prewarmed with
  * spec_line by a compile-only context, and a KILN_JIT=0 context on device 0 over it;
- * NULL, with a message, if a step fails. After kiln_ctx_destroy, gpu_remove_dir(dir). */
+ * NULL, with a message and the directory removed, if a step fails. After
+ * kiln_ctx_destroy, gpu_remove_dir(dir). */
 static inline kiln_ctx *gpu_jit_off_ctx(char dir[32], const char *spec_line)
 {
     snprintf(dir, 32, "/tmp/kiln-serve-XXXXXX");
@@ -98,23 +106,17 @@ static inline kiln_ctx *gpu_jit_off_ctx(char dir[32], const char *spec_line)
         return NULL;
     opts.cache_path = dir;
     opts.device = KILN_DEVICE_NONE;
-    if (kiln_ctx_create(&offline, &opts) != KILN_OK)
-        return NULL;
-    kiln_status status = kiln_prewarm(offline, spec_line, NULL);
-    if (status != KILN_OK)
+    kiln_status status = kiln_ctx_create(&offline, &opts);
+    if (status == KILN_OK && (status = kiln_prewarm(offline, spec_line, NULL)) != KILN_OK)
         fprintf(stderr, "prewarm %s: %s\n", spec_line, kiln_ctx_errmsg(offline));
     kiln_ctx_destroy(offline);
     opts.device = 0;
     opts.jit = 0;
-    if (status != KILN_OK || kiln_ctx_create(&server, &opts) != KILN_OK)
-        return NULL;
-    return server;
-}
-static inline int gpu_remove_dir(const char *dir)
-{
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd);
+    if (status == KILN_OK)
+        status = kiln_ctx_create(&server, &opts);
+    if (status != KILN_OK)
+        gpu_remove_dir(dir);
+    return status == KILN_OK ? server : NULL;
 }
 
 static inline void *gpu_alloc(size_t bytes)

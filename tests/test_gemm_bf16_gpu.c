@@ -570,24 +570,24 @@ static void test_bf16_prewarmed_cache_serves_jit_off(void **state)
     char dir[32];
     kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_bf16 m=64 n=256 k=512");
     assert_non_null(server);
-    const int64_t m = 64, n = 512, k = 512; /* room for the N = 512 that was not prewarmed */
+    const int64_t m = 64, warm_n = 256, n = 512, k = 512; /* n: an N that was not prewarmed */
     void *da = gpu_alloc(m * k * 2), *db = gpu_alloc(n * k * 2), *dd = gpu_alloc(m * n * 2);
     gpu_poison(da, m * k * 2, 0x3f803f80u); /* ones */
     gpu_poison(db, n * k * 2, 0x3f803f80u);
-    uint16_t *d = malloc(m * 256 * 2);
+    uint16_t *d = malloc(m * warm_n * 2);
     kiln_gemm_bf16_args args = {
         .a = tensor2d(da, KILN_DTYPE_BF16, m, k, k),
-        .b = tensor2d(db, KILN_DTYPE_BF16, 256, k, k),
-        .d = tensor2d(dd, KILN_DTYPE_BF16, m, 256, 256),
+        .b = tensor2d(db, KILN_DTYPE_BF16, warm_n, k, k),
+        .d = tensor2d(dd, KILN_DTYPE_BF16, m, warm_n, warm_n),
         .layout = KILN_GEMM_NT,
     };
     for (args.b_ready = 0; args.b_ready <= 1; args.b_ready++) {
-        gpu_poison(dd, m * 256 * 2, 0xffffffffu);
+        gpu_poison(dd, m * warm_n * 2, 0xffffffffu);
         if (kiln_gemm_bf16(server, &args, NULL) != KILN_OK)
             fail_msg("KILN_JIT=0, b_ready %d: %s", args.b_ready, kiln_ctx_errmsg(server));
         gpu_sync();
-        gpu_download(d, dd, m * 256 * 2);
-        for (int64_t i = 0; i < m * 256; i++) /* K ones times ones: 512, exact in BF16 */
+        gpu_download(d, dd, m * warm_n * 2);
+        for (int64_t i = 0; i < m * warm_n; i++) /* K ones times ones: 512, exact in BF16 */
             if (bf16_to_float(d[i]) != (float)k)
                 fail_msg("KILN_JIT=0, b_ready %d: D[%lld] = %g, want %lld", args.b_ready,
                          (long long)i, bf16_to_float(d[i]), (long long)k);
