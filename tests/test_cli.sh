@@ -101,8 +101,10 @@ quant_fp8_per_token k=2048
 EOF
 run 0 prewarm --spec "$SPEC" -j 3
 out_has 'compiled 3, already cached 0, failed 0'
+out_has 'kernels: 3 new, 3 in the cache'
 run 0 prewarm --spec "$SPEC" --arch sm_90a
 out_has 'compiled 0, already cached 3, failed 0'
+out_has 'kernels: 0 new, 3 in the cache'
 
 # ls --json: one object per entry, each with a 32-hex-digit key.
 run 0 cache ls --json

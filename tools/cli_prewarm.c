@@ -226,6 +226,20 @@ static size_t report_failures(prewarm_pool *pool, const char *path)
     return failed;
 }
 
+static int add_writable_entries(const kiln_cache_stats *stats, void *user)
+{
+    if (stats->writable)
+        *(int64_t *)user += stats->entries;
+    return 0;
+}
+
+/* Kernels in the context's writable cache, or -1 when the cache cannot say. */
+static int64_t cached_kernels(kiln_ctx *ctx)
+{
+    int64_t entries = 0;
+    return kiln_cache_stats_each(ctx, add_writable_entries, &entries) == KILN_OK ? entries : -1;
+}
+
 typedef struct prewarm_args {
     const char *spec_path;
     const char *model_path;
@@ -311,15 +325,24 @@ int cli_cmd_prewarm(int argc, char **argv)
                 num_threads == 1 ? "" : "s");
 
     prewarm_pool pool = {.ctx = ctx, .spec = &spec};
+    /* A line may need several kernels (e.g. a GEMM's with and without b_ready): the summary
+     * counts lines, then the kernels the cache gained. */
+    int64_t kernels_before = cached_kernels(ctx);
     double start = now_seconds();
     int progress = !args.quiet && isatty(STDERR_FILENO);
     run_pool(&pool, num_threads, progress, start);
     size_t failed = report_failures(&pool, source);
     double seconds = now_seconds() - start;
 
-    if (!args.quiet || failed > 0)
-        printf("compiled %zu, already cached %zu, failed %zu (%.2f s)\n",
+    if (!args.quiet || failed > 0) {
+        printf("compiled %zu, already cached %zu, failed %zu (%.2f s)",
                atomic_load(&pool.compiled), atomic_load(&pool.cached), failed, seconds);
+        int64_t kernels_after = cached_kernels(ctx);
+        if (kernels_before >= 0 && kernels_after >= 0)
+            printf("; kernels: %lld new, %lld in the cache",
+                   (long long)(kernels_after - kernels_before), (long long)kernels_after);
+        printf("\n");
+    }
     rc = failed > 0 ? CLI_FAIL : CLI_OK;
 done:
     kiln_ctx_destroy(ctx);
