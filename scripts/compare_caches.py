@@ -2,8 +2,10 @@
 
 A specialization is its cache key text without the lines that name the build (the schema,
 kiln's version and the template files' hashes): template, parameters, NVRTC version, arch and
-options. Exit status 0 when both caches hold the same specializations with byte-identical
-cubins (equal xxh3 digests of equal lengths).
+options. A parameter at 0 is left out too: a template's new parameters mean "as before" at
+0 (src/jit/templates.c), so a build that has one compares with a build that has not. Exit
+status 0 when both caches hold the same specializations with byte-identical cubins (equal
+xxh3 digests of equal lengths).
 
 With KILN_CUOBJDUMP=/path/to/cuobjdump, cubins whose bytes differ are compared again by their
 SASS (instructions in order, addresses left out) and counted as SASS-identical when it
@@ -17,13 +19,14 @@ import sys
 import tempfile
 
 BUILD_LINES = ("schema=", "kiln=", "file:")
+ZERO_PARAM = re.compile(r"param:[^=]+=0")
 
 
 def specialization(key_text):
     kept = []
     for line in key_text.splitlines():
         name_value = line.split(":", 1)[1] if ":" in line else line  # "<len>:name=value"
-        if not name_value.startswith(BUILD_LINES):
+        if not name_value.startswith(BUILD_LINES) and not ZERO_PARAM.fullmatch(name_value):
             kept.append(name_value)
     return "\n".join(kept)
 
