@@ -94,6 +94,7 @@ static void test_bf16_kinds_compile(void **state)
         if (c.grouping == 2)
             c.m_align = 128;
         c.no_b_early = c.grouping == 0 && i % 2; /* the kernels of launches without b_ready */
+        c.defer_store = c.defer_store && c.grouping == 0; /* as the grouped GEMMs' picks */
         kj_spec spec;
         kiln__gemm_bf16_spec(&spec, kinds[i].n, kinds[i].k, &c);
         kj_output out = {0};
@@ -128,6 +129,22 @@ static void test_bf16_no_b_early_rule(void **state)
     for (int grouping = 1; grouping <= 2; grouping++) {
         c.grouping = grouping;
         assert_false(kiln__gemm_bf16_no_b_early(&c, 0));
+    }
+}
+
+/* Prefill tiles with BF16 output are stored during the next tile's first K block, in every
+ * layout; FP32 output (no room for a second copy of the sums) and decode sizes (one tile
+ * per CTA: nothing to hide the store behind) store at once. */
+static void test_bf16_defer_store_rule(void **state)
+{
+    (void)state;
+    for (int layout = 0; layout < 4; layout++) {
+        for (int64_t m = 129; m <= 65536; m *= 4) {
+            assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 0, 132).defer_store, 1);
+            assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 1, 132).defer_store, 0);
+        }
+        for (int64_t m = 1; m <= 128; m += 127)
+            assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 0, 132).defer_store, 0);
     }
 }
 
@@ -193,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_no_b_early_rule),
+        cmocka_unit_test(test_bf16_defer_store_rule),
         cmocka_unit_test(test_bf16_checks_without_device),
         cmocka_unit_test(test_bf16_kinds_compile),
     };

@@ -118,6 +118,11 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
             cfg->block_n = w;
         }
     }
+    /* Stored while the next tile's first K block runs: profiler, two rounds, us:
+     * 4096x24576x1536 413.0 -> 402.7, 4096x32768x512 218.9 -> 213.3, 4096x7168x2048 157.9 ->
+     * 156.4 (stop 50, docs/gemm_bf16_notes.md). Not at decode sizes, whose CTAs mostly hold
+     * one tile: there the packing only added (128x7168x2048 11.26 -> 11.42 us). */
+    cfg->defer_store = !cfg->out_f32;
     kiln__gemm_bf16_fit(cfg);
 }
 
@@ -150,7 +155,7 @@ void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_
     kj_spec_init(spec, KJ_GEMM_BF16);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->cluster_k, cfg->layout, cfg->out_f32, cfg->grouping,
-                              cfg->m_align, cfg->no_b_early};
+                              cfg->m_align, cfg->no_b_early, cfg->defer_store};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

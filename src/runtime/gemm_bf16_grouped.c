@@ -37,6 +37,7 @@ static kiln__gemm_bf16_config pick_masked(int64_t groups, int64_t expected_m, in
     int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n * groups, k, 0, out_f32, num_sms);
     cfg.grouping = 1;
+    cfg.defer_store = 0; /* dense kernels only */
     return cfg;
 }
 
@@ -126,6 +127,7 @@ static kiln__gemm_bf16_config pick_contig(int64_t m, int64_t n, int64_t k, int64
 {
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m > 129 ? m : 129, n, k, 0, out_f32, num_sms);
     cfg.grouping = 2;
+    cfg.defer_store = 0; /* dense kernels only */
     cfg.m_align = (int)align;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;

@@ -37,6 +37,9 @@
  *               prefix sums of the rows per group (the DeepEP v2 layout). Padding rows are
  *               not stored; tiles of padding only are not computed. Grouped: layout 0 only.
  *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
+ *   no_b_early  1: a dense kernel without the early-B path (launches without b_ready)
+ *   defer_store 1: each tile is stored during the next tile's first K block (dense BF16
+ *               output without cluster_k; the host sets it for prefill tiles)
  *
  * Launch: CLUSTER = max(cluster_k, 1); #units = ceil(M/block_m) * ceil(N/block_n); grid =
  * CLUSTER * min(#units, co-resident clusters) (persistent; without a cluster min(#units,
@@ -59,7 +62,8 @@
  * math warpgroups keep one K block of wgmma in flight (wait_group 1) and release a slot
  * when the wgmma that read it have completed. The epilogue packs the accumulator into
  * swizzled shared memory, one column slab at a time through two staging buffers, and
- * stores each slab with TMA, overlapping the next tile's loads and the next slab's packing.
+ * stores each slab with TMA, overlapping the next tile's loads and the next slab's packing;
+ * with defer_store it runs after the next tile's first K block is issued.
  * PDL: griddepcontrol.wait after barrier init and descriptor prefetch (dense kernels with
  * B ready: after the first tile's first B loads); launch_dependents after the main loop.
  */
@@ -105,6 +109,12 @@ constexpr int ENTRY_REGS = ENTRY_REGS_RAW > 248 ? 248 : ENTRY_REGS_RAW;
 constexpr int MATH_REGS_RAW = ((ENTRY_REGS * THREADS - 128 * 40) / (128 * RG)) / 8 * 8;
 constexpr int MATH_REGS = MATH_REGS_RAW > 240 ? 240 : MATH_REGS_RAW;
 constexpr int NUM_NB = (int)((N + BN - 1) / BN);
+/* defer_store 1 (the host's dense BF16-output prefill tiles): a tile is stored while the
+ * next tile's first K block runs. Its sums wait as BF16 pairs (block_n / 4 registers beside
+ * the accumulator's block_n / 2) and are staged and stored once that block's wgmma are
+ * issued, so the tensor cores work through the epilogue instead of idling while both math
+ * warpgroups store (the FP8 GEMM's 256-row tiles do the same: gemm_fp8_config.cuh). */
+constexpr bool DEFER = kp::defer_store != 0 && GROUPING == 0 && CK == 1 && !OUT_F32;
 
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= ceil(K/64)");
 static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (masked) or 2 (contiguous)");
@@ -119,6 +129,8 @@ static_assert(K % 8 == 0 && K > 0, "K must be a positive multiple of 8");
 static_assert(N % 8 == 0 && N > 0, "N must be a positive multiple of 8");
 static_assert(STAGES >= 2 && STAGES <= 32, "stages out of range");
 static_assert(MATH_REGS >= BN / 2 + 40, "accumulator does not fit the math registers");
+static_assert(!DEFER || MATH_REGS >= BN / 2 + BN / 4 + 40,
+              "accumulator and deferred sums do not fit the math registers");
 
 /* Epilogue: the tile is split into column slabs of D_SLAB elements (at most 128 bytes),
  * each slab of one math warpgroup (64 rows) stored by one TMA store from one of two
@@ -301,6 +313,17 @@ __device__ __forceinline__ void store_partial_f32(const float *acc, const sched 
     }
 }
 
+/* The staging offset of this thread's pair of columns 8 i + 2 (lane % 4) in row
+ * row_in_wg + 8 h of a column slab (swizzled as D's tensor map). */
+__device__ __forceinline__ u32 slab_offset(int i, int h, u32 row_in_wg, u32 lane)
+{
+    const int c = (8 * i) % D_SLAB + 2 * (int)(lane & 3);
+    u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * ES;
+    if constexpr (D_SWZ_BITS > 0)
+        off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+    return off;
+}
+
 /* One column slab of a warpgroup's 64 rows into swizzled staging memory. */
 __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32 row_in_wg, u32 lane)
 {
@@ -308,12 +331,9 @@ __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32
     for (int i = 0; i < BN / 8; ++i) {
         if ((8 * i) / D_SLAB != sl)
             continue; /* compile-time after unrolling both loops (D_SLAB % 8 == 0) */
-        const int c = (8 * i) % D_SLAB + 2 * (int)(lane & 3);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            u32 off = (row_in_wg + 8 * h) * D_SLAB_BYTES + c * ES;
-            if constexpr (D_SWZ_BITS > 0)
-                off ^= ((off >> 7) & ((1u << D_SWZ_BITS) - 1)) << 4;
+            const u32 off = slab_offset(i, h, row_in_wg, lane);
             if constexpr (OUT_F32)
                 st_shared_v2f32(buf + off, acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]);
             else
@@ -321,6 +341,54 @@ __device__ __forceinline__ void pack_slab(const float *acc, u32 buf, int sl, u32
         }
     }
 }
+
+/* The same slab from sums packed as BF16 pairs (DEFER: pk[2 i + h] holds acc[4 i + 2 h] and
+ * acc[4 i + 2 h + 1]). */
+__device__ __forceinline__ void packed_slab(const u32 *pk, u32 buf, int sl, u32 row_in_wg, u32 lane)
+{
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+        if ((8 * i) / D_SLAB != sl)
+            continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            st_shared_u32(buf + slab_offset(i, h, row_in_wg, lane), pk[2 * i + h]);
+    }
+}
+
+/* A warpgroup's 64 rows of a tile, slab by slab through its two staging buffers, each slab
+ * stored by TMA from thread 0; `stage` writes slab sl into a buffer. */
+template <typename Stage>
+__device__ __forceinline__ void store_slabs(const tmap *tm_d, int col, int row, int g, u32 dsm,
+                                            u32 rg, u32 t, u32 &slabs_stored, Stage &&stage)
+{
+#pragma unroll
+    for (int sl = 0; sl < D_NSLAB; ++sl) {
+        const u32 buf = dsm + (slabs_stored & 1) * D_BUF_BYTES;
+        /* The store issued two slabs ago read this buffer: it must be done with it. */
+        if (t == 0)
+            bulk_wait_read<1>();
+        named_bar_sync(1 + rg, 128);
+        stage(buf, sl);
+        fence_proxy_async_smem();
+        named_bar_sync(1 + rg, 128);
+        if (t == 0) {
+            if constexpr (GROUPING == 1)
+                tma_store_3d(tm_d, buf, col + sl * D_SLAB, row, g);
+            else
+                tma_store_2d(tm_d, buf, col + sl * D_SLAB, row);
+            bulk_commit();
+        }
+        ++slabs_stored;
+    }
+}
+
+/* A tile whose store waits for the next tile's first K block (DEFER): its sums packed as
+ * BF16 pairs and where this warpgroup's 64 rows of it go. */
+struct deferred_tile {
+    u32 pk[DEFER ? BN / 4 : 1];
+    int col, row;
+};
 
 __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base, void *d_ptr,
                                      long long ld_d)
@@ -339,6 +407,8 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
     float acc[BN / 2];
     int s = 0;
     u32 phase = 0;
+    deferred_tile dt; /* DEFER: the previous tile, stored during this one's first K block */
+    bool pending = false;
 
     for_each_tile(sc, [&](const tile &tl, const cursor &cur, int unit, auto) {
         /* One K block of wgmma stays in flight: the slot of block kl-1 is released once
@@ -356,6 +426,14 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
                 __syncwarp();
                 if (lane == 0)
                     mbar_arrive(base + OFF_BAR + (STAGES + prev) * 8);
+            } else if (DEFER && pending) {
+                /* The previous tile's store, while this tile's first K block runs. Here in
+                 * the loop, not on a peeled first block: the peel measured 7% slower at
+                 * 4096x24576x1536 (stop 50, profiler, 442.4 against 402.7 us; ptxas spread
+                 * the tile's index arithmetic between the peel's wgmma). */
+                store_slabs(tm_d, dt.col, dt.row, 0, dsm, rg, t, slabs_stored,
+                            [&](u32 buf, int sl) { packed_slab(dt.pk, buf, sl, row_in_wg, lane); });
+                pending = false;
             }
             prev = s;
             if (++s == STAGES) {
@@ -390,26 +468,23 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
             return;
         }
         const int row = (GROUPING == 2 ? tl.row0 : 0) + tl.mb * BM + (int)rg * 64;
+        if constexpr (DEFER) {
 #pragma unroll
-        for (int sl = 0; sl < D_NSLAB; ++sl) {
-            const u32 buf = dsm + (slabs_stored & 1) * D_BUF_BYTES;
-            /* The store issued two slabs ago read this buffer: it must be done with it. */
-            if (t == 0)
-                bulk_wait_read<1>();
-            named_bar_sync(1 + rg, 128);
-            pack_slab(acc, buf, sl, row_in_wg, lane);
-            fence_proxy_async_smem();
-            named_bar_sync(1 + rg, 128);
-            if (t == 0) {
-                if constexpr (GROUPING == 1)
-                    tma_store_3d(tm_d, buf, tl.nb * BN + sl * D_SLAB, tl.mb * BM + (int)rg * 64, tl.g);
-                else
-                    tma_store_2d(tm_d, buf, tl.nb * BN + sl * D_SLAB, row);
-                bulk_commit();
-            }
-            ++slabs_stored;
+            for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                    dt.pk[2 * i + h] = pack_bf16x2(acc[4 * i + 2 * h], acc[4 * i + 2 * h + 1]);
+            dt.col = tl.nb * BN;
+            dt.row = row;
+            pending = true;
+            return;
         }
+        store_slabs(tm_d, tl.nb * BN, row, tl.g, dsm, rg, t, slabs_stored,
+                    [&](u32 buf, int sl) { pack_slab(acc, buf, sl, row_in_wg, lane); });
     });
+    if (DEFER && pending) /* the last tile's store: no K block left to hide it behind */
+        store_slabs(tm_d, dt.col, dt.row, 0, dsm, rg, t, slabs_stored,
+                    [&](u32 buf, int sl) { packed_slab(dt.pk, buf, sl, row_in_wg, lane); });
     if (t == 0)
         bulk_wait<0>();
 }
