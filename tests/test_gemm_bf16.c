@@ -132,19 +132,26 @@ static void test_bf16_no_b_early_rule(void **state)
     }
 }
 
-/* Prefill tiles with BF16 output are stored during the next tile's first K block, in every
- * layout; FP32 output (no room for a second copy of the sums) and decode sizes (one tile
- * per CTA: nothing to hide the store behind) store at once. */
+/* Prefill tiles with BF16 output whose width stores in 64-column slabs are stored during
+ * the next tile's first K block, in every layout; FP32 output (no room for a second copy of
+ * the sums), decode sizes (one tile per CTA: nothing to hide the store behind) and widths of
+ * narrower slabs (4096 x 2112: 176 columns) store at once. */
 static void test_bf16_defer_store_rule(void **state)
 {
     (void)state;
     for (int layout = 0; layout < 4; layout++) {
         for (int64_t m = 129; m <= 65536; m *= 4) {
-            assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 0, 132).defer_store, 1);
+            kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, 7168, 2048, layout, 0, 132);
+            assert_int_equal(c.defer_store, c.block_n % 64 == 0);
             assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 1, 132).defer_store, 0);
         }
+        assert_int_equal(kiln__gemm_bf16_pick(4096, 7168, 2048, layout, 0, 132).defer_store, 1);
         for (int64_t m = 1; m <= 128; m += 127)
             assert_int_equal(kiln__gemm_bf16_pick(m, 7168, 2048, layout, 0, 132).defer_store, 0);
+        kiln__gemm_bf16_config narrow = kiln__gemm_bf16_pick(4096, 2112, 7168, layout, 0, 132);
+        assert_int_equal(narrow.defer_store, narrow.block_n % 64 == 0);
+        if (layout == 0)
+            assert_true(narrow.block_n == 176 && !narrow.defer_store);
     }
 }
 
