@@ -216,7 +216,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         for (int i = 0; i < 7 && count < max; i++) {
             kiln__gemm_bf16_config c = base;
             c.block_n = widths[i];
-            c.defer_store = 1; /* as kiln__gemm_bf16_pick's prefill tiles */
+            c.defer_store = kiln__gemm_bf16_defers_store(&c); /* as the prefill pick */
             kiln__gemm_bf16_fit(&c);
             out[count++] = c;
         }

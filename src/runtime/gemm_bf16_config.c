@@ -95,6 +95,17 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
     *cfg = pick;
 }
 
+/* Stored while the next tile's first K block runs: profiler, two rounds, us: 4096x24576x1536
+ * 413.0 -> 402.7, 4096x32768x512 218.9 -> 213.3, 4096x7168x2048 157.9 -> 156.4 (stop 50,
+ * docs/gemm_bf16_notes.md). Not where the width stores in slabs narrower than 64 columns
+ * (kiln__gemm_bf16_slab; 176: eleven 16-column slabs per warpgroup, longer than the K block
+ * meant to hide them): 4096x2112x7168 took 0.1-0.4% longer deferred (three calls), 0.43% less
+ * without. */
+bool kiln__gemm_bf16_defers_store(const kiln__gemm_bf16_config *cfg)
+{
+    return !cfg->out_f32 && cfg->block_n % 64 == 0;
+}
+
 /* Prefill: 128-row tiles. A tile's time is taken as its width times (its K blocks plus
  * the epilogue: a fixed part and half a K block per stored column slab), times a small
  * penalty for the L2 traffic per FLOP of narrower tiles ((1/128 + 1/width), normalised to
@@ -118,14 +129,7 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
             cfg->block_n = w;
         }
     }
-    /* Stored while the next tile's first K block runs: profiler, two rounds, us:
-     * 4096x24576x1536 413.0 -> 402.7, 4096x32768x512 218.9 -> 213.3, 4096x7168x2048 157.9 ->
-     * 156.4 (stop 50, docs/gemm_bf16_notes.md). Not at decode sizes, whose CTAs mostly hold
-     * one tile: there the packing only added (128x7168x2048 11.26 -> 11.42 us). Nor where the
-     * width stores in slabs narrower than 64 columns (kiln__gemm_bf16_slab; 176: eleven
-     * 16-column slabs per warpgroup, longer than the K block meant to hide them):
-     * 4096x2112x7168 took 0.1-0.4% longer deferred (three calls), 0.43% less without. */
-    cfg->defer_store = !cfg->out_f32 && cfg->block_n % 64 == 0;
+    cfg->defer_store = kiln__gemm_bf16_defers_store(cfg);
     kiln__gemm_bf16_fit(cfg);
 }
 
