@@ -52,7 +52,10 @@ static void test_bf16_rules_over_a_sweep(void **state)
 /* Decode splits on 132 SMs: the long-K, narrow-N projection (576 x 7168) splits K over
  * clusters of 8 in at most 15 tiles (a 16th cluster of 8 waits for a second wave), while
  * the wider DeepSeek shapes keep the splits the H200 sweeps found fastest; with too few SMs
- * for a cluster of 8 the pick falls back to smaller clusters. */
+ * for a cluster of 8 the pick falls back to smaller clusters. Stop 51's profiler sweep: at
+ * (7168, 16384) 64-row tiles split K in two, not four (64x112 ck2 60.45 us against 64x240
+ * ck4 64.00 at M = 64), and at (32768, 512) each CTA takes two tiles half as wide (128x128
+ * 13.47 us against 128x256 14.02 at M = 128). */
 static void test_bf16_decode_splits(void **state)
 {
     (void)state;
@@ -64,6 +67,12 @@ static void test_bf16_decode_splits(void **state)
         assert_int_equal(kiln__gemm_bf16_pick(m, 4096, 7168, 0, 0, 132).cluster_k, 2);
         assert_true(kiln__gemm_bf16_pick(m, 24576, 1536, 0, 0, 132).cluster_k <= 1);
         assert_true(kiln__gemm_bf16_pick(m, 576, 7168, 0, 0, 8).cluster_k < 8);
+        kiln__gemm_bf16_config wide = kiln__gemm_bf16_pick(m, 32768, 512, 0, 0, 132);
+        assert_true(wide.block_n == 128 && wide.cluster_k == 0);
+    }
+    for (int64_t m = 1; m <= 64; m += 63) {
+        kiln__gemm_bf16_config deep = kiln__gemm_bf16_pick(m, 7168, 16384, 0, 0, 132);
+        assert_true(deep.block_n == 112 && deep.cluster_k == 2);
     }
 }
 

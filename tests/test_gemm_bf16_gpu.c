@@ -166,6 +166,17 @@ static void test_bf16_deepseek_shapes(void **state)
         check_shapes(nk[i][0], nk[i][1], ms, 5, nt_only, 1, false);
 }
 
+/* The decode shapes whose picks stop 51's sweep moved (two tiles per CTA at (32768, 512),
+ * cluster_k 2 at (7168, 16384), one 128-column tile per SM at (16384, 7168)), both outputs. */
+static void test_bf16_decode_long_and_wide(void **state)
+{
+    (void)state;
+    static const int64_t m_wide[] = {1, 64, 128}, m_deep[] = {1, 32, 64}, m_one[] = {64};
+    check_shapes(32768, 512, m_wide, 3, nt_only, 1, true);
+    check_shapes(7168, 16384, m_deep, 3, nt_only, 1, true);
+    check_shapes(16384, 7168, m_one, 1, nt_only, 1, true);
+}
+
 static void test_bf16_odd_shapes(void **state)
 {
     (void)state;
@@ -615,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),
+        cmocka_unit_test(test_bf16_decode_long_and_wide),
         cmocka_unit_test(test_bf16_masked_groups),
         cmocka_unit_test(test_bf16_masked_graph_replay),
         cmocka_unit_test(test_bf16_contiguous_groups),

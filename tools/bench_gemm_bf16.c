@@ -7,7 +7,8 @@
  * libraries are timed the same way; kiln runs with its defaults (PDL on). Both outputs are
  * checked against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
- * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs;
+ * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
+ * 16 columns wider and half as wide;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
@@ -189,27 +190,41 @@ static void bench_shape(int64_t m, int64_t n, int64_t k, bool json, bool target)
     free(bf);
 }
 
+static int clamp_width(int64_t w)
+{
+    return w < 16 ? 16 : w > 256 ? 256 : (int)w;
+}
+
 /* The configurations --sweep tries for an M x N x K problem; returns how many. */
 static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config *out, int max)
 {
     int count = 0;
     kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8};
     if (m <= 128) {
-        static const int splits[] = {1, 2, 4, 8}, clusters[] = {132, 66, 30, 16};
+        static const int splits[] = {1, 2, 4, 8};
         base.block_m = m <= 64 ? 64 : 128;
         base.group_n = 1000;
-        for (int i = 0; i < 4 && count < max; i++) {
-            int64_t w = (n + clusters[i] - 1) / clusters[i];
-            w = (w + 7) / 8 * 8;
-            w = w < 16 ? 16 : w > 256 ? 256 : w;
+        /* Each K split at the width that gives every cluster one tile (the pick's candidates),
+         * 8 and 16 columns wider, and half as wide (two tiles per cluster: the first one's
+         * store overlaps the second one's loads). */
+        for (int i = 0; i < 4; i++) {
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
-            kiln__gemm_bf16_config c = base;
-            c.block_n = (int)w;
-            c.cluster_k = splits[i] > 1 ? splits[i] : 0;
-            kiln__gemm_bf16_fit(&c);
-            if (c.stages >= 2)
-                out[count++] = c;
+            int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
+            int fill = clamp_width(((n + clusters - 1) / clusters + 7) / 8 * 8);
+            const int widths[] = {fill, clamp_width(fill + 8), clamp_width(fill + 16),
+                                  clamp_width((fill / 2 + 7) / 8 * 8)};
+            for (int j = 0; j < 4 && count < max; j++) {
+                bool seen = false;
+                for (int e = 0; e < j; e++)
+                    seen |= widths[e] == widths[j];
+                kiln__gemm_bf16_config c = base;
+                c.block_n = widths[j];
+                c.cluster_k = splits[i] > 1 ? splits[i] : 0;
+                kiln__gemm_bf16_fit(&c);
+                if (!seen && c.stages >= 2)
+                    out[count++] = c;
+            }
         }
     } else {
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
@@ -234,9 +249,15 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan plan = {0};
     double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
     lt_plan_free(&plan);
-    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, 0, 0, ctx->num_sms), cfgs[8];
-    int count = sweep_configs(m, n, k, cfgs, 8);
+    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, 0, 0, ctx->num_sms), cfgs[16];
+    int count = sweep_configs(m, n, k, cfgs, 16);
     double flops = 2.0 * (double)m * n * k;
+    /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
+     * the configurations printed below, in order). */
+    double us_pick = time_runner(NULL, sets, num_sets, m, n, k, stream);
+    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us\n", (long long)m,
+           (long long)n, (long long)k, pick.block_m, pick.block_n, pick.stages, pick.cluster_k,
+           us_pick);
     for (int i = 0; i < count; i++) {
         forced = &cfgs[i];
         double us = time_runner(NULL, sets, num_sets, m, n, k, stream);

@@ -52,10 +52,18 @@ void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg)
 }
 
 /* Decode: for a K split over clusters of 1, 2, 4 or 8 CTAs (kiln__resident_clusters: 132,
- * 66, 30 and 15 fit at once on 132 SMs), the tile width that gives each cluster one tile;
- * the split whose CTAs move the fewest bytes per wave wins. */
+ * 66, 30 and 15 fit at once on 132 SMs), the tile width that gives each cluster one tile,
+ * and half that width (two tiles per cluster: the first one's store overlaps the second
+ * one's loads). The configuration with the lowest cost wins: per wave, the bytes a CTA
+ * streams (B, and A at half weight: every CTA reads the same A, mostly from L2) plus the
+ * FP32 partial sums a cluster_k split hands over DSMEM at the end of a tile, where nothing
+ * overlaps them (5 streamed bytes each); plus the last tile's store, which nothing overlaps
+ * either (4.5 per byte). The weights were fitted to the profiler's times of every
+ * configuration `kiln-bench-gemm-bf16 --sweep` tries on 21 decode shapes (stop 51,
+ * docs/gemm_bf16_notes.md): the pick is the fastest, or within 0.6% of it, on all 21. */
 static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
 {
+    const double a_weight = 0.5, dsmem_weight = 5.0, store_weight = 4.5;
     const int64_t k_blocks = ceil_div(k, 64);
     const int step = cfg->layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
     const int splits[] = {1, 2, 4, 8};
@@ -68,28 +76,27 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
         int64_t clusters = kiln__resident_clusters(num_sms, split);
         if (clusters < 1 || (split > 1 && k_blocks < 4 * split))
             continue;
-        int width = round_up((int)ceil_div(n, clusters), step);
-        width = width < 16 ? 16 : width > 256 ? 256 : width;
-        kiln__gemm_bf16_config c = *cfg;
-        c.block_n = width;
-        c.cluster_k = split > 1 ? split : 0;
-        kiln__gemm_bf16_fit(&c);
-        if (c.stages < MIN_DECODE_STAGES && !(split == 1 && c.stages >= 2))
-            continue;
-        int64_t waves = ceil_div(ceil_div(n, width), clusters);
-        /* The reduce-scatter reads (split-1)/split of the tile's FP32 partials per rank
-         * over DSMEM at the end of the tile, where nothing overlaps it: a byte of it costs
-         * about 12 streamed bytes (the weight that reproduces the fastest split of every
-         * decode shape of the H200 sweep in docs/gemm_bf16_notes.md, taken when ranks
-         * pulled the partials; since stop 11 partners push them with st.async, not yet
-         * re-fitted. The FP8 GEMM's trace puts DSMEM at ~6 bytes per SM clock against ~40
-         * streamed, a similar weight). */
-        double bytes = (double)(cfg->block_m + width) * 128.0 * (double)ceil_div(k_blocks, split) +
-                       12.0 * (split - 1) / split * cfg->block_m * width * 4.0;
-        double cost = (double)waves * bytes;
-        if (best < 0 || cost < best) {
-            best = cost;
-            pick = c;
+        int fill = round_up((int)ceil_div(n, clusters), step);
+        fill = fill < 16 ? 16 : fill > 256 ? 256 : fill;
+        int half = round_up(fill / 2, step);
+        const int widths[] = {fill, half < 16 ? 16 : half};
+        for (int j = 0; j < (widths[1] < fill ? 2 : 1); j++) {
+            kiln__gemm_bf16_config c = *cfg;
+            c.block_n = widths[j];
+            c.cluster_k = split > 1 ? split : 0;
+            kiln__gemm_bf16_fit(&c);
+            if (c.stages < MIN_DECODE_STAGES && !(split == 1 && c.stages >= 2))
+                continue;
+            double tile = (double)cfg->block_m * c.block_n;
+            double streamed = (a_weight * cfg->block_m + c.block_n) * 128.0 *
+                              (double)ceil_div(k_blocks, split);
+            double partials = dsmem_weight * (split - 1) / split * tile * 4.0;
+            int64_t waves = ceil_div(ceil_div(n, c.block_n), clusters);
+            double cost = (double)waves * (streamed + partials) + store_weight * tile * 2.0;
+            if (best < 0 || cost < best) {
+                best = cost;
+                pick = c;
+            }
         }
     }
     *cfg = pick;
