@@ -22,6 +22,10 @@ typedef struct kiln__gemm_bf16_config {
 /* The configuration for an M x N x K problem of `layout` on num_sms SMs. */
 kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
                                             int out_f32, int num_sms);
+/* The same for the grouped kernels (grouping 1 masked, 2 contiguous; 0 dense): their tiles
+ * store at once, and the prefill pick prices them so. */
+kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_t k, int layout,
+                                                    int out_f32, int grouping, int num_sms);
 /* Set cfg->stages to as many as fit (0 when none do). */
 void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg);
 /* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
@@ -32,7 +36,7 @@ int kiln__gemm_bf16_slab(int block_n, int elem_bytes);
 /* Whether the dense prefill configuration cfg stores each tile during the next tile's first K
  * block (cfg->defer_store): BF16 output in 64-column slabs. Not for decode tiles, whose CTAs
  * mostly hold one tile (the packing only added: 128x7168x2048 11.26 -> 11.42 us, stop 50),
- * nor grouped ones. */
+ * nor grouped ones (cfg->grouping != 0). */
 bool kiln__gemm_bf16_defers_store(const kiln__gemm_bf16_config *cfg);
 /* Whether the configuration cfg's kernel for a launch with this b_ready (ring slots of B
  * early, 0: none) is compiled without the early-B path (cfg->no_b_early): dense launches

@@ -110,13 +110,18 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
  * without. */
 bool kiln__gemm_bf16_defers_store(const kiln__gemm_bf16_config *cfg)
 {
-    return !cfg->out_f32 && cfg->block_n % 64 == 0;
+    return cfg->grouping == 0 && !cfg->out_f32 && cfg->block_n % 64 == 0;
 }
 
 /* Prefill: 128-row tiles. A tile's time is taken as its width times (its K blocks plus
- * the epilogue: a fixed part and half a K block per stored column slab), times a small
- * penalty for the L2 traffic per FLOP of narrower tiles ((1/128 + 1/width), normalised to
- * 128 x 256); the persistent grid runs ceil(tiles / SMs) such rounds. */
+ * the epilogue), times a small penalty for the L2 traffic per FLOP of narrower tiles
+ * ((1/128 + 1/width), normalised to 128 x 256); the persistent grid runs ceil(tiles / SMs)
+ * such rounds. The epilogue is a fixed part and half a K block per stored column slab, or,
+ * for a tile whose store is deferred (hidden behind the next tile's first K block, however
+ * many slabs), 4 K blocks whatever its width: pricing 128 columns by their slabs had made
+ * them look cheaper than 256 where measured slower (stop 51, profiler, two rounds, us:
+ * 4096x24576x1536 401.81 -> 390.57 at 256 columns, 4096x32768x512 210.99 -> 205.84,
+ * 129x32768x512 26.11 -> 17.48, 16384x7168x2048 619.25 -> 597.62; docs/gemm_bf16_notes.md). */
 static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms)
 {
     static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
@@ -128,9 +133,12 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
         if ((cfg->layout & 2) && w % 64 != 0)
             continue;
         int64_t tiles = ceil_div(m, 128) * ceil_div(n, w);
+        kiln__gemm_bf16_config c = *cfg;
+        c.block_n = w;
         double slabs = (double)w / kiln__gemm_bf16_slab(w, elem);
+        double epilogue = kiln__gemm_bf16_defers_store(&c) ? 4.0 : 2 + slabs / 2;
         double penalty = 0.85 + 0.15 * (1.0 / 128 + 1.0 / w) / wide;
-        double cost = (double)ceil_div(tiles, num_sms) * w * (k_blocks + 2 + slabs / 2) * penalty;
+        double cost = (double)ceil_div(tiles, num_sms) * w * (k_blocks + epilogue) * penalty;
         if (best < 0 || cost < best) {
             best = cost;
             cfg->block_n = w;
@@ -143,8 +151,14 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
 kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
                                             int out_f32, int num_sms)
 {
+    return kiln__gemm_bf16_pick_grouped(m, n, k, layout, out_f32, 0, num_sms);
+}
+
+kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_t k, int layout,
+                                                    int out_f32, int grouping, int num_sms)
+{
     kiln__gemm_bf16_config cfg = {.block_m = 128, .block_n = 128, .group_n = 8, .cluster_k = 0,
-                                  .layout = layout, .out_f32 = out_f32};
+                                  .layout = layout, .out_f32 = out_f32, .grouping = grouping};
     if (num_sms < 1)
         num_sms = 1;
     if (m <= 128) {

@@ -35,10 +35,7 @@ static kiln__gemm_bf16_config pick_masked(int64_t groups, int64_t expected_m, in
                                           int64_t n, int64_t k, int out_f32, int num_sms)
 {
     int64_t m = expected_m > 0 ? (expected_m < m_max ? expected_m : m_max) : m_max;
-    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n * groups, k, 0, out_f32, num_sms);
-    cfg.grouping = 1;
-    cfg.defer_store = 0; /* dense kernels only */
-    return cfg;
+    return kiln__gemm_bf16_pick_grouped(m, n * groups, k, 0, out_f32, 1, num_sms);
 }
 
 kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_args *args,
@@ -125,9 +122,8 @@ static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, i
 static kiln__gemm_bf16_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align,
                                           int out_f32, int num_sms)
 {
-    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m > 129 ? m : 129, n, k, 0, out_f32, num_sms);
-    cfg.grouping = 2;
-    cfg.defer_store = 0; /* dense kernels only */
+    kiln__gemm_bf16_config cfg =
+        kiln__gemm_bf16_pick_grouped(m > 129 ? m : 129, n, k, 0, out_f32, 2, num_sms);
     cfg.m_align = (int)align;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
