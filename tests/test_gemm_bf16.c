@@ -45,6 +45,17 @@ static void test_bf16_rules_over_a_sweep(void **state)
                             kiln__gemm_bf16_pick(ms[i], n, k, layout, out_f32, 132);
                         check_rules(&c, ms[i], n, k);
                         checked++;
+                        if (layout != 0)
+                            continue;
+                        /* the grouped kernels: NT only, and their tiles never defer */
+                        for (int grouping = 1; grouping <= 2; grouping++) {
+                            c = kiln__gemm_bf16_pick_grouped(ms[i], n, k, 0, out_f32, grouping,
+                                                             132);
+                            check_rules(&c, ms[i], n, k);
+                            assert_int_equal(c.grouping, grouping);
+                            assert_int_equal(c.defer_store, 0);
+                            checked++;
+                        }
                     }
     print_message("  %d picks checked\n", checked);
 }
