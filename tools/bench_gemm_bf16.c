@@ -1,5 +1,5 @@
-/* kiln-bench-gemm-bf16: kiln_gemm_bf16 (NT) against cuBLASLt BF16, in one process on the
- * same random inputs.
+/* kiln-bench-gemm-bf16: kiln_gemm_bf16 (NT, or KILN_BENCH_LAYOUT) against cuBLASLt BF16 in
+ * the same layout, in one process on the same random inputs.
  *
  * Timing: CUDA events around batches of 20 launches that rotate over enough operand sets
  * to exceed the 60 MB L2; median batch over 15 batches, after warm-up (--single: lone
@@ -8,10 +8,12 @@
  * checked against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
- * 16 columns wider and half as wide;
+ * 16 columns wider and half as wide, in steps of 64 columns for an N-major B;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
+ * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
+ * stored [K][M] for TT and TN, B [K][N] for NN and TN, for both libraries.
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
 #include <time.h>
 
@@ -22,23 +24,36 @@
 static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
 static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) */
+static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
+
+static bool a_m_major(void) { return (layout & 1) != 0; }
+static bool b_n_major(void) { return (layout & 2) != 0; }
 
 typedef struct operand_set {
-    void *da, *db, *dd; /* A [M][K], B [N][K], D [M][N], all row-major bf16 */
+    void *da, *db, *dd; /* A [M][K] ([K][M]: M-major), B [N][K] ([K][N]), D [M][N], bf16 */
 } operand_set;
 
-/* cuBLASLt is column-major: our row-major D [M, N] is its D' [N, M] (ld N) = B'^T A' with
- * B' = our B as [K, N] (ld K) transposed and A' = our A as [K, M] (ld K). So it writes our
+/* cuBLASLt is column-major: our row-major D [M, N] is its D' [N, M] (ld N) = B'' A'' with
+ * B'' = our B as [N, K]: K-major B is column-major [K, N] (ld K) transposed, N-major B
+ * column-major [N, K] (ld N) as it is; A'' = our A as [K, M]: K-major A is column-major
+ * [K, M] (ld K) as it is, M-major A column-major [M, K] (ld M) transposed. So it writes our
  * layout directly, at any M. */
 static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k)
 {
     memset(p, 0, sizeof *p);
     LT_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasOperation_t ta = b_n_major() ? CUBLAS_OP_N : CUBLAS_OP_T;
+    cublasOperation_t tb = a_m_major() ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
-    LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
+    if (b_n_major())
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)n, (uint64_t)k, n));
+    else
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
+    if (a_m_major())
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)m, (uint64_t)k, m));
+    else
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n));
     return lt_plan_pick(p);
 }
@@ -54,10 +69,12 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
                                 lt_workspace_bytes, (cudaStream_t)stream));
         return true;
     }
-    kiln_gemm_bf16_args args = {.a = tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
-                                .b = tensor2d(s->db, KILN_DTYPE_BF16, n, k, k),
+    kiln_gemm_bf16_args args = {.a = a_m_major() ? tensor2d(s->da, KILN_DTYPE_BF16, k, m, m)
+                                              : tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
+                                .b = b_n_major() ? tensor2d(s->db, KILN_DTYPE_BF16, k, n, n)
+                                              : tensor2d(s->db, KILN_DTYPE_BF16, n, k, k),
                                 .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
-                                .layout = KILN_GEMM_NT,
+                                .layout = layout,
                                 .b_ready = b_ready};
     if (kiln__gemm_bf16_with(ctx, &args, forced, (kiln_stream)stream) != KILN_OK) {
         fprintf(stderr, "kiln_gemm_bf16: %s\n", kiln_ctx_errmsg(ctx));
@@ -112,9 +129,20 @@ static double check_output(const operand_set *s, const float *af, const float *b
 
 static double geo_sum[2], geo_count[2]; /* [0]: M <= 128, [1]: prefill */
 
-/* Random operand sets (bench_operand_sets: at least 2 to exceed ~200 MB, one with --single);
- * the first set's A and B also as floats in *af, *bf when those are non-NULL. Returns the
- * number of sets. */
+/* x [rows][cols] as [cols][rows] (in place: a new array replaces it). */
+static uint16_t *transposed(uint16_t *x, int64_t rows, int64_t cols)
+{
+    uint16_t *t = malloc((size_t)(rows * cols) * 2);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            t[c * rows + r] = x[r * cols + c];
+    free(x);
+    return t;
+}
+
+/* Random operand sets (bench_operand_sets: at least 2 to exceed ~200 MB, one with --single),
+ * stored in the layout's order; the first set's A [M][K] and B [N][K] also as floats in *af,
+ * *bf when those are non-NULL. Returns the number of sets. */
 static int sets_make(operand_set *sets, int64_t m, int64_t n, int64_t k, float **af, float **bf)
 {
     uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(m * 31 + n * 17 + k);
@@ -123,6 +151,10 @@ static int sets_make(operand_set *sets, int64_t m, int64_t n, int64_t k, float *
     for (int i = 0; i < num_sets; i++) {
         uint16_t *a = bf16_random(m * k, &seed, true, i == 0 ? af : NULL);
         uint16_t *b = bf16_random(n * k, &seed, true, i == 0 ? bf : NULL);
+        if (a_m_major())
+            a = transposed(a, m, k);
+        if (b_n_major())
+            b = transposed(b, n, k);
         sets[i].da = gpu_alloc((size_t)(m * k) * 2);
         sets[i].db = gpu_alloc((size_t)(n * k) * 2);
         sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
@@ -199,7 +231,7 @@ static int clamp_width(int64_t w)
 static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config *out, int max)
 {
     int count = 0;
-    kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8};
+    kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8, .layout = layout};
     if (m <= 128) {
         static const int splits[] = {1, 2, 4, 8};
         base.block_m = m <= 64 ? 64 : 128;
@@ -211,9 +243,11 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
             int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
-            int fill = clamp_width(((n + clusters - 1) / clusters + 7) / 8 * 8);
-            const int widths[] = {fill, clamp_width(fill + 8), clamp_width(fill + 16),
-                                  clamp_width((fill / 2 + 7) / 8 * 8)};
+            /* an N-major B comes in 64-column boxes: widths in steps of 64 (as the pick's) */
+            const int step = b_n_major() ? 64 : 8;
+            int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
+            const int widths[] = {fill, clamp_width(fill + step), clamp_width(fill + 2 * step),
+                                  clamp_width((fill / 2 + step - 1) / step * step)};
             for (int j = 0; j < 4 && count < max; j++) {
                 bool seen = false;
                 for (int e = 0; e < j; e++)
@@ -249,7 +283,7 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan plan = {0};
     double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
     lt_plan_free(&plan);
-    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, 0, 0, ctx->num_sms), cfgs[16];
+    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms), cfgs[16];
     int count = sweep_configs(m, n, k, cfgs, 16);
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
@@ -289,6 +323,21 @@ int main(int argc, char **argv)
     const bool json = cli.json, quick = cli.quick, sweep = set[0];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
+    static const char *const layout_names[] = {"NT", "TT", "NN", "TN"};
+    const char *layout_env = getenv("KILN_BENCH_LAYOUT");
+    for (int i = 0; layout_env != NULL && i <= 4; i++) {
+        if (i == 4) {
+            fprintf(stderr, "KILN_BENCH_LAYOUT=%s: expected NT, TT, NN or TN\n", layout_env);
+            return 2;
+        }
+        if (strcmp(layout_env, layout_names[i]) == 0) {
+            layout = (kiln_gemm_layout)i;
+            break;
+        }
+    }
+    if (layout != KILN_GEMM_NT && !json)
+        printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
+               a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
     const char *b_ready_env = getenv("KILN_BENCH_B_READY");
