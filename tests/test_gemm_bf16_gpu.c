@@ -177,6 +177,17 @@ static void test_bf16_decode_long_and_wide(void **state)
     check_shapes(16384, 7168, m_one, 1, nt_only, 1, true);
 }
 
+/* N-major B at the decode shapes whose picks stop 52's sweep moved (clustered tiles of at
+ * most 128 columns: 64x64 over 2 CTAs at (2112, 7168), 64x128 over 2 at (7168, 16384)). */
+static void test_bf16_n_major_decode(void **state)
+{
+    (void)state;
+    static const int n_major[] = {KILN_GEMM_NN, KILN_GEMM_TN};
+    static const int64_t m_short[] = {1, 64}, m_deep[] = {64};
+    check_shapes(2112, 7168, m_short, 2, n_major, 2, true);
+    check_shapes(7168, 16384, m_deep, 1, n_major, 1, false);
+}
+
 static void test_bf16_odd_shapes(void **state)
 {
     (void)state;
@@ -627,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),
         cmocka_unit_test(test_bf16_decode_long_and_wide),
+        cmocka_unit_test(test_bf16_n_major_decode),
         cmocka_unit_test(test_bf16_masked_groups),
         cmocka_unit_test(test_bf16_masked_graph_replay),
         cmocka_unit_test(test_bf16_contiguous_groups),

@@ -66,6 +66,11 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
     const double a_weight = 0.5, dsmem_weight = 5.0, store_weight = 4.5;
     const int64_t k_blocks = ceil_div(k, 64);
     const int step = cfg->layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
+    /* An N-major B: clustered tiles at most 128 columns wide. Clustered 192- and 256-column
+     * tiles ran slower than the model says (stop 52, NN, profiler sweep, us: 64x2112x7168
+     * 64x192 over 8 16.10, 64x64 over 2 15.04, 64x128 over 4 12.80; 64x7168x16384 64x256
+     * over 4 63.97, 64x128 over 2 62.05, 64x128 alone 61.09). */
+    const int max_clustered = cfg->layout & 2 ? 128 : 256;
     const int splits[] = {1, 2, 4, 8};
     double best = -1;
     kiln__gemm_bf16_config pick = *cfg; /* a fallback that always fits */
@@ -77,7 +82,8 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
         if (clusters < 1 || (split > 1 && k_blocks < 4 * split))
             continue;
         int fill = round_up((int)ceil_div(n, clusters), step);
-        fill = fill < 16 ? 16 : fill > 256 ? 256 : fill;
+        const int max_width = split > 1 ? max_clustered : 256;
+        fill = fill < 16 ? 16 : fill > max_width ? max_width : fill;
         int half = round_up(fill / 2, step);
         const int widths[] = {fill, half < 16 ? 16 : half};
         for (int j = 0; j < (widths[1] < fill ? 2 : 1); j++) {
