@@ -2,8 +2,9 @@
 # The DRAM read ceiling under the profiler, comparable with profile-single.sh's kernel
 # times (lone launches, caches flushed by Nsight Compute, clocks left alone), on the GPU
 # machine (device tool; carry build-device):
-#   bash scripts/stream-profile.sh [MB | NxK:ROWS:PARTS:STAGES ...]
-# Runs kiln-bench-stream --single under ncu and prints, per kernel and size, the median
+#   bash scripts/stream-profile.sh [MB | bulk:MB:CHUNK:SLOTS:SLICED | NxK:ROWS:PARTS:STAGES[:DEPTH] ...]
+# (the reads of kiln-bench-stream; none: its default set). Runs kiln-bench-stream --single
+# under ncu and prints, per read, the median
 # gpu__time_duration of its 17 launches, its [min-max] and the GB/s of the median; then the
 # event-timed run of the same reads (lone launches after an L2 flush, and batches).
 # Logs: $OUT/stream-profile.tgz.

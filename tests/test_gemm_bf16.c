@@ -137,9 +137,9 @@ static void test_bf16_kinds_compile(void **state)
     }
 }
 
-/* An N-major B's clustered decode tiles are at most 128 columns wide (stop 52's sweep: the
- * two shapes it moved take the configurations timed fastest among the model's candidates);
- * a K-major B's picks are as before. */
+/* An N-major B's clustered decode tiles are at most 128 columns wide: the two DeepSeek
+ * shapes it moves take configurations stop 52's sweep timed 6-7% and 3-4% faster than the
+ * old picks; a K-major B's picks are as before. */
 static void test_bf16_n_major_decode_rule(void **state)
 {
     (void)state;

@@ -17,7 +17,9 @@
  *                                      NxK:ROWS:PARTS:STAGES[:DEPTH] ...]
  *   MB: the default ldg and bulk reads of that many MB; bulk:...: parse_bulk; NxK:...: a tile
  *   read (parse_tile). Default: the B sizes of the DeepSeek decode shapes in FP8 and BF16 and
- *   larger streams, then B read as kiln's M = 64 decode picks read it. */
+ *   larger streams, then B read as kiln's M = 64 decode picks read it.
+ * KILN_STREAM_L2_PROMOTION=0|64|128|256: the tile reads' tensor-map L2 promotion (256, as
+ * kiln's maps). docs/gemm_fp8_notes.md "Stop 52" has what it measured. */
 #include <nvrtc.h>
 
 #include "../tests/gpu_util.h"
