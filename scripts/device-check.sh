@@ -84,4 +84,4 @@ fi
 echo
 echo "=== device check summary ==="
 printf '%s\n' "${summary[@]}"
-grep -h -E '^\s*(compile|cache-hit|launch|quant|gemm|masked|contig|geomean|summary)' "$out"/bench-*.log 2>/dev/null | cut -c1-160
+grep -h -E '^\s*(compile|cache-hit|launch|quant|gemm|masked|contig|geomean|summary|ldg|bulk|tile)' "$out"/bench-*.log 2>/dev/null | cut -c1-160
