@@ -237,14 +237,13 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         base.block_m = m <= 64 ? 64 : 128;
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),
-         * 8 and 16 columns wider, and half as wide (two tiles per cluster: the first one's
-         * store overlaps the second one's loads). */
+         * one and two width steps wider (8 columns, 64 for an N-major B), and half as wide
+         * (two tiles per cluster: the first one's store overlaps the second one's loads). */
+        const int step = kiln__gemm_bf16_width_step(layout);
         for (int i = 0; i < 4; i++) {
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
             int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
-            /* an N-major B comes in 64-column boxes: widths in steps of 64 (as the pick's) */
-            const int step = b_n_major() ? 64 : 8;
             int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
             const int widths[] = {fill, clamp_width(fill + step), clamp_width(fill + 2 * step),
                                   clamp_width((fill / 2 + step - 1) / step * step)};
@@ -263,6 +262,8 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
     } else {
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
         for (int i = 0; i < 7 && count < max; i++) {
+            if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
+                continue; /* not a width an N-major B comes in */
             kiln__gemm_bf16_config c = base;
             c.block_n = widths[i];
             c.defer_store = kiln__gemm_bf16_defers_store(&c); /* as the prefill pick */

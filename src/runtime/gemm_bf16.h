@@ -31,6 +31,9 @@ void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg);
 /* Dynamic shared memory the kernel lays out for cfg; mirrors the template's SMEM_BYTES. */
 int kiln__gemm_bf16_smem(const kiln__gemm_bf16_config *cfg);
 int kiln__gemm_bf16_threads(const kiln__gemm_bf16_config *cfg);
+/* The steps tile widths come in for `layout`: 64 columns for an N-major B (its 64-column TMA
+ * boxes), 8 otherwise. */
+int kiln__gemm_bf16_width_step(int layout);
 /* Column slab of the epilogue's TMA stores (elements) for block_n and the element size. */
 int kiln__gemm_bf16_slab(int block_n, int elem_bytes);
 /* Whether the dense prefill configuration cfg stores each tile during the next tile's first K

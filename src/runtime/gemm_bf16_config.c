@@ -51,6 +51,11 @@ void kiln__gemm_bf16_fit(kiln__gemm_bf16_config *cfg)
     cfg->stages = 0;
 }
 
+int kiln__gemm_bf16_width_step(int layout)
+{
+    return layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
+}
+
 /* Decode: for a K split over clusters of 1, 2, 4 or 8 CTAs (kiln__resident_clusters: 132,
  * 66, 30 and 15 fit at once on 132 SMs), the tile width that gives each cluster one tile,
  * and half that width (two tiles per cluster: the first one's store overlaps the second
@@ -65,7 +70,7 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
 {
     const double a_weight = 0.5, dsmem_weight = 5.0, store_weight = 4.5;
     const int64_t k_blocks = ceil_div(k, 64);
-    const int step = cfg->layout & 2 ? 64 : 8; /* an N-major B comes in 64-column boxes */
+    const int step = kiln__gemm_bf16_width_step(cfg->layout);
     /* An N-major B: clustered tiles at most 128 columns wide. Clustered 192- and 256-column
      * tiles ran slower than the model says (stop 52, NN, profiler sweep, us: 64x2112x7168
      * 64x192 over 8 16.10, 64x64 over 2 15.04, 64x128 over 4 12.80; 64x7168x16384 64x256
@@ -136,7 +141,7 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
     double best = -1;
     for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
         int w = widths[i];
-        if ((cfg->layout & 2) && w % 64 != 0)
+        if (w % kiln__gemm_bf16_width_step(cfg->layout) != 0)
             continue;
         int64_t tiles = ceil_div(m, 128) * ceil_div(n, w);
         kiln__gemm_bf16_config c = *cfg;
