@@ -237,16 +237,20 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         base.block_m = m <= 64 ? 64 : 128;
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),
-         * one and two width steps wider (8 columns, 64 for an N-major B), and half as wide
-         * (two tiles per cluster: the first one's store overlaps the second one's loads). */
+         * one and two width steps wider (8 columns), and half as wide (two tiles per cluster:
+         * the first one's store overlaps the second one's loads). An N-major B comes in
+         * 64-column steps, so there every width it can take: 64, 128, 192 and 256. */
         const int step = kiln__gemm_bf16_width_step(layout);
+        const bool every_width = step == 64;
         for (int i = 0; i < 4; i++) {
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
             int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
             int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
-            const int widths[] = {fill, clamp_width(fill + step), clamp_width(fill + 2 * step),
-                                  clamp_width((fill / 2 + step - 1) / step * step)};
+            const int widths[] = {
+                every_width ? 64 : fill, every_width ? 128 : clamp_width(fill + step),
+                every_width ? 192 : clamp_width(fill + 2 * step),
+                every_width ? 256 : clamp_width((fill / 2 + step - 1) / step * step)};
             for (int j = 0; j < 4 && count < max; j++) {
                 bool seen = false;
                 for (int e = 0; e < j; e++)

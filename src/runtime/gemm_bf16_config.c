@@ -65,17 +65,27 @@ int kiln__gemm_bf16_width_step(int layout)
  * overlaps them (5 streamed bytes each); plus the last tile's store, which nothing overlaps
  * either (4.5 per byte). The weights were fitted to the profiler's times of every
  * configuration `kiln-bench-gemm-bf16 --sweep` tries on 21 decode shapes (stop 51,
- * docs/gemm_bf16_notes.md): the pick is the fastest, or within 0.6% of it, on all 21. */
+ * docs/gemm_bf16_notes.md): the pick is the fastest, or within 0.6% of it, on all 21.
+ * An N-major B (64-column boxes of 64 K rows) has weights of its own, fitted the same way
+ * to every width and split on 16 decode shapes under NN (stop 53's sweep): each K block a
+ * CTA walks costs as much as 10000 streamed bytes, a partial sum 12 and the last tile's
+ * store 16 per byte. The pick is then the fastest, or within 0.2%, on 15 of the 16
+ * (64x7168x16384: 64x128 over 2, 2.9% behind 64x128 alone on 56 SMs, not a candidate) and
+ * sits inside a band of weights that all do as well. With the K-major weights 64x2112x7168
+ * took 64x64 tiles over clusters of 2: 15.01 -> 12.84 us with these (profiler, two
+ * rounds). */
 static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
 {
-    const double a_weight = 0.5, dsmem_weight = 5.0, store_weight = 4.5;
+    const bool n_major = cfg->layout & 2;
+    const double a_weight = 0.5, dsmem_weight = n_major ? 12.0 : 5.0,
+                 store_weight = n_major ? 16.0 : 4.5, k_block_weight = n_major ? 10000.0 : 0.0;
     const int64_t k_blocks = ceil_div(k, 64);
     const int step = kiln__gemm_bf16_width_step(cfg->layout);
     /* An N-major B: clustered tiles at most 128 columns wide. Clustered 192- and 256-column
      * tiles ran slower than the model says (stop 52, NN, profiler sweep, us: 64x2112x7168
      * 64x192 over 8 16.10, 64x64 over 2 15.04, 64x128 over 4 12.80; 64x7168x16384 64x256
      * over 4 63.97, 64x128 over 2 62.05, 64x128 alone 61.09). */
-    const int max_clustered = cfg->layout & 2 ? 128 : 256;
+    const int max_clustered = n_major ? 128 : 256;
     const int splits[] = {1, 2, 4, 8};
     double best = -1;
     kiln__gemm_bf16_config pick = *cfg; /* a fallback that always fits */
@@ -99,8 +109,9 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
             if (c.stages < MIN_DECODE_STAGES && !(split == 1 && c.stages >= 2))
                 continue;
             double tile = (double)cfg->block_m * c.block_n;
-            double streamed = (a_weight * cfg->block_m + c.block_n) * 128.0 *
-                              (double)ceil_div(k_blocks, split);
+            double cta_blocks = (double)ceil_div(k_blocks, split);
+            double streamed =
+                ((a_weight * cfg->block_m + c.block_n) * 128.0 + k_block_weight) * cta_blocks;
             double partials = dsmem_weight * (split - 1) / split * tile * 4.0;
             int64_t waves = ceil_div(ceil_div(n, c.block_n), clusters);
             double cost = (double)waves * (streamed + partials) + store_weight * tile * 2.0;
