@@ -10,6 +10,9 @@
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
  * 16 columns wider and half as wide, in steps of 64 columns for an N-major B;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
+ * KILN_BENCH_SWEEP_STEP=S: the decode sweep instead takes every width that is a multiple of
+ * S (16 to 256) at every split; an N-major B, whose widths come in 64-column steps, always
+ * sweeps so (S = 64).
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -25,6 +28,7 @@ static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
 static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) */
 static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
+static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
@@ -238,20 +242,21 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),
          * one and two width steps wider (8 columns), and half as wide (two tiles per cluster:
-         * the first one's store overlaps the second one's loads). An N-major B comes in
-         * 64-column steps, so there every width it can take: 64, 128, 192 and 256. */
+         * the first one's store overlaps the second one's loads); with a sweep step, every
+         * width that is a multiple of it. */
         const int step = kiln__gemm_bf16_width_step(layout);
-        const bool every_width = step == 64;
         for (int i = 0; i < 4; i++) {
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
             int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
             int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
-            const int widths[] = {
-                every_width ? 64 : fill, every_width ? 128 : clamp_width(fill + step),
-                every_width ? 192 : clamp_width(fill + 2 * step),
-                every_width ? 256 : clamp_width((fill / 2 + step - 1) / step * step)};
-            for (int j = 0; j < 4 && count < max; j++) {
+            int widths[16] = {fill, clamp_width(fill + step), clamp_width(fill + 2 * step),
+                              clamp_width((fill / 2 + step - 1) / step * step)};
+            int num_widths = 4;
+            if (sweep_step > 0)
+                for (num_widths = 0; (num_widths + 1) * sweep_step <= 256; num_widths++)
+                    widths[num_widths] = clamp_width((num_widths + 1) * sweep_step);
+            for (int j = 0; j < num_widths && count < max; j++) {
                 bool seen = false;
                 for (int e = 0; e < j; e++)
                     seen |= widths[e] == widths[j];
@@ -288,8 +293,8 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan plan = {0};
     double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
     lt_plan_free(&plan);
-    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms), cfgs[16];
-    int count = sweep_configs(m, n, k, cfgs, 16);
+    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms), cfgs[64];
+    int count = sweep_configs(m, n, k, cfgs, 64);
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
      * the configurations printed below, in order). */
@@ -343,6 +348,14 @@ int main(int argc, char **argv)
     if (layout != KILN_GEMM_NT && !json)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
+    const char *step_env = getenv("KILN_BENCH_SWEEP_STEP");
+    sweep_step = step_env != NULL ? atoi(step_env) : b_n_major() ? 64 : 0;
+    if (sweep_step < 0 || sweep_step > 256 || (sweep_step > 0 && sweep_step < 16) ||
+        sweep_step % kiln__gemm_bf16_width_step(layout) != 0) {
+        fprintf(stderr, "KILN_BENCH_SWEEP_STEP=%d: expected 16..256, a multiple of %d here\n",
+                sweep_step, kiln__gemm_bf16_width_step(layout));
+        return 2;
+    }
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
     const char *b_ready_env = getenv("KILN_BENCH_B_READY");
