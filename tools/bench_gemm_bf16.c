@@ -8,11 +8,11 @@
  * checked against the FP64 reference on sampled rows.
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
- * 16 columns wider and half as wide, in steps of 64 columns for an N-major B;
+ * 16 columns wider and half as wide; an N-major B every width it takes, 64 to 256;
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
- * KILN_BENCH_SWEEP_STEP=S: the decode sweep instead takes every width that is a multiple of
- * S (16 to 256) at every split; an N-major B, whose widths come in 64-column steps, always
- * sweeps so (S = 64).
+ * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
+ * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
+ * the pick's).
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
