@@ -12,7 +12,8 @@
  * prefill: 128-row tiles of widths 128..256), each timed the same way.
  * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
- * the pick's).
+ * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
+ * pick's, 64 rows up to M = 64).
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -29,6 +30,7 @@ static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln 
 static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) */
 static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
 static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
+static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
@@ -238,7 +240,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
     kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8, .layout = layout};
     if (m <= 128) {
         static const int splits[] = {1, 2, 4, 8};
-        base.block_m = m <= 64 ? 64 : 128;
+        base.block_m = sweep_block_m > 0 ? sweep_block_m : m <= 64 ? 64 : 128;
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),
          * one and two width steps wider (8 columns), and half as wide (two tiles per cluster:
@@ -348,6 +350,12 @@ int main(int argc, char **argv)
     if (layout != KILN_GEMM_NT && !json)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
+    const char *block_m_env = getenv("KILN_BENCH_SWEEP_BLOCK_M");
+    sweep_block_m = block_m_env != NULL ? atoi(block_m_env) : 0;
+    if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
+        fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%s: expected 64 or 128\n", block_m_env);
+        return 2;
+    }
     const char *step_env = getenv("KILN_BENCH_SWEEP_STEP");
     sweep_step = step_env != NULL ? atoi(step_env) : b_n_major() ? 64 : 0;
     if (sweep_step < 0 || sweep_step > 256 || (sweep_step > 0 && sweep_step < 16) ||
