@@ -19,6 +19,7 @@
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
  * stored [K][M] for TT and TN, B [K][N] for NN and TN, for both libraries.
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
+#include <limits.h>
 #include <time.h>
 
 #include "../src/runtime/gemm_bf16.h"
@@ -31,6 +32,21 @@ static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) *
 static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
 static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
 static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
+
+/* The integer in environment variable `name` (fallback when unset); false, with a message,
+ * when it is not one. */
+static bool env_int(const char *name, int fallback, int *out)
+{
+    const char *text = getenv(name);
+    char *end = NULL;
+    long value = text != NULL ? strtol(text, &end, 10) : fallback;
+    if (text != NULL && (end == text || *end != '\0' || value < INT_MIN || value > INT_MAX)) {
+        fprintf(stderr, "%s=%s: not an integer\n", name, text);
+        return false;
+    }
+    *out = (int)value;
+    return true;
+}
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
@@ -350,17 +366,16 @@ int main(int argc, char **argv)
     if (layout != KILN_GEMM_NT && !json)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
-    const char *block_m_env = getenv("KILN_BENCH_SWEEP_BLOCK_M");
-    sweep_block_m = block_m_env != NULL ? atoi(block_m_env) : 0;
+    if (!env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
+        !env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
+        return 2;
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
-        fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%s: expected 64 or 128\n", block_m_env);
+        fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%d: expected 64 or 128\n", sweep_block_m);
         return 2;
     }
-    const char *step_env = getenv("KILN_BENCH_SWEEP_STEP");
-    sweep_step = step_env != NULL ? atoi(step_env) : b_n_major() ? 64 : 0;
     if (sweep_step < 0 || sweep_step > 256 || (sweep_step > 0 && sweep_step < 16) ||
         sweep_step % kiln__gemm_bf16_width_step(layout) != 0) {
-        fprintf(stderr, "KILN_BENCH_SWEEP_STEP=%d: expected 16..256, a multiple of %d here\n",
+        fprintf(stderr, "KILN_BENCH_SWEEP_STEP=%d: expected 0, or 16..256 and a multiple of %d\n",
                 sweep_step, kiln__gemm_bf16_width_step(layout));
         return 2;
     }
