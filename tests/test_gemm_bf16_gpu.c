@@ -177,8 +177,9 @@ static void test_bf16_decode_long_and_wide(void **state)
     check_shapes(16384, 7168, m_one, 1, nt_only, 1, true);
 }
 
-/* N-major B at the decode shapes whose picks stop 52's sweep moved (clustered tiles of at
- * most 128 columns: 64x64 over 2 CTAs at (2112, 7168), 64x128 over 2 at (7168, 16384)). */
+/* N-major B at the decode shapes whose picks the N-major weights moved (stops 52-53): 64x128
+ * over clusters of 4 at (2112, 7168) M <= 64, 64x128 over 2 at (7168, 16384), one 64x64
+ * tile per CTA at (4096, 512) M <= 64. */
 static void test_bf16_n_major_decode(void **state)
 {
     (void)state;
@@ -186,6 +187,7 @@ static void test_bf16_n_major_decode(void **state)
     static const int64_t m_short[] = {1, 64}, m_deep[] = {64};
     check_shapes(2112, 7168, m_short, 2, n_major, 2, true);
     check_shapes(7168, 16384, m_deep, 1, n_major, 1, false);
+    check_shapes(4096, 512, m_short, 2, n_major, 2, true);
 }
 
 static void test_bf16_odd_shapes(void **state)
