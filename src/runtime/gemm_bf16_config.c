@@ -73,7 +73,7 @@ int kiln__gemm_bf16_width_step(int layout)
  * (64x7168x16384: 64x128 over 2, 2.9% behind 64x128 alone on 56 SMs, not a candidate) and
  * sits inside a band of weights that all do as well. With the K-major weights 64x2112x7168
  * took 64x64 tiles over clusters of 2: 15.01 -> 12.84 us with these (profiler, two
- * rounds). */
+ * rounds). scripts/bf16_decode_fit.py replays this pick against a sweep: change both. */
 static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
 {
     const bool n_major = cfg->layout & 2;
