@@ -266,14 +266,18 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         for (int i = 0; i < 4; i++) {
             if (splits[i] > 1 && (k + 63) / 64 < 4 * splits[i])
                 continue;
-            int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
-            int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
-            int widths[16] = {fill, clamp_width(fill + step), clamp_width(fill + 2 * step),
-                              clamp_width((fill / 2 + step - 1) / step * step)};
-            int num_widths = 4;
-            if (sweep_step > 0)
-                for (num_widths = 0; (num_widths + 1) * sweep_step <= 256; num_widths++)
-                    widths[num_widths] = clamp_width((num_widths + 1) * sweep_step);
+            int widths[16], num_widths = 0;
+            if (sweep_step > 0) {
+                for (int w = sweep_step; w <= 256; w += sweep_step)
+                    widths[num_widths++] = w;
+            } else {
+                int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
+                int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
+                widths[num_widths++] = fill;
+                widths[num_widths++] = clamp_width(fill + step);
+                widths[num_widths++] = clamp_width(fill + 2 * step);
+                widths[num_widths++] = clamp_width((fill / 2 + step - 1) / step * step);
+            }
             for (int j = 0; j < num_widths && count < max; j++) {
                 bool seen = false;
                 for (int e = 0; e < j; e++)
@@ -366,7 +370,8 @@ int main(int argc, char **argv)
     if (layout != KILN_GEMM_NT && !json)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
-    if (!env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
+    if (!env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
+        !env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
         !env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
         return 2;
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
@@ -381,8 +386,6 @@ int main(int argc, char **argv)
     }
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
-    const char *b_ready_env = getenv("KILN_BENCH_B_READY");
-    b_ready = b_ready_env != NULL ? atoi(b_ready_env) : 0;
     if (b_ready != 0 && !json)
         printf("kiln with b_ready %d (KILN_BENCH_B_READY)\n", b_ready);
     if (!lt_open())

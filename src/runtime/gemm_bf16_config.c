@@ -74,18 +74,20 @@ int kiln__gemm_bf16_width_step(int layout)
  * sits inside a band of weights that all do as well. With the K-major weights 64x2112x7168
  * took 64x64 tiles over clusters of 2: 15.01 -> 12.84 us with these (profiler, two
  * rounds). scripts/bf16_decode_fit.py replays this pick against a sweep: change both. */
+/* The decode cost's weights: [0] a K-major B, [1] an N-major B. An N-major B's clustered tiles
+ * are at most 128 columns wide: clustered 192- and 256-column tiles ran slower than the
+ * model says (stop 52, NN, profiler sweep, us: 64x2112x7168 64x192 over 8 16.10, 64x64 over 2
+ * 15.04, 64x128 over 4 12.80; 64x7168x16384 64x256 over 4 63.97, 64x128 over 2 62.05). */
+static const struct decode_weights {
+    double a, dsmem, store, k_block; /* streamed bytes per byte of each, per K block */
+    int max_clustered;               /* widest tile of a cluster_k split */
+} decode_weights[2] = {{0.5, 5.0, 4.5, 0.0, 256}, {0.5, 12.0, 16.0, 10000.0, 128}};
+
 static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int num_sms)
 {
-    const bool n_major = cfg->layout & 2;
-    const double a_weight = 0.5, dsmem_weight = n_major ? 12.0 : 5.0,
-                 store_weight = n_major ? 16.0 : 4.5, k_block_weight = n_major ? 10000.0 : 0.0;
+    const struct decode_weights *w = &decode_weights[(cfg->layout & 2) != 0];
     const int64_t k_blocks = ceil_div(k, 64);
     const int step = kiln__gemm_bf16_width_step(cfg->layout);
-    /* An N-major B: clustered tiles at most 128 columns wide. Clustered 192- and 256-column
-     * tiles ran slower than the model says (stop 52, NN, profiler sweep, us: 64x2112x7168
-     * 64x192 over 8 16.10, 64x64 over 2 15.04, 64x128 over 4 12.80; 64x7168x16384 64x256
-     * over 4 63.97, 64x128 over 2 62.05, 64x128 alone 61.09). */
-    const int max_clustered = n_major ? 128 : 256;
     const int splits[] = {1, 2, 4, 8};
     double best = -1;
     kiln__gemm_bf16_config pick = *cfg; /* a fallback that always fits */
@@ -97,7 +99,7 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
         if (clusters < 1 || (split > 1 && k_blocks < 4 * split))
             continue;
         int fill = round_up((int)ceil_div(n, clusters), step);
-        const int max_width = split > 1 ? max_clustered : 256;
+        const int max_width = split > 1 ? w->max_clustered : 256;
         fill = fill < 16 ? 16 : fill > max_width ? max_width : fill;
         int half = round_up(fill / 2, step);
         const int widths[] = {fill, half < 16 ? 16 : half};
@@ -110,11 +112,10 @@ static void pick_decode(kiln__gemm_bf16_config *cfg, int64_t n, int64_t k, int n
                 continue;
             double tile = (double)cfg->block_m * c.block_n;
             double cta_blocks = (double)ceil_div(k_blocks, split);
-            double streamed =
-                ((a_weight * cfg->block_m + c.block_n) * 128.0 + k_block_weight) * cta_blocks;
-            double partials = dsmem_weight * (split - 1) / split * tile * 4.0;
+            double streamed = ((w->a * cfg->block_m + c.block_n) * 128.0 + w->k_block) * cta_blocks;
+            double partials = w->dsmem * (split - 1) / split * tile * 4.0;
             int64_t waves = ceil_div(ceil_div(n, c.block_n), clusters);
-            double cost = (double)waves * (streamed + partials) + store_weight * tile * 2.0;
+            double cost = (double)waves * (streamed + partials) + w->store * tile * 2.0;
             if (best < 0 || cost < best) {
                 best = cost;
                 pick = c;
