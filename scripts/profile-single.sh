@@ -20,6 +20,9 @@
 # GPU machine in stop 39: ~3.4 s per dense shape instead of ~8, ~45 s per --contig run.
 # KILN_PROFILE_BENCH=kiln-bench-gemm-bf16 profiles the BF16 GEMM's dense shapes instead (no
 # comparison with REFERENCE.md; profile-ab.sh reads its kiln lines the same way).
+# KILN_PROFILE_CACHE_CONTROL=none: the profiler leaves the caches alone (with KILN_BENCH_SETS=12,
+# launches whose operands the L2 has dropped and whose code the SMs hold: what fetching the
+# code costs a lone launch).
 # Knobs pass through the environment (e.g. KILN_GEMM_TALL_TILES=0). Logs:
 # $OUT/profile-single.tgz (-2, -3... when run again in one call).
 set -uo pipefail
@@ -50,7 +53,8 @@ only=()
 [ "${KILN_PROFILE_KILN_ONLY:-0}" = 0 ] || only=(--kernel-name regex:kiln_gemm)
 for r in "${runs[@]}"; do
   label=${r#--}
-  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none ${only[@]+"${only[@]}"} \
+  timeout "${KILN_PROFILE_TIMEOUT:-180}" ncu --clock-control none \
+    --cache-control "${KILN_PROFILE_CACHE_CONTROL:-all}" ${only[@]+"${only[@]}"} \
     --metrics "$metrics" --csv "$bench" --single ${sweep[@]+"${sweep[@]}"} "$r" \
     >"$out/ncu-$label.csv" 2>"$out/ncu-$label.err"
   python3 scripts/ncu_durations.py "$label" "$out/ncu-$label.csv" | tee -a "$out/summary.txt"

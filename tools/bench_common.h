@@ -19,6 +19,10 @@ enum { BATCH = 20, BATCHES = 15, MAX_SETS = 12, MAX_SHAPES = 32 };
  * are upper bounds, not kernel times (far above them for decode sizes); the profiler's are. */
 static bool bench_single;
 
+/* Launches before the timed ones with --single: 2, or as many as there are operand sets
+ * when more than one is forced (each set's first read in the process is slower; stop 38). */
+static int bench_single_warm_up = 2;
+
 /* Operand sets for the launches to rotate over: enough to pass 200 MB (at least `minimum`,
  * at most MAX_SETS), so the 60 MB L2 cannot serve repeats. With --single, one: the profiler
  * flushes the caches before each launch itself, and with rotating sets the first run in the
@@ -167,7 +171,8 @@ static unsigned bench_batch_mhz;
 static inline double time_batches(launch_fn launch, void *user, CUstream stream)
 {
     const kiln__driver *drv = gpu_drv();
-    const int per_batch = bench_single ? 1 : BATCH, warm_up = bench_single ? 2 : 1;
+    const int per_batch = bench_single ? 1 : BATCH;
+    const int warm_up = bench_single ? bench_single_warm_up : 1;
     CUevent start, stop;
     CU_CHECK(drv->cuEventCreate(&start, 0));
     CU_CHECK(drv->cuEventCreate(&stop, 0));

@@ -246,12 +246,16 @@ static double geo_sum, geo_count;
 
 /* Operand sets to rotate over (bench_operand_sets), or KILN_BENCH_SETS of them: 1 keeps a
  * decode GEMM's operands in L2 (a diagnostic: how fast the kernel runs when DRAM is out of
- * the way). */
+ * the way); with --single, several under a profiler that leaves the caches alone time
+ * launches whose operands the L2 has dropped but whose code the SMs still hold. */
 static int operand_sets(double bytes_per_set)
 {
     const char *forced_sets = getenv("KILN_BENCH_SETS");
-    return forced_sets != NULL ? bench_clamp_sets(atoi(forced_sets), 1)
-                               : bench_operand_sets(bytes_per_set, 1);
+    if (forced_sets == NULL)
+        return bench_operand_sets(bytes_per_set, 1);
+    int sets = bench_clamp_sets(atoi(forced_sets), 1);
+    bench_single_warm_up = sets > 2 ? sets : 2;
+    return sets;
 }
 
 /* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1 t0"
