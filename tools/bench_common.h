@@ -7,6 +7,7 @@
 #define KILN_TOOLS_BENCH_COMMON_H
 
 #include <cublasLt.h>
+#include <limits.h>
 
 #include "bench_clock.h"
 
@@ -22,6 +23,22 @@ static bool bench_single;
 /* Launches before the timed ones with --single: 2, or as many as there are operand sets
  * when more than one is forced (each set's first read in the process is slower; stop 38). */
 static int bench_single_warm_up = 2;
+
+/* The integer in environment variable `name` (fallback when unset); false, with a message
+ * naming it, when it is not one. The benchmarks' knobs go through it, so that a typo stops
+ * the run instead of measuring something else. */
+static bool bench_env_int(const char *name, int fallback, int *out)
+{
+    const char *text = getenv(name);
+    char *end = NULL;
+    long value = text != NULL ? strtol(text, &end, 10) : fallback;
+    if (text != NULL && (end == text || *end != '\0' || value < INT_MIN || value > INT_MAX)) {
+        fprintf(stderr, "%s=%s: not an integer\n", name, text);
+        return false;
+    }
+    *out = (int)value;
+    return true;
+}
 
 /* Operand sets for the launches to rotate over: enough to pass 200 MB (at least `minimum`,
  * at most MAX_SETS), so the 60 MB L2 cannot serve repeats. With --single, one: the profiler

@@ -33,21 +33,6 @@ static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
 static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
 static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
 
-/* The integer in environment variable `name` (fallback when unset); false, with a message,
- * when it is not one. */
-static bool env_int(const char *name, int fallback, int *out)
-{
-    const char *text = getenv(name);
-    char *end = NULL;
-    long value = text != NULL ? strtol(text, &end, 10) : fallback;
-    if (text != NULL && (end == text || *end != '\0' || value < INT_MIN || value > INT_MAX)) {
-        fprintf(stderr, "%s=%s: not an integer\n", name, text);
-        return false;
-    }
-    *out = (int)value;
-    return true;
-}
-
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
 
@@ -370,9 +355,9 @@ int main(int argc, char **argv)
     if (layout != KILN_GEMM_NT && !json)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
-    if (!env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
-        !env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
-        !env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
+    if (!bench_env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
+        !bench_env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
+        !bench_env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
         return 2;
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
         fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%d: expected 64 or 128\n", sweep_block_m);

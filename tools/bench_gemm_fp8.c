@@ -248,12 +248,13 @@ static double geo_sum, geo_count;
  * decode GEMM's operands in L2 (a diagnostic: how fast the kernel runs when DRAM is out of
  * the way); with --single, several under a profiler that leaves the caches alone time
  * launches whose operands the L2 has dropped but whose code the SMs still hold. */
+static int forced_sets; /* KILN_BENCH_SETS; 0: not forced */
+
 static int operand_sets(double bytes_per_set)
 {
-    const char *forced_sets = getenv("KILN_BENCH_SETS");
-    if (forced_sets == NULL)
+    if (forced_sets == 0)
         return bench_operand_sets(bytes_per_set, 1);
-    int sets = bench_clamp_sets(atoi(forced_sets), 1);
+    int sets = bench_clamp_sets(forced_sets, 1);
     bench_single_warm_up = sets > 2 ? sets : 2;
     return sets;
 }
@@ -322,6 +323,7 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
 }
 
 enum { SWEEP_MAX_ROUNDS = 9 };
+static int sweep_rounds = 1; /* KILN_SWEEP_ROUNDS, clamped to 1..SWEEP_MAX_ROUNDS */
 
 /* One --sweep row: configuration i of the shape, its time (the median of `rounds` rounds'
  * medians, and their range), its check against FP64 and its parts' times (-1: not timed). */
@@ -429,9 +431,9 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             part[p][i] = part_config(&alt[i], p);
         precompile(part[p], count, n, k, false);
     }
-    const char *rounds_env = getenv("KILN_SWEEP_ROUNDS");
-    int rounds = rounds_env != NULL ? atoi(rounds_env) : 1;
-    rounds = rounds < 1 ? 1 : rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS : rounds;
+    const int rounds = sweep_rounds < 1                  ? 1
+                       : sweep_rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS
+                                                         : sweep_rounds;
     sweep_row rows[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     double us_round[KILN_GEMM_FP8_MAX_ALTERNATIVES][SWEEP_MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
@@ -1232,10 +1234,12 @@ int main(int argc, char **argv)
     part_too[PART_MATH] = set[5];
     const int num_custom = cli.num_shapes;
     int64_t(*custom)[3] = cli.shapes;
+    if (!bench_env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
+        !bench_env_int("KILN_BENCH_SETS", 0, &forced_sets) ||
+        !bench_env_int("KILN_SWEEP_ROUNDS", 1, &sweep_rounds))
+        return 2;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
-    const char *b_ready_env = getenv("KILN_BENCH_B_READY");
-    b_ready = b_ready_env != NULL ? atoi(b_ready_env) : 0;
     const char *chain_env = getenv("KILN_BENCH_CHAIN");
     chain = chain_env != NULL && strcmp(chain_env, "0") != 0;
     const char *ws_env = getenv("KILN_BENCH_WORKSPACE");
