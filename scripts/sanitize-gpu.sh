@@ -4,8 +4,8 @@
 #   bash scripts/sanitize-gpu.sh [PROGRAM[:FILTER] ...]
 # Each argument is a test program of build-device/tests (test_gemm_bf16_gpu...) and, after a
 # colon, a cmocka filter (KILN_TEST_FILTER) naming the tests of it to run; no arguments: the
-# default list below, every program but the DeepSeek shapes, the sweeps over alternatives and
-# the trace test of test_gemm_fp8_gpu (the slowest under the tool; name them to run them).
+# default list below, every program but the DeepSeek shapes and the two sweeps over
+# alternatives of test_gemm_fp8_gpu (the slowest under the tool; name them to run them).
 # KILN_SANITIZE_TOOL=memcheck (default) | racecheck | synccheck | initcheck. memcheck checks
 # every global and shared access of kiln's kernels against the allocations (an output written
 # outside its tensor, a read past an operand), and the driver calls' errors. Prints one line
@@ -24,7 +24,7 @@ if [ ${#runs[@]} -eq 0 ]; then
         test_gemm_fp8_contig_gpu)
   for t in test_bad_arguments test_odd_shapes test_cluster_partial_rows test_multicast \
            test_tall_tiles test_tail_split test_masked_groups test_masked_graph_replay \
-           test_prewarmed_cache_serves_jit_off; do
+           test_prewarmed_cache_serves_jit_off test_trace_mode; do
     runs+=("test_gemm_fp8_gpu:$t")
   done
 fi
@@ -45,7 +45,10 @@ for r in "${runs[@]}"; do
     compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 50 \
     "$build/tests/$program" >"$log" 2>&1
   rc=$?
-  errors=$(grep -Eo 'ERROR SUMMARY: [0-9]+' "$log" | tail -n 1 | grep -Eo '[0-9]+$')
+  # memcheck, synccheck, initcheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK
+  # SUMMARY: H hazards displayed (N errors, W warnings)"
+  errors=$(grep -Eo 'ERROR SUMMARY: [0-9]+|RACECHECK SUMMARY: .*\([0-9]+ errors' "$log" |
+    tail -n 1 | grep -Eo '[0-9]+( errors)?$' | grep -Eo '^[0-9]+')
   [ "$rc" = 0 ] || status=1
   printf '%-26s %-38s rc %-3s errors %-4s %4d s\n' "$program" "${filter:-(all)}" "$rc" \
     "${errors:-?}" $(($(date +%s) - start)) | tee -a "$out/summary.txt"
