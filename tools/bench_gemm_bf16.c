@@ -19,7 +19,6 @@
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
  * stored [K][M] for TT and TN, B [K][N] for NN and TN, for both libraries.
  * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
-#include <limits.h>
 #include <time.h>
 
 #include "../src/runtime/gemm_bf16.h"

@@ -248,15 +248,11 @@ static double geo_sum, geo_count;
  * decode GEMM's operands in L2 (a diagnostic: how fast the kernel runs when DRAM is out of
  * the way); with --single, several under a profiler that leaves the caches alone time
  * launches whose operands the L2 has dropped but whose code the SMs still hold. */
-static int forced_sets; /* KILN_BENCH_SETS; 0: not forced */
+static int forced_sets; /* KILN_BENCH_SETS, clamped to 1..MAX_SETS in main; 0: not forced */
 
 static int operand_sets(double bytes_per_set)
 {
-    if (forced_sets == 0)
-        return bench_operand_sets(bytes_per_set, 1);
-    int sets = bench_clamp_sets(forced_sets, 1);
-    bench_single_warm_up = sets > 2 ? sets : 2;
-    return sets;
+    return forced_sets > 0 ? forced_sets : bench_operand_sets(bytes_per_set, 1);
 }
 
 /* A configuration as --sweep and --trace print it, e.g. "128x32  s9  ks1 ck2 mc1 ma1 ov1 u1 t0"
@@ -323,7 +319,7 @@ static void precompile(const kiln__gemm_config *cfgs, int count, int64_t n, int6
 }
 
 enum { SWEEP_MAX_ROUNDS = 9 };
-static int sweep_rounds = 1; /* KILN_SWEEP_ROUNDS, clamped to 1..SWEEP_MAX_ROUNDS */
+static int sweep_rounds = 1; /* KILN_SWEEP_ROUNDS, clamped to 1..SWEEP_MAX_ROUNDS in main */
 
 /* One --sweep row: configuration i of the shape, its time (the median of `rounds` rounds'
  * medians, and their range), its check against FP64 and its parts' times (-1: not timed). */
@@ -431,9 +427,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
             part[p][i] = part_config(&alt[i], p);
         precompile(part[p], count, n, k, false);
     }
-    const int rounds = sweep_rounds < 1                  ? 1
-                       : sweep_rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS
-                                                         : sweep_rounds;
+    const int rounds = sweep_rounds;
     sweep_row rows[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     double us_round[KILN_GEMM_FP8_MAX_ALTERNATIVES][SWEEP_MAX_ROUNDS];
     for (int r = 0; r < rounds; r++)
@@ -1238,6 +1232,13 @@ int main(int argc, char **argv)
         !bench_env_int("KILN_BENCH_SETS", 0, &forced_sets) ||
         !bench_env_int("KILN_SWEEP_ROUNDS", 1, &sweep_rounds))
         return 2;
+    if (forced_sets != 0) { /* each set's first read is then a warm-up launch of its own */
+        forced_sets = bench_clamp_sets(forced_sets, 1);
+        bench_single_warm_up = forced_sets > 2 ? forced_sets : 2;
+    }
+    sweep_rounds = sweep_rounds < 1                  ? 1
+                   : sweep_rounds > SWEEP_MAX_ROUNDS ? SWEEP_MAX_ROUNDS
+                                                     : sweep_rounds;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
     const char *chain_env = getenv("KILN_BENCH_CHAIN");
