@@ -21,7 +21,7 @@ tool=${KILN_SANITIZE_TOOL:-memcheck}
 runs=("$@")
 if [ ${#runs[@]} -eq 0 ]; then
   runs=(test_quant_gpu test_pdl_chain_gpu test_gemm_fp8_f32_gpu test_gemm_bf16_gpu
-        test_gemm_fp8_contig_gpu)
+        test_gemm_bf16_contig_gpu test_gemm_fp8_contig_gpu)
   for t in test_bad_arguments test_odd_shapes test_cluster_partial_rows test_multicast \
            test_tall_tiles test_tail_split test_masked_groups test_masked_graph_replay \
            test_prewarmed_cache_serves_jit_off test_trace_mode; do

@@ -106,7 +106,9 @@ static void test_bf16_kinds_compile(void **state)
         {128, 1024, 512, 2, 1, 0},   /* NN */
         {4096, 4096, 7168, 3, 0, 0}, /* TN */
         {40, 7168, 2048, 0, 1, 1},   /* masked */
-        {8192, 4096, 7168, 0, 0, 2}, /* contiguous */
+        {8192, 4096, 7168, 0, 0, 2}, /* contiguous, prefix sums */
+        {8192, 4096, 7168, 0, 0, 3}, /* contiguous, row ids */
+        {500, 576, 1536, 0, 1, 3},   /* row ids, FP32 output */
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(kinds[i].m, kinds[i].n, kinds[i].k,
@@ -258,6 +260,27 @@ static void test_bf16_checks_without_device(void **state)
     };
     assert_int_equal(kiln_gemm_bf16_contig(ctx, &contig, NULL), KILN_ERR_INVALID_ARG);
     assert_non_null(strstr(kiln_ctx_errmsg(ctx), "m_alignment = 100"));
+    /* The layout: exactly one of the two, each of its own length. */
+    const kiln_tensor ids = {.data = buf, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {128}};
+    static const char *const layout_named[] = {"got both", "got neither",
+                                               "row_expert must be I32 [M_total = 128]",
+                                               "group_end must be I32 [G = 2]"};
+    for (int i = 0; i < 4; i++) {
+        kiln_gemm_bf16_contig_args c = contig;
+        c.m_alignment = 128;
+        c.row_expert = ids;
+        if (i == 1)
+            c.row_expert.data = NULL, c.group_end.data = NULL;
+        if (i == 2)
+            c.group_end.data = NULL, c.row_expert.shape[0] = 127;
+        if (i == 3)
+            c.row_expert.data = NULL, c.group_end.shape[0] = 3;
+        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
+        assert_int_equal(kiln_gemm_bf16_contig(ctx, &c, NULL), KILN_ERR_INVALID_ARG);
+        if (strstr(kiln_ctx_errmsg(ctx), layout_named[i]) == NULL)
+            fail_msg("layout case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx),
+                     layout_named[i]);
+    }
     assert_int_equal(kiln_prewarm(ctx, "gemm_bf16 m=64 n=260 k=512", NULL), KILN_ERR_INVALID_ARG);
     assert_int_equal(kiln_prewarm(ctx, "gemm_bf16 m=64 n=256 k=512 layout=7", NULL),
                      KILN_ERR_INVALID_ARG);

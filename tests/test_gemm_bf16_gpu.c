@@ -1,9 +1,10 @@
-/* gpu suite: kiln_gemm_bf16 (every layout, BF16 and FP32 output) and its masked and
- * contiguous grouped forms against the FP64 CPU reference, on fresh random data, output
- * poisoned with NaN, every element checked for being written and finite, two runs bitwise
- * equal; bad arguments launch nothing. Rows checked against the reference: all of the
- * first 1000, plus 192 random rows beyond (M = 4096). Every test name holds "bf16", so
- * KILN_TEST_FILTER='*bf16*' selects exactly these. */
+/* gpu suite: kiln_gemm_bf16 (every layout, BF16 and FP32 output) and its masked grouped
+ * form against the FP64 CPU reference, on fresh random data, output poisoned with NaN,
+ * every element checked for being written and finite, two runs bitwise equal; bad
+ * arguments launch nothing. Rows checked against the reference: all of the first 1000,
+ * plus 192 random rows beyond (M = 4096). The contiguous grouped form has its own program
+ * (test_gemm_bf16_contig_gpu.c). Every test name holds "bf16", so KILN_TEST_FILTER='*bf16*'
+ * selects exactly these. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,49 +13,10 @@
 #include <cmocka.h>
 
 #include "../src/runtime/internal.h"
-#include "gemm_bf16_data.h"
+#include "gemm_bf16_check.h"
 
 static kiln_ctx *ctx;
 static uint64_t seed;
-
-static double out_value(const void *d, int64_t i, bool f32)
-{
-    return f32 ? (double)((const float *)d)[i] : (double)bf16_to_float(((const uint16_t *)d)[i]);
-}
-
-static bool out_poisoned(const void *d, int64_t i, bool f32)
-{
-    return f32 ? ((const uint32_t *)d)[i] == 0xffffffffu : ((const uint16_t *)d)[i] == 0xffff;
-}
-
-/* Rows `rows` of d (row stride ld) against ref ([num_rows][n]): elementwise bounds (BF16
- * output keeps 8 significant bits; FP32 output only the accumulation order differs) and
- * the diff < 1e-5 of REFERENCE.md. Returns the diff. */
-static double compare(const char *what, const void *d, int64_t ld, bool f32, const int64_t *rows,
-                      int64_t num_rows, int64_t n, const double *ref)
-{
-    double sref2 = 0;
-    for (int64_t i = 0; i < num_rows * n; i++)
-        sref2 += ref[i] * ref[i];
-    double rms = sqrt(sref2 / (double)(num_rows * n > 0 ? num_rows * n : 1));
-    double sxy = 0, sxx_yy = 0, worst = 0;
-    for (int64_t i = 0; i < num_rows; i++)
-        for (int64_t c = 0; c < n; c++) {
-            double x = out_value(d, rows[i] * ld + c, f32), y = ref[i * n + c];
-            double err = fabs(x - y), bound = f32 ? 1e-4 * rms + 1e-5 * fabs(y)
-                                                  : fabs(y) / 128 + 1e-4 * rms;
-            if (!isfinite(x) || err > bound)
-                fail_msg("%s: D[%lld][%lld] = %g, reference %g", what, (long long)rows[i],
-                         (long long)c, x, y);
-            sxy += x * y;
-            sxx_yy += x * x + y * y;
-            worst = err / rms > worst ? err / rms : worst;
-        }
-    double diff = sxx_yy > 0 ? 1.0 - 2.0 * sxy / sxx_yy : 0;
-    if (!(diff < 1e-5))
-        fail_msg("%s: diff %.3e", what, diff);
-    return diff;
-}
 
 /* ------------------------------------------------------------------ dense */
 
@@ -422,119 +384,9 @@ static void test_bf16_masked_graph_replay(void **state)
     masked_free(&p);
 }
 
-/* ------------------------------------------------------------------ contiguous groups */
-
-/* Groups of `counts` rows laid out contiguously, each starting at the next multiple of
- * align (DeepEP v2); padding rows of A are NaN, so a computed-and-stored padding row
- * shows. d has 64 guard rows past M_total that must stay poisoned. */
-static void check_contig(int64_t g, int64_t n, int64_t k, int64_t align, const int32_t *counts,
-                         const int32_t *group_end_override, bool f32)
-{
-    int64_t *start = malloc((size_t)g * sizeof *start);
-    int64_t m = 0, next = 0;
-    for (int64_t i = 0; i < g; i++) {
-        start[i] = next;
-        m = start[i] + counts[i];
-        next = (m + align - 1) / align * align;
-    }
-    float *af;
-    uint16_t *a = bf16_random(m * k, &seed, false, &af), *b;
-    float *bf;
-    b = bf16_random(g * n * k, &seed, true, &bf);
-    for (int64_t i = 0; i < g; i++) { /* padding rows: bf16 NaN */
-        int64_t pad_end = i + 1 < g ? start[i + 1] : m;
-        for (int64_t r = start[i] + counts[i]; r < pad_end; r++)
-            for (int64_t c = 0; c < k; c++)
-                a[r * k + c] = 0x7fc0;
-    }
-    int32_t *ends = malloc((size_t)g * 4);
-    for (int64_t i = 0, sum = 0; i < g; i++)
-        ends[i] = (int32_t)(sum += counts[i]);
-    if (group_end_override != NULL)
-        memcpy(ends, group_end_override, (size_t)g * 4);
-    void *da = gpu_alloc((size_t)(m * k) * 2 + 16), *db = gpu_alloc((size_t)(g * n * k) * 2);
-    void *dends = gpu_alloc((size_t)g * 4);
-    size_t es = f32 ? 4 : 2, d_bytes = (size_t)((m + 64) * n) * es;
-    void *dd = gpu_alloc(d_bytes);
-    gpu_upload(da, a, (size_t)(m * k) * 2);
-    gpu_upload(db, b, (size_t)(g * n * k) * 2);
-    gpu_upload(dends, ends, (size_t)g * 4);
-    kiln_gemm_bf16_contig_args args = {
-        .a = tensor2d(da, KILN_DTYPE_BF16, m, k, k),
-        .b = tensor3d(db, KILN_DTYPE_BF16, g, n, k),
-        .d = tensor2d(dd, f32 ? KILN_DTYPE_F32 : KILN_DTYPE_BF16, m, n, n),
-        .group_end = {.data = dends, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {g}},
-        .m_alignment = align,
-    };
-    void *d[2] = {malloc(d_bytes), malloc(d_bytes)};
-    for (int run = 0; run < 2; run++) {
-        gpu_poison(dd, d_bytes, 0xffffffffu);
-        if (kiln_gemm_bf16_contig(ctx, &args, NULL) != KILN_OK)
-            fail_msg("contig: %s", kiln_ctx_errmsg(ctx));
-        gpu_sync();
-        gpu_download(d[run], dd, d_bytes);
-    }
-    if (memcmp(d[0], d[1], d_bytes) != 0)
-        fail_msg("contig: two runs differ");
-    for (int64_t i = m * n; i < (m + 64) * n; i++)
-        if (!out_poisoned(d[0], i, f32))
-            fail_msg("contig: wrote past M_total (row %lld)", (long long)(i / n));
-    for (int64_t i = 0; group_end_override == NULL && i < g; i++) {
-        int64_t pad_end = i + 1 < g ? start[i + 1] : m;
-        for (int64_t r = start[i] + counts[i]; r < pad_end; r++)
-            for (int64_t c = 0; c < n; c++)
-                if (!out_poisoned(d[0], r * n + c, f32))
-                    fail_msg("contig: padding row %lld (group %lld) was written", (long long)r,
-                             (long long)i);
-        if (counts[i] == 0)
-            continue;
-        int64_t *ids = malloc((size_t)counts[i] * sizeof *ids);
-        for (int64_t r = 0; r < counts[i]; r++)
-            ids[r] = start[i] + r;
-        double *ref = malloc((size_t)(counts[i] * n) * sizeof(double));
-        bf16_reference(af, k, bf + i * n * k, n, k, ids, counts[i], ref);
-        char what[64];
-        snprintf(what, sizeof what, "contig group %lld", (long long)i);
-        compare(what, d[0], n, f32, ids, counts[i], n, ref);
-        free(ids);
-        free(ref);
-    }
-    print_message("  contig %lld groups, M_total %lld, N %lld, K %lld, align %lld %s%s: ok\n",
-                  (long long)g, (long long)m, (long long)n, (long long)k, (long long)align,
-                  f32 ? "f32" : "bf16", group_end_override ? " (bad layout)" : "");
-    gpu_free(da);
-    gpu_free(db);
-    gpu_free(dends);
-    gpu_free(dd);
-    free(a);
-    free(b);
-    free(af);
-    free(bf);
-    free(ends);
-    free(start);
-    free(d[0]);
-    free(d[1]);
-}
-
-static void test_bf16_contiguous_groups(void **state)
-{
-    (void)state;
-    static const int32_t c1[] = {300, 0, 1, 515}, c2[] = {129, 64, 200}, c4[] = {10, 70, 5};
-    check_contig(4, 4096, 7168, 128, c1, NULL, false); /* an empty group, M_total off the alignment */
-    check_contig(3, 576, 1536, 128, c2, NULL, true);
-    int32_t c3[8];
-    for (int i = 0; i < 8; i++)
-        c3[i] = (int32_t)(rng_next(&seed) % 600);
-    c3[3] = 0;
-    check_contig(8, 7168, 2048, 256, c3, NULL, false);
-    check_contig(3, 1024, 512, 64, c4, NULL, false); /* 64-row tiles */
-    /* Prefix sums that decrease and run past M_total: no write outside d, no hang. */
-    static const int32_t bad[] = {300, 100, 100000, 5};
-    check_contig(4, 1024, 512, 128, c1, bad, false);
-}
-
-/* Grouped bad arguments: status, message, nothing launched. */
-static void test_bf16_grouped_bad_arguments(void **state)
+/* Masked bad arguments: status, message, nothing launched (the contiguous form's are in
+ * test_gemm_bf16_contig_gpu.c). */
+static void test_bf16_masked_bad_arguments(void **state)
 {
     (void)state;
     void *da = gpu_alloc(2 * 64 * 256 * 2), *db = gpu_alloc(2 * 128 * 256 * 2);
@@ -555,23 +407,6 @@ static void test_bf16_grouped_bad_arguments(void **state)
         assert_int_equal(kiln_gemm_bf16_masked(ctx, mc[i], NULL), KILN_ERR_INVALID_ARG);
         if (strstr(kiln_ctx_errmsg(ctx), mnamed[i]) == NULL)
             fail_msg("masked case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), mnamed[i]);
-        assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
-    }
-    kiln_gemm_bf16_contig_args cgood = {
-        .a = tensor2d(da, KILN_DTYPE_BF16, 128, 256, 256),
-        .b = tensor3d(db, KILN_DTYPE_BF16, 2, 128, 256),
-        .d = tensor2d(dd, KILN_DTYPE_BF16, 128, 128, 128),
-        .group_end = {.data = dm, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {2}},
-        .m_alignment = 128,
-    };
-    kiln_gemm_bf16_contig_args c1 = cgood, c2 = cgood, c3 = cgood;
-    c1.m_alignment = 96, c2.group_end.shape[0] = 1, c3.d.shape[0] = 127;
-    const kiln_gemm_bf16_contig_args *cc[] = {&c1, &c2, &c3};
-    const char *cnamed[] = {"m_alignment = 96", "group_end", "d must be [M_total = 128"};
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(kiln_gemm_bf16_contig(ctx, cc[i], NULL), KILN_ERR_INVALID_ARG);
-        if (strstr(kiln_ctx_errmsg(ctx), cnamed[i]) == NULL)
-            fail_msg("contig case %d: \"%s\" does not say \"%s\"", i, kiln_ctx_errmsg(ctx), cnamed[i]);
         assert_int_equal(kiln_cache_prune(ctx, INT64_MAX, NULL), KILN_OK);
     }
     gpu_sync();
@@ -634,7 +469,7 @@ int main(void)
     seed = rng_fresh_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_bad_arguments),
-        cmocka_unit_test(test_bf16_grouped_bad_arguments),
+        cmocka_unit_test(test_bf16_masked_bad_arguments),
         cmocka_unit_test(test_bf16_odd_shapes),
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_f32_output),
@@ -643,7 +478,6 @@ int main(void)
         cmocka_unit_test(test_bf16_n_major_decode),
         cmocka_unit_test(test_bf16_masked_groups),
         cmocka_unit_test(test_bf16_masked_graph_replay),
-        cmocka_unit_test(test_bf16_contiguous_groups),
         cmocka_unit_test(test_bf16_prewarmed_cache_serves_jit_off),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

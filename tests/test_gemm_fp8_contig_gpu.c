@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "../src/runtime/internal.h"
+#include "contig_layout.h"
 #include "gemm_fp8_data.h"
 
 static kiln_ctx *ctx;
@@ -36,13 +37,9 @@ static void contig_make(contig_problem *p, int64_t g, int64_t n, int64_t k, int6
                         const int32_t *counts)
 {
     *p = (contig_problem){.g = g, .n = n, .k = k, .align = align, .counts = counts};
-    int64_t kb = k / 128, nb = (n + 127) / 128, next = 0;
+    int64_t kb = k / 128, nb = (n + 127) / 128;
     p->start = malloc((size_t)g * sizeof *p->start);
-    for (int64_t i = 0; i < g; i++) {
-        p->start[i] = next;
-        p->m = p->start[i] + counts[i];
-        next = (p->m + align - 1) / align * align;
-    }
+    p->m = contig_starts(g, align, counts, p->start);
     int64_t m = p->m, s = kiln_sf_mn_stride(m);
     p->a = malloc((size_t)(m * k));
     p->b = malloc((size_t)(g * n * k));
@@ -112,21 +109,12 @@ static kiln_gemm_fp8_contig_args contig_args(const contig_problem *p, bool by_ro
 /* The layouts of p as the caller would build them (prefix sums [G], row ids [M_total]). */
 static int32_t *prefix_sums(const contig_problem *p)
 {
-    int32_t *ends = malloc((size_t)p->g * 4);
-    for (int64_t i = 0, sum = 0; i < p->g; i++)
-        ends[i] = (int32_t)(sum += p->counts[i]);
-    return ends;
+    return contig_prefix_sums(p->g, p->counts);
 }
 
 static int32_t *row_ids(const contig_problem *p)
 {
-    int32_t *ids = malloc((size_t)p->m * 4);
-    for (int64_t r = 0; r < p->m; r++)
-        ids[r] = -1;
-    for (int64_t i = 0; i < p->g; i++)
-        for (int64_t r = p->start[i]; r < p->start[i] + p->counts[i]; r++)
-            ids[r] = (int32_t)i;
-    return ids;
+    return contig_row_ids(p->m, p->g, p->start, p->counts);
 }
 
 /* Upload the layout, run twice on a poisoned d, return d (with its guard rows) after the
@@ -240,9 +228,7 @@ static void check_row_ids_any_order(int64_t g, int64_t n, int64_t k, const int32
     contig_problem p;
     contig_make(&p, g, n, k, 128, counts);
     int32_t *ids = row_ids(&p);
-    for (int64_t r = 0; r < p.m; r++)
-        if (ids[r] >= 0) /* a row of real data (padding rows of A are NaN) */
-            ids[r] = (int32_t)(rng_next(&seed) % (uint64_t)(g + 1)) - 1;
+    contig_scramble_ids(ids, p.m, g, &seed);
     uint16_t *d = contig_run(&p, true, ids);
     contig_check(&p, ids, d, "contig row ids in any order");
     print_message("  contig row ids in any order, %lld groups, M_total %lld: ok\n", (long long)g,
@@ -314,16 +300,11 @@ static void test_contig_bad_prefix_sums(void **state)
 static void test_contig_bad_row_ids(void **state)
 {
     (void)state;
-    static const int32_t counts[] = {300, 130, 0, 64};
+    static const int32_t counts[] = CONTIG_BAD_IDS_COUNTS;
     contig_problem p;
     contig_make(&p, 4, 1024, 512, 128, counts);
     int32_t *ids = row_ids(&p), *owner = row_ids(&p);
-    for (int64_t r = p.start[1]; r < p.start[1] + 130; r++)
-        ids[r] = 4, owner[r] = -1; /* id == G */
-    for (int64_t r = p.start[3]; r < p.start[3] + 64; r++)
-        ids[r] = -7, owner[r] = -1; /* below -1 */
-    ids[150] = -5, owner[150] = -1; /* a stray id inside group 0's second tile */
-    ids[256] = 1000, owner[256] = -1; /* the first row of group 0's third 128-row tile */
+    contig_bad_ids(p.start, ids, owner);
     uint16_t *d = contig_run(&p, true, ids);
     contig_check(&p, owner, d, "contig bad row ids");
     print_message("  contig bad row ids (>= G, < -1, stray, first of a tile): only valid rows "

@@ -388,13 +388,18 @@ KILN_API kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_m
  *   a          BF16 [M_total, K], K-major; row stride a multiple of 16 bytes
  *   b          BF16 [G, N, K], contiguous
  *   d          BF16 or F32 [M_total, N]; row stride a multiple of 16 bytes
- *   group_end  I32 [G] in device memory, the DeepEP v2 layout: inclusive prefix sums of
- *              the rows per group; group g's rows start at the next multiple of
- *              m_alignment after group g-1's last row (group 0 at row 0).
+ * The layout, in device memory, one of (the other's data NULL), as kiln_gemm_fp8_contig:
+ *   group_end  I32 [G], the DeepEP v2 layout: inclusive prefix sums of the rows per group;
+ *              group g's rows start at the next multiple of m_alignment after group g-1's
+ *              last row (group 0 at row 0).
+ *   row_expert I32 [M_total]: the group of each row, -1 for a padding row. Any order is
+ *              right; it is fast when each group's rows are contiguous and start at a
+ *              multiple of m_alignment (a tile is computed once per group with rows in it).
  *   m_alignment  a positive multiple of 64 (128 is usual; 128-row tiles need it).
  * Rows that belong to no group (padding) are neither stored nor, where a whole tile is
- * padding, computed: d keeps what it held there. A decreasing prefix sum is an empty group
- * and rows past M_total are dropped, so a bad layout never writes outside d.
+ * padding, computed: d keeps what it held there. A layout that is only wrong on the device
+ * never writes outside d: a decreasing prefix sum is an empty group and rows past M_total
+ * are dropped; a row whose id is < -1 or >= G is not stored.
  * Same K and N rules, returns and thread-safety as kiln_gemm_bf16; M_total = 0 launches
  * nothing. */
 typedef struct kiln_gemm_bf16_contig_args {
@@ -403,6 +408,7 @@ typedef struct kiln_gemm_bf16_contig_args {
     kiln_tensor d;
     kiln_tensor group_end;
     int64_t m_alignment;
+    kiln_tensor row_expert;
 } kiln_gemm_bf16_contig_args;
 KILN_API kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args,
                                            kiln_stream stream);

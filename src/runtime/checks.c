@@ -133,6 +133,20 @@ int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64
     return KILN_OK;
 }
 
+int kiln__contig_layout(kiln_ctx *ctx, const char *op, const kiln_tensor *group_end,
+                        const kiln_tensor *row_expert, const kiln_tensor **layout,
+                        const char **name)
+{
+    bool by_row = row_expert->data != NULL;
+    if (by_row == (group_end->data != NULL))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: set exactly one of group_end and row_expert (got %s)", op,
+                               by_row ? "both" : "neither");
+    *layout = by_row ? row_expert : group_end;
+    *name = by_row ? "row_expert" : "group_end";
+    return kiln__check_tensor(ctx, op, *name, *layout, KILN_DTYPE_I32, 1, 4);
+}
+
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,
                          int64_t expected_m)
 {

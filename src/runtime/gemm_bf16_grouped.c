@@ -1,7 +1,8 @@
 /* kiln_gemm_bf16_masked and kiln_gemm_bf16_contig: the BF16 GEMM kernel over G groups
- * (MoE decode: masked rows; prefill: contiguous groups, the DeepEP v2 layout). Group sizes
- * are device data read by the kernel (gemm_sched.cuh), so nothing here depends on them:
- * one launch, or one captured graph, serves every routing outcome. */
+ * (MoE decode: masked rows; prefill: contiguous groups, as DeepEP v2 prefix sums or an
+ * expert id per row). Group sizes are device data read by the kernel (gemm_sched.cuh), so
+ * nothing here depends on them: one launch, or one captured graph, serves every routing
+ * outcome. */
 #include "gemm_bf16.h"
 #include "tma.h"
 
@@ -96,8 +97,12 @@ static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, i
     if ((status = kiln__check_tensor(ctx, op, "a", &args->a, KILN_DTYPE_BF16, 2, 16)) ||
         (status = kiln__check_tensor(ctx, op, "b", &args->b, KILN_DTYPE_BF16, 3, 16)) ||
         (status = kiln__gemm_bf16_out_dtype(ctx, op, &args->d, out_f32)) ||
-        (status = kiln__check_tensor(ctx, op, "d", &args->d, args->d.dtype, 2, 16)) ||
-        (status = kiln__check_tensor(ctx, op, "group_end", &args->group_end, KILN_DTYPE_I32, 1, 4)))
+        (status = kiln__check_tensor(ctx, op, "d", &args->d, args->d.dtype, 2, 16)))
+        return status;
+    const kiln_tensor *layout;
+    const char *layout_name;
+    if ((status = kiln__contig_layout(ctx, op, &args->group_end, &args->row_expert, &layout,
+                                      &layout_name)))
         return status;
     int64_t m = args->a.shape[0], k = args->a.shape[1];
     int64_t g = args->b.shape[0], n = args->b.shape[1];
@@ -111,20 +116,23 @@ static int check_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_args *args, i
     if (args->d.shape[0] != m || args->d.shape[1] != n)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: d must be [M_total = %lld, N = %lld]",
                                op, (long long)m, (long long)n);
-    if (args->group_end.shape[0] != g)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: group_end must be I32 [G = %lld]",
-                               op, (long long)g);
+    bool by_row = layout == &args->row_expert;
+    if (layout->shape[0] != (by_row ? m : g))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s must be I32 [%s = %lld]", op,
+                               layout_name, by_row ? "M_total" : "G", (long long)(by_row ? m : g));
     return KILN_OK;
 }
 
 /* Prefill tiles (the dense heuristic for M_total rows), with 128-row tiles only when every
- * group start is a multiple of 128. */
+ * group start is a multiple of 128. Row ids (grouping 3) walk the same tiles, each computed
+ * once per expert with rows in it, so a group start inside a tile costs it one more pass;
+ * m_align 0 lets one kernel serve every alignment. */
 static kiln__gemm_bf16_config pick_contig(int64_t m, int64_t n, int64_t k, int64_t align,
-                                          int out_f32, int num_sms)
+                                          bool by_row, int out_f32, int num_sms)
 {
-    kiln__gemm_bf16_config cfg =
-        kiln__gemm_bf16_pick_grouped(m > 129 ? m : 129, n, k, 0, out_f32, 2, num_sms);
-    cfg.m_align = (int)align;
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick_grouped(m > 129 ? m : 129, n, k, 0, out_f32,
+                                                              by_row ? 3 : 2, num_sms);
+    cfg.m_align = by_row ? 0 : (int)align;
     if (align % cfg.block_m != 0) {
         cfg.block_m = 64;
         kiln__gemm_bf16_fit(&cfg);
@@ -147,11 +155,13 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
     int64_t g = args->b.shape[0], n = args->b.shape[1];
     if (m == 0)
         return kiln__ctx_ok(ctx);
-    kiln__gemm_bf16_config cfg = pick_contig(m, n, k, args->m_alignment, out_f32, ctx->num_sms);
+    bool by_row = args->row_expert.data != NULL;
+    kiln__gemm_bf16_config cfg =
+        pick_contig(m, n, k, args->m_alignment, by_row, out_f32, ctx->num_sms);
 
     kiln__gemm_bf16_operands ops = {
         .rows = (int)m,
-        .group_rows = args->group_end.data,
+        .group_rows = by_row ? args->row_expert.data : args->group_end.data,
         .num_groups = (int)g,
         .d = args->d.data,
         .ld_d = kiln__row_stride(&args->d),
@@ -167,9 +177,11 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
 
-    /* Each group may end in a partial tile: at most M_total/BM + G row tiles (a bound, so
-     * every SM takes part: no even rounds). */
-    int64_t units = (m / cfg.block_m + g) * ((n + cfg.block_n - 1) / cfg.block_n);
+    /* Prefix sums: each group may end in a partial tile, so at most M_total/BM + G row
+     * tiles. Row ids: the tiles of M_total rows (those of padding only are passed over).
+     * A bound either way, so every SM takes part (no even rounds). */
+    int64_t row_tiles = by_row ? (m + cfg.block_m - 1) / cfg.block_m : m / cfg.block_m + g;
+    int64_t units = row_tiles * ((n + cfg.block_n - 1) / cfg.block_n);
     if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=
         KILN_OK)
         return (kiln_status)status;
@@ -201,7 +213,8 @@ int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
     return KILN_OK;
 }
 
-/* "gemm_bf16_contig m=.. n=.. k=.. [align=128] [f32=0|1]" (m: the total rows) */
+/* "gemm_bf16_contig m=.. n=.. k=.. [align=128] [f32=0|1]" (m: the total rows): the kernels
+ * of both layouts (prefix sums, row ids). */
 int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t m, cols, depth, align, out_f32;
@@ -218,8 +231,11 @@ int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
                                "gemm_bf16_contig m=%lld n=%lld k=%lld align=%lld: needs m >= 1, n "
                                "and k positive multiples of 8, align a positive multiple of 64",
                                (long long)m, (long long)cols, (long long)depth, (long long)align);
-    kiln__gemm_bf16_config cfg = pick_contig(m, cols, depth, align, (int)out_f32, ctx->num_sms);
-    kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
-    *n = 1;
+    for (int by_row = 0; by_row < 2; by_row++) {
+        kiln__gemm_bf16_config cfg =
+            pick_contig(m, cols, depth, align, by_row, (int)out_f32, ctx->num_sms);
+        kiln__gemm_bf16_spec(&specs[by_row], cols, depth, &cfg);
+    }
+    *n = 2;
     return KILN_OK;
 }

@@ -15,15 +15,12 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args)
         (status = kiln__check_tensor(ctx, op, "sfb", &args->sfb, KILN_DTYPE_F32, 3, 4)) ||
         (status = kiln__check_tensor(ctx, op, "d", &args->d, KILN_DTYPE_BF16, 2, 16)))
         return status;
-    bool by_row = args->row_expert.data != NULL;
-    if (by_row == (args->group_end.data != NULL))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: set exactly one of group_end and row_expert (got %s)", op,
-                               by_row ? "both" : "neither");
-    const char *layout_name = by_row ? "row_expert" : "group_end";
-    const kiln_tensor *layout = by_row ? &args->row_expert : &args->group_end;
-    if ((status = kiln__check_tensor(ctx, op, layout_name, layout, KILN_DTYPE_I32, 1, 4)))
+    const kiln_tensor *layout;
+    const char *layout_name;
+    if ((status = kiln__contig_layout(ctx, op, &args->group_end, &args->row_expert, &layout,
+                                      &layout_name)))
         return status;
+    bool by_row = layout == &args->row_expert;
     int64_t m = args->a.shape[0], k = args->a.shape[1];
     int64_t g = args->b.shape[0], n = args->b.shape[1];
     if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)

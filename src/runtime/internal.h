@@ -149,6 +149,12 @@ int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max);
  * alignment of each group's start (a positive multiple of 64). Fail into ctx naming op. */
 int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, int64_t g);
 int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64_t align);
+/* Contiguous grouped GEMMs: exactly one of the two layouts set (data non-NULL) and a 1-D I32
+ * tensor; *layout and *name get it (&row_expert: per-row experts). Its length is the
+ * caller's to check. Fails into ctx naming op. */
+int kiln__contig_layout(kiln_ctx *ctx, const char *op, const kiln_tensor *group_end,
+                        const kiln_tensor *row_expert, const kiln_tensor **layout,
+                        const char **name);
 /* The masked grouped GEMMs' group sizes: masked_m I32 [g] (checked as a tensor already)
  * and the host hint expected_m >= 0. Fails into ctx naming op. */
 int kiln__check_masked_m(kiln_ctx *ctx, const char *op, const kiln_tensor *masked_m, int64_t g,

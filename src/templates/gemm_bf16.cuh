@@ -36,6 +36,9 @@
  *               multiple of m_align after group g-1's and group_rows holds the inclusive
  *               prefix sums of the rows per group (the DeepEP v2 layout). Padding rows are
  *               not stored; tiles of padding only are not computed. Grouped: layout 0 only.
+ *               3: contiguous groups given by an expert id per row (group_rows [M_total],
+ *               -1 for padding): the tiles of M_total rows, each computed once for every
+ *               expert with rows in it (gemm_sched.cuh), storing only that expert's rows.
  *   m_align     grouping 2: the row alignment of each group's start, a multiple of block_m
  *   no_b_early  1: a dense kernel without the early-B path (launches without b_ready)
  *   defer_store 1: each tile is stored during the next tile's first K block (dense BF16
@@ -117,7 +120,11 @@ constexpr int NUM_NB = (int)((N + BN - 1) / BN);
 constexpr bool DEFER = kp::defer_store != 0 && GROUPING == 0 && CK == 1 && !OUT_F32;
 
 static_assert(CK >= 1 && CK <= 8 && CK <= KB, "cluster_k must be 0..8 and <= ceil(K/64)");
-static_assert(GROUPING >= 0 && GROUPING <= 2, "grouping must be 0 (dense), 1 (masked) or 2 (contiguous)");
+static_assert(GROUPING >= 0 && GROUPING <= 3,
+              "grouping must be 0 (dense), 1 (masked), 2 (prefix sums) or 3 (row ids)");
+/* Row ids: has_next_unit would rescan the ids of the next unit for the cluster's handshake;
+ * prefill tiles never take cluster_k, so the kernel does not offer it. */
+static_assert(GROUPING != 3 || CK == 1, "per-row experts take no cluster_k");
 static_assert(GROUPING != 2 || (kp::m_align > 0 && M_ALIGN % BM == 0),
               "contiguous groups start at multiples of m_align, a multiple of block_m");
 static_assert(GROUPING == 0 || kp::layout == 0, "grouped GEMMs take K-major A and B only");
@@ -289,17 +296,19 @@ __device__ __forceinline__ void mma_block(float *acc, u32 a_tile, u32 b_tile, bo
     }
 }
 
-/* FP32 output, rows of a group that ends inside this 64-row group: stored from registers
- * row by row (the bf16 form is store_partial of gemm_sched.cuh). */
+/* FP32 output, rows of a group that ends inside this 64-row group (the first rows_left) or,
+ * per-row experts, the rows of the tile's expert (bit r of kept): stored from registers row
+ * by row (the bf16 forms are store_partial and store_expert_rows of gemm_sched.cuh). */
 __device__ __forceinline__ void store_partial_f32(const float *acc, const sched &sc, const tile &tl,
                                                   u32 rg, u32 row_in_wg, u32 lane, int rows_left,
-                                                  float *__restrict__ d_ptr, long long ld_d)
+                                                  u64 kept, float *__restrict__ d_ptr,
+                                                  long long ld_d)
 {
     float *group = d_ptr + (GROUPING == 1 ? (long long)tl.g * sc.m : (long long)tl.row0) * ld_d;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
         const int r = (int)row_in_wg + 8 * h;
-        if (r >= rows_left)
+        if (r >= rows_left || ((kept >> r) & 1) == 0)
             continue;
         float *row = group + (long long)(tl.mb * BM + (int)rg * 64 + r) * ld_d;
 #pragma unroll
@@ -460,9 +469,22 @@ __device__ __forceinline__ void math(const tmap *tm_d, const sched &sc, u32 base
         }
         if (rows_left <= 0)
             return;
+        if constexpr (GROUPING == 3) {
+            /* Every bit set: 64 rows of this tile's expert (none past M), stored whole. */
+            const u64 kept = tile_rows_kept(tl, rg);
+            if (kept != ~0ull) {
+                if constexpr (OUT_F32)
+                    store_partial_f32(acc, sc, tl, rg, row_in_wg, lane, 64, kept,
+                                      (float *)d_ptr, ld_d);
+                else
+                    store_expert_rows(acc, tl, rg, row_in_wg, lane, kept, (u16 *)d_ptr, ld_d);
+                return;
+            }
+        }
         if (GROUPING != 0 && rows_left < 64) {
             if constexpr (OUT_F32)
-                store_partial_f32(acc, sc, tl, rg, row_in_wg, lane, rows_left, (float *)d_ptr, ld_d);
+                store_partial_f32(acc, sc, tl, rg, row_in_wg, lane, rows_left, ~0ull,
+                                  (float *)d_ptr, ld_d);
             else
                 store_partial(acc, sc, tl, rg, row_in_wg, lane, rows_left, (u16 *)d_ptr, ld_d);
             return;
