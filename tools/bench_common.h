@@ -2,7 +2,7 @@
  * the timing loop (CUDA events around BATCHES batches of BATCH launches, median batch,
  * after one warm-up batch; with --single, lone launches for a profiler). Each benchmark is
  * one translation unit that includes this once, after its data header (which brings
- * gpu_util.h). */
+ * gpu_util.h); bench_grouped.h adds what the grouped modes share. */
 #ifndef KILN_TOOLS_BENCH_COMMON_H
 #define KILN_TOOLS_BENCH_COMMON_H
 

@@ -18,12 +18,25 @@
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
  * stored [K][M] for TT and TN, B [K][N] for NN and TN, for both libraries.
- * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--sweep] [MxNxK ...] */
+ * --contig: the contiguous grouped GEMM (kiln_gemm_bf16_contig) on the MoE prefill groupings
+ * of the FP8 benchmark's --contig (4 x 8192 and 8 x 4096 rows, or KILN_BENCH_CONTIG's: see
+ * kiln-bench-gemm-fp8) at (N, K) = (4096, 7168) and (7168, 2048), with the layout as prefix
+ * sums and as row ids, against a loop of cuBLASLt BF16 GEMMs (one per group, same stream).
+ * --masked: the masked grouped GEMM (kiln_gemm_bf16_masked) on the FP8 benchmark's decode
+ * groupings (1 x 1024 ... 32 x 20 rows, same N and K) against a loop of cuBLASLt GEMMs over
+ * each group's valid rows; KILN_BENCH_MASKED_CAPACITY=C: buffers of C rows per group (M_max;
+ * default: the valid rows). Both grouped modes check every run's output against the FP64
+ * reference on three rows of each group, print time, TFLOP/s (and effective TB/s for
+ * --masked) and the ratio to the loop, and exit 1 after the last grouping when a kiln launch
+ * failed. They are NT only, and take no shapes, --sweep, KILN_BENCH_LAYOUT or
+ * KILN_BENCH_B_READY (the grouped calls have no layout or b_ready).
+ * Usage: kiln-bench-gemm-bf16 [--json] [--quick] [--single] [--masked | --contig | [--sweep]
+ *        [MxNxK ...]] */
 #include <time.h>
 
 #include "../src/runtime/gemm_bf16.h"
 #include "../tests/gemm_bf16_data.h"
-#include "bench_common.h"
+#include "bench_grouped.h"
 
 static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
@@ -64,17 +77,21 @@ static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k)
     return lt_plan_pick(p);
 }
 
+/* One cuBLASLt GEMM of plan p: D = A·B in the layout's terms (lt_plan_make). */
+static bool lt_matmul(const lt_plan *p, const void *a, const void *b, void *d, CUstream stream)
+{
+    float alpha = 1.0f, beta = 0.0f;
+    LT_CHECK(cublasLtMatmul(lt, p->op, &alpha, b, p->la, a, p->lb, &beta, d, p->ld, d, p->ld,
+                            &p->algo, lt_workspace, lt_workspace_bytes, (cudaStream_t)stream));
+    return true;
+}
+
 /* One launch of kiln (plan NULL) or cuBLASLt on operand set s. */
 static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, int64_t k,
                      CUstream stream)
 {
-    if (plan != NULL) {
-        float alpha = 1.0f, beta = 0.0f;
-        LT_CHECK(cublasLtMatmul(lt, plan->op, &alpha, s->db, plan->la, s->da, plan->lb, &beta,
-                                s->dd, plan->ld, s->dd, plan->ld, &plan->algo, lt_workspace,
-                                lt_workspace_bytes, (cudaStream_t)stream));
-        return true;
-    }
+    if (plan != NULL)
+        return lt_matmul(plan, s->da, s->db, s->dd, stream);
     kiln_gemm_bf16_args args = {.a = a_m_major() ? tensor2d(s->da, KILN_DTYPE_BF16, k, m, m)
                                               : tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
                                 .b = b_n_major() ? tensor2d(s->db, KILN_DTYPE_BF16, k, n, n)
@@ -326,13 +343,439 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     sets_free(sets, num_sets);
 }
 
+/* ---------------------------------------------------------------- grouped modes */
+
+/* --contig and --masked. Every run's D is poisoned with NaN first and checked after, so a run
+ * that writes nothing cannot pass. A kiln launch that fails gives -1 for its run and the other
+ * runs and groupings still go (the prefix sums and the row ids are separate kernels: one
+ * failing says nothing of the other); main then exits 1. */
+static bool grouped_failed;
+
+/* A grouped kiln launch's status: true when it launched; else its message, and the run
+ * marked failed. */
+static bool check_launch(kiln_status status, const char *call)
+{
+    if (status == KILN_OK)
+        return true;
+    fprintf(stderr, "%s: %s\n", call, kiln_ctx_errmsg(ctx));
+    grouped_failed = true;
+    return false;
+}
+
+/* The cuBLASLt loop: group g's GEMM multiplies B[g] by A's rows first[g]... into the same rows
+ * of D (A and D as 2-D, [rows][K] and [rows][N]), with its plan in loop (none: no rows).
+ * lt_plan_make writes our row-major D at any M, so no rows are padded (unlike the FP8
+ * benchmark's loop). */
+static bool lt_loop_launch(const lt_loop *loop, const int64_t *first, int64_t groups,
+                           const uint16_t *a, const uint16_t *b, uint16_t *d, int64_t n, int64_t k,
+                           CUstream stream)
+{
+    for (int64_t g = 0; g < groups; g++) {
+        int plan = loop->plan_of[g];
+        if (plan >= 0 && !lt_matmul(&loop->plans[plan], a + first[g] * k, b + g * n * k,
+                                    d + first[g] * n, stream))
+            return false;
+    }
+    return true;
+}
+
+/* The loop's plan for `rows` rows at the (N, K) in user, an int64_t[2]. */
+static bool lt_rows_plan(lt_plan *p, int64_t rows, void *user)
+{
+    const int64_t *nk = user;
+    return lt_plan_make(p, rows, nk[0], nk[1]);
+}
+
+/* count BF16 values of device memory at src, as floats into dst. */
+static void download_floats(float *dst, const uint16_t *src, int64_t count)
+{
+    uint16_t *h = malloc((size_t)count * 2);
+    gpu_download(h, src, (size_t)count * 2);
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = bf16_to_float(h[i]);
+    free(h);
+}
+
+/* count random BF16 values (bf16_random's fast ones) in a new device buffer. */
+static uint16_t *random_device(int64_t count, uint64_t *seed)
+{
+    uint16_t *h = bf16_random(count, seed, true, NULL);
+    uint16_t *d = gpu_alloc((size_t)count * 2);
+    gpu_upload(d, h, (size_t)count * 2);
+    free(h);
+    return d;
+}
+
+/* The checked rows of a grouped GEMM's D (the first, an inner and the last row of each group
+ * with rows; padding is not compared) and their FP64 reference, made once for the runs
+ * checked against it. A and D are seen as 2-D, [rows][K] and [rows][N]: a masked [G][M_max]
+ * is G x M_max rows. Group g multiplies B[g], [N][K]. */
+typedef struct grouped_ref {
+    int64_t n;
+    int num_rows;
+    int64_t rows[3 * CONTIG_MAX_GROUPS];
+    double *ref; /* [num_rows][n] */
+} grouped_ref;
+
+/* The rows of group g: count[g] from row first[g] on. The reference reads the operands back
+ * from the device (B one group at a time: as floats all at once it would take 3.8 GB at
+ * --masked 32 x 20, N 4096). */
+static void grouped_ref_make(grouped_ref *r, const uint16_t *da, const uint16_t *db, int64_t groups,
+                             const int64_t *first, const int64_t *count, int64_t n, int64_t k)
+{
+    static const int64_t local[3] = {0, 1, 2}; /* the group's rows in af */
+    float *af = malloc((size_t)(3 * k) * 4), *bf = malloc((size_t)(n * k) * 4);
+    r->n = n;
+    r->num_rows = 0;
+    r->ref = malloc((size_t)(3 * groups * n) * sizeof(double));
+    for (int64_t g = 0; g < groups; g++) {
+        int64_t *rows = r->rows + r->num_rows;
+        int num = 0;
+        if (count[g] == 0)
+            continue;
+        rows[num++] = first[g];
+        if (count[g] >= 3)
+            rows[num++] = first[g] + count[g] / 3;
+        if (count[g] >= 2)
+            rows[num++] = first[g] + count[g] - 1;
+        for (int i = 0; i < num; i++)
+            download_floats(af + i * k, da + rows[i] * k, k);
+        download_floats(bf, db + g * n * k, n * k);
+        bf16_reference(af, k, bf, n, k, local, num, r->ref + r->num_rows * n);
+        r->num_rows += num;
+    }
+    free(af);
+    free(bf);
+}
+
+/* diff of D's checked rows (dd: the device's [rows][n] BF16) against the reference; 1 when
+ * one holds NaN (poison: a row the run did not write). */
+static double grouped_diff(const grouped_ref *r, const uint16_t *dd)
+{
+    const int64_t n = r->n;
+    uint16_t *row = malloc((size_t)n * 2);
+    double sxy = 0, sxx = 0;
+    for (int i = 0; i < r->num_rows; i++) {
+        gpu_download(row, dd + r->rows[i] * n, (size_t)n * 2);
+        for (int64_t c = 0; c < n; c++) {
+            double x = bf16_to_float(row[c]), y = r->ref[i * n + c];
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+    }
+    free(row);
+    return isfinite(sxy) ? 1.0 - 2.0 * sxy / sxx : 1.0;
+}
+
+/* One grouped run: dd (d_bytes) poisoned, the launches timed, dd checked. Microseconds per
+ * launch, -1 when a launch failed (*diff then -1 too). */
+static double time_checked(launch_fn launch, void *job, uint16_t *dd, size_t d_bytes,
+                           const grouped_ref *ref, CUstream stream, double *diff)
+{
+    gpu_poison(dd, d_bytes, 0xffffffffu);
+    double us = time_batches(launch, job, stream);
+    *diff = us > 0 ? grouped_diff(ref, dd) : -1;
+    return us;
+}
+
+/* MoE prefill (--contig): bench_grouped.h's groupings, in one operand set (A and B are
+ * 235-470 MB each: L2 cannot serve repeats). kiln takes the layout as prefix sums and as row
+ * ids. */
+typedef struct contig_job {
+    const contig_grouping *gr;
+    int64_t nk[2];
+    uint16_t *da, *db, *dd;
+    kiln_gemm_bf16_contig_args by_sums, by_ids;
+    const kiln_gemm_bf16_contig_args *timed; /* by_sums or by_ids */
+    lt_loop loop;                            /* a plan per distinct group size */
+} contig_job;
+
+static bool contig_kiln(void *user, int index, CUstream stream)
+{
+    const contig_job *j = user;
+    (void)index;
+    return check_launch(kiln_gemm_bf16_contig(ctx, j->timed, (kiln_stream)stream),
+                        j->timed == &j->by_ids ? "kiln_gemm_bf16_contig (row ids)"
+                                               : "kiln_gemm_bf16_contig (prefix sums)");
+}
+
+static bool contig_cublaslt(void *user, int index, CUstream stream)
+{
+    const contig_job *j = user;
+    (void)index;
+    return lt_loop_launch(&j->loop, j->gr->start, j->gr->groups, j->da, j->db, j->dd, j->nk[0],
+                          j->nk[1], stream);
+}
+
+/* kiln's arguments, one per layout; the layouts' device copies in ends ([G]) and ids
+ * ([M_total]). */
+static void contig_args_make(contig_job *j, void *ends, void *ids)
+{
+    const int64_t groups = j->gr->groups, m = j->gr->m, n = j->nk[0], k = j->nk[1];
+    const kiln_gemm_bf16_contig_args common = {
+        .a = tensor2d(j->da, KILN_DTYPE_BF16, m, k, k),
+        .b = tensor3d(j->db, KILN_DTYPE_BF16, groups, n, k),
+        .d = tensor2d(j->dd, KILN_DTYPE_BF16, m, n, n),
+        .m_alignment = CONTIG_ALIGN,
+    };
+    j->by_sums = j->by_ids = common;
+    j->by_sums.group_end =
+        (kiln_tensor){.data = ends, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {groups}};
+    j->by_ids.row_expert =
+        (kiln_tensor){.data = ids, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {m}};
+}
+
+/* One --contig line: us and diff of kiln's prefix sums, its row ids and the loop. The text
+ * keeps the FP8 benchmark's shape ("contig G x ROWS rows, N n K k: kiln T us ... cuBLASLt
+ * loop T us"): scripts/ncu_durations.py and ab-knob.sh read it back. */
+static void print_contig(const contig_grouping *gr, int64_t n, int64_t k, const double us[3],
+                         const double diff[3], bool json)
+{
+    /* Padding rows are no work: the rows the groups hold count, not M_total. */
+    double tflop = 2.0 * (double)gr->rows * n * k / 1e12, tflops[3], ratio[2];
+    for (int i = 0; i < 3; i++)
+        tflops[i] = us[i] > 0 ? tflop / us[i] * 1e6 : 0;
+    for (int i = 0; i < 2; i++)
+        ratio[i] = us[i] > 0 && us[2] > 0 ? us[2] / us[i] : 0;
+    if (json) {
+        printf("{");
+        print_contig_grouping(gr, true);
+        printf(",\"n\":%lld,\"k\":%lld,\"kiln_us\":%.2f,\"kiln_tflops\":%.1f,\"kiln_diff\":%.2e,"
+               "\"kiln_row_ids_us\":%.2f,\"kiln_row_ids_tflops\":%.1f,"
+               "\"kiln_row_ids_diff\":%.2e,\"cublaslt_loop_us\":%.2f,"
+               "\"cublaslt_loop_tflops\":%.1f,\"cublaslt_loop_diff\":%.2e,\"ratio\":%.3f,"
+               "\"ratio_row_ids\":%.3f}\n",
+               (long long)n, (long long)k, us[0], tflops[0], diff[0], us[1], tflops[1], diff[1],
+               us[2], tflops[2], diff[2], ratio[0], ratio[1]);
+    } else {
+        print_contig_grouping(gr, false);
+        printf(", N %5lld K %5lld: kiln %8.1f us %6.1f TFLOP/s (diff %.1e), row ids %8.1f us "
+               "%6.1f TFLOP/s (diff %.1e) | cuBLASLt loop %8.1f us %6.1f TFLOP/s (diff %.1e) | "
+               "x%.2f, row ids x%.2f\n",
+               (long long)n, (long long)k, us[0], tflops[0], diff[0], us[1], tflops[1], diff[1],
+               us[2], tflops[2], diff[2], ratio[0], ratio[1]);
+    }
+    fflush(stdout);
+}
+
+static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool json)
+{
+    const int64_t groups = gr->groups, m = gr->m;
+    const size_t d_bytes = (size_t)(m * n) * 2;
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 977 + n + k);
+    contig_job j = {.gr = gr, .nk = {n, k}};
+    j.da = random_device(m * k, &seed);
+    j.db = random_device(groups * n * k, &seed);
+    j.dd = gpu_alloc(d_bytes);
+    int32_t *ends = malloc((size_t)groups * 4), *ids = malloc((size_t)m * 4);
+    contig_layouts(gr, ends, ids);
+    void *dends = gpu_alloc((size_t)groups * 4), *dids = gpu_alloc((size_t)m * 4);
+    gpu_upload(dends, ends, (size_t)groups * 4);
+    gpu_upload(dids, ids, (size_t)m * 4);
+    contig_args_make(&j, dends, dids);
+    grouped_ref ref;
+    grouped_ref_make(&ref, j.da, j.db, groups, gr->start, gr->count, n, k);
+
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    double us[3] = {-1, -1, -1}, diff[3] = {-1, -1, -1}; /* kiln sums, kiln ids, cuBLASLt */
+    for (int i = 0; i < 2; i++) {
+        j.timed = i == 0 ? &j.by_sums : &j.by_ids;
+        us[i] = time_checked(contig_kiln, &j, j.dd, d_bytes, &ref, stream, &diff[i]);
+    }
+    if (lt_loop_make(&j.loop, gr->count, groups, lt_rows_plan, j.nk))
+        us[2] = time_checked(contig_cublaslt, &j, j.dd, d_bytes, &ref, stream, &diff[2]);
+    lt_loop_free(&j.loop);
+    print_contig(gr, n, k, us, diff, json);
+
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    gpu_free(j.da);
+    gpu_free(j.db);
+    gpu_free(j.dd);
+    gpu_free(dends);
+    gpu_free(dids);
+    free(ends);
+    free(ids);
+    free(ref.ref);
+}
+
+/* MoE decode (--masked): G groups of `rows` valid rows each (masked_m = expected_m = rows) in
+ * buffers of M_max = max(rows, KILN_BENCH_MASKED_CAPACITY) rows per group, in operand sets
+ * that rotate as the dense ones do. The loop multiplies each group's valid rows only: the host
+ * knows them here, where kiln reads them from device memory. */
+static int masked_capacity; /* KILN_BENCH_MASKED_CAPACITY; 0: M_max = rows */
+
+enum { MASKED_MAX_GROUPS = 32 }; /* bench_masked_all's most */
+
+typedef struct masked_set {
+    kiln_gemm_bf16_masked_args args;
+    uint16_t *da, *db, *dd; /* A [G][M_max][K], B [G][N][K], D [G][M_max][N] */
+    void *masked_m;
+} masked_set;
+
+typedef struct masked_job {
+    masked_set sets[MAX_SETS];
+    int num_sets;
+    int64_t groups, m_max, rows, n, k;
+    int64_t first[MASKED_MAX_GROUPS], count[MASKED_MAX_GROUPS]; /* g x M_max, rows */
+    lt_loop loop; /* one plan: every group has `rows` rows */
+} masked_job;
+
+static void masked_set_make(masked_set *s, const masked_job *j, const int32_t *masked_m,
+                            uint64_t *seed)
+{
+    const int64_t groups = j->groups, m_max = j->m_max, n = j->n, k = j->k;
+    s->da = random_device(groups * m_max * k, seed);
+    s->db = random_device(groups * n * k, seed);
+    s->dd = gpu_alloc((size_t)(groups * m_max * n) * 2);
+    s->masked_m = gpu_alloc((size_t)groups * 4);
+    gpu_upload(s->masked_m, masked_m, (size_t)groups * 4);
+    s->args = (kiln_gemm_bf16_masked_args){
+        .a = tensor3d(s->da, KILN_DTYPE_BF16, groups, m_max, k),
+        .b = tensor3d(s->db, KILN_DTYPE_BF16, groups, n, k),
+        .d = tensor3d(s->dd, KILN_DTYPE_BF16, groups, m_max, n),
+        .masked_m = {.data = s->masked_m, .dtype = KILN_DTYPE_I32, .ndim = 1, .shape = {groups}},
+        .expected_m = j->rows,
+    };
+}
+
+static bool masked_kiln(void *user, int index, CUstream stream)
+{
+    const masked_job *j = user;
+    return check_launch(
+        kiln_gemm_bf16_masked(ctx, &j->sets[index % j->num_sets].args, (kiln_stream)stream),
+        "kiln_gemm_bf16_masked");
+}
+
+static bool masked_cublaslt(void *user, int index, CUstream stream)
+{
+    const masked_job *j = user;
+    const masked_set *s = &j->sets[index % j->num_sets];
+    return lt_loop_launch(&j->loop, j->first, j->groups, s->da, s->db, s->dd, j->n, j->k, stream);
+}
+
+/* One --masked line: us and diff of kiln [0] and the loop [1]. Effective bytes: A's valid
+ * rows, every group's B, D's valid rows. */
+static void print_masked(const masked_job *j, const double us[2], const double diff[2], bool json)
+{
+    const int64_t groups = j->groups, rows = j->rows, n = j->n, k = j->k;
+    double flop = 2.0 * (double)(groups * rows) * n * k,
+           bytes = 2.0 * ((double)(groups * rows) * k + (double)(groups * n) * k +
+                          (double)(groups * rows) * n);
+    double tflops[2], tbs[2], ratio = us[0] > 0 && us[1] > 0 ? us[1] / us[0] : 0;
+    for (int i = 0; i < 2; i++) {
+        tflops[i] = us[i] > 0 ? flop / us[i] / 1e6 : 0;
+        tbs[i] = us[i] > 0 ? bytes / us[i] / 1e6 : 0;
+    }
+    if (json)
+        printf("{\"masked_groups\":%lld,\"rows\":%lld,\"m_max\":%lld,\"n\":%lld,\"k\":%lld,"
+               "\"kiln_us\":%.3f,\"kiln_tflops\":%.1f,\"kiln_tbs\":%.3f,\"kiln_diff\":%.2e,"
+               "\"cublaslt_loop_us\":%.3f,\"cublaslt_loop_tflops\":%.1f,"
+               "\"cublaslt_loop_tbs\":%.3f,\"cublaslt_loop_diff\":%.2e,\"ratio\":%.3f}\n",
+               (long long)groups, (long long)rows, (long long)j->m_max, (long long)n, (long long)k,
+               us[0], tflops[0], tbs[0], diff[0], us[1], tflops[1], tbs[1], diff[1], ratio);
+    else
+        printf("masked %2lld x %4lld rows, N %5lld K %5lld: kiln %8.2f us %6.1f TFLOP/s %5.2f "
+               "TB/s (diff %.1e) | cuBLASLt loop %8.2f us %6.1f TFLOP/s %5.2f TB/s (diff %.1e) "
+               "| x%.2f%s\n",
+               (long long)groups, (long long)rows, (long long)n, (long long)k, us[0], tflops[0],
+               tbs[0], diff[0], us[1], tflops[1], tbs[1], diff[1], ratio,
+               j->m_max > rows ? " (M_max: KILN_BENCH_MASKED_CAPACITY)" : "");
+    fflush(stdout);
+}
+
+static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, bool json)
+{
+    masked_job j = {.groups = groups, .rows = rows, .n = n, .k = k};
+    j.m_max = masked_capacity > rows ? masked_capacity : rows;
+    const size_t d_bytes = (size_t)(groups * j.m_max * n) * 2;
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(groups * 131 + rows);
+    j.num_sets = bench_operand_sets(2.0 * (double)(groups * (j.m_max + n)) * k, 1);
+    int32_t masked_m[MASKED_MAX_GROUPS];
+    for (int64_t g = 0; g < groups; g++) {
+        masked_m[g] = (int32_t)rows;
+        j.first[g] = g * j.m_max;
+        j.count[g] = rows;
+    }
+    for (int i = 0; i < j.num_sets; i++)
+        masked_set_make(&j.sets[i], &j, masked_m, &seed);
+    grouped_ref ref; /* set 0's: the one checked */
+    grouped_ref_make(&ref, j.sets[0].da, j.sets[0].db, groups, j.first, j.count, n, k);
+
+    CUstream stream;
+    CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
+    double us[2] = {-1, -1}, diff[2] = {-1, -1}; /* kiln, cuBLASLt loop */
+    us[0] = time_checked(masked_kiln, &j, j.sets[0].dd, d_bytes, &ref, stream, &diff[0]);
+    if (lt_loop_make(&j.loop, j.count, groups, lt_rows_plan, (int64_t[2]){n, k}))
+        us[1] = time_checked(masked_cublaslt, &j, j.sets[0].dd, d_bytes, &ref, stream, &diff[1]);
+    lt_loop_free(&j.loop);
+    print_masked(&j, us, diff, json);
+
+    CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
+    for (int i = 0; i < j.num_sets; i++) {
+        masked_set *s = &j.sets[i];
+        gpu_free(s->da);
+        gpu_free(s->db);
+        gpu_free(s->dd);
+        gpu_free(s->masked_m);
+    }
+    free(ref.ref);
+}
+
+/* The grouped modes' (N, K): DeepSeek-V3's MoE GEMMs, as in the FP8 benchmark. */
+static const int64_t grouped_nk[][2] = {{4096, 7168}, {7168, 2048}};
+
+/* --masked: the FP8 benchmark's decode groupings (groups, valid rows per group). */
+static void bench_masked_all(bool json)
+{
+    static const int64_t shapes[][2] = {{1, 1024}, {2, 512}, {4, 256}, {8, 64}, {32, 20}};
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < 5; i++)
+            bench_masked(shapes[i][0], shapes[i][1], grouped_nk[j][0], grouped_nk[j][1], json);
+}
+
+/* --contig: each of the count groupings (contig_groupings) at each (N, K). */
+static void bench_contig_all(const contig_grouping *groupings, int count, bool json)
+{
+    for (int j = 0; j < 2; j++)
+        for (int i = 0; i < count; i++)
+            bench_contig(&groupings[i], grouped_nk[j][0], grouped_nk[j][1], json);
+}
+
+/* The grouped modes' knobs, checked before any device work so that a bad value stops the run
+ * with the variable named: KILN_BENCH_MASKED_CAPACITY, and with --contig KILN_BENCH_CONTIG's
+ * groupings into groupings (*count of them). The dense GEMM's layout and b_ready are refused:
+ * the grouped calls take neither, and a knob they ignored would mislabel the figures. */
+static bool grouped_setup(bool contig, contig_grouping groupings[2], int *count)
+{
+    if (layout != KILN_GEMM_NT || b_ready != 0) {
+        fprintf(stderr, "KILN_BENCH_LAYOUT and KILN_BENCH_B_READY: dense only (the grouped "
+                        "GEMMs are NT and have no b_ready)\n");
+        return false;
+    }
+    if (!bench_env_int("KILN_BENCH_MASKED_CAPACITY", 0, &masked_capacity))
+        return false;
+    if (masked_capacity < 0) {
+        fprintf(stderr, "KILN_BENCH_MASKED_CAPACITY=%d: expected rows >= 0\n", masked_capacity);
+        return false;
+    }
+    *count = contig ? contig_groupings(groupings) : 0;
+    return *count >= 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const char *const flags[] = {"--sweep", NULL};
-    bool set[1] = {false};
+    static const char *const flags[] = {"--sweep", "--contig", "--masked", NULL};
+    bool set[3] = {false, false, false};
     bench_cli cli;
-    if (!bench_parse(argc, argv, flags, set, &cli)) {
-        fprintf(stderr, "usage: %s [--json] [--quick] [--single] [--sweep] [MxNxK ...]\n",
+    bool parsed = bench_parse(argc, argv, flags, set, &cli);
+    const bool contig = set[1], masked = set[2];
+    /* A grouped mode runs its own groupings: shapes, --sweep or the other mode with it would
+     * be ignored. */
+    if (!parsed || (contig && masked) || ((contig || masked) && (set[0] || cli.num_shapes > 0))) {
+        fprintf(stderr,
+                "usage: %s [--json] [--quick] [--single] [--masked | --contig | [--sweep] "
+                "[MxNxK ...]]\n",
                 argv[0]);
         return 2;
     }
@@ -351,7 +794,7 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (layout != KILN_GEMM_NT && !json)
+    if (layout != KILN_GEMM_NT && !json && !contig && !masked) /* grouped: refused below */
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
     if (!bench_env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
@@ -368,13 +811,21 @@ int main(int argc, char **argv)
                 sweep_step, kiln__gemm_bf16_width_step(layout));
         return 2;
     }
+    static contig_grouping groupings[2];
+    int num_groupings = 0;
+    if ((contig || masked) && !grouped_setup(contig, groupings, &num_groupings))
+        return 2;
     ctx = gpu_ctx_or_skip();
     bench_single_banner(json);
     if (b_ready != 0 && !json)
         printf("kiln with b_ready %d (KILN_BENCH_B_READY)\n", b_ready);
     if (!lt_open())
         return 1;
-    if (sweep) {
+    if (masked) {
+        bench_masked_all(json);
+    } else if (contig) {
+        bench_contig_all(groupings, num_groupings, json);
+    } else if (sweep) {
         static const int64_t nk[][2] = {{2112, 7168}, {24576, 1536}, {7168, 2048}, {4096, 7168},
                                         {576, 7168}};
         static const int64_t ms[] = {64, 128, 4096};
@@ -404,5 +855,5 @@ int main(int argc, char **argv)
     }
     lt_close();
     kiln_ctx_destroy(ctx);
-    return 0;
+    return grouped_failed ? 1 : 0;
 }

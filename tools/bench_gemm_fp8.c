@@ -51,13 +51,12 @@
  * Usage: kiln-bench-gemm-fp8 [--json] [--quick] [--single] [--masked | --contig]
  *        [--sweep] [--trace] [--loads-only] [--math-only] [MxNxK ...] */
 #include <pthread.h>
-#include <stdarg.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../src/runtime/gemm_config.h"
 #include "../tests/gemm_fp8_data.h"
-#include "bench_common.h"
+#include "bench_grouped.h"
 
 typedef struct operand_set {
     fp8_problem p;
@@ -782,57 +781,9 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
  * (the DeepEP v2 layout, m_alignment 128; the rows from a group's end to the next group's
  * start are padding). One operand set: A and B are 59-235 MB each, so L2 cannot serve
  * repeats. kiln takes the layout as prefix sums and as row ids; the baseline is one
- * cuBLASLt block-scaled GEMM per group, in a loop on the same stream. */
-enum { CONTIG_MAX_GROUPS = 256, CONTIG_MAX_ROWS = 1 << 20, CONTIG_ALIGN = 128, LT_ALIGN = 16 };
-
-/* A grouping: each group's rows (equal, or uneven as routing makes them) and where they lie. */
-typedef struct contig_grouping {
-    const char *kind; /* NULL: equal groups; "rand", "list": uneven (KILN_BENCH_CONTIG) */
-    int64_t groups;
-    int64_t rows;  /* the counts' sum: the rows the GEMM computes */
-    int64_t m;     /* M_total: the last group's end (its own block is not padded) */
-    int64_t m_pad; /* M_total rounded up to 128: the rows allocated for A, its scales and D */
-    int64_t count[CONTIG_MAX_GROUPS], start[CONTIG_MAX_GROUPS];
-} contig_grouping;
-
-/* Each group's first row: group 0 at row 0, each next one at the previous group's end
- * rounded up to 128 (an empty group takes no room), as the kernel places them from the
- * prefix sums. */
-static void contig_place(contig_grouping *gr)
-{
-    int64_t next = 0;
-    gr->rows = gr->m = 0;
-    for (int64_t g = 0; g < gr->groups; g++) {
-        gr->start[g] = next;
-        gr->m = next + gr->count[g];
-        gr->rows += gr->count[g];
-        next = (gr->m + CONTIG_ALIGN - 1) / CONTIG_ALIGN * CONTIG_ALIGN;
-    }
-    gr->m_pad = next;
-}
-
-/* The counts of `groups` groups of `rows` rows each (a multiple of 128: no padding). */
-static void contig_equal(contig_grouping *gr, int64_t groups, int64_t rows)
-{
-    *gr = (contig_grouping){.groups = groups};
-    for (int64_t g = 0; g < groups; g++)
-        gr->count[g] = rows;
-}
-
-/* kiln's two layouts of gr: group_end, the inclusive prefix sums of the counts (not the
- * groups' ends in A: the kernel places the groups from the counts, as contig_place does),
- * and row_expert, each row's group or -1 for padding. */
-static void contig_layouts(const contig_grouping *gr, int32_t *ends, int32_t *ids)
-{
-    int64_t sum = 0;
-    for (int64_t r = 0; r < gr->m; r++)
-        ids[r] = -1;
-    for (int64_t g = 0; g < gr->groups; g++) {
-        ends[g] = (int32_t)(sum += gr->count[g]);
-        for (int64_t r = gr->start[g]; r < gr->start[g] + gr->count[g]; r++)
-            ids[r] = (int32_t)g;
-    }
-}
+ * cuBLASLt block-scaled GEMM per group, in a loop on the same stream. The groupings, their
+ * layouts and the loop's plans are bench_grouped.h's (the BF16 benchmark has the same). */
+enum { LT_ALIGN = 16 };
 
 /* The rows of a group's cuBLASLt GEMM: its count rounded up to 16, as a caller of the loop
  * would pad it: cuBLASLt wants 16-byte leading dimensions (D' is [N][rows] BF16, and
@@ -863,9 +814,7 @@ typedef struct contig_job {
     int layout;
     const contig_grouping *gr;
     int64_t n, k;
-    lt_plan plans[CONTIG_MAX_GROUPS]; /* one per distinct lt_rows: a plan's layouts fix M */
-    int plan_of[CONTIG_MAX_GROUPS];   /* each group's plan; -1: empty group, no GEMM */
-    int num_plans;
+    lt_loop loop; /* a plan per distinct lt_rows */
     uint8_t *da, *db;
     float *dsfa_lt, *dsfb;
     uint16_t *dd;
@@ -890,8 +839,8 @@ static bool contig_cublaslt(void *user, int index, CUstream stream)
     (void)index;
     for (int64_t g = 0; g < j->gr->groups; g++) {
         int64_t first = j->gr->start[g];
-        if (j->plan_of[g] >= 0 &&
-            !lt_matmul(&j->plans[j->plan_of[g]], j->da + first * k, j->db + g * n * k,
+        if (j->loop.plan_of[g] >= 0 &&
+            !lt_matmul(&j->loop.plans[j->loop.plan_of[g]], j->da + first * k, j->db + g * n * k,
                        j->dsfa_lt + first * kb, j->dsfb + g * nb * kb, j->dd + first * n,
                        stream))
             return false;
@@ -899,24 +848,19 @@ static bool contig_cublaslt(void *user, int index, CUstream stream)
     return true;
 }
 
-/* The loop's plans, one per distinct row count; false when cuBLASLt has none for one (the
- * plans made so far, that one included, are in j->plans[0, num_plans) to free). */
+static bool contig_plan_make(lt_plan *p, int64_t rows, void *user)
+{
+    contig_job *j = user;
+    return lt_plan_make(p, rows, j->n, j->k, true, j->dsfa_lt, j->dsfb);
+}
+
+/* The loop's plans, for each group's lt_rows (lt_loop_make). */
 static bool contig_plans_make(contig_job *j)
 {
-    for (int64_t g = 0; g < j->gr->groups; g++) {
-        int64_t rows = lt_rows(j->gr->count[g]);
-        j->plan_of[g] = -1;
-        for (int64_t h = 0; h < g && rows > 0 && j->plan_of[g] < 0; h++)
-            if (lt_rows(j->gr->count[h]) == rows)
-                j->plan_of[g] = j->plan_of[h];
-        if (rows == 0 || j->plan_of[g] >= 0)
-            continue;
-        j->plan_of[g] = j->num_plans++;
-        if (!lt_plan_make(&j->plans[j->plan_of[g]], rows, j->n, j->k, true, j->dsfa_lt,
-                          j->dsfb))
-            return false;
-    }
-    return true;
+    int64_t rows[CONTIG_MAX_GROUPS];
+    for (int64_t g = 0; g < j->gr->groups; g++)
+        rows[g] = lt_rows(j->gr->count[g]);
+    return lt_loop_make(&j->loop, rows, j->gr->groups, contig_plan_make, j);
 }
 
 /* diff against the FP64 reference on the first, an inner and the last row of every group
@@ -955,37 +899,6 @@ static double contig_diff(const contig_job *j, const fp8_problem *host, bool tra
     free(ref);
     free(d);
     return 1.0 - 2.0 * sxy / sxx;
-}
-
-/* The grouping as the result lines name it. Equal groups as before ("4 x  8192 rows", JSON
- * "rows"): scripts/ncu_durations.py and vs_reference.py read them back, and their figures
- * per grouping take equal groups. Uneven ones by a summary of their counts, which those
- * scripts' patterns pass over. */
-static void print_contig_grouping(const contig_grouping *gr, bool json)
-{
-    long long groups = (long long)gr->groups;
-    if (gr->kind == NULL) {
-        printf(json ? "\"contig_groups\":%lld,\"rows\":%lld" : "contig %lld x %5lld rows", groups,
-               (long long)gr->count[0]);
-        return;
-    }
-    int64_t lo = gr->count[0], hi = gr->count[0];
-    for (int64_t g = 1; g < gr->groups; g++) {
-        lo = gr->count[g] < lo ? gr->count[g] : lo;
-        hi = gr->count[g] > hi ? gr->count[g] : hi;
-    }
-    if (!json) {
-        printf("contig %lld groups (%s: %lld rows, %.0f avg, min %lld max %lld, %lld with padding)",
-               groups, gr->kind, (long long)gr->rows, (double)gr->rows / (double)gr->groups,
-               (long long)lo, (long long)hi, (long long)gr->m);
-        return;
-    }
-    printf("\"contig_groups\":%lld,\"grouping\":\"%s\",\"rows_total\":%lld,\"rows_min\":%lld,"
-           "\"rows_max\":%lld,\"rows_with_padding\":%lld,\"counts\":[",
-           groups, gr->kind, (long long)gr->rows, (long long)lo, (long long)hi, (long long)gr->m);
-    for (int64_t g = 0; g < gr->groups; g++)
-        printf(g > 0 ? ",%lld" : "%lld", (long long)gr->count[g]);
-    printf("]");
 }
 
 static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool json)
@@ -1052,8 +965,7 @@ static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool j
         us[2] = time_batches(contig_cublaslt, &j, stream);
         diff[2] = us[2] > 0 ? contig_diff(&j, &host, true) : -1;
     }
-    for (int i = 0; i < j.num_plans; i++)
-        lt_plan_free(&j.plans[i]);
+    lt_loop_free(&j.loop);
 
     /* Padding rows are no work: the rows the groups hold count, not M_total. */
     double tflop = 2.0 * (double)gr->rows * n * k / 1e12, ratio = us[2] > 0 ? us[2] / us[0] : 0;
@@ -1088,125 +1000,6 @@ static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool j
     free(sfa_lt);
     free(ends);
     free(ids);
-}
-
-/* G x ROWS rows, each in a group drawn uniformly at random: uneven counts as routing makes
- * them (some may be 0). The seed is G and ROWS alone, so the counts are the same in every
- * run and build (A/B comparisons see one grouping). */
-static void contig_random_counts(contig_grouping *gr, int64_t rows)
-{
-    uint64_t seed = ((uint64_t)gr->groups << 32 | (uint64_t)rows) * 0x9e3779b97f4a7c15ull;
-    for (int64_t r = 0; r < gr->groups * rows; r++)
-        gr->count[rng_next(&seed) % (uint64_t)gr->groups]++;
-}
-
-/* A decimal count at *s, digits only, at most CONTIG_MAX_ROWS; *s moves past the digits. */
-static bool parse_count(const char **s, int64_t *v)
-{
-    const char *p = *s;
-    *v = 0;
-    while (*p >= '0' && *p <= '9' && *v <= CONTIG_MAX_ROWS)
-        *v = *v * 10 + (*p++ - '0');
-    bool ok = p != *s && *v <= CONTIG_MAX_ROWS;
-    *s = p;
-    return ok;
-}
-
-/* What is wrong with KILN_BENCH_CONTIG, in words (one message at a time). */
-static const char *contig_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *contig_why(const char *fmt, ...)
-{
-    static char why[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    return why;
-}
-
-/* GxROWS (equal groups) or GxROWS:rand into gr's counts: NULL, or what is wrong. */
-static const char *contig_parse_gxrows(const char *s, contig_grouping *gr)
-{
-    int64_t rows;
-    if (!parse_count(&s, &gr->groups) || *s++ != 'x' || !parse_count(&s, &rows))
-        return "G and ROWS must be decimal numbers of at most 2^20, joined by 'x'";
-    bool drawn = strcmp(s, ":rand") == 0;
-    if (!drawn && *s != '\0')
-        return contig_why("\"%.20s\" after ROWS (only \":rand\" may follow)", s);
-    if (gr->groups < 1 || gr->groups > CONTIG_MAX_GROUPS)
-        return contig_why("G = %lld groups, want 1 to %d", (long long)gr->groups,
-                          CONTIG_MAX_GROUPS);
-    if (rows < 1 || (!drawn && rows % CONTIG_ALIGN != 0))
-        return contig_why("ROWS = %lld, want a positive multiple of %d (:rand takes any ROWS)",
-                          (long long)rows, CONTIG_ALIGN);
-    if (gr->groups * rows > CONTIG_MAX_ROWS)
-        return contig_why("G x ROWS = %lld rows, more than 2^20", (long long)(gr->groups * rows));
-    if (drawn) {
-        gr->kind = "rand";
-        contig_random_counts(gr, rows);
-    } else {
-        contig_equal(gr, gr->groups, rows);
-    }
-    return NULL;
-}
-
-/* c0,c1,... (each group's rows) into gr's counts: NULL, or what is wrong. */
-static const char *contig_parse_list(const char *s, contig_grouping *gr)
-{
-    for (;;) {
-        if (gr->groups == CONTIG_MAX_GROUPS)
-            return "more than 256 groups";
-        if (!parse_count(&s, &gr->count[gr->groups]))
-            return contig_why("c%lld is not a decimal number of at most 2^20",
-                              (long long)gr->groups);
-        gr->groups++;
-        if (*s == '\0')
-            break;
-        if (*s++ != ',')
-            return contig_why("'%c' after c%lld (the counts are separated by commas)", s[-1],
-                              (long long)(gr->groups - 1));
-    }
-    gr->kind = "list";
-    return NULL;
-}
-
-/* KILN_BENCH_CONTIG's value into gr, placed: NULL, or what is wrong with it. */
-static const char *contig_parse(const char *text, contig_grouping *gr)
-{
-    *gr = (contig_grouping){.groups = 0};
-    const char *why =
-        strchr(text, 'x') != NULL ? contig_parse_gxrows(text, gr) : contig_parse_list(text, gr);
-    if (why != NULL)
-        return why;
-    contig_place(gr);
-    if (gr->rows == 0)
-        return "no rows in any group";
-    if (gr->m > CONTIG_MAX_ROWS)
-        return contig_why("M_total = %lld rows with padding, more than 2^20", (long long)gr->m);
-    return NULL;
-}
-
-/* The --contig groupings: the two DeepSeek ones (2), or KILN_BENCH_CONTIG's (1); -1 with a
- * message when that is not a grouping the benchmark can build. */
-static int contig_groupings(contig_grouping out[2])
-{
-    const char *other = getenv("KILN_BENCH_CONTIG");
-    if (other == NULL) {
-        contig_equal(&out[0], 4, 8192);
-        contig_equal(&out[1], 8, 4096);
-        contig_place(&out[0]);
-        contig_place(&out[1]);
-        return 2;
-    }
-    const char *why = contig_parse(other, &out[0]);
-    if (why == NULL)
-        return 1;
-    fprintf(stderr,
-            "KILN_BENCH_CONTIG=%s: %s. Want GxROWS (G groups of ROWS rows, a multiple of 128), "
-            "GxROWS:rand (G x ROWS rows, each in a random group) or c0,c1,... (each group's "
-            "rows); G <= 256, M_total <= 2^20 rows with padding\n",
-            other, why);
-    return -1;
 }
 
 int main(int argc, char **argv)
