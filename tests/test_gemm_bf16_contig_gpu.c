@@ -97,24 +97,18 @@ static int32_t *row_ids(const contig_problem *p)
     return contig_row_ids(p->m, p->g, p->start, p->counts);
 }
 
+static kiln_status launch_contig(const void *problem, bool by_row)
+{
+    kiln_gemm_bf16_contig_args args = contig_args(problem, by_row);
+    return kiln_gemm_bf16_contig(ctx, &args, NULL);
+}
+
 /* Upload the layout, run twice on a poisoned d, return d (with its guard rows) after the
  * first run; the two runs must be bitwise equal. */
 static void *contig_run(const contig_problem *p, bool by_row, const int32_t *layout)
 {
     gpu_upload(p->dlayout, layout, (size_t)(by_row ? p->m : p->g) * 4);
-    kiln_gemm_bf16_contig_args args = contig_args(p, by_row);
-    void *d[2] = {malloc(p->d_bytes), malloc(p->d_bytes)};
-    for (int run = 0; run < 2; run++) {
-        gpu_poison(p->dd, p->d_bytes, 0xffffffffu);
-        if (kiln_gemm_bf16_contig(ctx, &args, NULL) != KILN_OK)
-            fail_msg("contig (%s): %s", by_row ? "row ids" : "prefix sums", kiln_ctx_errmsg(ctx));
-        gpu_sync();
-        gpu_download(d[run], p->dd, p->d_bytes);
-    }
-    if (memcmp(d[0], d[1], p->d_bytes) != 0)
-        fail_msg("contig (%s): two runs differ", by_row ? "row ids" : "prefix sums");
-    free(d[1]);
-    return d[0];
+    return contig_run_twice(launch_contig, p, by_row, p->dd, p->d_bytes, ctx);
 }
 
 /* owner[r] for r < M_total: the group whose product row r of d must hold, or -1 where d
@@ -123,20 +117,10 @@ static void contig_check(const contig_problem *p, const int32_t *owner, const vo
                          const char *what)
 {
     int64_t n = p->n;
-    for (int64_t r = 0; r < p->m + GUARD_ROWS; r++) {
-        if (r < p->m && owner[r] >= 0)
-            continue;
-        for (int64_t c = 0; c < n; c++)
-            if (!out_poisoned(d, r * n + c, p->f32))
-                fail_msg("%s: row %lld (%s) was written", what, (long long)r,
-                         r < p->m ? "not a group's" : "past M_total");
-    }
+    contig_check_unowned(owner, p->m, GUARD_ROWS, n, p->f32 ? 4 : 2, d, what);
     int64_t *rows = malloc((size_t)p->m * sizeof *rows);
     for (int64_t gi = 0; gi < p->g; gi++) {
-        int64_t count = 0;
-        for (int64_t r = 0; r < p->m; r++)
-            if (owner[r] == gi)
-                rows[count++] = r;
+        int64_t count = contig_owned_rows(owner, p->m, gi, rows);
         if (count == 0)
             continue;
         double *ref = malloc((size_t)(count * n) * sizeof(double));

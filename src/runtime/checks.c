@@ -133,6 +133,15 @@ int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64
     return KILN_OK;
 }
 
+int64_t kiln__contig_units(int64_t m_total, int64_t g, int64_t n, int block_m, int block_n,
+                           bool by_row)
+{
+    /* Prefix sums: each group may end in a partial tile, so at most M_total / block_m + G
+     * row tiles. Row ids: the tiles of M_total rows (those of padding only are passed over). */
+    int64_t row_tiles = by_row ? (m_total + block_m - 1) / block_m : m_total / block_m + g;
+    return row_tiles * ((n + block_n - 1) / block_n);
+}
+
 int kiln__contig_layout(kiln_ctx *ctx, const char *op, const kiln_tensor *group_end,
                         const kiln_tensor *row_expert, const kiln_tensor **layout,
                         const char **name)

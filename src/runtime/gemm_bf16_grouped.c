@@ -177,11 +177,7 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
 
-    /* Prefix sums: each group may end in a partial tile, so at most M_total/BM + G row
-     * tiles. Row ids: the tiles of M_total rows (those of padding only are passed over).
-     * A bound either way, so every SM takes part (no even rounds). */
-    int64_t row_tiles = by_row ? (m + cfg.block_m - 1) / cfg.block_m : m / cfg.block_m + g;
-    int64_t units = row_tiles * ((n + cfg.block_n - 1) / cfg.block_n);
+    int64_t units = kiln__contig_units(m, g, n, cfg.block_m, cfg.block_n, by_row);
     if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=
         KILN_OK)
         return (kiln_status)status;

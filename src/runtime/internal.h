@@ -149,6 +149,12 @@ int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max);
  * alignment of each group's start (a positive multiple of 64). Fail into ctx naming op. */
 int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, int64_t g);
 int kiln__check_alignment(kiln_ctx *ctx, const char *op, const char *name, int64_t align);
+/* The work units a contiguous grouped GEMM launches for, in tiles of block_m x block_n
+ * over M_total rows, G groups, N columns: a bound on the tiles the layout can give (the
+ * kernel reads the layout and stops at its own count), so every SM takes part (no even
+ * rounds). */
+int64_t kiln__contig_units(int64_t m_total, int64_t g, int64_t n, int block_m, int block_n,
+                           bool by_row);
 /* Contiguous grouped GEMMs: exactly one of the two layouts set (data non-NULL) and a 1-D I32
  * tensor; *layout and *name get it (&row_expert: per-row experts). Its length is the
  * caller's to check. Fails into ctx naming op. */
