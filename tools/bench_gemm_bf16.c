@@ -127,27 +127,48 @@ static double time_runner(lt_plan *plan, operand_set *sets, int num_sets, int64_
     return time_batches(runner_launch, &job, stream);
 }
 
+/* The rows of D a run is checked on and their FP64 reference, made once for the runs
+ * checked against it. D is seen as 2-D, [rows][N] (a masked [G][M_max] is G x M_max rows).
+ * Dense: 8 rows spread over M; grouped: the first, an inner and the last row of each group
+ * with rows (padding is not compared). */
+typedef struct checked_rows {
+    int64_t n;
+    int num_rows;
+    int64_t rows[3 * CONTIG_MAX_GROUPS];
+    double *ref; /* [num_rows][n] */
+} checked_rows;
+
+/* diff of D's checked rows (dd: the device's [rows][n] BF16) against the reference; 1 when
+ * one holds NaN (poison: a row the run did not write). */
+static double checked_diff(const checked_rows *r, const uint16_t *dd)
+{
+    const int64_t n = r->n;
+    uint16_t *row = malloc((size_t)n * 2);
+    double sxy = 0, sxx = 0;
+    for (int i = 0; i < r->num_rows; i++) {
+        gpu_download(row, dd + r->rows[i] * n, (size_t)n * 2);
+        for (int64_t c = 0; c < n; c++) {
+            double x = bf16_to_float(row[c]), y = r->ref[i * n + c];
+            sxy += x * y;
+            sxx += x * x + y * y;
+        }
+    }
+    free(row);
+    return isfinite(sxy) ? 1.0 - 2.0 * sxy / sxx : 1.0;
+}
+
 /* diff of set 0's D against the FP64 reference on 8 rows spread over M. */
 static double check_output(const operand_set *s, const float *af, const float *bf, int64_t m,
                            int64_t n, int64_t k)
 {
-    int64_t rows[8];
+    checked_rows r = {.n = n, .num_rows = 8};
     for (int i = 0; i < 8; i++)
-        rows[i] = (int64_t)(i * (m - 1) / 7);
-    double *ref = malloc((size_t)(8 * n) * sizeof(double));
-    bf16_reference(af, k, bf, n, k, rows, 8, ref);
-    uint16_t *d = malloc((size_t)(m * n) * 2);
-    gpu_download(d, s->dd, (size_t)(m * n) * 2);
-    double sxy = 0, sxx = 0;
-    for (int i = 0; i < 8; i++)
-        for (int64_t c = 0; c < n; c++) {
-            double x = bf16_to_float(d[rows[i] * n + c]), y = ref[i * n + c];
-            sxy += x * y;
-            sxx += x * x + y * y;
-        }
-    free(ref);
-    free(d);
-    return isfinite(sxy) ? 1.0 - 2.0 * sxy / sxx : 1.0;
+        r.rows[i] = (int64_t)(i * (m - 1) / 7);
+    r.ref = malloc((size_t)(8 * n) * sizeof(double));
+    bf16_reference(af, k, bf, n, k, r.rows, 8, r.ref);
+    double diff = checked_diff(&r, s->dd);
+    free(r.ref);
+    return diff;
 }
 
 static double geo_sum[2], geo_count[2]; /* [0]: M <= 128, [1]: prefill */
@@ -406,22 +427,12 @@ static uint16_t *random_device(int64_t count, uint64_t *seed)
     return d;
 }
 
-/* The checked rows of a grouped GEMM's D (the first, an inner and the last row of each group
- * with rows; padding is not compared) and their FP64 reference, made once for the runs
- * checked against it. A and D are seen as 2-D, [rows][K] and [rows][N]: a masked [G][M_max]
- * is G x M_max rows. Group g multiplies B[g], [N][K]. */
-typedef struct grouped_ref {
-    int64_t n;
-    int num_rows;
-    int64_t rows[3 * CONTIG_MAX_GROUPS];
-    double *ref; /* [num_rows][n] */
-} grouped_ref;
-
-/* The rows of group g: count[g] from row first[g] on. The reference reads the operands back
- * from the device (B one group at a time: as floats all at once it would take 3.8 GB at
- * --masked 32 x 20, N 4096). */
-static void grouped_ref_make(grouped_ref *r, const uint16_t *da, const uint16_t *db, int64_t groups,
-                             const int64_t *first, const int64_t *count, int64_t n, int64_t k)
+/* A grouped GEMM's checked rows: group g's are count[g] rows from row first[g] on, times
+ * B[g] [N][K]. The reference reads the operands back from the device (B one group at a time:
+ * as floats all at once it would take 3.8 GB at --masked 32 x 20, N 4096). */
+static void checked_rows_make(checked_rows *r, const uint16_t *da, const uint16_t *db,
+                              int64_t groups, const int64_t *first, const int64_t *count,
+                              int64_t n, int64_t k)
 {
     static const int64_t local[3] = {0, 1, 2}; /* the group's rows in af */
     float *af = malloc((size_t)(3 * k) * 4), *bf = malloc((size_t)(n * k) * 4);
@@ -448,33 +459,14 @@ static void grouped_ref_make(grouped_ref *r, const uint16_t *da, const uint16_t 
     free(bf);
 }
 
-/* diff of D's checked rows (dd: the device's [rows][n] BF16) against the reference; 1 when
- * one holds NaN (poison: a row the run did not write). */
-static double grouped_diff(const grouped_ref *r, const uint16_t *dd)
-{
-    const int64_t n = r->n;
-    uint16_t *row = malloc((size_t)n * 2);
-    double sxy = 0, sxx = 0;
-    for (int i = 0; i < r->num_rows; i++) {
-        gpu_download(row, dd + r->rows[i] * n, (size_t)n * 2);
-        for (int64_t c = 0; c < n; c++) {
-            double x = bf16_to_float(row[c]), y = r->ref[i * n + c];
-            sxy += x * y;
-            sxx += x * x + y * y;
-        }
-    }
-    free(row);
-    return isfinite(sxy) ? 1.0 - 2.0 * sxy / sxx : 1.0;
-}
-
 /* One grouped run: dd (d_bytes) poisoned, the launches timed, dd checked. Microseconds per
  * launch, -1 when a launch failed (*diff then -1 too). */
 static double time_checked(launch_fn launch, void *job, uint16_t *dd, size_t d_bytes,
-                           const grouped_ref *ref, CUstream stream, double *diff)
+                           const checked_rows *ref, CUstream stream, double *diff)
 {
     gpu_poison(dd, d_bytes, 0xffffffffu);
     double us = time_batches(launch, job, stream);
-    *diff = us > 0 ? grouped_diff(ref, dd) : -1;
+    *diff = us > 0 ? checked_diff(ref, dd) : -1;
     return us;
 }
 
@@ -573,8 +565,8 @@ static void bench_contig(const contig_grouping *gr, int64_t n, int64_t k, bool j
     gpu_upload(dends, ends, (size_t)groups * 4);
     gpu_upload(dids, ids, (size_t)m * 4);
     contig_args_make(&j, dends, dids);
-    grouped_ref ref;
-    grouped_ref_make(&ref, j.da, j.db, groups, gr->start, gr->count, n, k);
+    checked_rows ref;
+    checked_rows_make(&ref, j.da, j.db, groups, gr->start, gr->count, n, k);
 
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
@@ -699,8 +691,8 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
     }
     for (int i = 0; i < j.num_sets; i++)
         masked_set_make(&j.sets[i], &j, masked_m, &seed);
-    grouped_ref ref; /* set 0's: the one checked */
-    grouped_ref_make(&ref, j.sets[0].da, j.sets[0].db, groups, j.first, j.count, n, k);
+    checked_rows ref; /* set 0's: the one checked */
+    checked_rows_make(&ref, j.sets[0].da, j.sets[0].db, groups, j.first, j.count, n, k);
 
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
