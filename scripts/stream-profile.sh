@@ -2,7 +2,8 @@
 # The DRAM read ceiling under the profiler, comparable with profile-single.sh's kernel
 # times (lone launches, caches flushed by Nsight Compute, clocks left alone), on the GPU
 # machine (device tool; carry build-device):
-#   bash scripts/stream-profile.sh [MB | bulk:MB:CHUNK:SLOTS:SLICED | NxK:ROWS:PARTS:STAGES[:DEPTH] ...]
+#   bash scripts/stream-profile.sh [MB | bulk:MB:CHUNK:SLOTS:SLICED | NxK:ROWS:PARTS:STAGES[:DEPTH] |
+#                                    async:NxK:ROWS:PARTS:STAGES:THREADS ...]
 # (the reads of kiln-bench-stream; none: its default set). Runs kiln-bench-stream --single
 # under ncu and prints, per read, the median
 # gpu__time_duration of its 17 launches, its [min-max] and the GB/s of the median; then the
@@ -26,7 +27,7 @@ for r in csv.DictReader(rows):
 launches.sort()
 # the benchmark's own lines say which read each group of 17 launches was
 reads = [l.split()[1:3] for l in open(sys.argv[1])
-         if l.split()[:1] in (["ldg"], ["bulk"], ["tile"]) and "profiled" in l]
+         if l.split()[:1] in (["ldg"], ["bulk"], ["tile"], ["async"]) and "profiled" in l]
 print(f"{'kernel':10} {'B tiles':22} {'MB':>9} {'median us':>10} {'[min-max]':>17} {'GB/s':>7}")
 for g in range(len(launches) // 17):
     group = launches[17 * g:17 * g + 17]

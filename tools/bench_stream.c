@@ -8,18 +8,23 @@
  *         default 32 KB, six in flight) into a ring of shared-memory slots
  *   tile  B as a GEMM loads it: TMA boxes of a tile's rows x one K block (128 bytes) through
  *         a tensor map with the 128-byte swizzle, or several K blocks per box
+ *   async the same tiles copied by the CTA's threads with 16-byte cp.async (no TMA), their
+ *         completions counted on the slots' mbarriers
  * The bulk and tile reads read one word of each copy as it lands.
  * Per read: lone launches after an L2 flush (events, so the host's launch call is in them)
  * and 20 launches back to back over places 256 MB apart in all (events around the batch).
  * With --single each read is launched 17 times alone for a profiler (ncu flushes the caches
  * before each launch): scripts/stream-profile.sh reads its kernel times.
  * Usage: kiln-bench-stream [--single] [MB | bulk:MB:CHUNK:SLOTS:SLICED |
- *                                      NxK:ROWS:PARTS:STAGES[:DEPTH] ...]
+ *                                      NxK:ROWS:PARTS:STAGES[:DEPTH] |
+ *                                      async:NxK:ROWS:PARTS:STAGES:THREADS ...]
  *   MB: the default ldg and bulk reads of that many MB; bulk:...: parse_bulk; NxK:...: a tile
- *   read (parse_tile). Default: the B sizes of the DeepSeek decode shapes in FP8 and BF16 and
- *   larger streams, then B read as kiln's M = 64 decode picks read it.
+ *   read (parse_tile); async:...: parse_async. Default: the B sizes of the DeepSeek decode
+ *   shapes in FP8 and BF16 and larger streams, then B read as kiln's M = 64 decode picks
+ *   read it.
  * KILN_STREAM_L2_PROMOTION=0|64|128|256: the tile reads' tensor-map L2 promotion (256, as
- * kiln's maps). docs/gemm_fp8_notes.md "Stop 52" has what it measured. */
+ * kiln's maps). docs/gemm_fp8_notes.md "Stop 52" has what it measured (the async reads:
+ * "Stop 56"). */
 #include <nvrtc.h>
 
 #include "../tests/gpu_util.h"
@@ -136,6 +141,51 @@ static const char *const stream_source[] = {
     "                       (unsigned)((r / stages) & 1));\n"
     "    if (acc == 0x9e3779b9u) sink[0] = acc;\n"
     "}\n",
+    /* The same tiles read by the CTA's threads with 16-byte cp.async (LDGSTS, no TMA):
+     * each thread copies its share of a slot's rows x 8 chunks into the slot (128-byte
+     * swizzle, as a GEMM would want it) and hands its completions to the slot's mbarrier
+     * (cp.async.mbarrier.arrive.noinc; the barrier counts every thread). */
+    "extern \"C\" __global__ void __launch_bounds__(256) read_async(const char *b,\n"
+    "        int n, int k, int n_tiles, int k_parts, int rows, int stages, unsigned *sink) {\n"
+    "    extern __shared__ __align__(1024) unsigned char ring[];\n"
+    "    __shared__ __align__(8) unsigned long long bar[32];\n"
+    "    const unsigned ring0 = ((unsigned)__cvta_generic_to_shared(ring) + 1023) & ~1023u;\n"
+    "    const unsigned bar0 = (unsigned)__cvta_generic_to_shared(bar);\n"
+    "    if (threadIdx.x == 0) {\n"
+    "        for (int s = 0; s < stages; ++s)\n"
+    "            asm volatile(\"mbarrier.init.shared::cta.b64 [%0], %1;\"\n"
+    "                         :: \"r\"(bar0 + 8 * s), \"r\"(blockDim.x));\n"
+    "        asm volatile(\"fence.mbarrier_init.release.cluster;\" ::: \"memory\");\n"
+    "    }\n"
+    "    __syncthreads();\n"
+    "    const unsigned slot = (unsigned)(rows * 128);\n"
+    "    const int per_part = k / 128 / k_parts, chunks = rows * 8;\n"
+    "    unsigned long long kk = 0;\n"
+    "    unsigned acc = 0;\n"
+    "    for (int u = blockIdx.x; u < n_tiles * k_parts; u += gridDim.x) {\n"
+    "        const int nt = u / k_parts, kb0 = u % k_parts * per_part;\n"
+    "        for (int kb = 0; kb < per_part; ++kb, ++kk) {\n"
+    "            const unsigned s = (unsigned)(kk % stages), bb = bar0 + 8 * s;\n"
+    "            if (kk >= (unsigned)stages)\n"
+    "                acc ^= arrived(ring0 + s * slot, bb, (unsigned)((kk / stages - 1) & 1));\n"
+    "            for (int c = threadIdx.x; c < chunks; c += blockDim.x) {\n"
+    "                const int r = c / 8, q = c % 8, row = nt * rows + r;\n"
+    "                if (row >= n) continue;\n"
+    "                const char *src = b + (unsigned long long)row * k\n"
+    "                                  + (unsigned long long)(kb0 + kb) * 128 + q * 16;\n"
+    "                const unsigned dst = ring0 + s * slot + r * 128 + ((q ^ (r % 8)) * 16);\n"
+    "                asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16;\"\n"
+    "                             :: \"r\"(dst), \"l\"(src) : \"memory\");\n"
+    "            }\n"
+    "            asm volatile(\"cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\"\n"
+    "                         :: \"r\"(bb) : \"memory\");\n"
+    "        }\n"
+    "    }\n"
+    "    for (unsigned long long r = kk > (unsigned)stages ? kk - stages : 0; r < kk; ++r)\n"
+    "        acc ^= arrived(ring0 + (unsigned)(r % stages) * slot, bar0 + 8 * (unsigned)(r % stages),\n"
+    "                       (unsigned)((r / stages) & 1));\n"
+    "    if (acc == 0x9e3779b9u) sink[0] = acc;\n"
+    "}\n",
 };
 
 static const char *const stream_prelude =
@@ -191,16 +241,16 @@ static char *compile_stream_kernels(void)
 /* One timed read: a kernel over `bytes` bytes of the buffer; tile reads view them as B,
  * n x k bytes, in boxes of `rows` rows over k_parts K ranges through `stages` slots. */
 typedef struct workload {
-    const char *kernel; /* "ldg", "bulk" or "tile" */
+    const char *kernel; /* "ldg", "bulk", "tile" or "async" */
     unsigned long long bytes;
     int n, k, rows, k_parts, stages;
-    int depth; /* tile reads: K blocks per box */
+    int depth;      /* tile reads: K blocks per box; async reads: threads per CTA */
     unsigned chunk; /* bulk reads: bytes per copy (slots: stages), each CTA a slice or not */
     int sliced;
 } workload;
 
 typedef struct gpu_kernels {
-    CUfunction ldg, bulk, tile;
+    CUfunction ldg, bulk, tile, async;
     int sms;
 } gpu_kernels;
 
@@ -240,6 +290,8 @@ static void launch(const gpu_kernels *g, const workload *w, CUdeviceptr base,
                          (void *)&w->sliced, &sink};
     void *tile_args[] = {(void *)map, &n_tiles, &k_blocks, (void *)&w->k_parts,
                          (void *)&w->rows, (void *)&w->stages, (void *)&w->depth, &sink};
+    void *async_args[] = {&base, (void *)&w->n, (void *)&w->k, &n_tiles, (void *)&w->k_parts,
+                          (void *)&w->rows, (void *)&w->stages, &sink};
     if (strcmp(w->kernel, "ldg") == 0) {
         cfg.gridDimX = (unsigned)g->sms * 4;
         cfg.blockDimX = 512;
@@ -249,6 +301,12 @@ static void launch(const gpu_kernels *g, const workload *w, CUdeviceptr base,
         cfg.blockDimX = 32;
         cfg.sharedMemBytes = w->chunk * (unsigned)w->stages;
         CU_CHECK(gpu_drv()->cuLaunchKernelEx(&cfg, g->bulk, bulk_args, NULL));
+    } else if (strcmp(w->kernel, "async") == 0) {
+        int units = n_tiles * w->k_parts;
+        cfg.gridDimX = (unsigned)(units < g->sms ? units : g->sms);
+        cfg.blockDimX = (unsigned)w->depth;
+        cfg.sharedMemBytes = (unsigned)(w->stages * w->rows * 128 + 1024);
+        CU_CHECK(gpu_drv()->cuLaunchKernelEx(&cfg, g->async, async_args, NULL));
     } else {
         int units = n_tiles * w->k_parts;
         cfg.gridDimX = (unsigned)(units < g->sms ? units : g->sms);
@@ -285,6 +343,22 @@ static bool parse_bulk(const char *arg, workload *w)
     return true;
 }
 
+/* "async:NxK:ROWS:PARTS:STAGES:THREADS": the tile read by cp.async instead of TMA. */
+static bool parse_async(const char *arg, workload *w)
+{
+    *w = (workload){.kernel = "async"};
+    if (sscanf(arg, "async:%dx%d:%d:%d:%d:%d", &w->n, &w->k, &w->rows, &w->k_parts, &w->stages,
+               &w->depth) != 6)
+        return false;
+    if (w->n < 1 || w->k < 128 || w->k % 128 != 0 || w->rows < 8 || w->rows > 256 ||
+        w->k_parts < 1 || (w->k / 128) % w->k_parts != 0 || w->stages < 1 || w->stages > 32 ||
+        w->depth < 32 || w->depth > 256 || w->depth % 32 != 0 ||
+        w->stages * w->rows * 128 + 1024 > TILE_SMEM_MAX)
+        return false;
+    w->bytes = (unsigned long long)w->n * (unsigned long long)w->k;
+    return true;
+}
+
 /* "NxK:ROWS:PARTS:STAGES[:DEPTH]", e.g. 7168x16384:112:2:8 (kiln's 64x7168x16384 pick's B
  * tiles); DEPTH: K blocks per box (1). */
 static bool parse_tile(const char *arg, workload *w)
@@ -316,10 +390,12 @@ int main(int argc, char **argv)
             unsigned long long bytes = (unsigned long long)(mb * 1e6) / 16 * 16;
             work[num_work++] = (workload){.kernel = "ldg", .bytes = bytes};
             work[num_work++] = bulk_read(bytes, CHUNK, RING, 0);
-        } else if (strncmp(argv[i], "bulk:", 5) == 0 ? !parse_bulk(argv[i], &work[num_work++])
-                                                      : !parse_tile(argv[i], &work[num_work++])) {
+        } else if (strncmp(argv[i], "bulk:", 5) == 0    ? !parse_bulk(argv[i], &work[num_work++])
+                   : strncmp(argv[i], "async:", 6) == 0 ? !parse_async(argv[i], &work[num_work++])
+                                                        : !parse_tile(argv[i], &work[num_work++])) {
             fprintf(stderr, "usage: kiln-bench-stream [--single] "
-                            "[MB | bulk:MB:CHUNK:SLOTS:SLICED | NxK:ROWS:PARTS:STAGES[:DEPTH] ...]\n");
+                            "[MB | bulk:MB:CHUNK:SLOTS:SLICED | NxK:ROWS:PARTS:STAGES[:DEPTH] |\n"
+                            "  async:NxK:ROWS:PARTS:STAGES:THREADS ...]\n");
             return 2;
         }
     }
@@ -352,6 +428,9 @@ int main(int argc, char **argv)
     CU_CHECK(gpu_drv()->cuModuleGetFunction(&g.ldg, module, "read_ldg"));
     CU_CHECK(gpu_drv()->cuModuleGetFunction(&g.bulk, module, "read_bulk"));
     CU_CHECK(gpu_drv()->cuModuleGetFunction(&g.tile, module, "read_tile"));
+    CU_CHECK(gpu_drv()->cuModuleGetFunction(&g.async, module, "read_async"));
+    CU_CHECK(gpu_drv()->cuFuncSetAttribute(g.async, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                           TILE_SMEM_MAX));
     CU_CHECK(gpu_drv()->cuFuncSetAttribute(g.bulk, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                                            TILE_SMEM_MAX));
     CU_CHECK(gpu_drv()->cuFuncSetAttribute(g.tile, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -396,7 +475,7 @@ int main(int argc, char **argv)
         char tiles[32] = "-";
         if (strcmp(w->kernel, "bulk") == 0)
             snprintf(tiles, sizeof tiles, "%u:%d:%d", w->chunk, w->stages, w->sliced);
-        else if (strcmp(w->kernel, "tile") == 0)
+        else if (strcmp(w->kernel, "tile") == 0 || strcmp(w->kernel, "async") == 0)
             snprintf(tiles, sizeof tiles, "%dx%d:%d:%d:%d:%d", w->n, w->k, w->rows, w->k_parts,
                      w->stages, w->depth);
         /* BATCH_RUNS places, each a step on from the last, so that the L2 never holds a
