@@ -40,6 +40,8 @@
  * KILN_SWEEP_STAGES=S1,S2,... (--sweep and --trace, dense): instead of the alternatives, the
  * heuristic's configuration with each of these ring depths (those that fit and divide by its
  * k_split; 0: its own).
+ * KILN_SWEEP_WIDTHS=W1,W2,... (--sweep, dense and --masked): likewise, the heuristic's
+ * configuration with each of these tile widths (multiples of 8, its ring depth fitted again).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -380,30 +382,67 @@ static void print_sweep_row(int64_t m, int64_t n, int64_t k, const sweep_row *r,
     fflush(stdout);
 }
 
-/* KILN_SWEEP_STAGES: alt[0] (the heuristic's configuration) with each ring depth listed that
- * fits (at most its fitted depth; 0: that depth) and divides by its k_split, in place of the
- * alternatives; returns the new count (count as it was without the variable). */
-static int stage_variants(kiln__gemm_config *alt, int count)
+/* The numbers of a comma-separated list in environment variable `name`, at most max of
+ * them; 0 when it is unset or empty. */
+static int env_numbers(const char *name, long *out, int max)
 {
-    const char *list = getenv("KILN_SWEEP_STAGES");
-    if (list == NULL || *list == '\0' || count < 1)
+    const char *list = getenv(name);
+    int count = 0;
+    for (char *end; list != NULL && *list != '\0' && count < max; list = end) {
+        out[count] = strtol(list, &end, 10);
+        if (end == list)
+            break;
+        count++;
+        if (*end == ',')
+            end++;
+    }
+    return count;
+}
+
+/* KILN_SWEEP_STAGES: the ring depth, if it fits (at most the fitted depth; 0: that depth)
+ * and divides by k_split. */
+static bool vary_stages(kiln__gemm_config *c, long stages)
+{
+    stages = stages == 0 ? c->stages : stages;
+    if (stages < 2 || stages > c->stages || stages % c->k_split != 0)
+        return false;
+    c->stages = (int)stages;
+    return true;
+}
+
+/* KILN_SWEEP_WIDTHS: the tile width (a multiple of 8 up to 256), stages fitted again. */
+static bool vary_width(kiln__gemm_config *c, long width)
+{
+    if (width < 8 || width > 256 || width % 8 != 0)
+        return false;
+    c->block_n = (int)width;
+    kiln__gemm_fp8_fit(c);
+    return c->stages >= 2;
+}
+
+/* alt[0] (the heuristic's configuration) changed by vary to each value listed in variable
+ * env, in place of the alternatives; returns the new count (count as it was without the
+ * variable or with no value kept). */
+static int listed_variants(kiln__gemm_config *alt, int count, const char *env,
+                           bool (*vary)(kiln__gemm_config *, long))
+{
+    long values[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    int listed = env_numbers(env, values, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+    if (listed == 0 || count < 1)
         return count;
     kiln__gemm_config pick = alt[0];
     int kept = 0;
-    for (char *end; *list != '\0' && kept < KILN_GEMM_FP8_MAX_ALTERNATIVES; list = end) {
-        long stages = strtol(list, &end, 10);
-        if (end == list)
-            break;
-        if (*end == ',')
-            end++;
-        if (stages == 0)
-            stages = pick.stages;
-        if (stages >= 2 && stages <= pick.stages && stages % pick.k_split == 0) {
-            alt[kept] = pick;
-            alt[kept++].stages = (int)stages;
-        }
+    for (int i = 0; i < listed; i++) {
+        alt[kept] = pick;
+        kept += vary(&alt[kept], values[i]);
     }
     return kept > 0 ? kept : count;
+}
+
+static int sweep_variants(kiln__gemm_config *alt, int count)
+{
+    count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages);
+    return listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width);
 }
 
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
@@ -416,7 +455,7 @@ static void sweep_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
-    count = stage_variants(alt, count);
+    count = sweep_variants(alt, count);
     precompile(alt, count, n, k, false);
     kiln__gemm_config part[NUM_PARTS][KILN_GEMM_FP8_MAX_ALTERNATIVES];
     for (int p = 0; p < NUM_PARTS; p++) {
@@ -491,7 +530,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
-    count = stage_variants(alt, count);
+    count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages);
     /* With --loads-only / --math-only, each configuration's parts are traced after it. */
     kiln__gemm_config runs[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
     const char *run_label[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
@@ -757,6 +796,7 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
         kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
         int count = kiln__gemm_fp8_masked_alternatives(groups, rows, m_max, n, k, ctx->num_sms,
                                                        alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
+        count = listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width);
         precompile(alt, count, n, k, false);
         for (int i = 0; i < count; i++) {
             const kiln__gemm_config *c = &alt[i];
