@@ -47,6 +47,31 @@ static int64_t guess_rows(int64_t expected_m, int64_t m_max)
     return rows < (1 << 22) ? rows : 0;
 }
 
+/* 64-row masked tiles read their B in rounds of one tile per SM, G x ceil(N / width) tiles
+ * (per 64 rows of a group): where 112 columns leave less of the last round idle than 128, so
+ * that a CTA reads at least 5% fewer columns over its rounds, they take 112. Stop 56,
+ * batches: 8 x 64 rows at (7168, 2048) (448 tiles of 128 columns on 132 SMs: 3.4 rounds;
+ * 512 of 112: 3.9) 36.13 -> 34.68 us; where the rounds favour 128, 112 lost (8 x 64 at (4096,
+ * 7168) 61.92 -> 76.34 us), and where they tie or nearly so it did not pay (32 x 20: 123.68
+ * -> 127.14 at (7168, 2048), 235.79 -> 238.32 at (4096, 7168)); 128-row tiles lost with 112
+ * columns even where the rounds favour them (4 x 256 at (7168, 2048) 35.30 -> 38.44). */
+static void masked_round_width(kiln__gemm_config *cfg, int64_t groups, int64_t rows, int64_t n,
+                               int num_sms)
+{
+    if (cfg->block_m != 64 || cfg->block_n != 128 || cfg->k_split != 1 || cfg->cluster_k > 1)
+        return;
+    int64_t row_tiles = groups * ((rows + 63) / 64), read[2];
+    static const int widths[2] = {128, 112};
+    for (int i = 0; i < 2; i++) {
+        int64_t tiles = row_tiles * ((n + widths[i] - 1) / widths[i]);
+        read[i] = (tiles + num_sms - 1) / num_sms * widths[i]; /* columns per CTA */
+    }
+    if (read[1] * 20 <= read[0] * 19) {
+        cfg->block_n = 112;
+        kiln__gemm_fp8_fit(cfg);
+    }
+}
+
 /* The configuration for G groups of about expected_m rows: as a dense problem of that many
  * rows whose N is G times wider (the groups' tiles are independent work), in 256-row tiles
  * where the dense model picks them over 128-row ones (KILN_GEMM_TALL_TILES 1; 3: always) —
@@ -57,6 +82,7 @@ static kiln__gemm_config pick_masked(const kiln_ctx *ctx, int64_t groups, int64_
     int64_t rows = planned_rows(expected_m, m_max);
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(rows, n * groups, k, ctx->num_sms);
     cfg.grouping = 1;
+    masked_round_width(&cfg, groups, rows, n, ctx->num_sms);
     kiln__gemm_config tall = cfg;
     if (kiln__gemm_fp8_try_tall(&tall, rows, n * groups, k, ctx->opts.gemm_tall_tiles,
                                 ctx->num_sms, KILN__TALL_NO_192) &&
@@ -69,8 +95,10 @@ int kiln__gemm_fp8_masked_alternatives(int64_t groups, int64_t expected_m, int64
                                        int64_t n, int64_t k, int num_sms, kiln__gemm_config *out,
                                        int max)
 {
-    int count = kiln__gemm_fp8_alternatives(planned_rows(expected_m, m_max), n * groups, k,
-                                            num_sms, out, max);
+    int64_t rows = planned_rows(expected_m, m_max);
+    int count = kiln__gemm_fp8_alternatives(rows, n * groups, k, num_sms, out, max);
+    if (count > 0) /* the pick first, as pick_masked takes it below 256 rows */
+        masked_round_width(&out[0], groups, rows, n, num_sms);
     int kept = 0;
     for (int i = 0; i < count; i++) {
         kiln__gemm_config c = out[i];
