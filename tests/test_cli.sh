@@ -171,7 +171,7 @@ err_has 'contig-bad.spec:1:.*align = 96'
 err_has 'contig-bad.spec:2:.*missing align='
 printf 'gemm_fp8_contig m=4096 n=256 k=256 align=128 g=0\n' >"$WORK/contig-bad.spec"
 run 1 prewarm --spec "$WORK/contig-bad.spec"
-err_has 'contig-bad.spec:1:.*G = 0 out of range'
+err_has 'contig-bad.spec:1:.*G = 0: M_total must be at most'
 # The tile height counts the rows per group: one group of 4096 rows at N = 7168 takes
 # 256-row tiles, 32 groups of 128 rows (each group's last tile partly wasted) 128-row ones.
 KILN_CACHE_PATH=$WORK/cache-groups

@@ -34,7 +34,8 @@ typedef enum kiln_status {
     KILN_OK = 0,
     KILN_ERR_INVALID_ARG = 1,   /* a NULL, out-of-range or inconsistent argument */
     KILN_ERR_UNSUPPORTED = 2,   /* valid, but not on this device / arch / dtype */
-    KILN_ERR_NO_DEVICE = 3,     /* no CUDA driver or device, or a compile-only context */
+    KILN_ERR_NO_DEVICE = 3,     /* no CUDA driver or device, or a compile-only context (whose
+                                   operators check their arguments first) */
     KILN_ERR_DRIVER = 4,        /* a CUDA driver call failed; the message names it */
     KILN_ERR_COMPILE = 5,       /* NVRTC failed; the message holds the log's tail */
     KILN_ERR_MISS = 6,          /* cache miss with KILN_JIT=0 */

@@ -50,10 +50,15 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
     if (t->ndim != ndim)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %s has %d dims, expected %d", op,
                                name, t->ndim, ndim);
+    /* 2^40 elements bounds every size and offset the checks below compute (and is more
+     * than any GPU holds), so none of them overflows. */
     for (int i = 0; i < ndim; i++)
-        if (t->shape[i] < 0 || t->strides[i] < 0)
+        if (t->shape[i] < 0 || t->strides[i] < 0 || t->shape[i] > (1LL << 40) ||
+            t->strides[i] > (1LL << 40))
             return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                                   "%s: %s has a negative shape or stride in dim %d", op, name, i);
+                                   "%s: %s has a negative or too large (> 2^40) shape or stride in "
+                                   "dim %d (%lld, %lld)",
+                                   op, name, i, (long long)t->shape[i], (long long)t->strides[i]);
     if (!kiln__inner_contiguous(t))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: %s must be contiguous in its last dim (stride %lld)", op,
@@ -73,7 +78,7 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
     return KILN_OK;
 }
 
-int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op)
+int kiln__check_call(kiln_ctx *ctx, const void *args, const char *op)
 {
     if (ctx == NULL) {
         kiln__err err = {0};
@@ -83,6 +88,11 @@ int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op)
     }
     if (args == NULL)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: args is NULL", op);
+    return KILN_OK;
+}
+
+int kiln__check_device(kiln_ctx *ctx, const char *op)
+{
     if (!ctx->has_device)
         return kiln__ctx_failf(ctx, KILN_ERR_NO_DEVICE,
                                "%s: the context is compile-only (no device)", op);
@@ -106,11 +116,21 @@ int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const ki
     return KILN_OK;
 }
 
+int kiln__check_rows(kiln_ctx *ctx, const char *op, int64_t m, int64_t min_rows)
+{
+    if (m < min_rows || m > (1LL << 31) - 256)
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: M = %lld is out of range (%lld .. 2^31 - 256)", op,
+                               (long long)m, (long long)min_rows);
+    return KILN_OK;
+}
+
 int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max)
 {
     if (g <= 0 || g > 65536 || m_max <= 0 || m_max > (1 << 24))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: a is [G = %lld, M_max = %lld, K]: G and M_max must be positive",
+                               "%s: G = %lld, M_max = %lld: G must be in 1 .. 65536 and M_max in "
+                               "1 .. 2^24",
                                op, (long long)g, (long long)m_max);
     return KILN_OK;
 }
@@ -119,7 +139,9 @@ int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, in
 {
     if (m_total > (1LL << 31) - 256 || g <= 0 || g > 65536)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: M_total = %lld, G = %lld out of range", op,
+                               "%s: M_total = %lld, G = %lld: M_total must be at most 2^31 - 256 "
+                               "and G in 1 .. 65536",
+                               op,
                                (long long)m_total, (long long)g);
     return KILN_OK;
 }

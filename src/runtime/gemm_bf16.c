@@ -10,10 +10,10 @@ int kiln__gemm_bf16_check_nk(kiln_ctx *ctx, const char *name, int64_t n, int64_t
 {
     if (k <= 0 || k % 8 != 0 || k > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 8", name, (long long)k);
+                               "%s: K = %lld must be a positive multiple of 8 (at most 2^20)", name, (long long)k);
     if (n <= 0 || n % 8 != 0 || n > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 8", name, (long long)n);
+                               "%s: N = %lld must be a positive multiple of 8 (at most 2^20)", name, (long long)n);
     return KILN_OK;
 }
 
@@ -43,9 +43,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, int *out_f
     int64_t n = args->b.shape[b_mn ? 1 : 0], b_k = args->b.shape[b_mn ? 0 : 1];
     if ((status = kiln__gemm_bf16_check_nk(ctx, op, n, k)) != KILN_OK)
         return status;
-    if (m > (1LL << 31) - 256)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M = %lld is too large", op,
-                               (long long)m);
+    if ((status = kiln__check_rows(ctx, op, m, 0)) != KILN_OK)
+        return status;
     if (b_k != k)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: b is [%lld, %lld]: its K (%lld) is not a's K = %lld", op,
@@ -102,11 +101,11 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
                                  const kiln__gemm_bf16_config *forced, kiln_stream stream)
 {
     int out_f32 = 0;
-    /* Arguments first, so a compile-only context reports a bad call too. */
-    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, op)
-                                             : check_args(ctx, args, &out_f32);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
-        status = kiln__check_launchable(ctx, args, op);
+        status = check_args(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_device(ctx, op);
     if (status != KILN_OK)
         return (kiln_status)status;
     bool a_mn = args->layout & 1, b_mn = args->layout & 2;
@@ -170,14 +169,13 @@ int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spe
         (status = kiln__spec_word(ctx, words, "layout", false, 0, &layout)) ||
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
-    if (m < 1 || layout < 0 || layout > 3 || (out_f32 != 0 && out_f32 != 1) ||
-        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16", cols, depth) != KILN_OK)
+    if ((status = kiln__check_rows(ctx, "gemm_bf16", m, 1)) != KILN_OK ||
+        (status = kiln__gemm_bf16_check_nk(ctx, "gemm_bf16", cols, depth)) != KILN_OK)
+        return status;
+    if (layout < 0 || layout > 3 || (out_f32 != 0 && out_f32 != 1))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_bf16 m=%lld n=%lld k=%lld layout=%lld f32=%lld: needs "
-                               "m >= 1, n and k positive multiples of 8, layout 0..3, f32 0 "
-                               "or 1",
-                               (long long)m, (long long)cols, (long long)depth, (long long)layout,
-                               (long long)out_f32);
+                               "gemm_bf16: layout=%lld f32=%lld: layout must be 0..3, f32 0 or 1",
+                               (long long)layout, (long long)out_f32);
     kiln__gemm_bf16_config cfg =
         kiln__gemm_bf16_pick(m, cols, depth, (int)layout, (int)out_f32, ctx->num_sms);
     /* Launches with and without b_ready take kernels of their own. */

@@ -43,11 +43,11 @@ kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_arg
                                   kiln_stream stream)
 {
     int out_f32 = 0;
-    /* Arguments first, so a compile-only context reports a bad call too. */
-    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, masked_op)
-                                             : check_masked(ctx, args, &out_f32);
+    int status = kiln__check_call(ctx, args, masked_op);
     if (status == KILN_OK)
-        status = kiln__check_launchable(ctx, args, masked_op);
+        status = check_masked(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_device(ctx, masked_op);
     if (status != KILN_OK)
         return (kiln_status)status;
     int64_t g = args->a.shape[0], m_max = args->a.shape[1], k = args->a.shape[2];
@@ -144,11 +144,11 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
                                   kiln_stream stream)
 {
     int out_f32 = 0;
-    /* Arguments first, so a compile-only context reports a bad call too. */
-    int status = ctx == NULL || args == NULL ? kiln__check_launchable(ctx, args, contig_op)
-                                             : check_contig(ctx, args, &out_f32);
+    int status = kiln__check_call(ctx, args, contig_op);
     if (status == KILN_OK)
-        status = kiln__check_launchable(ctx, args, contig_op);
+        status = check_contig(ctx, args, &out_f32);
+    if (status == KILN_OK)
+        status = kiln__check_device(ctx, contig_op);
     if (status != KILN_OK)
         return (kiln_status)status;
     int64_t m = args->a.shape[0], k = args->a.shape[1];
@@ -195,13 +195,12 @@ int kiln__gemm_bf16_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
         (status = kiln__spec_word(ctx, words, "k", true, 0, &depth)) ||
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
-    if (groups < 1 || expected < 1 || (out_f32 != 0 && out_f32 != 1) ||
-        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_masked", cols, depth) != KILN_OK)
+    if ((status = kiln__check_groups(ctx, "gemm_bf16_masked", groups, expected)) != KILN_OK ||
+        (status = kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_masked", cols, depth)) != KILN_OK)
+        return status;
+    if (out_f32 != 0 && out_f32 != 1)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_bf16_masked g=%lld m=%lld n=%lld k=%lld: needs g, m >= 1, n "
-                               "and k positive multiples of 8, f32 0 or 1",
-                               (long long)groups, (long long)expected, (long long)cols,
-                               (long long)depth);
+                               "gemm_bf16_masked: f32=%lld must be 0 or 1", (long long)out_f32);
     kiln__gemm_bf16_config cfg =
         pick_masked(groups, expected, expected, cols, depth, (int)out_f32, ctx->num_sms);
     kiln__gemm_bf16_spec(&specs[0], cols, depth, &cfg);
@@ -221,12 +220,13 @@ int kiln__gemm_bf16_contig_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_sp
         (status = kiln__spec_word(ctx, words, "align", false, 128, &align)) ||
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &out_f32)))
         return status;
-    if (m < 1 || align <= 0 || align % 64 != 0 || (out_f32 != 0 && out_f32 != 1) ||
-        kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_contig", cols, depth) != KILN_OK)
+    if ((status = kiln__check_rows(ctx, "gemm_bf16_contig", m, 1)) != KILN_OK ||
+        (status = kiln__gemm_bf16_check_nk(ctx, "gemm_bf16_contig", cols, depth)) != KILN_OK ||
+        (status = kiln__check_alignment(ctx, "gemm_bf16_contig", "align", align)) != KILN_OK)
+        return status;
+    if (out_f32 != 0 && out_f32 != 1)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_bf16_contig m=%lld n=%lld k=%lld align=%lld: needs m >= 1, n "
-                               "and k positive multiples of 8, align a positive multiple of 64",
-                               (long long)m, (long long)cols, (long long)depth, (long long)align);
+                               "gemm_bf16_contig: f32=%lld must be 0 or 1", (long long)out_f32);
     for (int by_row = 0; by_row < 2; by_row++) {
         kiln__gemm_bf16_config cfg =
             pick_contig(m, cols, depth, align, by_row, (int)out_f32, ctx->num_sms);

@@ -413,10 +413,10 @@ int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)
 {
     if (k <= 0 || k % 128 != 0 || k > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
+                               "%s: K = %lld must be a positive multiple of 128 (at most 2^20)", op, (long long)k);
     if (n <= 0 || n % 16 != 0 || n > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 16", op, (long long)n);
+                               "%s: N = %lld must be a positive multiple of 16 (at most 2^20)", op, (long long)n);
     return KILN_OK;
 }
 
@@ -428,9 +428,8 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
         (status = kiln__spec_word(ctx, words, "n", true, 0, n)) ||
         (status = kiln__spec_word(ctx, words, "k", true, 0, k)))
         return status;
-    if (*m < 1)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: m = %lld must be at least 1", op,
-                               (long long)*m);
+    if ((status = kiln__check_rows(ctx, op, *m, 1)) != KILN_OK)
+        return status;
     return kiln__gemm_fp8_check_nk(ctx, op, *n, *k);
 }
 

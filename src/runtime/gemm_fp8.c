@@ -24,9 +24,8 @@ static int check_args(kiln_ctx *ctx, const kiln_gemm_fp8_args *args)
     int64_t m = args->a.shape[0], k = args->a.shape[1], n = args->b.shape[0];
     if ((status = kiln__gemm_fp8_check_nk(ctx, op, n, k)) != KILN_OK)
         return status;
-    if (m > (1LL << 31) - 256)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: M = %lld is too large", op,
-                               (long long)m);
+    if ((status = kiln__check_rows(ctx, op, m, 0)) != KILN_OK)
+        return status;
     if (args->b.shape[1] != k)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: b is [%lld, %lld], expected [N, K = %lld]",
                                op, (long long)n, (long long)args->b.shape[1], (long long)k);
@@ -197,7 +196,7 @@ kiln_status kiln_gemm_fp8(kiln_ctx *ctx, const kiln_gemm_fp8_args *args, kiln_st
 kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
                                 const kiln__gemm_config *forced, void *trace, kiln_stream stream)
 {
-    int status = kiln__check_launchable(ctx, args, op);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
         status = check_args(ctx, args);
     if (status != KILN_OK)
@@ -216,6 +215,8 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                             "%s: a forced tail configuration must be a dense "
                                             "192 x 128 one without a cluster", op);
+    if ((status = kiln__check_device(ctx, op)) != KILN_OK)
+        return (kiln_status)status;
     if (m == 0)
         return kiln__ctx_ok(ctx);
 

@@ -104,9 +104,11 @@ static kiln__gemm_config pick_contig(const kiln_ctx *ctx, int64_t m, int64_t g, 
 kiln_status kiln_gemm_fp8_contig(kiln_ctx *ctx, const kiln_gemm_fp8_contig_args *args,
                                  kiln_stream stream)
 {
-    int status = kiln__check_launchable(ctx, args, op);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
         status = check_args(ctx, args);
+    if (status == KILN_OK)
+        status = kiln__check_device(ctx, op);
     if (status != KILN_OK)
         return (kiln_status)status;
     int64_t m = args->a.shape[0], k = args->a.shape[1];

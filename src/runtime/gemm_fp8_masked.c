@@ -127,7 +127,7 @@ kiln_status kiln_gemm_fp8_masked(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args 
 kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked_args *args,
                                        const kiln__gemm_config *forced, kiln_stream stream)
 {
-    int status = kiln__check_launchable(ctx, args, op);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
         status = check_args(ctx, args);
     if (status != KILN_OK)
@@ -142,6 +142,8 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                                             "(grouping 1, no multicast, no trace, no "
                                             "loads-only or math-only mode)",
                                             op);
+    if ((status = kiln__check_device(ctx, op)) != KILN_OK)
+        return (kiln_status)status;
     kiln__gemm_config cfg = forced != NULL ? *forced
                                            : pick_masked(ctx, g, args->expected_m, m_max, n, k);
 
@@ -192,9 +194,8 @@ int kiln__gemm_fp8_masked_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spe
     if ((status = kiln__spec_word(ctx, words, "g", true, 0, &groups)) ||
         (status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8_masked", &expected, &cols, &depth)))
         return status;
-    if (groups < 1)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "gemm_fp8_masked: g = %lld must be at least 1", (long long)groups);
+    if ((status = kiln__check_groups(ctx, "gemm_fp8_masked", groups, expected)) != KILN_OK)
+        return status;
     kiln__gemm_config cfg = pick_masked(ctx, groups, expected, expected, cols, depth);
     kiln__gemm_fp8_spec(&specs[0], ctx, cols, depth, &cfg);
     *n = 1;

@@ -92,8 +92,11 @@ static inline int kiln__resident_clusters(int num_sms, int size)
 /* The thread-local message for failures without a context. */
 void kiln__set_last_error(const kiln__err *err);
 
-/* Checks common to every operator entry point: ctx and args non-NULL, a device. */
-int kiln__check_launchable(kiln_ctx *ctx, const void *args, const char *op);
+/* Every operator entry point checks in this order: ctx and args non-NULL (check_call),
+ * then its arguments, then that the context has a device (check_device), so that a
+ * compile-only context names a bad argument too and a bad call never compiles. */
+int kiln__check_call(kiln_ctx *ctx, const void *args, const char *op);
+int kiln__check_device(kiln_ctx *ctx, const char *op);
 
 /* The loaded kernel for spec: table hit (no strings, no SQLite, no allocation, no lock),
  * or once per process: cache lookup / compile, module load, insert. */
@@ -142,6 +145,10 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
  * {d1 * row_stride, row_stride, 1}. Fails into ctx naming op and the tensor. */
 int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        int64_t d0, int64_t d1, int64_t d2, int64_t row_stride);
+/* M of a GEMM (or the rows of a quantizer) in min_rows .. 2^31 - 256: the kernels index
+ * rows in 32 bits and round M up to whole tiles of up to 256 rows. Launches take M = 0 (a
+ * no-op), spec lines need M >= 1. Fails into ctx naming op. */
+int kiln__check_rows(kiln_ctx *ctx, const char *op, int64_t m, int64_t min_rows);
 /* The masked grouped GEMMs' A [G, M_max, K]: G in 1..65536, M_max in 1..2^24. Fails into
  * ctx naming op. */
 int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max);

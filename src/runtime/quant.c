@@ -12,6 +12,16 @@ static int64_t ceil_div(int64_t a, int64_t b)
     return (a + b - 1) / b;
 }
 
+/* K of a quantizer: a positive multiple of 128 (at most 2^24). */
+static int check_quant_k(kiln_ctx *ctx, const char *op, int64_t k)
+{
+    if (k <= 0 || k % 128 != 0 || k > (1 << 24))
+        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                               "%s: K = %lld must be a positive multiple of 128 (at most 2^24)", op,
+                               (long long)k);
+    return KILN_OK;
+}
+
 /* x [rows, K] BF16 and q [rows, K] E4M3; K a positive multiple of 128. */
 static int check_quant_operands(kiln_ctx *ctx, const char *op, const kiln_quant_fp8_args *args)
 {
@@ -21,12 +31,9 @@ static int check_quant_operands(kiln_ctx *ctx, const char *op, const kiln_quant_
         (status = kiln__check_tensor(ctx, op, "scales", &args->scales, KILN_DTYPE_F32, 2, 4)))
         return status;
     int64_t rows = args->x.shape[0], k = args->x.shape[1];
-    if (k <= 0 || k % 128 != 0 || k > (1 << 24))
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 128", op, (long long)k);
-    if (rows > (1LL << 31) - 256)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: %lld rows is too many", op,
-                               (long long)rows);
+    if ((status = check_quant_k(ctx, op, k)) != KILN_OK ||
+        (status = kiln__check_rows(ctx, op, rows, 0)) != KILN_OK)
+        return status;
     if (args->q.shape[0] != rows || args->q.shape[1] != k || kiln__row_stride(&args->q) != k)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: q must be a contiguous [%lld, %lld] tensor", op,
@@ -54,7 +61,7 @@ kiln_status kiln_quant_fp8_per_token(kiln_ctx *ctx, const kiln_quant_fp8_args *a
                                      kiln_stream stream)
 {
     static const char op[] = "kiln_quant_fp8_per_token";
-    int status = kiln__check_launchable(ctx, args, op);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
         status = check_quant_operands(ctx, op, args);
     if (status != KILN_OK)
@@ -68,6 +75,8 @@ kiln_status kiln_quant_fp8_per_token(kiln_ctx *ctx, const kiln_quant_fp8_args *a
             "(got [%lld, %lld], stride %lld)",
             op, (long long)(k / 128), (long long)m, (long long)sf->shape[0],
             (long long)sf->shape[1], (long long)kiln__row_stride(sf));
+    if ((status = kiln__check_device(ctx, op)) != KILN_OK)
+        return (kiln_status)status;
     if (m == 0)
         return kiln__ctx_ok(ctx);
     int rows = (int)m;
@@ -82,7 +91,7 @@ kiln_status kiln_quant_fp8_per_block(kiln_ctx *ctx, const kiln_quant_fp8_args *a
                                      kiln_stream stream)
 {
     static const char op[] = "kiln_quant_fp8_per_block";
-    int status = kiln__check_launchable(ctx, args, op);
+    int status = kiln__check_call(ctx, args, op);
     if (status == KILN_OK)
         status = check_quant_operands(ctx, op, args);
     if (status != KILN_OK)
@@ -95,6 +104,8 @@ kiln_status kiln_quant_fp8_per_block(kiln_ctx *ctx, const kiln_quant_fp8_args *a
             ctx, KILN_ERR_INVALID_ARG,
             "%s: scales must be a contiguous F32 [ceil(N/128) = %lld, K/128 = %lld] tensor", op,
             (long long)ceil_div(n, 128), (long long)(k / 128));
+    if ((status = kiln__check_device(ctx, op)) != KILN_OK)
+        return (kiln_status)status;
     if (n == 0)
         return kiln__ctx_ok(ctx);
     int rows = (int)n;
@@ -112,14 +123,17 @@ kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_args *args,
                               kiln_stream stream)
 {
     static const char op[] = "kiln_sf_transpose";
-    int status = kiln__check_launchable(ctx, args, op);
-    if (status == KILN_OK &&
-        ((status = kiln__check_tensor(ctx, op, "in", &args->in, KILN_DTYPE_F32, 2, 4)) ||
-         (status = kiln__check_tensor(ctx, op, "out", &args->out, KILN_DTYPE_F32, 2, 16))))
-        return (kiln_status)status;
-    if (status != KILN_OK)
+    int status;
+    if ((status = kiln__check_call(ctx, args, op)) ||
+        (status = kiln__check_tensor(ctx, op, "in", &args->in, KILN_DTYPE_F32, 2, 4)) ||
+        (status = kiln__check_tensor(ctx, op, "out", &args->out, KILN_DTYPE_F32, 2, 16)))
         return (kiln_status)status;
     int64_t m = args->in.shape[0], kb = args->in.shape[1];
+    if (m > (1LL << 31) - 64 || kb > (1 << 20))
+        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
+                                            "%s: in is [M = %lld, KB = %lld]: M must be at most "
+                                            "2^31 - 64 and KB at most 2^20",
+                                            op, (long long)m, (long long)kb);
     if (args->out.shape[0] != kb || args->out.shape[1] != m ||
         kiln__row_stride(&args->out) != kiln_sf_mn_stride(m))
         return (kiln_status)kiln__ctx_failf(
@@ -129,8 +143,8 @@ kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_args *args,
             op, (long long)kb, (long long)m, (long long)kiln_sf_mn_stride(m),
             (long long)args->out.shape[0], (long long)args->out.shape[1],
             (long long)kiln__row_stride(&args->out));
-    if (m > (1LL << 31) - 64 || kb > (1 << 20))
-        return (kiln_status)kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG, "%s: too large", op);
+    if ((status = kiln__check_device(ctx, op)) != KILN_OK)
+        return (kiln_status)status;
     if (m == 0 || kb == 0)
         return kiln__ctx_ok(ctx);
     int rows = (int)m, cols = (int)kb;
@@ -142,16 +156,14 @@ kiln_status kiln_sf_transpose(kiln_ctx *ctx, const kiln_sf_transpose_args *args,
     return launch_spec(ctx, KJ_SF_TRANSPOSE, SF_TILE, &cfg, params, stream);
 }
 
-static int quant_prewarm(kiln_ctx *ctx, enum kj_template_id id, kiln__spec_words *words,
-                         kj_spec *specs, int *n)
+static int quant_prewarm(kiln_ctx *ctx, enum kj_template_id id, const char *name,
+                         kiln__spec_words *words, kj_spec *specs, int *n)
 {
     int64_t k;
-    int status = kiln__spec_word(ctx, words, "k", true, 0, &k);
-    if (status != KILN_OK)
+    int status;
+    if ((status = kiln__spec_word(ctx, words, "k", true, 0, &k)) != KILN_OK ||
+        (status = check_quant_k(ctx, name, k)) != KILN_OK)
         return status;
-    if (k <= 0 || k % 128 != 0)
-        return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "k=%lld must be a positive multiple of 128", (long long)k);
     kj_spec_init(&specs[0], id);
     specs[0].values[0] = k;
     *n = 1;
@@ -160,12 +172,12 @@ static int quant_prewarm(kiln_ctx *ctx, enum kj_template_id id, kiln__spec_words
 
 int kiln__quant_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
-    return quant_prewarm(ctx, KJ_QUANT_PER_TOKEN, words, specs, n);
+    return quant_prewarm(ctx, KJ_QUANT_PER_TOKEN, "quant_fp8_per_token", words, specs, n);
 }
 
 int kiln__quant_block_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
 {
-    return quant_prewarm(ctx, KJ_QUANT_PER_BLOCK, words, specs, n);
+    return quant_prewarm(ctx, KJ_QUANT_PER_BLOCK, "quant_fp8_per_block", words, specs, n);
 }
 
 int kiln__sf_transpose_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *specs, int *n)
