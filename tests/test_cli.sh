@@ -207,6 +207,9 @@ KILN_CACHE_PATH=$WORK/cache
 printf 'hidden 256\nwidth 3\n' >"$MODEL"
 run 1 prewarm --model "$MODEL"
 err_has 'tiny.model:2: unknown key "width"'
+printf 'hidden 256 512\n' >"$MODEL"
+run 1 prewarm --model "$MODEL"
+err_has 'tiny.model:1: hidden takes one value, not also "512"'
 run 2 prewarm --spec "$BAD" --model "$MODEL"
 
 # KILN_NUM_SMS=1: the GEMM heuristics still pick (a decode pick divided by num_sms / 2 once).

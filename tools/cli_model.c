@@ -93,6 +93,12 @@ static int parse_line(const char *path, long line_no, char *text, model *m)
     char *word = strtok_r(NULL, " \t\r\n", &save);
     if (word == NULL)
         return cli_fail("%s:%ld: %s needs a value", path, line_no, key);
+    if (strcmp(key, "model") == 0 || scalar != NULL) {
+        char *extra = strtok_r(NULL, " \t\r\n", &save);
+        if (extra != NULL)
+            return cli_fail("%s:%ld: %s takes one value, not also \"%s\"", path, line_no, key,
+                            extra);
+    }
     if (strcmp(key, "model") == 0) {
         snprintf(m->name, sizeof m->name, "%s", word);
         return CLI_OK;
