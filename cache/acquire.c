@@ -120,9 +120,9 @@ static int root_lookup(kc__root *root, const uint8_t key[16], const char *key_te
     if (fault != NULL) {
         char hex[33];
         kiln__hex16(key, hex);
-        kiln__log(KILN__LOG_WARN, "cache %s: entry %s: %s; %s", root->path, hex, fault,
-                  root->writable ? "quarantined" : "skipped");
         int qrc = root->writable ? kc__quarantine_row(root, key, fault, &stored_sum) : SQLITE_OK;
+        kiln__log(KILN__LOG_WARN, "cache %s: entry %s: %s; %s", root->path, hex, fault,
+                  !root->writable ? "skipped" : qrc == SQLITE_OK ? "quarantined" : "left in place");
         if (qrc != SQLITE_OK)
             kc__root_failed(root, qrc, "quarantining an entry");
     } else if (rc == SQLITE_OK && *cubin != NULL && root->writable) {
@@ -220,33 +220,40 @@ static int wait_for_claim(kc_store *store, const uint8_t key[16], const char *ke
                           size_t *cubin_size)
 {
     double deadline = kiln__now_ms() + claim_timeout_ms;
-    claim_state state = CLAIM_HELD, last = CLAIM_HELD;
+    claim_state state = CLAIM_HELD;
+    bool refused = false; /* the last lookup missed a row the claim had seen */
     for (;;) {
         int rc = try_claim(store, key, claim_timeout_ms, &state);
         if (rc != SQLITE_OK) {
             kc__root_failed(store->rw, rc, "claiming a key");
             break;
         }
-        if (state == CLAIM_TAKEN || kiln__now_ms() >= deadline)
+        /* A row seen again after the lookup refused it: one it could not quarantine (the
+         * log says why), which every poll would see until the deadline. Compile now;
+         * storing the result replaces the row. */
+        if (state == CLAIM_TAKEN || (state == CLAIM_PRESENT && refused))
             break;
-        /* A row that appeared between the lookup and the claim: read it at once. */
-        if (state != CLAIM_PRESENT || last == CLAIM_PRESENT) {
+        if (kiln__now_ms() >= deadline) {
+            kiln__log(KILN__LOG_INFO, "cache: no claim on a key after %d ms; compiling anyway",
+                      claim_timeout_ms);
+            break;
+        }
+        /* Another process holds the claim: poll. A row that appeared between the lookup
+         * and the claim: read it at once. */
+        if (state == CLAIM_HELD) {
             pthread_mutex_unlock(&store->lock);
             kc__sleep_ms(KC__POLL_MS);
             pthread_mutex_lock(&store->lock);
         }
-        last = state;
         int status = lookup_all(store, key, key_text, cubin, cubin_size);
         if (status != KILN_OK || *cubin != NULL) {
             *outcome = KC_HIT;
             return status;
         }
+        refused = state == CLAIM_PRESENT;
         if (store->rw->db == NULL)
             break;
     }
-    if (state != CLAIM_TAKEN)
-        kiln__log(KILN__LOG_INFO, "cache: no claim on a key after %d ms; compiling anyway",
-                  claim_timeout_ms);
     *outcome = KC_COMPILE;
     return KILN_OK;
 }

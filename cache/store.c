@@ -35,6 +35,17 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS claims(key BLOB PRIMARY KEY NOT NULL, pid INTEGER NOT NULL,"
     " host TEXT NOT NULL, time INTEGER NOT NULL);";
 
+/* Every column the store reads or writes. A file with the right version whose tables were
+ * altered or damaged fails to prepare this, and counts as another schema then, instead of
+ * failing each statement on it later (a lookup that cannot quarantine a bad row). */
+static const char schema_probe_sql[] =
+    "SELECT name, value FROM meta LIMIT 0;"
+    "SELECT key, cubin_bytes, source_bytes, cubin_xxh3, registers, spills, smem_bytes,"
+    " compile_ms, created, last_used, hits, key_text, template_name, arch, nvrtc_version,"
+    " options, source, cubin FROM kernels LIMIT 0;"
+    "SELECT id, key, key_text, reason, time FROM quarantine LIMIT 0;"
+    "SELECT key, pid, host, time FROM claims LIMIT 0;";
+
 int64_t kc__wall_ms(void)
 {
     struct timespec ts;
@@ -190,11 +201,16 @@ static int check_schema(kc__root *root)
                  schema_sql, KC_SCHEMA_VERSION);
         rc = kc__exec(root, sql);
     }
-    if (root->writable)
-        rc = kc__end(root, rc);
-    if (rc == KC__SCHEMA_MISMATCH)
+    if (rc == SQLITE_OK && (rc = kc__exec(root, schema_probe_sql)) == SQLITE_ERROR) {
+        kiln__log(KILN__LOG_WARN, "cache %s: schema version %d, but its tables are not: %s",
+                  root->path, KC_SCHEMA_VERSION, sqlite3_errmsg(root->db));
+        rc = KC__SCHEMA_MISMATCH;
+    } else if (rc == KC__SCHEMA_MISMATCH) {
         kiln__log(KILN__LOG_WARN, "cache %s: schema version %lld, expected %d", root->path,
                   (long long)version, KC_SCHEMA_VERSION);
+    }
+    if (root->writable)
+        rc = kc__end(root, rc);
     return rc;
 }
 

@@ -253,6 +253,37 @@ static void test_quarantine_call(void **state)
     entry_free(&e);
 }
 
+/* A bad row that cannot be quarantined (here a trigger refuses the insert; in the field a
+ * damaged schema did) is compiled over at once: the claim wait does not poll it until the
+ * claim timeout, an hour here, which would run the test past its own timeout. */
+static void test_unquarantinable_row(void **state)
+{
+    fixture *fx = *state;
+    entry e;
+    entry_make(&e, 3000, 100);
+    kc_store *store = open_ok(fx->dir, 0);
+    put_ok(store, &e);
+    sqlite3 *db = raw_open(fx->dir);
+    raw_exec(db, "CREATE TRIGGER refuse BEFORE INSERT ON quarantine"
+                 " BEGIN SELECT RAISE(ABORT, 'refused'); END");
+    sqlite3_close(db);
+    raw_flip_cubin_byte(fx->dir, &e);
+
+    kc_outcome outcome = 0;
+    void *cubin = NULL;
+    size_t size = 0;
+    assert_int_equal(
+        kc_acquire(store, e.rec.key, e.key_text, 3600 * 1000, &outcome, &cubin, &size, NULL),
+        KILN_OK);
+    assert_int_equal(outcome, KC_COMPILE);
+    assert_null(cubin);
+    put_ok(store, &e); /* replaces the bad row */
+    assert_int_equal(look(store, &e), KC_HIT);
+    assert_int_equal(stats_of(store).first.quarantined, 0);
+    kc_close(store);
+    entry_free(&e);
+}
+
 /* ---- corrupt files ---- */
 
 static void fill_and_close(const char *dir, entry *e, int n)
@@ -359,6 +390,63 @@ static void test_corrupt_after_open(void **state)
     close(fd);
     free(garbage);
 
+    check_recovered(store, fx->dir, e, 3);
+    kc_close(store);
+    for (int i = 0; i < 3; i++)
+        entry_free(&e[i]);
+}
+
+/* The right version with altered tables: moved aside like another schema, not used. */
+static void test_damaged_schema(void **state)
+{
+    fixture *fx = *state;
+    entry e[1];
+    fill_and_close(fx->dir, e, 1);
+    sqlite3 *db = raw_open(fx->dir);
+    raw_exec(db, "ALTER TABLE quarantine RENAME COLUMN key_text TO text");
+    sqlite3_close(db);
+
+    kc_store *store = open_ok(fx->dir, 0);
+    assert_int_equal(count_files(fx->dir, "kernels.db.old-schema-"), 1);
+    assert_int_equal(look(store, &e[0]), KC_MISS);
+    put_ok(store, &e[0]);
+    assert_int_equal(look(store, &e[0]), KC_HIT);
+    kc_quarantine(store, e[0].rec.key, "the quarantine table works again");
+    assert_int_equal(stats_of(store).first.quarantined, 1);
+    kc_close(store);
+    entry_free(&e[0]);
+}
+
+/* Damage PRAGMA quick_check misses: the key index no longer holds the rows (its root page
+ * swapped with an empty index's), so lookups miss them and deletes by key cannot remove
+ * them. kc_verify finds it and moves the file aside. */
+static void test_index_damage(void **state)
+{
+    fixture *fx = *state;
+    entry e[3];
+    fill_and_close(fx->dir, e, 3);
+    sqlite3 *db = raw_open(fx->dir);
+    raw_exec(db, "CREATE TABLE spare(key BLOB PRIMARY KEY NOT NULL)");
+    const char *root_of = "SELECT rootpage FROM sqlite_master WHERE name = ";
+    char sql[512];
+    snprintf(sql, sizeof sql, "%s'sqlite_autoindex_kernels_1'", root_of);
+    int64_t kernels_index = raw_int(db, sql, NULL);
+    snprintf(sql, sizeof sql, "%s'sqlite_autoindex_spare_1'", root_of);
+    int64_t spare_index = raw_int(db, sql, NULL);
+    snprintf(sql, sizeof sql,
+             "PRAGMA writable_schema = ON; UPDATE sqlite_master SET rootpage = CASE name"
+             " WHEN 'sqlite_autoindex_kernels_1' THEN %lld ELSE %lld END"
+             " WHERE name IN ('sqlite_autoindex_kernels_1', 'sqlite_autoindex_spare_1')",
+             (long long)spare_index, (long long)kernels_index);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+
+    kc_store *store = open_ok(fx->dir, 0);
+    assert_int_equal(look(store, &e[0]), KC_MISS);
+    int64_t checked = -1, bad = -1;
+    kiln__err err = {0};
+    assert_int_equal(kc_verify(store, NULL, NULL, &checked, &bad, &err), KILN_ERR_CACHE);
+    assert_non_null(strstr(err.msg, "moved aside"));
     check_recovered(store, fx->dir, e, 3);
     kc_close(store);
     for (int i = 0; i < 3; i++)
@@ -586,9 +674,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flipped_cubin_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unquarantinable_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_after_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_and_clear, setup, teardown),

@@ -30,8 +30,9 @@ static const struct {
      "    when nothing failed, the summary. Exits 1 if any line failed.\n"},
     {"cache", "kiln cache ls [--json]            one line (JSON: one object) per entry\n"
               "kiln cache stats [--json]         entries and sizes per cache root\n"
-              "kiln cache verify [--json]        check key texts and cubin checksums of the\n"
-              "                                  writable root; bad entries are quarantined\n"
+              "kiln cache verify [--json]        check the writable root's file (a damaged\n"
+              "                                  one is moved aside), key texts and cubin\n"
+              "                                  checksums; bad entries are quarantined\n"
               "                                  and listed; exits 1 if any was bad\n"
               "kiln cache prune --max-mb N [--json]\n"
               "                                  evict least-recently-used entries of the\n"
