@@ -396,27 +396,6 @@ static void test_corrupt_after_open(void **state)
         entry_free(&e[i]);
 }
 
-/* The right version with altered tables: moved aside like another schema, not used. */
-static void test_damaged_schema(void **state)
-{
-    fixture *fx = *state;
-    entry e[1];
-    fill_and_close(fx->dir, e, 1);
-    sqlite3 *db = raw_open(fx->dir);
-    raw_exec(db, "ALTER TABLE quarantine RENAME COLUMN key_text TO text");
-    sqlite3_close(db);
-
-    kc_store *store = open_ok(fx->dir, 0);
-    assert_int_equal(count_files(fx->dir, "kernels.db.old-schema-"), 1);
-    assert_int_equal(look(store, &e[0]), KC_MISS);
-    put_ok(store, &e[0]);
-    assert_int_equal(look(store, &e[0]), KC_HIT);
-    kc_quarantine(store, e[0].rec.key, "the quarantine table works again");
-    assert_int_equal(stats_of(store).first.quarantined, 1);
-    kc_close(store);
-    entry_free(&e[0]);
-}
-
 /* Damage PRAGMA quick_check misses: the key index no longer holds the rows (its root page
  * swapped with an empty index's), so lookups miss them and deletes by key cannot remove
  * them. kc_verify finds it and moves the file aside. */
@@ -453,26 +432,41 @@ static void test_index_damage(void **state)
         entry_free(&e[i]);
 }
 
-static void test_schema_mismatch(void **state)
+/* A file damage_sql changed is moved aside as another schema; the new file works. */
+static void check_old_schema_replaced(const char *dir, const char *damage_sql)
 {
-    fixture *fx = *state;
-    entry e[1];
-    fill_and_close(fx->dir, e, 1);
-    sqlite3 *db = raw_open(fx->dir);
-    raw_exec(db, "UPDATE meta SET value = 99 WHERE name = 'schema_version'");
+    entry e;
+    fill_and_close(dir, &e, 1);
+    sqlite3 *db = raw_open(dir);
+    raw_exec(db, damage_sql);
     sqlite3_close(db);
 
-    kc_store *store = open_ok(fx->dir, 0);
-    assert_int_equal(count_files(fx->dir, "kernels.db.old-schema-"), 1);
-    assert_int_equal(look(store, &e[0]), KC_MISS);
-    put_ok(store, &e[0]);
-    assert_int_equal(look(store, &e[0]), KC_HIT);
+    kc_store *store = open_ok(dir, 0);
+    assert_int_equal(count_files(dir, "kernels.db.old-schema-"), 1);
+    assert_int_equal(look(store, &e), KC_MISS);
+    put_ok(store, &e);
+    assert_int_equal(look(store, &e), KC_HIT);
+    kc_quarantine(store, e.rec.key, "the new file's quarantine works");
+    assert_int_equal(stats_of(store).first.quarantined, 1);
     kc_close(store);
-    db = raw_open(fx->dir);
+    db = raw_open(dir);
     assert_int_equal(raw_int(db, "SELECT value FROM meta WHERE name='schema_version'", NULL),
                      KC_SCHEMA_VERSION);
     sqlite3_close(db);
-    entry_free(&e[0]);
+    entry_free(&e);
+}
+
+static void test_schema_mismatch(void **state)
+{
+    fixture *fx = *state;
+    check_old_schema_replaced(fx->dir, "UPDATE meta SET value = 99 WHERE name = 'schema_version'");
+}
+
+/* The right version with altered tables (a flipped byte in the schema text did this). */
+static void test_damaged_schema(void **state)
+{
+    fixture *fx = *state;
+    check_old_schema_replaced(fx->dir, "ALTER TABLE quarantine RENAME COLUMN key_text TO text");
 }
 
 /* ---- size bound ---- */
