@@ -9,7 +9,7 @@ a page zeroed or filled with noise) and runs: prewarm, cache verify, cache ls,
 cache prune --max-mb 0, prewarm, cache verify. Every command must finish within 60 s with
 exit status 0 or 1 and no sanitizer report, and the last verify must find the cache clean
 (recovered). Stop 57 found a 60-s-per-kernel stall and an index fault verify could not mend
-this way (docs/gemm_fp8_notes.md). Exit status 1 when any trial failed."""
+this way (docs/robustness.md). Exit status 1 when any trial failed."""
 import os
 import random
 import shutil
