@@ -122,7 +122,9 @@ static int root_lookup(kc__root *root, const uint8_t key[16], const char *key_te
         kiln__hex16(key, hex);
         int qrc = root->writable ? kc__quarantine_row(root, key, fault, &stored_sum) : SQLITE_OK;
         kiln__log(KILN__LOG_WARN, "cache %s: entry %s: %s; %s", root->path, hex, fault,
-                  !root->writable ? "skipped" : qrc == SQLITE_OK ? "quarantined" : "left in place");
+                  !root->writable    ? "skipped"
+                  : qrc == SQLITE_OK ? "quarantined"
+                                     : "left in place");
         if (qrc != SQLITE_OK)
             kc__root_failed(root, qrc, "quarantining an entry");
     } else if (rc == SQLITE_OK && *cubin != NULL && root->writable) {

@@ -22,7 +22,10 @@ static kiln_tensor tensor(kiln_dtype dtype, int ndim, int64_t d0, int64_t d1, in
     return (kiln_tensor){.data = fake, .dtype = dtype, .ndim = ndim, .shape = {d0, d1, d2}};
 }
 
-static kiln_tensor t1(kiln_dtype dtype, int64_t d0) { return tensor(dtype, 1, d0, 0, 0); }
+static kiln_tensor t1(kiln_dtype dtype, int64_t d0)
+{
+    return tensor(dtype, 1, d0, 0, 0);
+}
 static kiln_tensor t2(kiln_dtype dtype, int64_t d0, int64_t d1)
 {
     return tensor(dtype, 2, d0, d1, 0);
@@ -60,8 +63,8 @@ static void expect(kiln_status got, kiln_status want, const char *named, const c
     kiln_ctx_info info;
     assert_int_equal(kiln_ctx_get_info(ctx, &info), KILN_OK);
     if (got != want)
-        fail_msg("%s: %s, expected %s (\"%s\")", what, kiln_status_str(got),
-                 kiln_status_str(want), msg);
+        fail_msg("%s: %s, expected %s (\"%s\")", what, kiln_status_str(got), kiln_status_str(want),
+                 msg);
     if (strstr(msg, named) == NULL)
         fail_msg("%s: message \"%s\" does not name \"%s\"", what, msg, named);
 }

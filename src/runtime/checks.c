@@ -141,8 +141,7 @@ int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, in
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: M_total = %lld, G = %lld: M_total must be at most 2^31 - 256 "
                                "and G in 1 .. 65536",
-                               op,
-                               (long long)m_total, (long long)g);
+                               op, (long long)m_total, (long long)g);
     return KILN_OK;
 }
 

@@ -10,10 +10,12 @@ int kiln__gemm_bf16_check_nk(kiln_ctx *ctx, const char *name, int64_t n, int64_t
 {
     if (k <= 0 || k % 8 != 0 || k > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 8 (at most 2^20)", name, (long long)k);
+                               "%s: K = %lld must be a positive multiple of 8 (at most 2^20)", name,
+                               (long long)k);
     if (n <= 0 || n % 8 != 0 || n > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 8 (at most 2^20)", name, (long long)n);
+                               "%s: N = %lld must be a positive multiple of 8 (at most 2^20)", name,
+                               (long long)n);
     return KILN_OK;
 }
 

@@ -413,10 +413,12 @@ int kiln__gemm_fp8_check_nk(kiln_ctx *ctx, const char *op, int64_t n, int64_t k)
 {
     if (k <= 0 || k % 128 != 0 || k > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: K = %lld must be a positive multiple of 128 (at most 2^20)", op, (long long)k);
+                               "%s: K = %lld must be a positive multiple of 128 (at most 2^20)", op,
+                               (long long)k);
     if (n <= 0 || n % 16 != 0 || n > (1 << 20))
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
-                               "%s: N = %lld must be a positive multiple of 16 (at most 2^20)", op, (long long)n);
+                               "%s: N = %lld must be a positive multiple of 16 (at most 2^20)", op,
+                               (long long)n);
     return KILN_OK;
 }
 

@@ -26,11 +26,13 @@ static inline unsigned fuzz_byte(fuzz_bytes *in)
  * multiple of 16 up to ~1M. */
 static inline long long fuzz_value(fuzz_bytes *in)
 {
+    /* clang-format off */
     static const long long edges[] = {
         0, 1, -1, 2, 3, 4, 7, 8, 15, 16, 17, 32, 56, 63, 64, 65, 127, 128, 129, 192, 256, 512,
         576, 1000, 1024, 1536, 2048, 2112, 4096, 7168, 8192, 16384, 24576, 32768, 57344, 65536,
         65537, 100000, 1LL << 20, 1LL << 24, (1LL << 24) + 1, (1LL << 31) - 256, (1LL << 31) - 1,
         1LL << 31, 1LL << 32, 1LL << 40, (1LL << 40) + 1, 1LL << 62, INT64_MAX, INT64_MIN};
+    /* clang-format on */
     unsigned b = fuzz_byte(in);
     if (b < 224)
         return edges[b % (sizeof edges / sizeof edges[0])];

@@ -9,9 +9,10 @@
 
 #include "fuzz_common.h"
 
-static const char *const ops[] = {"quant_fp8_per_token", "quant_fp8_per_block", "sf_transpose",
-                                  "gemm_fp8",            "gemm_fp8_masked",     "gemm_fp8_contig",
-                                  "gemm_bf16",           "gemm_bf16_masked",    "gemm_bf16_contig"};
+static const char *const ops[] = {
+    "quant_fp8_per_token", "quant_fp8_per_block", "sf_transpose", "gemm_fp8",
+    "gemm_fp8_masked",     "gemm_fp8_contig",     "gemm_bf16",    "gemm_bf16_masked",
+    "gemm_bf16_contig"};
 static const char *const keys[] = {"m", "n", "k", "g", "f32", "align", "layout"};
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
@@ -26,8 +27,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     char line[1024];
     int len = snprintf(line, sizeof line, "%s", ops[fuzz_byte(&in) % 9]);
     while (in.left > 0 && len < 900)
-        len += snprintf(line + len, sizeof line - (size_t)len, " %s=%lld",
-                        keys[fuzz_byte(&in) % 7], fuzz_value(&in));
+        len += snprintf(line + len, sizeof line - (size_t)len, " %s=%lld", keys[fuzz_byte(&in) % 7],
+                        fuzz_value(&in));
     kiln_status s = kiln_prewarm(ctx, line, NULL);
     if (s != KILN_OK && s != KILN_ERR_INVALID_ARG && s != KILN_ERR_MISS)
         fuzz_fail(ctx, line, s);
