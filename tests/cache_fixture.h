@@ -169,6 +169,20 @@ static inline kc_outcome look(kc_store *store, const entry *e)
     return outcome;
 }
 
+/* Acquires e's key with a claim, waiting up to claim_timeout_ms for another holder: the
+ * outcome must be KC_COMPILE (a miss this caller now builds), with no cubin handed out. */
+static inline void claim_to_compile(kc_store *store, const entry *e, int claim_timeout_ms)
+{
+    kc_outcome outcome = 0;
+    void *cubin = NULL;
+    size_t size = 0;
+    assert_int_equal(
+        kc_acquire(store, e->rec.key, e->key_text, claim_timeout_ms, &outcome, &cubin, &size, NULL),
+        KILN_OK);
+    assert_int_equal(outcome, KC_COMPILE);
+    assert_null(cubin);
+}
+
 static inline kc_store *open_ok(const char *path_list, int64_t max_bytes)
 {
     kc_store *store = NULL;

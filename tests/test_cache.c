@@ -160,12 +160,7 @@ static void test_flipped_cubin_byte(void **state)
     assert_int_equal(look(store, &other), KC_HIT);
 
     /* The key is cold again: claim it, rebuild, and hit. */
-    kc_outcome outcome = 0;
-    void *cubin = NULL;
-    size_t size = 0;
-    assert_int_equal(kc_acquire(store, e.rec.key, e.key_text, 5000, &outcome, &cubin, &size, NULL),
-                     KILN_OK);
-    assert_int_equal(outcome, KC_COMPILE);
+    claim_to_compile(store, &e, 5000);
     put_ok(store, &e);
     assert_int_equal(look(store, &e), KC_HIT);
     assert_int_equal(stats_of(store).first.quarantined, 1);
@@ -269,14 +264,7 @@ static void test_unquarantinable_row(void **state)
     sqlite3_close(db);
     raw_flip_cubin_byte(fx->dir, &e);
 
-    kc_outcome outcome = 0;
-    void *cubin = NULL;
-    size_t size = 0;
-    assert_int_equal(
-        kc_acquire(store, e.rec.key, e.key_text, 3600 * 1000, &outcome, &cubin, &size, NULL),
-        KILN_OK);
-    assert_int_equal(outcome, KC_COMPILE);
-    assert_null(cubin);
+    claim_to_compile(store, &e, 3600 * 1000);
     put_ok(store, &e); /* replaces the bad row */
     assert_int_equal(look(store, &e), KC_HIT);
     assert_int_equal(stats_of(store).first.quarantined, 0);
@@ -636,14 +624,8 @@ static void test_no_writable_root(void **state)
         store = open_ok(lists[k], 0);
         assert_null(kc_writable_path(store));
         assert_int_equal(look(store, &stored), k == 0 ? KC_HIT : KC_MISS);
-        kc_outcome outcome = 0;
-        void *cubin = NULL;
-        size_t size = 0;
         double start = now_ms();
-        assert_int_equal(
-            kc_acquire(store, cold.rec.key, cold.key_text, 5000, &outcome, &cubin, &size, NULL),
-            KILN_OK);
-        assert_int_equal(outcome, KC_COMPILE);
+        claim_to_compile(store, &cold, 5000);
         assert_true(now_ms() - start < 1000);
         put_ok(store, &cold); /* a no-op */
         assert_int_equal(look(store, &cold), KC_MISS);

@@ -118,7 +118,7 @@ int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const ki
 
 int kiln__check_rows(kiln_ctx *ctx, const char *op, int64_t m, int64_t min_rows)
 {
-    if (m < min_rows || m > (1LL << 31) - 256)
+    if (m < min_rows || m > KILN__MAX_ROWS)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: M = %lld is out of range (%lld .. 2^31 - 256)", op,
                                (long long)m, (long long)min_rows);
@@ -137,7 +137,7 @@ int kiln__check_groups(kiln_ctx *ctx, const char *op, int64_t g, int64_t m_max)
 
 int kiln__check_contig_groups(kiln_ctx *ctx, const char *op, int64_t m_total, int64_t g)
 {
-    if (m_total > (1LL << 31) - 256 || g <= 0 || g > 65536)
+    if (m_total > KILN__MAX_ROWS || g <= 0 || g > 65536)
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "%s: M_total = %lld, G = %lld: M_total must be at most 2^31 - 256 "
                                "and G in 1 .. 65536",

@@ -145,9 +145,11 @@ int kiln__check_tensor(kiln_ctx *ctx, const char *op, const char *name, const ki
  * {d1 * row_stride, row_stride, 1}. Fails into ctx naming op and the tensor. */
 int kiln__check_shape3(kiln_ctx *ctx, const char *op, const char *name, const kiln_tensor *t,
                        int64_t d0, int64_t d1, int64_t d2, int64_t row_stride);
-/* M of a GEMM (or the rows of a quantizer) in min_rows .. 2^31 - 256: the kernels index
- * rows in 32 bits and round M up to whole tiles of up to 256 rows. Launches take M = 0 (a
- * no-op), spec lines need M >= 1. Fails into ctx naming op. */
+/* Rows a GEMM or quantizer takes at most: the kernels index rows in 32 bits and round M
+ * up to whole tiles of up to 256 rows. */
+#define KILN__MAX_ROWS ((1LL << 31) - 256)
+/* M of a GEMM (or the rows of a quantizer) in min_rows .. KILN__MAX_ROWS. Launches take
+ * M = 0 (a no-op), spec lines need M >= 1. Fails into ctx naming op. */
 int kiln__check_rows(kiln_ctx *ctx, const char *op, int64_t m, int64_t min_rows);
 /* The masked grouped GEMMs' A [G, M_max, K]: G in 1..65536, M_max in 1..2^24. Fails into
  * ctx naming op. */
