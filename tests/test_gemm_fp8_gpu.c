@@ -153,11 +153,15 @@ static void test_deepseek_shapes(void **state)
 static void test_odd_shapes(void **state)
 {
     (void)state;
-    static const int64_t m1[] = {3}, m2[] = {300, 65}, m3[] = {77, 2000}, m4[] = {33, 1};
+    static const int64_t m1[] = {3}, m2[] = {300, 65}, m3[] = {77, 2000}, m4[] = {33, 1},
+                         m5[] = {1, 100};
     check_shapes(16, 128, m1, 1);
     check_shapes(272, 384, m2, 2);
     check_shapes(1552, 640, m3, 2);
     check_shapes(4112, 256, m4, 2);
+    /* 64 x 192 and 128 x 192 decode tiles over an N that is a multiple of neither 192 nor 128
+     * (stop 58: these shapes took 184-column tiles, which spilled) */
+    check_shapes(23248, 512, m5, 2);
 }
 
 /* Decode tiles split along K over a cluster (cluster_k) whose rows end inside the second,
@@ -588,6 +592,7 @@ static void test_masked_groups(void **state)
     check_masked(2, 1024, 2112, 1536, 900);
     check_masked(2, 64, 1024, 7168, 50); /* a K split over a 4-CTA cluster (64x72 tiles) */
     check_masked(2, 64, 2048, 7168, 50); /* ... and over a 2-CTA cluster (64x64) */
+    check_masked(32, 92, 752, 512, 92);  /* 128 x 192 tiles, 4 per group, the last cut at 752 */
 }
 
 /* One graph, captured once, replayed over new masked_m contents: right every time. */

@@ -73,6 +73,8 @@ void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
     }
 }
 
+static bool width_fits(const kiln__gemm_config *cfg);
+
 /* Decode tile width and K split: with long K, a cluster of CTAs shares each tile (about 66
  * clusters of 2, 30 of 4 and 15 of 8 are co-resident on 132 SMs); otherwise one N tile per
  * SM. */
@@ -140,6 +142,8 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
     cfg->block_n = per_sm <= 16 ? 16 : round_up(per_sm, 8);
     if (cfg->block_n > cap) /* more than one wave anyway: tiles aligned to the scales */
         cfg->block_n = 128;
+    else if (cfg->block_n % 16 == 8 && !width_fits(cfg)) /* 184: 192 (fits_registers) */
+        cfg->block_n += 8;
     /* No K split inside the CTA: with the overlapped K loop, one math warpgroup per 64 rows
      * beat k_split 2 and 4 by 6-11% at 64x7168x2048, 128x7168x2048 and 64x32768x512 (stop
      * 10's --sweep; k_split stays among the alternatives). */
@@ -436,10 +440,34 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
 }
 
 /* out and one wgmma accumulator set (two with overlap) of block_n / 2 values per math
- * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model). */
+ * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model).
+ * Plain-loop tiles wider than 128 columns by an odd multiple of 8 start at any of 16 offsets
+ * into their B scale blocks and may touch three of them; the template compiles the promotion
+ * once per offset (SB_PER_PHASE) and ptxas needs more than the 40 there: 184-column decode
+ * kernels spilled 16-436 bytes (31 of the 33 compiled, dense and masked, every K split and
+ * cluster; local loads in the K loop), 64 x 200 ones 300-712, while 136, 152 and 168 columns
+ * spill nothing (stop 58, NVRTC 13.0). Counted as 24 more, which leaves out those two. */
 static bool fits_registers(const kiln__gemm_config *cfg)
 {
-    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 <= math_regs(cfg);
+    int phases = !cfg->overlap && cfg->block_n > 128 && cfg->block_n % 16 == 8 ? 24 : 0;
+    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 + phases <= math_regs(cfg);
+}
+
+/* fits_registers for the loop the kernel runs (overlapped where the registers allow). */
+static bool width_fits(const kiln__gemm_config *cfg)
+{
+    kiln__gemm_config c = *cfg;
+    c.overlap = cfg->overlap && kiln__gemm_fp8_can_overlap(cfg);
+    return c.block_n <= 256 && fits_registers(&c);
+}
+
+/* Sets the decode tile's width and its loop (overlapped where the registers allow); false
+ * when the registers do not fit it. */
+static bool try_width(kiln__gemm_config *cfg, int width)
+{
+    cfg->block_n = width < 16 ? 16 : width;
+    cfg->overlap = kiln__gemm_fp8_can_overlap(cfg);
+    return cfg->block_n <= 256 && fits_registers(cfg);
 }
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
@@ -489,9 +517,8 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
     for (int rounds = 1; rounds <= 4; rounds++) {
         int64_t tiles = (int64_t)n_tiles * rounds;
         int width = round_up((int)((n + tiles - 1) / tiles), mc > 1 ? 16 : 8);
-        cfg->block_n = width < 16 ? 16 : width;
-        cfg->overlap = kiln__gemm_fp8_can_overlap(cfg);
-        if (cfg->block_n <= 256 && fits_registers(cfg))
+        /* 8 columns more keep the round where the odd multiple of 8 does not fit (184: 192) */
+        if (try_width(cfg, width) || (width % 16 == 8 && try_width(cfg, width + 8)))
             break;
         if (rounds == 4)
             return false;
