@@ -446,19 +446,12 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
  * once per offset (SB_PER_PHASE) and ptxas needs more than the 40 there: 184-column decode
  * kernels spilled 16-436 bytes (31 of the 33 compiled, dense and masked, every K split and
  * cluster; local loads in the K loop), 64 x 200 ones 300-712, while 136, 152 and 168 columns
- * spill nothing (stop 58, NVRTC 13.0). Counted as 24 more, which leaves out those two. */
+ * spill nothing (stop 58, NVRTC 13.0). Counted as 24 more, which leaves out 184 columns and
+ * 64 x 200. */
 static bool fits_registers(const kiln__gemm_config *cfg)
 {
-    int phases = !cfg->overlap && cfg->block_n > 128 && cfg->block_n % 16 == 8 ? 24 : 0;
-    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 + phases <= math_regs(cfg);
-}
-
-/* fits_registers for the loop the kernel runs (overlapped where the registers allow). */
-static bool width_fits(const kiln__gemm_config *cfg)
-{
-    kiln__gemm_config c = *cfg;
-    c.overlap = cfg->overlap && kiln__gemm_fp8_can_overlap(cfg);
-    return c.block_n <= 256 && fits_registers(&c);
+    int phase_regs = !cfg->overlap && cfg->block_n > 128 && cfg->block_n % 16 == 8 ? 24 : 0;
+    return (cfg->overlap ? 3 : 2) * cfg->block_n / 2 + 40 + phase_regs <= math_regs(cfg);
 }
 
 /* Sets the decode tile's width and its loop (overlapped where the registers allow); false
@@ -468,6 +461,13 @@ static bool try_width(kiln__gemm_config *cfg, int width)
     cfg->block_n = width < 16 ? 16 : width;
     cfg->overlap = kiln__gemm_fp8_can_overlap(cfg);
     return cfg->block_n <= 256 && fits_registers(cfg);
+}
+
+/* Whether cfg's width fits the registers, as try_width counts them. */
+static bool width_fits(const kiln__gemm_config *cfg)
+{
+    kiln__gemm_config c = *cfg;
+    return try_width(&c, cfg->block_n);
 }
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
