@@ -73,7 +73,7 @@ void kiln__gemm_fp8_fit(kiln__gemm_config *cfg)
     }
 }
 
-static bool width_fits(const kiln__gemm_config *cfg);
+static bool try_width_or_next(kiln__gemm_config *cfg, int width);
 
 /* Decode tile width and K split: with long K, a cluster of CTAs shares each tile (about 66
  * clusters of 2, 30 of 4 and 15 of 8 are co-resident on 132 SMs); otherwise one N tile per
@@ -142,8 +142,11 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
     cfg->block_n = per_sm <= 16 ? 16 : round_up(per_sm, 8);
     if (cfg->block_n > cap) /* more than one wave anyway: tiles aligned to the scales */
         cfg->block_n = 128;
-    else if (cfg->block_n % 16 == 8 && !width_fits(cfg)) /* 184: 192 (fits_registers) */
-        cfg->block_n += 8;
+    else {
+        kiln__gemm_config c = *cfg; /* the width only: the loop is kept as picked */
+        if (try_width_or_next(&c, cfg->block_n))
+            cfg->block_n = c.block_n;
+    }
     /* No K split inside the CTA: with the overlapped K loop, one math warpgroup per 64 rows
      * beat k_split 2 and 4 by 6-11% at 64x7168x2048, 128x7168x2048 and 64x32768x512 (stop
      * 10's --sweep; k_split stays among the alternatives). */
@@ -463,11 +466,11 @@ static bool try_width(kiln__gemm_config *cfg, int width)
     return cfg->block_n <= 256 && fits_registers(cfg);
 }
 
-/* Whether cfg's width fits the registers, as try_width counts them. */
-static bool width_fits(const kiln__gemm_config *cfg)
+/* try_width, or 8 columns more where an odd multiple of 8 does not fit (184: 192), which
+ * keeps the round of tiles. */
+static bool try_width_or_next(kiln__gemm_config *cfg, int width)
 {
-    kiln__gemm_config c = *cfg;
-    return try_width(&c, cfg->block_n);
+    return try_width(cfg, width) || (width % 16 == 8 && try_width(cfg, width + 8));
 }
 
 /* Appends cfg to out unless out is full or holds a configuration that compiles to the same
@@ -517,8 +520,7 @@ static bool decode_alternative(kiln__gemm_config *cfg, int64_t n, int64_t k_bloc
     for (int rounds = 1; rounds <= 4; rounds++) {
         int64_t tiles = (int64_t)n_tiles * rounds;
         int width = round_up((int)((n + tiles - 1) / tiles), mc > 1 ? 16 : 8);
-        /* 8 columns more keep the round where the odd multiple of 8 does not fit (184: 192) */
-        if (try_width(cfg, width) || (width % 16 == 8 && try_width(cfg, width + 8)))
+        if (try_width_or_next(cfg, width))
             break;
         if (rounds == 4)
             return false;
