@@ -154,7 +154,7 @@ static void test_odd_shapes(void **state)
 {
     (void)state;
     static const int64_t m1[] = {3}, m2[] = {300, 65}, m3[] = {77, 2000}, m4[] = {33, 1},
-                         m5[] = {1, 100};
+                         m5[] = {1, 100}, m6[] = {1, 65};
     check_shapes(16, 128, m1, 1);
     check_shapes(272, 384, m2, 2);
     check_shapes(1552, 640, m3, 2);
@@ -162,6 +162,10 @@ static void test_odd_shapes(void **state)
     /* 64 x 192 and 128 x 192 decode tiles over an N that is a multiple of neither 192 nor 128
      * (stop 58: these shapes took 184-column tiles, which spilled) */
     check_shapes(23248, 512, m5, 2);
+    /* plain-loop tiles at 16 offsets into the B scale blocks (64 x 168, 128 x 168, 128 x 152): the
+     * promotion's run-time block choice (stop 59) */
+    check_shapes(21136, 512, m6, 2);
+    check_shapes(19024, 512, m6 + 1, 1);
 }
 
 /* Decode tiles split along K over a cluster (cluster_k) whose rows end inside the second,

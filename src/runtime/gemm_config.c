@@ -445,12 +445,13 @@ int kiln__gemm_fp8_spec_mnk(kiln_ctx *ctx, kiln__spec_words *words, const char *
 /* out and one wgmma accumulator set (two with overlap) of block_n / 2 values per math
  * thread, plus ~40 registers of addresses and scales (kiln__gemm_fp8_can_overlap's model).
  * Plain-loop tiles wider than 128 columns by an odd multiple of 8 start at any of 16 offsets
- * into their B scale blocks and may touch three of them; the template compiles the promotion
- * once per offset (SB_PER_PHASE) and ptxas needs more than the 40 there: 184-column decode
- * kernels spilled 16-436 bytes (31 of the 33 compiled, dense and masked, every K split and
- * cluster; local loads in the K loop), 64 x 200 ones 300-712, while 136, 152 and 168 columns
- * spill nothing (stop 58, NVRTC 13.0). Counted as 24 more, which leaves out 184 columns and
- * 64 x 200. */
+ * into their B scale blocks and may touch three of them. While the template compiled the
+ * promotion once per such offset, 184-column decode kernels spilled 16-436 bytes (31 of the
+ * 33 compiled; local loads in the K loop) and 64 x 200 ones 300-712 (stop 58, NVRTC 13.0).
+ * Since stop 59 they take the run-time block choice (SB_PER_PHASE) and 128 x 184 spills
+ * nothing, but its K block is still twice 128 x 192's instructions (319 against 157), and
+ * 192 columns keep the round of tiles (try_width_or_next): counted as 24 more, which leaves
+ * out 184 columns and 64 x 200. */
 static bool fits_registers(const kiln__gemm_config *cfg)
 {
     int phase_regs = !cfg->overlap && cfg->block_n > 128 && cfg->block_n % 16 == 8 ? 24 : 0;

@@ -196,14 +196,17 @@ constexpr bool SB_ALIGNED = (BN % 128 == 0) || (128 % BN == 0);
 constexpr int NSB = SB_ALIGNED ? (BN + 127) / 128 : BN / 128 + 2;
 constexpr int gcd_int(int a, int b) { return b == 0 ? a : gcd_int(b, a % b); }
 /* Unaligned tiles start at n0 % 128 = a multiple of SB_STEP. With few such offsets (160 and
- * 192 columns: 4 and 2), or any number in the plain K loop, the promotion is compiled once per
+ * 192 columns: 4 and 2), or up to 8 in the plain K loop, the promotion is compiled once per
  * offset, so that each column group's scale block is a compile-time fact there too (a
  * run-time selection per column group tripled a 160-column promotion's instructions: 200
  * against 86); ptxas merges the copies into one FFMA body. In the overlapped loop it does
- * not (64 x 72: 584 FFMA against 72), so there many offsets take promote's run-time choice. */
+ * not (64 x 72: 584 FFMA against 72), and in the plain loop not at 16 offsets (widths an odd
+ * multiple of 8: its K loop moved every accumulator register between the copies, 128 x 168
+ * 723 instructions per K block, 128 x 72 419; with the run-time choice 299 and 130, stop 59),
+ * so those take promote's run-time choice. */
 constexpr int SB_STEP = gcd_int(BN, 128);
 constexpr int SB_PHASES = SB_ALIGNED ? 1 : 128 / SB_STEP;
-constexpr bool SB_PER_PHASE = !SB_ALIGNED && (SB_PHASES <= 4 || !OVERLAP);
+constexpr bool SB_PER_PHASE = !SB_ALIGNED && (SB_PHASES <= 4 || (!OVERLAP && SB_PHASES <= 8));
 
 /* Epilogue staging: the tile is split into column slabs of D_SLAB bf16, each slab of one
  * math warpgroup (64 rows) stored by one TMA store. */
