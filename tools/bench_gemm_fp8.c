@@ -40,8 +40,9 @@
  * KILN_SWEEP_STAGES=S1,S2,... (--sweep and --trace, dense): instead of the alternatives, the
  * heuristic's configuration with each of these ring depths (those that fit and divide by its
  * k_split; 0: its own).
- * KILN_SWEEP_WIDTHS=W1,W2,... (--sweep, dense and --masked): likewise, the heuristic's
- * configuration with each of these tile widths (multiples of 8, its ring depth fitted again).
+ * KILN_SWEEP_WIDTHS=W1,W2,... (--sweep and --trace, dense; --sweep --masked): likewise, the
+ * heuristic's configuration with each of these tile widths (multiples of 8, its ring depth
+ * fitted again).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -530,7 +531,7 @@ static void trace_shape(operand_set *sets, int num_sets, int64_t m, int64_t n, i
     kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int count =
         kiln__gemm_fp8_alternatives(m, n, k, ctx->num_sms, alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
-    count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages);
+    count = sweep_variants(alt, count);
     /* With --loads-only / --math-only, each configuration's parts are traced after it. */
     kiln__gemm_config runs[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
     const char *run_label[KILN_GEMM_FP8_MAX_ALTERNATIVES * (1 + NUM_PARTS)];
