@@ -275,12 +275,13 @@ static void test_contig_bad_arguments(void **state)
 
 /* Serving mode: the spec line `kiln prewarm --model` writes for a prefill batch, prewarmed
  * without a GPU, serves both layouts in a KILN_JIT=0 context; a shape not prewarmed is
- * KILN_ERR_MISS. */
+ * KILN_ERR_MISS. The line names the batch launched (M_total 333 rows in 3 groups): tile
+ * height and width follow the rows, as they do for the dense GEMM. */
 static void test_contig_prewarmed_serves_jit_off(void **state)
 {
     (void)state;
     char dir[32];
-    kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_fp8_contig m=4096 n=1024 k=1024 align=128");
+    kiln_ctx *server = gpu_jit_off_ctx(dir, "gemm_fp8_contig m=333 n=1024 k=1024 align=128 g=3");
     assert_non_null(server);
     kiln_ctx *shared = ctx;
     ctx = server; /* the suite launches on ctx */

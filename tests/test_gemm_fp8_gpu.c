@@ -194,8 +194,9 @@ static void restore_ctx(kiln_ctx *plain)
 }
 
 /* KILN_GEMM_MULTICAST: prefill tiles in 2-CTA clusters, each CTA loading half of the shared
- * B tile into both; 3 m blocks leave the last pair with a dummy partner, N = 576 takes
- * 144-column tiles (72-row halves). */
+ * B tile into both; 3 and 33 m blocks leave the last pair with a dummy partner, and N = 576
+ * at 4200 rows takes 144-column tiles (72-row halves; one round of them against two of
+ * 128-column ones). */
 static void test_multicast(void **state)
 {
     (void)state;
@@ -203,9 +204,9 @@ static void test_multicast(void **state)
     assert_int_equal(kiln_options_init(&opts), KILN_OK);
     opts.gemm_multicast = 1;
     kiln_ctx *plain = swap_ctx(&opts);
-    static const int64_t m1[] = {129, 1000}, m2[] = {300};
+    static const int64_t m1[] = {129, 1000}, m2[] = {300, 4200};
     check_shapes(2112, 1024, m1, 2);
-    check_shapes(576, 1536, m2, 1);
+    check_shapes(576, 1536, m2, 2);
     restore_ctx(plain);
 }
 

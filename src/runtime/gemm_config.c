@@ -152,6 +152,23 @@ static void pick_decode(kiln__gemm_config *cfg, int64_t n, int64_t k_blocks, int
      * 10's --sweep; k_split stays among the alternatives). */
 }
 
+/* Prefill at N <= 1024: 144-column tiles where they need fewer rounds of 128-row tiles than
+ * 128-column ones, by enough to pay for their slower loop. Three accumulator sets do not fit
+ * at 144 columns, so the tile runs the plain loop with both warpgroups promoting at once, and
+ * 144 columns keep the tensor cores about as long as 160 would: ~1.35x an overlapped 128 x 128
+ * tile per K block (stop 61, H100: 827 against 604 cycles with loads; one round each,
+ * 2048x576x7168 31.55 against 25.25 us). At equal rounds 128 columns were 16-24% faster on
+ * ten shapes (profiler: 4096 x 256 / 512 / 768 / 1024 x 7168, 512 / 1024 / 2048 x 576 x 7168,
+ * 512x512x7168, 4096x512x2048, 1024x1024x4096); at 4096x576x7168 (one round against two)
+ * 144 columns take 33.44 us against 45.18. */
+static bool wide_prefill_tiles(int64_t m, int64_t n, int num_sms)
+{
+    int64_t m_blocks = (m + 127) / 128;
+    int64_t rounds_128 = (m_blocks * ((n + 127) / 128) + num_sms - 1) / num_sms;
+    int64_t rounds_144 = (m_blocks * ((n + 143) / 144) + num_sms - 1) / num_sms;
+    return 135 * rounds_144 < 100 * rounds_128;
+}
+
 kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_sms)
 {
     if (num_sms < 1)
@@ -162,8 +179,8 @@ kiln__gemm_config kiln__gemm_fp8_pick(int64_t m, int64_t n, int64_t k, int num_s
         cfg.block_m = m <= 64 ? 64 : 128;
         cfg.group_n = 1000; /* one row of tiles: no L2 grouping to do */
         pick_decode(&cfg, n, k / 128, num_sms);
-    } else if (n <= 1024) {
-        cfg.block_n = 144; /* the notes' best for N = 576 */
+    } else if (n <= 1024 && wide_prefill_tiles(m, n, num_sms)) {
+        cfg.block_n = 144;
     }
     kiln__gemm_fp8_fit(&cfg);
     return cfg;
