@@ -43,6 +43,9 @@
  * KILN_SWEEP_WIDTHS=W1,W2,... (--sweep and --trace, dense; --sweep --masked): likewise, the
  * heuristic's configuration with each of these tile widths (multiples of 8, its ring depth
  * fitted again).
+ * KILN_SWEEP_CLUSTER_K=C1,C2,... (--sweep and --trace, dense): likewise, the heuristic's
+ * configuration with each tile's K blocks split over a cluster of that many CTAs (1, 2, 4
+ * or 8; tiles up to 128 rows without multicast).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -411,6 +414,19 @@ static bool vary_stages(kiln__gemm_config *c, long stages)
     return true;
 }
 
+/* KILN_SWEEP_CLUSTER_K: each tile's K blocks split over a cluster of 2, 4 or 8 CTAs (1: none),
+ * stages fitted again; tiles up to 128 rows without multicast or a K split inside the CTA,
+ * as decode takes them (prefill shapes with fewer tiles than SMs: stop 61). */
+static bool vary_cluster_k(kiln__gemm_config *c, long ck)
+{
+    if ((ck != 1 && ck != 2 && ck != 4 && ck != 8) || c->block_m > 128 || c->multicast > 1 ||
+        c->k_split != 1 || kiln__gemm_fp8_multicast_a(c) > 1)
+        return false;
+    c->cluster_k = ck > 1 ? (int)ck : 0;
+    kiln__gemm_fp8_fit(c);
+    return c->stages >= 2 && c->k_split == 1;
+}
+
 /* KILN_SWEEP_WIDTHS: the tile width (a multiple of 8 up to 256), stages fitted again. */
 static bool vary_width(kiln__gemm_config *c, long width)
 {
@@ -443,6 +459,7 @@ static int listed_variants(kiln__gemm_config *alt, int count, const char *env,
 static int sweep_variants(kiln__gemm_config *alt, int count)
 {
     count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages);
+    count = listed_variants(alt, count, "KILN_SWEEP_CLUSTER_K", vary_cluster_k);
     return listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width);
 }
 
