@@ -424,7 +424,7 @@ static bool vary_cluster_k(kiln__gemm_config *c, long ck)
         return false;
     c->cluster_k = ck > 1 ? (int)ck : 0;
     kiln__gemm_fp8_fit(c);
-    return c->stages >= 2 && c->k_split == 1;
+    return c->stages >= 2;
 }
 
 /* KILN_SWEEP_WIDTHS: the tile width (a multiple of 8 up to 256), stages fitted again. */
