@@ -435,6 +435,40 @@ static void test_prefill_width_where_measured_faster(void **state)
     }
 }
 
+/* Prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose clusters
+ * are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), from K = 4096 and split evenly;
+ * the template lays out the split kernel's shared memory as the host counts it. */
+static void test_prefill_k_split_where_few_tiles(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int cluster_k; /* 0: no split */
+    } cases[] = {
+        {512, 576, 7168, 4},  {512, 512, 7168, 4}, {1024, 576, 7168, 2}, {1024, 1024, 4096, 2},
+        {129, 576, 7168, 8},  {768, 512, 7168, 4}, {2048, 576, 7168, 0}, {4096, 4096, 7168, 0},
+        {512, 576, 2048, 0},  {128, 576, 7168, 0}, {1024, 576, 3968, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        kiln__gemm_config before = c;
+        bool split =
+            kiln__gemm_fp8_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132);
+        int got = split ? c.cluster_k : 0;
+        if (got != cases[i].cluster_k || split != (cases[i].cluster_k > 0))
+            fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, got, cases[i].cluster_k);
+        if (!split) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        assert_true(c.stages >= 2);
+        assert_int_equal(c.block_m, 128);
+        if (i < 2)
+            assert_compiles(cases[i].m, cases[i].n, cases[i].k, &c);
+    }
+}
+
 /* Dense BF16-output launches without b_ready take the kernel without the early-B path;
  * with it, grouped and FP32-output ones the kernel as before. */
 static void test_no_b_early_rule(void **state)
@@ -729,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_tail_split_rule),
         cmocka_unit_test(test_no_b_early_rule),
         cmocka_unit_test(test_prefill_width_where_measured_faster),
+        cmocka_unit_test(test_prefill_k_split_where_few_tiles),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),

@@ -199,6 +199,37 @@ void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t
         cfg->unroll = 4;
 }
 
+/* Prefill with fewer tiles than SMs: each tile's K blocks split over a cluster of 2, 4 or 8
+ * CTAs (as decode does), the largest size whose clusters all fit at once, so most SMs work
+ * instead of a few (512x576x7168 runs 20 tiles on 132 SMs). Stop 62, H100, KILN_SWEEP_CLUSTER_K
+ * under the profiler (no split / clusters of 2 / 4 / 8, us; 128 x 128 overlapped tiles):
+ * 512x576x7168 (20 tiles) 24.10 / 16.80 / 13.34 / 20.64, 512x512x7168 (16) 23.97 / 16.77 /
+ * 12.45 / 19.42, 1024x576x7168 (40) 24.61 / 17.92 / 22.75 / 30.08, 1024x1024x4096 (64)
+ * 16.10 / 14.56 / 24.51 / 41.95, 2048x576x7168 (80) 25.12 / 31.78 / 38.91 / 57.50. Clusters
+ * of 8 lost wherever the tiles outnumber the 15 that fit (a second wave). K from 4096 up and
+ * split evenly, as decode's clusters. */
+bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                    int num_sms)
+{
+    int64_t k_blocks = k / 128;
+    if (m <= 128 || cfg->block_m != 128 || cfg->k_split != 1 || cfg->multicast > 1 ||
+        cfg->cluster_k > 1 || kiln__gemm_fp8_multicast_a(cfg) > 1 || k_blocks < 32)
+        return false;
+    int64_t tiles = (m + 127) / 128 * ((n + cfg->block_n - 1) / cfg->block_n);
+    for (int c = 8; c >= 2; c /= 2) {
+        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c))
+            continue;
+        kiln__gemm_config split = *cfg;
+        split.cluster_k = c;
+        kiln__gemm_fp8_fit(&split);
+        if (split.stages < 2)
+            continue;
+        *cfg = split;
+        return true;
+    }
+    return false;
+}
+
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative
  * to a 128 x 128 one, as measured on the H200: a 192-row tile (three math warpgroups) 1.36-1.41x
  * (docs/gemm_fp8_notes.md, "Stop 8"); a 256-row tile (two warpgroups, two waves) 1.36-1.37x a
@@ -611,6 +642,9 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
          * 12's --sweep. Decode waits for data, not for the tensor cores.) */
         return count;
     }
+    c = pick; /* few tiles: K split over a cluster, as dense launches take it */
+    if (kiln__gemm_fp8_prefill_k_split(&c, m, n, k, num_sms))
+        add_alternative(out, &count, max, &c);
     if (pick.k_split == 1 && pick.cluster_k <= 1) { /* B shared by a pair of M tiles */
         for (int overlap = 1; overlap >= 0; overlap--) {
             c = pick;
