@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A spill census of the FP8 decode and masked picks, without a GPU: kiln-pick-census lists
-# every distinct configuration the picks and the benchmark's --sweep lists produce over a
-# sweep of shapes, this compiles each once on every CPU (about 1600 kernels: ~12 min on two
-# cores) and prints those ptxas spilled or gave a stack frame, then the counts.
+# A spill census of the FP8 decode, masked and prefill K-split picks, without a GPU:
+# kiln-pick-census lists every distinct configuration the picks and the benchmark's --sweep
+# lists produce over a sweep of shapes, this compiles each once on every CPU (about 1600
+# kernels: ~12 min on two cores) and prints those ptxas spilled or gave a stack frame, then
+# the counts.
 #   bash scripts/pick-census.sh [BUILD] [JOBS]      (BUILD defaults to build)
 # Keep the whole output with OUT=FILE. Stop 58: 19 of 1578 spilled, two of them picks
 # (docs/gemm_fp8_notes.md). Read a kernel's loops by compiling its line again with

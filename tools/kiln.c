@@ -216,8 +216,10 @@ static void info_text(const kiln_ctx_info *info, const kiln_options *opts)
     printf("%-10s KILN_JIT=%d KILN_PDL=%d KILN_CACHE_MAX_MB=%lld KILN_LOG=%d\n", "settings",
            opts->jit, opts->pdl, (long long)opts->cache_max_mb, opts->log_level);
     /* These pick the GEMM kernels, so a cache prewarmed under other values misses. */
-    printf("%-10s KILN_GEMM_OVERLAP=%d KILN_GEMM_MULTICAST=%d KILN_GEMM_TALL_TILES=%d\n", "",
-           opts->gemm_overlap, opts->gemm_multicast, opts->gemm_tall_tiles);
+    printf("%-10s KILN_GEMM_OVERLAP=%d KILN_GEMM_MULTICAST=%d KILN_GEMM_TALL_TILES=%d "
+           "KILN_GEMM_PREFILL_K_SPLIT=%d\n",
+           "", opts->gemm_overlap, opts->gemm_multicast, opts->gemm_tall_tiles,
+           opts->gemm_prefill_k_split);
 }
 
 static void info_json_begin(cli_json *json, const kiln_ctx_info *info, const kiln_options *opts)
@@ -244,6 +246,7 @@ static void info_json_begin(cli_json *json, const kiln_ctx_info *info, const kil
     cli_json_bool(json, "gemm_overlap", opts->gemm_overlap);
     cli_json_bool(json, "gemm_multicast", opts->gemm_multicast);
     cli_json_int(json, "gemm_tall_tiles", opts->gemm_tall_tiles);
+    cli_json_bool(json, "gemm_prefill_k_split", opts->gemm_prefill_k_split);
 }
 
 int cli_cmd_info(int argc, char **argv)

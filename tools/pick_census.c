@@ -1,6 +1,7 @@
 /* kiln-pick-census: the FP8 decode and masked configurations that the picks and the
- * benchmark's --sweep lists produce over a sweep of shapes, each compiled once (no GPU) with
- * ptxas's spills. Stop 58 found the 184-column tiles spilling this way (docs/gemm_fp8_notes.md).
+ * benchmark's --sweep lists produce over a sweep of shapes, and the prefill K split's, each
+ * compiled once (no GPU) with ptxas's spills. Stop 58 found the 184-column tiles spilling
+ * this way (docs/gemm_fp8_notes.md).
  *   kiln-pick-census list           one line per distinct configuration:
  *                                   pick|alt CONFIG N K   (the first shape that produced it)
  *   kiln-pick-census compile [DIR]  compiles the lines of stdin (as `list` prints them) and
@@ -84,6 +85,15 @@ static void list(void)
                              kiln__gemm_fp8_alternatives(m, n, ks[i], 132, alt,
                                                          KILN_GEMM_FP8_MAX_ALTERNATIVES),
                              n, ks[i], 0);
+            }
+    /* prefill with fewer tiles than SMs: the dense launch's K split (dense_config) */
+    for (int64_t m = 129; m <= 2048; m += 127)
+        for (int64_t n = 16; n <= 8192; n += 16)
+            for (int i = 0; i < nk; i++) {
+                kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, ks[i], 132);
+                if (!kiln__gemm_fp8_try_tall(&c, m, n, ks[i], 1, 132, KILN__TALL_ANY) &&
+                    kiln__gemm_fp8_prefill_k_split(&c, m, n, ks[i], 132))
+                    note(&c, n, ks[i], 1);
             }
     for (int g = 0; g < ng; g++)
         for (int64_t m = 1; m <= 256; m += m < 16 ? 1 : 3)

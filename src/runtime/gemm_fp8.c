@@ -146,8 +146,8 @@ static int64_t dense_units(const kiln__gemm_config *cfg, int64_t m, int64_t n)
  * time (1, the default) or always (2: 192, 3: 256); KILN_GEMM_MULTICAST pairs the prefill
  * tiles of two m blocks in a 2-CTA cluster that shares (multicasts) their B tile; with
  * KILN_GEMM_OVERLAP=0 the 128 x 128 prefill tiles issue in turn
- * (kiln__gemm_fp8_prefill_turns). Prefill with fewer tiles than SMs splits K over clusters
- * (kiln__gemm_fp8_prefill_k_split). */
+ * (kiln__gemm_fp8_prefill_turns); KILN_GEMM_PREFILL_K_SPLIT (on by default) splits the K of
+ * prefill with fewer tiles than SMs over clusters (kiln__gemm_fp8_prefill_k_split). */
 static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                       bool out_f32)
 {
@@ -172,7 +172,8 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
          * faster, 4096x24576x1536 and 4096x32768x512 0.4-0.5% slower). */
         if (cfg.block_m == 256)
             cfg.group_n = 16;
-    } else if (kiln__gemm_fp8_prefill_k_split(&cfg, m, n, k, ctx->num_sms)) {
+    } else if (ctx->opts.gemm_prefill_k_split &&
+               kiln__gemm_fp8_prefill_k_split(&cfg, m, n, k, ctx->num_sms)) {
         /* fewer tiles than SMs: each tile's K over a cluster of CTAs, no multicast */
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;

@@ -60,6 +60,10 @@ static const knob knobs[] = {
       "(by height, K and grouped layout; contiguous groups: counted per group), 2 always 192, "
       "3 always 256; masked groups take no 192-row tiles"},
      KNOB_INT, OPT(gemm_tall_tiles), 0, 3},
+    {{"KILN_GEMM_PREFILL_K_SPLIT", "bool", "1",
+      "FP8 GEMMs with M > 128 in fewer 128-row tiles than SMs (K >= 4096): each tile's K split "
+      "over a cluster of 2, 4 or 8 CTAs, the largest whose clusters all fit at once"},
+     KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
 
@@ -144,6 +148,7 @@ kiln_status kiln_options_init(kiln_options *opts)
         .claim_timeout_ms = 60000,
         .gemm_overlap = 1,
         .gemm_tall_tiles = 1,
+        .gemm_prefill_k_split = 1,
     };
     for (int i = 0; i < NUM_KNOBS; i++) {
         const knob *k = &knobs[i];
