@@ -179,6 +179,29 @@ static void test_cluster_partial_rows(void **state)
     check_shapes(4096, 7168, ms, 3);
 }
 
+/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (stop 62), with rows
+ * ending inside a later m block: clusters of 4 (500 x 576 x 7168: 20 tiles; 300 x 1008 x 4096,
+ * whose last n block is cut too) and of 2 (257 x 2112 x 7168: 51 tiles). The deepseek shapes
+ * add clusters of 8 (129 x 576) and of 2 (129 x 2112 / 4096, 1000 x 576). */
+static void test_prefill_k_split_partial_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int cluster_k;
+    } cases[] = {{500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
+        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        if (!kiln__gemm_fp8_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
+            c.cluster_k != cases[i].cluster_k)
+            fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
+                     cases[i].cluster_k);
+        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1);
+    }
+}
+
 /* The shared context is swapped for one made with opts for the length of a test. */
 static kiln_ctx *swap_ctx(const kiln_options *opts)
 {
@@ -715,6 +738,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_cluster_partial_rows),
+        cmocka_unit_test(test_prefill_k_split_partial_rows),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),
