@@ -215,7 +215,8 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
     if (m <= 128 || cfg->block_m != 128 || cfg->k_split != 1 || cfg->multicast > 1 ||
         cfg->cluster_k > 1 || kiln__gemm_fp8_multicast_a(cfg) > 1 || k_blocks < 32)
         return false;
-    int64_t tiles = (m + 127) / 128 * ((n + cfg->block_n - 1) / cfg->block_n);
+    int64_t m_blocks = (m + cfg->block_m - 1) / cfg->block_m;
+    int64_t tiles = m_blocks * ((n + cfg->block_n - 1) / cfg->block_n);
     for (int c = 8; c >= 2; c /= 2) {
         if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c))
             continue;
