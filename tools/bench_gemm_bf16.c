@@ -9,7 +9,12 @@
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
  * 16 columns wider and half as wide; an N-major B every width it takes, 64 to 256;
- * prefill: 128-row tiles of widths 128..256), each timed the same way.
+ * prefill: 128-row tiles of widths 128..256), each timed the same way and checked against
+ * the FP64 reference on 8 rows spread over M (D poisoned with NaN first).
+ * KILN_BENCH_SWEEP_CLUSTER_K=C1,C2,... (--sweep, prefill): instead of the widths, the
+ * pick's width and 128 with each tile's K blocks split over a cluster of that many CTAs (1,
+ * 2, 4 or 8; 1: no split), as decode splits them: for prefill shapes with fewer tiles than
+ * SMs (the FP8 GEMM's KILN_SWEEP_CLUSTER_K, stop 62).
  * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
@@ -44,6 +49,8 @@ static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) *
 static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
 static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
 static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
+static int sweep_splits[4];     /* KILN_BENCH_SWEEP_CLUSTER_K's values */
+static int num_sweep_splits;
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
@@ -271,6 +278,38 @@ static int clamp_width(int64_t w)
     return w < 16 ? 16 : w > 256 ? 256 : (int)w;
 }
 
+/* KILN_BENCH_SWEEP_CLUSTER_K: a comma-separated list of 1, 2, 4 and 8 (at most four) into
+ * sweep_splits; false, with a message, for anything else. Unset or empty: no list. */
+static bool parse_sweep_splits(const char *list)
+{
+    num_sweep_splits = 0;
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || (v != 1 && v != 2 && v != 4 && v != 8) || num_sweep_splits == 4 ||
+            (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "KILN_BENCH_SWEEP_CLUSTER_K=%s: expected up to four of 1, 2, 4, 8\n",
+                    list);
+            return false;
+        }
+        sweep_splits[num_sweep_splits++] = (int)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return true;
+}
+
+/* kiln's median microseconds (forced's configuration, or the pick's) with set 0's D poisoned
+ * first; *diff: D's diff against the FP64 reference (check_output; 1 for a failed run). */
+static double checked_run(operand_set *sets, int num_sets, const float *af, const float *bf,
+                          int64_t m, int64_t n, int64_t k, CUstream stream, double *diff)
+{
+    gpu_poison(sets[0].dd, (size_t)(m * n) * 2, 0xffffffffu);
+    double us = time_runner(NULL, sets, num_sets, m, n, k, stream);
+    CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
+    *diff = us > 0 ? check_output(&sets[0], af, bf, m, n, k) : 1.0;
+    return us;
+}
+
 /* The configurations --sweep tries for an M x N x K problem; returns how many. */
 static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config *out, int max)
 {
@@ -312,6 +351,20 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
                     out[count++] = c;
             }
         }
+    } else if (num_sweep_splits > 0) {
+        kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms);
+        const int widths[] = {pick.block_n, 128};
+        for (int j = 0; j < (pick.block_n != 128 ? 2 : 1); j++) {
+            for (int i = 0; i < num_sweep_splits && count < max; i++) {
+                kiln__gemm_bf16_config c = base;
+                c.block_n = widths[j];
+                c.cluster_k = sweep_splits[i] > 1 ? sweep_splits[i] : 0;
+                c.defer_store = c.cluster_k == 0 && kiln__gemm_bf16_defers_store(&c);
+                kiln__gemm_bf16_fit(&c);
+                if (c.stages >= 2 && (c.cluster_k == 0 || (k + 63) / 64 >= c.cluster_k))
+                    out[count++] = c;
+            }
+        }
     } else {
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
         for (int i = 0; i < 7 && count < max; i++) {
@@ -331,7 +384,8 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
 {
     double set_bytes = 2.0 * ((double)m * k + (double)n * k + (double)m * n);
     operand_set sets[MAX_SETS];
-    int num_sets = sets_make(sets, m, n, k, NULL, NULL);
+    float *af = NULL, *bf = NULL;
+    int num_sets = sets_make(sets, m, n, k, &af, &bf);
     CUstream stream;
     CU_CHECK(gpu_drv()->cuStreamCreate(&stream, CU_STREAM_NON_BLOCKING));
     lt_plan plan = {0};
@@ -342,26 +396,29 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
      * the configurations printed below, in order). */
-    double us_pick = time_runner(NULL, sets, num_sets, m, n, k, stream);
-    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us\n", (long long)m,
-           (long long)n, (long long)k, pick.block_m, pick.block_n, pick.stages, pick.cluster_k,
-           us_pick);
+    double diff = 0;
+    double us_pick = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
+    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us (diff %.1e)\n",
+           (long long)m, (long long)n, (long long)k, pick.block_m, pick.block_n, pick.stages,
+           pick.cluster_k, us_pick, diff);
     for (int i = 0; i < count; i++) {
         forced = &cfgs[i];
-        double us = time_runner(NULL, sets, num_sets, m, n, k, stream);
+        double us = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
         forced = NULL;
         bool chosen = cfgs[i].block_m == pick.block_m && cfgs[i].block_n == pick.block_n &&
                       cfgs[i].cluster_k == pick.cluster_k;
         printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us %6.1f TFLOP/s %5.0f GB/s "
-               "| cuBLASLt %8.2f us | x%.2f%s\n",
+               "(diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
                (long long)m, (long long)n, (long long)k, cfgs[i].block_m, cfgs[i].block_n,
-               cfgs[i].stages, cfgs[i].cluster_k, us, flops / us / 1e6, set_bytes / us / 1e3, us_lt,
-               us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
+               cfgs[i].stages, cfgs[i].cluster_k, us, flops / us / 1e6, set_bytes / us / 1e3, diff,
+               us_lt, us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
         fflush(stdout);
     }
     CU_CHECK(gpu_drv()->cuStreamSynchronize(stream));
     CU_CHECK(gpu_drv()->cuStreamDestroy(stream));
     sets_free(sets, num_sets);
+    free(af);
+    free(bf);
 }
 
 /* ---------------------------------------------------------------- grouped modes */
@@ -792,6 +849,8 @@ int main(int argc, char **argv)
     if (!bench_env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
         !bench_env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
         !bench_env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
+        return 2;
+    if (!parse_sweep_splits(getenv("KILN_BENCH_SWEEP_CLUSTER_K")))
         return 2;
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
         fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%d: expected 64 or 128\n", sweep_block_m);
