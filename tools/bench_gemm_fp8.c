@@ -46,6 +46,8 @@
  * KILN_SWEEP_CLUSTER_K=C1,C2,... (--sweep and --trace, dense): likewise, the heuristic's
  * configuration with each tile's K blocks split over a cluster of that many CTAs (1, 2, 4
  * or 8; tiles up to 128 rows without multicast).
+ * With more than one of these lists, every combination of their values (STAGES, then
+ * CLUSTER_K, then WIDTHS; at most 48 configurations).
  * KILN_BENCH_CONTIG (--contig): one grouping instead of the two DeepSeek ones (4x8192, 8x4096).
  * GxROWS: G groups of ROWS rows, a multiple of 128 (1x32768: one group, where both layouts
  * walk the same tiles in the same order). Uneven, as routing makes them: GxROWS:rand, G x ROWS
@@ -438,29 +440,40 @@ static bool vary_width(kiln__gemm_config *c, long width)
 }
 
 /* alt[0] (the heuristic's configuration) changed by vary to each value listed in variable
- * env, in place of the alternatives; returns the new count (count as it was without the
- * variable or with no value kept). */
+ * env, in place of the alternatives; after an earlier list (*varied), each of alt's
+ * configurations so changed (every combination of the lists, up to the room in alt).
+ * Returns the new count (count as it was without the variable or with no value kept). */
 static int listed_variants(kiln__gemm_config *alt, int count, const char *env,
-                           bool (*vary)(kiln__gemm_config *, long))
+                           bool (*vary)(kiln__gemm_config *, long), bool *varied)
 {
     long values[KILN_GEMM_FP8_MAX_ALTERNATIVES];
     int listed = env_numbers(env, values, KILN_GEMM_FP8_MAX_ALTERNATIVES);
     if (listed == 0 || count < 1)
         return count;
-    kiln__gemm_config pick = alt[0];
+    kiln__gemm_config base[KILN_GEMM_FP8_MAX_ALTERNATIVES];
+    const int bases = *varied ? count : 1;
+    memcpy(base, alt, (size_t)bases * sizeof *alt);
     int kept = 0;
-    for (int i = 0; i < listed; i++) {
-        alt[kept] = pick;
-        kept += vary(&alt[kept], values[i]);
+    for (int b = 0; b < bases; b++) {
+        for (int i = 0; i < listed && kept < KILN_GEMM_FP8_MAX_ALTERNATIVES; i++) {
+            alt[kept] = base[b];
+            kept += vary(&alt[kept], values[i]);
+        }
     }
-    return kept > 0 ? kept : count;
+    if (kept == 0) { /* nothing kept: the configurations as they were */
+        memcpy(alt, base, (size_t)bases * sizeof *alt);
+        return count;
+    }
+    *varied = true;
+    return kept;
 }
 
 static int sweep_variants(kiln__gemm_config *alt, int count)
 {
-    count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages);
-    count = listed_variants(alt, count, "KILN_SWEEP_CLUSTER_K", vary_cluster_k);
-    return listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width);
+    bool varied = false;
+    count = listed_variants(alt, count, "KILN_SWEEP_STAGES", vary_stages, &varied);
+    count = listed_variants(alt, count, "KILN_SWEEP_CLUSTER_K", vary_cluster_k, &varied);
+    return listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width, &varied);
 }
 
 /* --sweep: each configuration kiln__gemm_fp8_alternatives lists for the shape, on the same
@@ -814,7 +827,8 @@ static void bench_masked(int64_t groups, int64_t rows, int64_t n, int64_t k, boo
         kiln__gemm_config alt[KILN_GEMM_FP8_MAX_ALTERNATIVES];
         int count = kiln__gemm_fp8_masked_alternatives(groups, rows, m_max, n, k, ctx->num_sms,
                                                        alt, KILN_GEMM_FP8_MAX_ALTERNATIVES);
-        count = listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width);
+        bool varied = false;
+        count = listed_variants(alt, count, "KILN_SWEEP_WIDTHS", vary_width, &varied);
         precompile(alt, count, n, k, false);
         for (int i = 0; i < count; i++) {
             const kiln__gemm_config *c = &alt[i];
