@@ -46,6 +46,11 @@ static void test_bf16_rules_over_a_sweep(void **state)
                             kiln__gemm_bf16_pick(ms[i], n, k, layout, out_f32, 132);
                         check_rules(&c, ms[i], n, k);
                         checked++;
+                        kiln__gemm_bf16_config split = c;
+                        if (kiln__gemm_bf16_prefill_k_split(&split, ms[i], n, k, 132)) {
+                            check_rules(&split, ms[i], n, k);
+                            checked++;
+                        }
                         if (layout != 0)
                             continue;
                         /* the grouped kernels: NT only, and their tiles never defer */
@@ -85,6 +90,56 @@ static void test_bf16_decode_splits(void **state)
     for (int64_t m = 1; m <= 64; m += 63) {
         kiln__gemm_bf16_config deep = kiln__gemm_bf16_pick(m, 7168, 16384, 0, 0, 132);
         assert_true(deep.block_n == 112 && deep.cluster_k == 2);
+    }
+}
+
+/* Dense prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose
+ * clusters are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), from K = 4096 and split
+ * evenly; its tiles store from registers (no deferred store); the template lays out the
+ * split kernel's shared memory as the host counts it. */
+static void test_bf16_prefill_k_split_where_few_tiles(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, cluster_k; /* 0: no split */
+    } cases[] = {
+        {512, 576, 7168, 0, 4},   {129, 576, 7168, 0, 8},  {1024, 576, 7168, 0, 2},
+        {512, 4096, 7168, 0, 0},  {2048, 576, 7168, 0, 0}, {4096, 4096, 7168, 0, 0},
+        {512, 576, 2048, 0, 0},   {128, 576, 7168, 0, 0},  {1000, 576, 4000, 0, 0},
+        {300, 1024, 4096, 2, 4},  {300, 2048, 7168, 1, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_bf16_config c =
+            kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k, cases[i].layout, 0, 132);
+        kiln__gemm_bf16_config before = c;
+        bool split =
+            kiln__gemm_bf16_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132);
+        int got = split ? c.cluster_k : 0;
+        if (got != cases[i].cluster_k || split != (cases[i].cluster_k > 0))
+            fail_msg("%lldx%lldx%lld layout %d: cluster_k %d, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, cases[i].layout, got,
+                     cases[i].cluster_k);
+        if (!split) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        check_rules(&c, cases[i].m, cases[i].n, cases[i].k);
+        assert_int_equal(c.defer_store, 0);
+        int64_t tiles = (cases[i].m + 127) / 128 * ((cases[i].n + c.block_n - 1) / c.block_n);
+        assert_true(tiles <= kiln__resident_clusters(132, c.cluster_k));
+        if (i > 0)
+            continue;
+        kj_spec spec;
+        kiln__gemm_bf16_spec(&spec, cases[i].n, cases[i].k, &c);
+        kj_output out = {0};
+        kiln__err err = {0};
+        int layout = -1;
+        if (compile_reading(&spec, "kiln_gemm_bf16_smem_layout", &layout, &out, &err) != KILN_OK)
+            fail_msg("split kernel: %s", err.msg);
+        assert_int_equal(out.spills, 0);
+        assert_int_equal(layout, kiln__gemm_bf16_smem(&c));
+        kj_output_free(&out);
     }
 }
 
@@ -295,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
+        cmocka_unit_test(test_bf16_prefill_k_split_where_few_tiles),
         cmocka_unit_test(test_bf16_n_major_decode_rule),
         cmocka_unit_test(test_bf16_no_b_early_rule),
         cmocka_unit_test(test_bf16_defer_store_rule),

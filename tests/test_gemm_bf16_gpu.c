@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "../src/runtime/internal.h"
+#include "../src/runtime/gemm_bf16.h"
 #include "gemm_bf16_check.h"
 
 static kiln_ctx *ctx;
@@ -160,6 +160,38 @@ static void test_bf16_odd_shapes(void **state)
     check_shapes(272, 200, m2, 2, nt_only, 1, true); /* K not a multiple of 64 */
     check_shapes(1552, 640, m3, 2, nt_only, 1, false);
     check_shapes(4104, 2056, m4, 2, nt_only, 1, false);
+}
+
+/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (the launch's
+ * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block: clusters of 4
+ * (500 x 576 x 7168, 20 tiles, both outputs; 300 x 1008 x 4096, whose last n block is cut
+ * too; 300 x 1024 x 4096 with an N-major B), of 2 (257 x 2112 x 7168, A M-major) and of 8
+ * (129 x 576 x 7168, both operands MN-major). The deepseek shapes add 1000 x 576 and
+ * 129 x 2112 / 4096 (clusters of 2). */
+static void test_bf16_prefill_k_split_partial_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, cluster_k;
+        bool both_outputs;
+    } cases[] = {
+        {500, 576, 7168, KILN_GEMM_NT, 4, true},  {300, 1008, 4096, KILN_GEMM_NT, 4, false},
+        {300, 1024, 4096, KILN_GEMM_NN, 4, false}, {257, 2112, 7168, KILN_GEMM_TT, 2, false},
+        {129, 576, 7168, KILN_GEMM_TN, 8, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
+                                                        cases[i].layout, 0, 132);
+        if (!kiln__gemm_bf16_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
+            c.cluster_k != cases[i].cluster_k)
+            fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
+                     cases[i].cluster_k);
+        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1,
+                     cases[i].both_outputs);
+    }
 }
 
 /* Every layout, BF16 and FP32 output, at decode and prefill sizes. */
@@ -472,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_bf16_masked_bad_arguments),
         cmocka_unit_test(test_bf16_odd_shapes),
         cmocka_unit_test(test_bf16_layouts),
+        cmocka_unit_test(test_bf16_prefill_k_split_partial_rows),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),
         cmocka_unit_test(test_bf16_decode_long_and_wide),

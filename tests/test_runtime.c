@@ -50,30 +50,35 @@ static kiln_ctx *compile_only_ctx(int jit)
 }
 
 /* KILN_GEMM_PREFILL_K_SPLIT picks the kernel of a prefill shape with few tiles (512x576x7168:
- * 20 tiles, split over clusters of 4 by default), so a cache prewarmed with it on misses with
- * it off, and the knob's default is what the prewarm took. */
+ * 20 tiles, split over clusters of 4 by default), FP8 and BF16, so a cache prewarmed with it
+ * on misses with it off, and the knob's default is what the prewarm took. */
 static void test_prefill_k_split_knob_picks_kernels(void **state)
 {
     (void)state;
-    const char *line = "gemm_fp8 m=512 n=576 k=7168";
-    kiln_ctx *ctx = compile_only_ctx(1);
-    assert_int_equal(kiln_prewarm(ctx, line, NULL), KILN_OK);
-    kiln_ctx_destroy(ctx);
-
-    kiln_options opts;
-    assert_int_equal(kiln_options_init(&opts), KILN_OK);
-    assert_int_equal(opts.gemm_prefill_k_split, 1);
-    opts.device = KILN_DEVICE_NONE;
-    opts.cache_path = cache_dir;
-    opts.jit = 0;
-    for (int split = 1; split >= 0; split--) {
-        opts.gemm_prefill_k_split = split;
-        assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
-        int cached = -1;
-        assert_int_equal(kiln_prewarm(ctx, line, &cached), split ? KILN_OK : KILN_ERR_MISS);
-        if (split)
-            assert_int_equal(cached, 1);
+    static const char *const lines[] = {"gemm_fp8 m=512 n=576 k=7168",
+                                        "gemm_bf16 m=512 n=576 k=7168"};
+    for (int i = 0; i < 2; i++) {
+        kiln_ctx *ctx = compile_only_ctx(1);
+        assert_int_equal(kiln_prewarm(ctx, lines[i], NULL), KILN_OK);
         kiln_ctx_destroy(ctx);
+
+        kiln_options opts;
+        assert_int_equal(kiln_options_init(&opts), KILN_OK);
+        assert_int_equal(opts.gemm_prefill_k_split, 1);
+        opts.device = KILN_DEVICE_NONE;
+        opts.cache_path = cache_dir;
+        opts.jit = 0;
+        for (int split = 1; split >= 0; split--) {
+            opts.gemm_prefill_k_split = split;
+            assert_int_equal(kiln_ctx_create(&ctx, &opts), KILN_OK);
+            int cached = -1;
+            if (kiln_prewarm(ctx, lines[i], &cached) != (split ? KILN_OK : KILN_ERR_MISS))
+                fail_msg("%s with the split %s: %s", lines[i], split ? "on" : "off",
+                         kiln_ctx_errmsg(ctx));
+            if (split)
+                assert_true(cached >= 1);
+            kiln_ctx_destroy(ctx);
+        }
     }
 }
 

@@ -392,6 +392,8 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
     lt_plan_free(&plan);
     kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms), cfgs[64];
+    if (ctx->opts.gemm_prefill_k_split) /* as the launch picks */
+        kiln__gemm_bf16_prefill_k_split(&pick, m, n, k, ctx->num_sms);
     int count = sweep_configs(m, n, k, cfgs, 64);
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with

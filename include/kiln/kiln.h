@@ -90,7 +90,7 @@ typedef struct kiln_options {
     int gemm_tall_tiles;    /* KILN_GEMM_TALL_TILES: FP8 prefill in 192 x 128 or 256 x 128
                                tiles: 0 never, 1 where they pay (default), 2 always 192,
                                3 always 256 */
-    int gemm_prefill_k_split; /* KILN_GEMM_PREFILL_K_SPLIT: FP8 prefill with fewer tiles
+    int gemm_prefill_k_split; /* KILN_GEMM_PREFILL_K_SPLIT: FP8 and BF16 prefill with fewer tiles
                                  than SMs splits each tile's K over a cluster (default 1) */
 } kiln_options;
 

@@ -90,6 +90,17 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
                                    even_rounds, params, stream);
 }
 
+/* The heuristic's configuration for a dense launch, with KILN_GEMM_PREFILL_K_SPLIT (on by
+ * default) splitting the K of prefill with fewer tiles than SMs over clusters. */
+static kiln__gemm_bf16_config dense_pick(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
+                                         int layout, int out_f32)
+{
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, ctx->num_sms);
+    if (ctx->opts.gemm_prefill_k_split)
+        kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, ctx->num_sms);
+    return cfg;
+}
+
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)
 {
     if (args == NULL || args->b_ready == 0)
@@ -116,7 +127,7 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
     if (m == 0)
         return kiln__ctx_ok(ctx);
 
-    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, args->layout, out_f32, ctx->num_sms);
+    kiln__gemm_bf16_config cfg = dense_pick(ctx, m, n, k, args->layout, out_f32);
     if (forced != NULL) {
         cfg = *forced;
         cfg.layout = args->layout;
@@ -178,8 +189,7 @@ int kiln__gemm_bf16_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spe
         return kiln__ctx_failf(ctx, KILN_ERR_INVALID_ARG,
                                "gemm_bf16: layout=%lld f32=%lld: layout must be 0..3, f32 0 or 1",
                                (long long)layout, (long long)out_f32);
-    kiln__gemm_bf16_config cfg =
-        kiln__gemm_bf16_pick(m, cols, depth, (int)layout, (int)out_f32, ctx->num_sms);
+    kiln__gemm_bf16_config cfg = dense_pick(ctx, m, cols, depth, (int)layout, (int)out_f32);
     /* Launches with and without b_ready take kernels of their own. */
     for (int b_ready = 0; b_ready <= 1; b_ready++) {
         cfg.no_b_early = kiln__gemm_bf16_no_b_early(&cfg, b_ready);

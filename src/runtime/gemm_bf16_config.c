@@ -171,6 +171,34 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
     kiln__gemm_bf16_fit(cfg);
 }
 
+/* Dense prefill with fewer tiles than SMs: each tile's K blocks split over a cluster of 2, 4
+ * or 8 CTAs, the largest whose clusters all fit at once (the FP8 GEMM's
+ * kiln__gemm_fp8_prefill_k_split, stop 62): 512x576x7168 has 20 tiles of 112 K blocks for
+ * 132 SMs. K from 4096 up (64 blocks) and split evenly. */
+bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                     int64_t k, int num_sms)
+{
+    const int64_t k_blocks = ceil_div(k, 64);
+    /* An N-major B's clustered tiles stay within decode's 128 columns (decode_weights). */
+    if (m <= 128 || cfg->block_m != 128 || cfg->grouping != 0 || cfg->cluster_k > 1 ||
+        k_blocks < 64 || ((cfg->layout & 2) && cfg->block_n > 128))
+        return false;
+    const int64_t tiles = ceil_div(m, 128) * ceil_div(n, cfg->block_n);
+    for (int c = 8; c >= 2; c /= 2) {
+        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c))
+            continue;
+        kiln__gemm_bf16_config split = *cfg;
+        split.cluster_k = c;
+        split.defer_store = 0; /* a split tile's owners store from registers */
+        kiln__gemm_bf16_fit(&split);
+        if (split.stages < 2)
+            continue;
+        *cfg = split;
+        return true;
+    }
+    return false;
+}
+
 kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
                                             int out_f32, int num_sms)
 {
