@@ -436,7 +436,8 @@ static void test_prefill_width_where_measured_faster(void **state)
 }
 
 /* Prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose clusters
- * are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), from K = 4096 and split evenly;
+ * are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), of 8 only for 8 tiles or fewer
+ * (half of the SMs), from K = 4096 and split evenly;
  * the template lays out the split kernel's shared memory as the host counts it. */
 static void test_prefill_k_split_where_few_tiles(void **state)
 {
@@ -446,8 +447,9 @@ static void test_prefill_k_split_where_few_tiles(void **state)
         int cluster_k; /* 0: no split */
     } cases[] = {
         {512, 576, 7168, 4},  {512, 512, 7168, 4}, {1024, 576, 7168, 2}, {1024, 1024, 4096, 2},
-        {129, 576, 7168, 8},  {768, 512, 7168, 4}, {2048, 576, 7168, 0}, {4096, 4096, 7168, 0},
-        {512, 576, 2048, 0},  {128, 576, 7168, 0}, {1024, 576, 3968, 0},
+        {129, 576, 7168, 4},  {768, 512, 7168, 4}, {2048, 576, 7168, 0}, {4096, 4096, 7168, 0},
+        {512, 576, 2048, 0},  {128, 576, 7168, 0}, {1024, 576, 3968, 0}, {200, 512, 7168, 8},
+        {384, 576, 7168, 4},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);

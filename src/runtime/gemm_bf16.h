@@ -27,8 +27,9 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_t k, int layout,
                                                     int out_f32, int grouping, int num_sms);
 /* Dense prefill (M > 128) with no more 128-row tiles than the clusters of 8, 4 or 2 CTAs that
- * fit at once: cfg with each tile's K split over the largest such cluster that divides K's
- * blocks evenly (K >= 4096), and true; else cfg as it was and false. */
+ * fit at once (of 8 only where they take at most half of the SMs): cfg with each tile's K
+ * split over the largest such cluster that divides K's blocks evenly (K >= 4096), and true;
+ * else cfg as it was and false. */
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
 /* Set cfg->stages to as many as fit (0 when none do). */

@@ -172,9 +172,13 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
 }
 
 /* Dense prefill with fewer tiles than SMs: each tile's K blocks split over a cluster of 2, 4
- * or 8 CTAs, the largest whose clusters all fit at once (the FP8 GEMM's
- * kiln__gemm_fp8_prefill_k_split, stop 62): 512x576x7168 has 20 tiles of 112 K blocks for
- * 132 SMs. K from 4096 up (64 blocks) and split evenly. */
+ * or 8 CTAs, the largest whose clusters all fit at once, of 8 only where they take at most
+ * half of the SMs (the FP8 GEMM's kiln__gemm_fp8_prefill_k_split, stops 62-63): 512x576x7168
+ * has 20 tiles of 112 K blocks for 132 SMs. K from 4096 up (64 blocks) and split evenly.
+ * Stop 63, H100, profiler (no split / clusters of 2 / 4 / 8, us): 512x576x7168 36.99 / 23.46 /
+ * 18.21 / 26.53, 1024x576x7168 37.41 / 27.01 / 33.82 / 41.57, 129x576x7168 36.83 / 22.59 /
+ * 15.74 / 16.38, 300x1024x4096 23.39 / 16.80 / 14.37 / 21.47, 2048x576x7168 (80 tiles, no
+ * split) 38.21 / 46.98 / 58.40 / 82.11. */
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms)
 {
@@ -185,7 +189,8 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
         return false;
     const int64_t tiles = ceil_div(m, 128) * ceil_div(n, cfg->block_n);
     for (int c = 8; c >= 2; c /= 2) {
-        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c))
+        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c) ||
+            (c == 8 && tiles * c > num_sms / 2))
             continue;
         kiln__gemm_bf16_config split = *cfg;
         split.cluster_k = c;
