@@ -234,7 +234,26 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
         *cfg = split;
         return true;
     }
-    return false;
+    /* Tiles just over the clusters of 2 that fit: 144 columns bring them under (stop 63, H100,
+     * profiler, us: 512x2112x7168, 68 tiles of 128 columns, over clusters of 2 at 144 columns
+     * (60 tiles) 21.73, at 160 21.95, at 136 (64 tiles, 8-column store slabs) 23.97; unsplit,
+     * every width from 136 to 192 was slower than 128. Main against the rule: 512x2112x7168
+     * 24.99 -> 21.60, 2048x576x7168 25.15 -> 21.82, 700x1536x7168 25.02 -> 22.05,
+     * 300x3072x7168 25.12 -> 23.55. At 160 columns 640x2048x7168 gained (25.12 -> 22.56) but
+     * 1100x1024x7168 lost (24.96 -> 28.77), and 384x4096x7168 over 2 at 192 columns (66 tiles)
+     * gained nothing (25.44 -> 25.70): 144 only). */
+    const int width = 144;
+    if (k_blocks % 2 != 0 || width <= cfg->block_n ||
+        m_blocks * ((n + width - 1) / width) > kiln__resident_clusters(num_sms, 2))
+        return false;
+    kiln__gemm_config split = *cfg;
+    split.block_n = width;
+    split.cluster_k = 2;
+    kiln__gemm_fp8_fit(&split);
+    if (split.stages < 2)
+        return false;
+    *cfg = split;
+    return true;
 }
 
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative

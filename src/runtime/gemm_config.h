@@ -180,7 +180,8 @@ void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t
 void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms);
 /* Prefill (M > 128) in fewer 128-row tiles than there are SMs: each tile's K split over a
  * cluster of 2, 4 or 8 CTAs, the largest whose clusters are all resident at once (of 8 only
- * where they take at most half of the SMs; K >= 4096, split evenly). Returns whether it
+ * where they take at most half of the SMs; K >= 4096, split evenly); 128-column tiles just
+ * over the clusters of 2 that fit become 144 columns wide to fit them. Returns whether it
  * split; the dense BF16-output GEMM applies it. */
 bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms);
