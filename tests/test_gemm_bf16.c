@@ -32,6 +32,23 @@ static void check_rules(const kiln__gemm_bf16_config *c, int64_t m, int64_t n, i
                  c->stages, c->cluster_k, kiln__gemm_bf16_smem(c));
 }
 
+/* c's kernel for (n, k) through NVRTC (what names the case in a failure): no spill, no stack
+ * frame (no register array in local memory), and the launch gives the kernel the host's count
+ * of shared memory. *out keeps the compile's figures; the caller frees it. */
+static void assert_compiles(const kiln__gemm_bf16_config *c, int64_t n, int64_t k,
+                            const char *what, kj_output *out)
+{
+    kj_spec spec;
+    kiln__gemm_bf16_spec(&spec, n, k, c);
+    kiln__err err = {0};
+    int layout = -1;
+    if (compile_reading(&spec, "kiln_gemm_bf16_smem_layout", &layout, out, &err) != KILN_OK)
+        fail_msg("%s: %s", what, err.msg);
+    assert_int_equal(out->spills, 0);
+    assert_int_equal(out->stack_bytes, 0);
+    assert_int_equal(layout, kiln__gemm_bf16_smem(c));
+}
+
 static void test_bf16_rules_over_a_sweep(void **state)
 {
     (void)state;
@@ -131,15 +148,8 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
         assert_true(tiles <= kiln__resident_clusters(132, c.cluster_k));
         if (i > 0)
             continue;
-        kj_spec spec;
-        kiln__gemm_bf16_spec(&spec, cases[i].n, cases[i].k, &c);
         kj_output out = {0};
-        kiln__err err = {0};
-        int layout = -1;
-        if (compile_reading(&spec, "kiln_gemm_bf16_smem_layout", &layout, &out, &err) != KILN_OK)
-            fail_msg("split kernel: %s", err.msg);
-        assert_int_equal(out.spills, 0);
-        assert_int_equal(layout, kiln__gemm_bf16_smem(&c));
+        assert_compiles(&c, cases[i].n, cases[i].k, "split kernel", &out);
         kj_output_free(&out);
     }
 }
@@ -174,18 +184,11 @@ static void test_bf16_kinds_compile(void **state)
             c.m_align = 128;
         c.no_b_early = c.grouping == 0 && i % 2; /* the kernels of launches without b_ready */
         c.defer_store = c.defer_store && c.grouping == 0; /* as the grouped GEMMs' picks */
-        kj_spec spec;
-        kiln__gemm_bf16_spec(&spec, kinds[i].n, kinds[i].k, &c);
+        char what[64];
+        snprintf(what, sizeof what, "%lldx%lldx%lld", (long long)kinds[i].m,
+                 (long long)kinds[i].n, (long long)kinds[i].k);
         kj_output out = {0};
-        kiln__err err = {0};
-        int layout = -1;
-        if (compile_reading(&spec, "kiln_gemm_bf16_smem_layout", &layout, &out, &err) != KILN_OK)
-            fail_msg("%lldx%lldx%lld: %s", (long long)kinds[i].m, (long long)kinds[i].n,
-                     (long long)kinds[i].k, err.msg);
-        assert_int_equal(out.spills, 0);
-        assert_int_equal(out.stack_bytes, 0); /* no register array in local memory */
-        /* The launch gives the kernel the host's count of shared memory. */
-        assert_int_equal(layout, kiln__gemm_bf16_smem(&c));
+        assert_compiles(&c, kinds[i].n, kinds[i].k, what, &out);
         print_message("  %5lld x %5lld x %5lld layout %d f32 %d grouping %d: %dx%d s%d ck%d  "
                       "%6.1f ms %3d regs\n",
                       (long long)kinds[i].m, (long long)kinds[i].n, (long long)kinds[i].k,

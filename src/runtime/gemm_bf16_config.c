@@ -189,8 +189,7 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
         return false;
     const int64_t tiles = ceil_div(m, 128) * ceil_div(n, cfg->block_n);
     for (int c = 8; c >= 2; c /= 2) {
-        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c) ||
-            (c == 8 && tiles * c > num_sms / 2))
+        if (!kiln__prefill_split_fits(tiles, k_blocks, c, num_sms))
             continue;
         kiln__gemm_bf16_config split = *cfg;
         split.cluster_k = c;

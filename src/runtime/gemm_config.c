@@ -199,6 +199,20 @@ void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t
         cfg->unroll = 4;
 }
 
+/* cfg in `width`-column tiles with each tile's K over clusters of c CTAs, when its ring
+ * still holds two stages. */
+static bool take_prefill_split(kiln__gemm_config *cfg, int width, int c)
+{
+    kiln__gemm_config split = *cfg;
+    split.block_n = width;
+    split.cluster_k = c;
+    kiln__gemm_fp8_fit(&split);
+    if (split.stages < 2)
+        return false;
+    *cfg = split;
+    return true;
+}
+
 /* Prefill with fewer tiles than SMs: each tile's K blocks split over a cluster of 2, 4 or 8
  * CTAs (as decode does), the largest size whose clusters all fit at once, so most SMs work
  * instead of a few (512x576x7168 runs 20 tiles on 132 SMs). Stop 62, H100, KILN_SWEEP_CLUSTER_K
@@ -222,18 +236,10 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
         return false;
     int64_t m_blocks = (m + cfg->block_m - 1) / cfg->block_m;
     int64_t tiles = m_blocks * ((n + cfg->block_n - 1) / cfg->block_n);
-    for (int c = 8; c >= 2; c /= 2) {
-        if (k_blocks % c != 0 || tiles > kiln__resident_clusters(num_sms, c) ||
-            (c == 8 && tiles * c > num_sms / 2))
-            continue;
-        kiln__gemm_config split = *cfg;
-        split.cluster_k = c;
-        kiln__gemm_fp8_fit(&split);
-        if (split.stages < 2)
-            continue;
-        *cfg = split;
-        return true;
-    }
+    for (int c = 8; c >= 2; c /= 2)
+        if (kiln__prefill_split_fits(tiles, k_blocks, c, num_sms) &&
+            take_prefill_split(cfg, cfg->block_n, c))
+            return true;
     /* Tiles just over the clusters of 2 that fit: 144 columns bring them under (stop 63, H100,
      * profiler, us: 512x2112x7168, 68 tiles of 128 columns, over clusters of 2 at 144 columns
      * (60 tiles) 21.73, at 160 21.95, at 136 (64 tiles, 8-column store slabs) 23.97; unsplit,
@@ -243,17 +249,9 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
      * 1100x1024x7168 lost (24.96 -> 28.77), and 384x4096x7168 over 2 at 192 columns (66 tiles)
      * gained nothing (25.44 -> 25.70): 144 only). */
     const int width = 144;
-    if (k_blocks % 2 != 0 || width <= cfg->block_n ||
-        m_blocks * ((n + width - 1) / width) > kiln__resident_clusters(num_sms, 2))
-        return false;
-    kiln__gemm_config split = *cfg;
-    split.block_n = width;
-    split.cluster_k = 2;
-    kiln__gemm_fp8_fit(&split);
-    if (split.stages < 2)
-        return false;
-    *cfg = split;
-    return true;
+    int64_t wide_tiles = m_blocks * ((n + width - 1) / width);
+    return width > cfg->block_n && kiln__prefill_split_fits(wide_tiles, k_blocks, 2, num_sms) &&
+           take_prefill_split(cfg, width, 2);
 }
 
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative

@@ -89,6 +89,15 @@ static inline int kiln__resident_clusters(int num_sms, int size)
 {
     return size == 8 ? num_sms * 15 / 132 : size == 4 ? num_sms * 30 / 132 : num_sms / size;
 }
+/* Whether the FP8 and BF16 GEMMs' prefill K split may spread `tiles` tiles of k_blocks K
+ * blocks over clusters of c CTAs: K splits evenly, every cluster is resident at once, and
+ * clusters of 8 take at most half of the SMs (their 8-way reduction costs more: stop 63,
+ * docs/gemm_fp8_notes.md). */
+static inline bool kiln__prefill_split_fits(int64_t tiles, int64_t k_blocks, int c, int num_sms)
+{
+    return k_blocks % c == 0 && tiles <= kiln__resident_clusters(num_sms, c) &&
+           (c != 8 || tiles * c <= num_sms / 2);
+}
 /* The thread-local message for failures without a context. */
 void kiln__set_last_error(const kiln__err *err);
 
