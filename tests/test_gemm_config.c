@@ -654,20 +654,23 @@ static void test_odd_wide_tiles_fit(void **state)
         assert_compiles(92, 752, 2048, &alt[a]);
 }
 
-/* A's TMA box: a dense problem shorter than one tile loads its rows rounded up to 8 (the
- * template's stage_tx counts the same bytes); grouped problems and A multicast keep theirs. */
+/* A's TMA box for the last m block: a dense tile that M ends inside loads its rows rounded up
+ * to 8 (the template's stage_tx counts the same bytes); grouped problems and A multicast
+ * keep theirs. */
 static void test_a_box_rows(void **state)
 {
     (void)state;
     kiln__gemm_config c = kiln__gemm_fp8_pick(1, 2112, 7168, 132);
     assert_int_equal(c.block_m, 64);
-    static const int64_t m[] = {1, 7, 8, 9, 20, 63, 64, 65, 4096};
-    static const int rows[] = {8, 8, 8, 16, 24, 64, 64, 64, 64};
+    static const int64_t m[] = {1, 7, 8, 9, 20, 63, 64, 65, 4096, 4097, 4159};
+    static const int rows[] = {8, 8, 8, 16, 24, 64, 64, 8, 64, 8, 64};
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, m[i]), rows[i]);
     c.block_m = 128;
     assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 100), 104);
-    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 129), 128);
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 129), 8);
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1000), 104);
+    assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1024), 128);
     c.multicast_a = 2;
     assert_int_equal(kiln__gemm_fp8_a_box_rows(&c, 1), 64);
     c.multicast_a = 1;

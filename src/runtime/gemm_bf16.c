@@ -79,7 +79,7 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
                            int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
                            bool even_rounds, kiln_stream stream)
 {
-    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_d,
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b, (void *)&ops->tm_d,
                       (void *)&ops->rows, (void *)&ops->group_rows, (void *)&ops->num_groups,
                       (void *)&ops->d, (void *)&ops->ld_d, (void *)&ops->b_ready};
     kj_spec spec;
@@ -144,23 +144,28 @@ kiln_status kiln__gemm_bf16_with(kiln_ctx *ctx, const kiln_gemm_bf16_args *args,
         .ld_d = kiln__row_stride(&args->d),
         .b_ready = args->b_ready > 0 ? args->b_ready : 0,
     };
-    /* A K-major operand loads [tile rows, 64 of K] per stage (A: only M's rows rounded up to
-     * 8 when M is shorter than a tile, the template's stage_tx); an MN-major one [64 of K,
-     * 64] boxes, one per 64 rows (columns) of the tile. */
-    const int a_box_rows = kiln__tma_short_box_rows(m, cfg.block_m);
+    /* A K-major operand loads [tile rows, 64 of K] per stage (A's last m block, tm_a_last:
+     * only its rows rounded up to 8 where M ends inside it, the template's stage_tx); an
+     * MN-major one [64 of K, 64] boxes, one per 64 rows (columns) of the tile. */
+    const int last_box = kiln__tma_last_box_rows(m, cfg.block_m);
     const CUtensorMapDataType bf16 = CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     const CUtensorMapSwizzle sw = CU_TENSOR_MAP_SWIZZLE_128B;
     uint64_t lda = (uint64_t)kiln__row_stride(&args->a), ldb = (uint64_t)kiln__row_stride(&args->b);
     if ((status = a_mn ? kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)k,
                                       (uint64_t)m, lda, 64, 64, sw)
                        : kiln__tma_2d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)m,
-                                      (uint64_t)k, lda, (uint32_t)a_box_rows, 64, sw)) ||
+                                      (uint64_t)k, lda, (uint32_t)cfg.block_m, 64, sw)) ||
+        (!a_mn && last_box != cfg.block_m &&
+         (status = kiln__tma_2d(ctx, &ops.tm_a_last, "a", bf16, 2, args->a.data, (uint64_t)m,
+                                (uint64_t)k, lda, (uint32_t)last_box, 64, sw))) ||
         (status = b_mn ? kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)k,
                                       (uint64_t)n, ldb, 64, 64, sw)
                        : kiln__tma_2d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)n,
                                       (uint64_t)k, ldb, (uint32_t)cfg.block_n, 64, sw)) ||
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
+    if (a_mn || last_box == cfg.block_m)
+        ops.tm_a_last = ops.tm_a;
 
     cfg.no_b_early = kiln__gemm_bf16_no_b_early(&cfg, ops.b_ready);
     int64_t units = (m + cfg.block_m - 1) / cfg.block_m * ((n + cfg.block_n - 1) / cfg.block_n);

@@ -80,6 +80,7 @@ kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_arg
                                args->d.data, (uint64_t)g, (uint64_t)m_max, (uint64_t)n,
                                (uint64_t)n, (uint64_t)(m_max * n), 64, (uint32_t)slab, d_sw)))
         return (kiln_status)status;
+    ops.tm_a_last = ops.tm_a; /* unused: rows past a group's are memory, not zero fill */
 
     /* At most every group full; the kernel stops at the units the counts give (a bound, so
      * every SM takes part: no even rounds). */
@@ -176,6 +177,7 @@ kiln_status kiln_gemm_bf16_contig(kiln_ctx *ctx, const kiln_gemm_bf16_contig_arg
                                (uint32_t)cfg.block_n, 64, sw)) ||
         (status = kiln__gemm_bf16_d_map(ctx, &cfg, &ops.tm_d, args->d.data, m, n, ops.ld_d)))
         return (kiln_status)status;
+    ops.tm_a_last = ops.tm_a; /* unused: rows past a group's are memory */
 
     int64_t units = kiln__contig_units(m, g, n, cfg.block_m, cfg.block_n, by_row);
     if ((status = kiln__gemm_bf16_launch(ctx, &cfg, n, k, &ops, units, false, stream)) !=

@@ -86,6 +86,7 @@ CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
 /* The kernel's arguments (see the entry point of src/templates/gemm_fp8.cuh). */
 typedef struct kiln__gemm_fp8_operands {
     CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
+    CUtensorMap tm_a_last;  /* dense: A for the m block M ends inside (kiln__gemm_fp8_a_box_rows) */
     const void *sfb;
     const void *c;          /* FP32 mode: C (NULL = zero) */
     int rows;               /* M, M_max of every group, or M_total */
@@ -195,15 +196,17 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
 {
     return cfg->multicast_a > 1 ? cfg->multicast_a : 1;
 }
-/* Rows of A's TMA box. A dense problem shorter than one tile (decode batches below 64 or
- * 128 rows) loads only its rows (kiln__tma_short_box_rows): the whole tile's zero-filled
- * box made 1-row GEMMs 1-29% slower (stop 21, seven shapes). The tile's rows past the box
- * keep stale shared memory, which reaches only their own output rows, never stored. With
- * multicast_a each CTA loads 1/multicast_a of the tile's rows. */
+/* Rows of A's TMA box for the last m block (tm_a_last; every other block loads the whole
+ * tile, tm_a). A dense problem whose M ends inside a tile (decode batches below 64 or 128
+ * rows, prefill's last m block) loads only that tile's rows there (kiln__tma_last_box_rows):
+ * the whole tile's zero-filled box made 1-row GEMMs 1-29% slower (stop 21, seven shapes).
+ * The tile's rows past the box keep stale shared memory, which reaches only their own
+ * output rows, never stored. With multicast_a each CTA loads 1/multicast_a of the tile's
+ * rows, zero-filled past M. */
 static inline int kiln__gemm_fp8_a_box_rows(const kiln__gemm_config *cfg, int64_t m)
 {
     if (cfg->grouping == 0 && kiln__gemm_fp8_multicast_a(cfg) == 1)
-        return kiln__tma_short_box_rows(m, cfg->block_m);
+        return kiln__tma_last_box_rows(m, cfg->block_m);
     return cfg->block_m / kiln__gemm_fp8_multicast_a(cfg);
 }
 /* Trace mode's u64 readings per CTA, in the order of the template's trace_slot:

@@ -97,15 +97,22 @@ int kiln__gemm_fp8_row_maps(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t
                             const kiln_tensor *d, kiln__gemm_fp8_operands *ops)
 {
     int slab = kiln__gemm_fp8_slab(cfg->block_n), status;
+    int box = cfg->block_m / kiln__gemm_fp8_multicast_a(cfg);
+    int last_box = kiln__gemm_fp8_a_box_rows(cfg, m);
     if ((status = kiln__tma_2d(ctx, &ops->tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, a->data,
                                (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(a),
-                               (uint32_t)kiln__gemm_fp8_a_box_rows(cfg, m),
-                               128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+                               (uint32_t)box, 128, CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (last_box != box &&
+         (status = kiln__tma_2d(ctx, &ops->tm_a_last, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1,
+                                a->data, (uint64_t)m, (uint64_t)k, (uint64_t)kiln__row_stride(a),
+                                (uint32_t)last_box, 128, CU_TENSOR_MAP_SWIZZLE_128B))) ||
         (status = kiln__tma_2d(ctx, &ops->tm_sfa, "sfa", CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4,
                                sfa->data, (uint64_t)(k / 128), (uint64_t)kiln_sf_mn_stride(m),
                                (uint64_t)kiln__row_stride(sfa), 1, (uint32_t)cfg->block_m,
                                CU_TENSOR_MAP_SWIZZLE_NONE)))
         return status;
+    if (last_box == box)
+        ops->tm_a_last = ops->tm_a;
     if (d == NULL) {
         ops->tm_d = ops->tm_a;
         return KILN_OK;
@@ -119,7 +126,7 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
                           kiln_stream stream)
 {
-    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
                       (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
                       (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
                       (void *)&ops->ld_d, (void *)&ops->tail_ws, (void *)&ops->b_ready};

@@ -177,6 +177,7 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                                (uint64_t)(m_max * n), 64, (uint32_t)slab,
                                kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
+    ops.tm_a_last = ops.tm_a; /* unused: rows past a group's are memory, not zero fill */
 
     /* At most every group full; the kernel stops at the units the counts give (a bound, so
      * every SM takes part: no even rounds). */

@@ -12,13 +12,15 @@ int kiln__tma_2d(kiln_ctx *ctx, CUtensorMap *map, const char *what, CUtensorMapD
                  uint64_t row_stride, uint32_t box_rows, uint32_t box_cols,
                  CUtensorMapSwizzle swizzle);
 
-/* Rows of the box over a 128-byte-swizzled K-major operand with `rows` rows when a tile
- * spans `tile_rows`: a problem shorter than one tile loads only its rows, rounded up to one
- * swizzle atom (8 rows), not a box the TMA fills with zeros past them, which costs more than
- * loading real rows (stop 21). The templates' stage_tx counts the same (short_box_rows). */
-static inline int kiln__tma_short_box_rows(int64_t rows, int tile_rows)
+/* Rows of the box over the last tile of a 128-byte-swizzled K-major operand with `rows`
+ * rows when a tile spans `tile_rows`: where the operand ends inside that tile, only its rows
+ * rounded up to one swizzle atom (8 rows), not a box the TMA fills with zeros past them,
+ * which costs more than loading real rows (stop 21). The templates' stage_tx counts the
+ * same (short_box_rows). */
+static inline int kiln__tma_last_box_rows(int64_t rows, int tile_rows)
 {
-    return rows < tile_rows ? (int)((rows + 7) / 8 * 8) : tile_rows;
+    int64_t last = rows - (rows - 1) / tile_rows * tile_rows;
+    return last < tile_rows ? (int)((last + 7) / 8 * 8) : tile_rows;
 }
 
 /* The same over a [depth, rows, cols] tensor (depth = groups, each `depth_stride` elements

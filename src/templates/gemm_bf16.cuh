@@ -50,6 +50,8 @@
  * (kiln_gemm_bf16_smem_bytes; the host mirrors the formula), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first, all 128B swizzle but D's):
  *   tm_a   bf16 K-major dims {K, M} box {64, block_m}; M-major dims {M, K} box {64, 64}
+ *   tm_a_last    dense K-major: the same over the last m block, box {64, its rows rounded
+ *                up to 8} where M ends inside it
  *   tm_b   bf16 K-major dims {K, N} box {64, block_n}; N-major dims {N, K} box {64, 64}
  *   tm_d   bf16/f32 dims {N, M} box {D_SLAB, 64}, swizzle by the slab's width in bytes
  *          (D_SLAB = the widest of 128, 64, 32 bytes of columns dividing block_n, else
@@ -175,19 +177,32 @@ static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_
 
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES;
 
-/* A dense problem shorter than one tile with K-major A loads its rows rounded up to 8, not
- * a box mostly zero-filled by the TMA (the host's A box, gemm_bf16.c; as in the FP8 GEMM). */
-__device__ __forceinline__ u32 stage_tx(int m)
-{
-    if constexpr (GROUPING == 0 && !A_MN)
-        if (m < BM)
-            return B_STAGE_BYTES + short_box_rows(m) * BK * 2;
-    return STAGE_TX;
-}
-
 constexpr bool TAIL_SPLIT = false; /* gemm_sched.cuh: the FP8 GEMM's split last round */
 #include "common/gemm_sched.cuh"
 #include "common/cluster_reduce.cuh"
+
+/* The first row of tile tl's A tile. */
+__device__ __forceinline__ int tile_a_row(const tile &tl)
+{
+    return GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
+}
+
+/* A dense tile with K-major A that M ends inside (the only m block, or the last) loads its
+ * rows rounded up to 8 through tm_a_last, not a box mostly zero-filled by the TMA (the
+ * host's A boxes, gemm_bf16.c; as in the FP8 GEMM). */
+__device__ __forceinline__ bool short_a_tile(int m, int a_row)
+{
+    return GROUPING == 0 && !A_MN && m - a_row < BM;
+}
+
+/* Bytes that each K block's loads bring for tile tl. */
+__device__ __forceinline__ u32 stage_tx(const sched &sc, const tile &tl)
+{
+    const int a_row = tile_a_row(tl);
+    if (short_a_tile(sc.m, a_row))
+        return B_STAGE_BYTES + short_box_rows(sc.m - a_row) * BK * 2;
+    return STAGE_TX;
+}
 
 /* The start of a 64-wide box along M or N, moved back inside [0, extent) when it lies
  * wholly past the end (the last tile of an MN-major operand): a box that starts inside is
@@ -235,8 +250,9 @@ __device__ __forceinline__ void load_b(const tmap *tm_b, const tile &tl, u32 b_d
 /* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. With b_early
  * (dense kernels only), B of the first tile's first slots before the grid dependency wait;
  * the other kernels waited with all threads. */
-__device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, const sched &sc,
-                                         u32 base, u32 lane, int b_early)
+__device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_a_last,
+                                         const tmap *tm_b, const sched &sc, u32 base, u32 lane,
+                                         int b_early)
 {
     int s = 0;
     u32 phase = 0;
@@ -251,7 +267,8 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
         grid_dependency_wait();
     }
     for_each_tile(sc, [&](const tile &tl, const cursor &, int, auto) {
-        const int a_row = GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
+        const int a_row = tile_a_row(tl);
+        const tmap *a_map = short_a_tile(sc.m, a_row) ? tm_a_last : tm_a;
 #pragma unroll 1
         for (int kb = sc.kb_begin; kb < sc.kb_begin + sc.kb_count; ++kb) {
             mbar_wait(base + OFF_BAR + (STAGES + s) * 8, phase ^ 1);
@@ -260,10 +277,10 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_b, con
                 const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
                 if (B_EARLY_OK && early > 0) {
                     mbar_arrive(full); /* its bytes were expected with B's loads */
-                    load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
+                    load_a(a_map, sc, tl, a_dst, full, kb, a_row);
                 } else {
-                    mbar_arrive_expect_tx(full, stage_tx(sc.m));
-                    load_a(tm_a, sc, tl, a_dst, full, kb, a_row);
+                    mbar_arrive_expect_tx(full, stage_tx(sc, tl));
+                    load_a(a_map, sc, tl, a_dst, full, kb, a_row);
                     load_b(tm_b, tl, base + OFF_B + s * B_STAGE_BYTES, full, kb);
                 }
             }
@@ -526,7 +543,8 @@ extern "C" __device__ const int kiln_gemm_bf16_smem_layout = kiln_gemm_bf16_smem
  * for the row-by-row stores of partial tiles; b_ready: the ring slots of B a dense kernel
  * may load before griddepcontrol.wait (B ready before the launch: weights; 0: none). */
 extern "C" __global__ void __launch_bounds__(kiln_bf16::THREADS, 1)
-kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
+kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_a_last,
+               const __grid_constant__ kiln::tmap tm_b,
                const __grid_constant__ kiln::tmap tm_d, int m, const int *__restrict__ group_rows,
                int num_groups, void *__restrict__ d_ptr, long long ld_d, int b_ready)
 {
@@ -550,6 +568,8 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         }
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
+        if constexpr (GROUPING == 0 && !A_MN)
+            tma_prefetch_desc(&tm_a_last);
         tma_prefetch_desc(&tm_b);
         tma_prefetch_desc(&tm_d);
     }
@@ -568,7 +588,7 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         setmaxnreg_dec<40>();
         const int b_early = B_EARLY_OK && b_ready > 0 ? b_ready : 0; /* slots, at most */
         if (warp == RG * 4)
-            producer(&tm_a, &tm_b, sc, base, lane, b_early);
+            producer(&tm_a, &tm_a_last, &tm_b, sc, base, lane, b_early);
         else if (B_EARLY_OK && !b_early)
             grid_dependency_wait(); /* the idle warps as without b_ready */
     } else {

@@ -74,6 +74,8 @@
  * tiles (two waves)), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m / max(multicast_a, 1)} swizzle 128B
+ *   tm_a_last    the same over the last m block: box {128, its rows rounded up to 8} where
+ *                M ends inside it (dense, multicast_a 1; kiln__gemm_fp8_a_box_rows)
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
  *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
  *   tm_d   bf16 dims {N, M}            box {D_SLAB, 64}     swizzle D_SWIZZLE
@@ -404,7 +406,9 @@ extern "C" __device__ const int kiln_gemm_fp8_smem_layout = kiln_gemm_fp8_smem_b
  * kernel the slots are its low 8 bits and the rows per group its guess assumes the rest
  * (0: M_max). */
 extern "C" __global__ void __launch_bounds__(kiln_fp8::THREADS, 1)
-KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_b,
+KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a,
+                    const __grid_constant__ kiln::tmap tm_a_last,
+                    const __grid_constant__ kiln::tmap tm_b,
                     const __grid_constant__ kiln::tmap tm_sfa, const __grid_constant__ kiln::tmap tm_d,
                     const float *__restrict__ sfb, const float *c, int m,
                     const int *__restrict__ group_rows, int num_groups,
@@ -437,6 +441,8 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
             mbar_init(base + OFF_GBAR, 1); /* the TMA warp's arrive + the guessed B's bytes */
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
+        if constexpr (GROUPING == 0 && MCA == 1)
+            tma_prefetch_desc(&tm_a_last);
         tma_prefetch_desc(&tm_b);
         tma_prefetch_desc(&tm_sfa);
         tma_prefetch_desc(&tm_d);
@@ -461,7 +467,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a, const __grid_consta
     if (warp >= MATH_WG * 4) {
         setmaxnreg_dec<PRODUCER_REGS>();
         if (warp == MATH_WG * 4) {
-            producer_tma(&tm_a, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early,
+            producer_tma(&tm_a, &tm_a_last, &tm_b, &tm_sfa, sfb, sc, base, lane, c, b_early,
                          B_GUESS_OK ? b_ready >> 8 : 0);
         } else {
             /* the scale warp of a masked kernel finds its tiles from masked_m */

@@ -257,13 +257,3 @@ static_assert(SMEM_BYTES <= 232448, "shared memory over the 227 KiB limit: fewer
 static_assert(B_STAGE_BYTES % 1024 == 0, "B stage must stay 1024-aligned (block_n % 8)");
 
 constexpr u32 STAGE_TX = A_STAGE_BYTES + B_STAGE_BYTES + SFA_STAGE_BYTES;
-
-/* Rows of A's TMA box (the host's kiln__gemm_fp8_a_box_rows): a dense problem shorter
- * than one tile loads its rows rounded up to 8, not a box mostly filled with zeros. */
-__device__ __forceinline__ u32 stage_tx(int m)
-{
-    if constexpr (GROUPING == 0 && MCA == 1)
-        if (m < BM)
-            return STAGE_TX - A_STAGE_BYTES + short_box_rows(m) * BK;
-    return STAGE_TX;
-}

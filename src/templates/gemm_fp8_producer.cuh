@@ -6,6 +6,36 @@
  * shared-memory constants, gemm_sched.cuh and trace_mark; it includes nothing
  * itself. */
 
+/* The first row of the A tile that K block loads bring for tile tl: dense multicast pairs
+ * past M load the last m block. */
+__device__ __forceinline__ int tile_a_row(const sched &sc, const tile &tl)
+{
+    if constexpr (GROUPING == 0)
+        return (tl.mb < sc.num_mb ? tl.mb : sc.num_mb - 1) * BM;
+    return tl.row0 + tl.mb * BM;
+}
+
+/* A dense tile that M ends inside (the only m block, or the last) loads its rows rounded up
+ * to 8 through tm_a_last (its box: the host's kiln__gemm_fp8_a_box_rows), not a box the TMA
+ * fills with zeros past M. Tall tiles do so only as the only m block: the per-tile test
+ * spilled 20-48 bytes from their producers' 24 registers, and their last m block is one of
+ * many. */
+__device__ __forceinline__ bool short_a_tile(int m, int a_row)
+{
+    if constexpr (PRODUCER_REGS < 40)
+        return GROUPING == 0 && MCA == 1 && m < BM;
+    return GROUPING == 0 && MCA == 1 && m - a_row < BM;
+}
+
+/* Bytes that each K block's loads bring for tile tl. */
+__device__ __forceinline__ u32 stage_tx(const sched &sc, const tile &tl)
+{
+    const int a_row = tile_a_row(sc, tl);
+    if (short_a_tile(sc.m, a_row))
+        return STAGE_TX - A_STAGE_BYTES + short_box_rows(sc.m - a_row) * BK;
+    return STAGE_TX;
+}
+
 /* Dense kernels: the B tile of K block kb of tile tl into slot s, counted on `full`. */
 __device__ __forceinline__ void load_dense_b(const tmap *tm_b, const sched &sc, const tile &tl,
                                              u32 base, int s, u32 full, int kb)
@@ -57,7 +87,7 @@ __device__ __forceinline__ void load_stage(const tmap *tm_a, const tmap *tm_b, c
                                            const sched &sc, const tile &tl, u32 base, int s,
                                            u32 full, int kb, int a_row)
 {
-    mbar_arrive_expect_tx(full, stage_tx(sc.m));
+    mbar_arrive_expect_tx(full, stage_tx(sc, tl));
     if constexpr (GROUPING == 1) {
         load_masked_stage(tm_a, tm_b, tm_sfa, tl, base, s, full, kb, a_row, true);
     } else if constexpr (GROUPING >= 2) { /* A and its scales 2-D, B per group */
@@ -110,9 +140,10 @@ __device__ __forceinline__ int load_b_guess(const tmap *tm_b, const sched &sc, u
 
 /* Producer warp 0: A, B and A-scale tiles by TMA. With multicast, each CTA of the pair loads
  * half of the shared B tile into both (the empty barriers count both CTAs' consumers). */
-__device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
-                                             const tmap *tm_sfa, const float *__restrict__ sfb,
-                                             const sched &sc, u32 base, u32 lane,
+__device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_a_last,
+                                             const tmap *tm_b, const tmap *tm_sfa,
+                                             const float *__restrict__ sfb, const sched &sc,
+                                             u32 base, u32 lane,
                                              const float *trace, int b_early, int guess_rows)
 {
     int s = 0;
@@ -142,9 +173,9 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
         }
         const int kb_begin = decltype(piece)::value ? tl.kb_begin : sc.kb_begin;
         const int kb_count = decltype(piece)::value ? tl.kb_count : sc.kb_count;
-        const int mb = tl.mb, nb = tl.nb;
-        const int a_row = GROUPING == 0 ? (mb < sc.num_mb ? mb : sc.num_mb - 1) * BM
-                                        : tl.row0 + mb * BM;
+        const int nb = tl.nb;
+        const int a_row = tile_a_row(sc, tl);
+        const tmap *a_map = short_a_tile(sc.m, a_row) ? tm_a_last : tm_a;
         const float *__restrict__ sfb_g = sfb + (long long)tl.g * SFB_ROWS * KB;
         /* fused scheme only: lane l holds the B scales of local K blocks l, l+32, ... */
         constexpr int CHUNKS = SCALE_WARP ? 1 : (KB_CTA + 31) / 32;
@@ -192,12 +223,12 @@ __device__ __forceinline__ void producer_tma(const tmap *tm_a, const tmap *tm_b,
                     mbar_arrive(full); /* no loads: the slot is handed over as it is */
                 } else if (B_EARLY_OK && early > 0) {
                     mbar_arrive(full); /* its bytes were expected with B's loads */
-                    load_dense_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row, false);
+                    load_dense_stage(a_map, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row, false);
                 } else if (B_GUESS_OK && early > 0) { /* B is in the slot (OFF_GBAR) */
-                    mbar_arrive_expect_tx(full, stage_tx(sc.m) - B_STAGE_BYTES);
-                    load_masked_stage(tm_a, tm_b, tm_sfa, tl, base, s, full, kb, a_row, false);
+                    mbar_arrive_expect_tx(full, stage_tx(sc, tl) - B_STAGE_BYTES);
+                    load_masked_stage(a_map, tm_b, tm_sfa, tl, base, s, full, kb, a_row, false);
                 } else {
-                    load_stage(tm_a, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
+                    load_stage(a_map, tm_b, tm_sfa, sc, tl, base, s, full, kb, a_row);
                 }
             }
             __syncwarp();

@@ -23,7 +23,7 @@ __device__ __forceinline__ int load_b_early(const sched &sc, u32 base, u32 lane,
     if (lane == 0)
         for (int i = 0; i < early; ++i) {
             const u32 full = base + OFF_BAR + i * 8;
-            mbar_expect_tx(full, stage_tx(sc.m));
+            mbar_expect_tx(full, stage_tx(sc, tl));
             load_b(tl, i, full, sc.kb_begin + i);
         }
     return early;
