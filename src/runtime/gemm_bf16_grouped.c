@@ -69,9 +69,15 @@ kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_arg
                               : bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
                               : bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
                                             : CU_TENSOR_MAP_SWIZZLE_NONE;
+    /* A's last m block: only M_max's rows there (the template's short_a_tile) */
+    int last_box = kiln__tma_last_box_rows(m_max, cfg.block_m);
     if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", bf16, 2, args->a.data, (uint64_t)g,
                                (uint64_t)m_max, (uint64_t)k, (uint64_t)k, (uint64_t)(m_max * k),
                                (uint32_t)cfg.block_m, 64, sw)) ||
+        (last_box != cfg.block_m &&
+         (status = kiln__tma_3d(ctx, &ops.tm_a_last, "a", bf16, 2, args->a.data, (uint64_t)g,
+                                (uint64_t)m_max, (uint64_t)k, (uint64_t)k,
+                                (uint64_t)(m_max * k), (uint32_t)last_box, 64, sw))) ||
         (status = kiln__tma_3d(ctx, &ops.tm_b, "b", bf16, 2, args->b.data, (uint64_t)g,
                                (uint64_t)n, (uint64_t)k, (uint64_t)k, (uint64_t)(n * k),
                                (uint32_t)cfg.block_n, 64, sw)) ||
@@ -80,7 +86,8 @@ kiln_status kiln_gemm_bf16_masked(kiln_ctx *ctx, const kiln_gemm_bf16_masked_arg
                                args->d.data, (uint64_t)g, (uint64_t)m_max, (uint64_t)n,
                                (uint64_t)n, (uint64_t)(m_max * n), 64, (uint32_t)slab, d_sw)))
         return (kiln_status)status;
-    ops.tm_a_last = ops.tm_a; /* unused: rows past a group's are memory, not zero fill */
+    if (last_box == cfg.block_m)
+        ops.tm_a_last = ops.tm_a;
 
     /* At most every group full; the kernel stops at the units the counts give (a bound, so
      * every SM takes part: no even rounds). */

@@ -179,6 +179,11 @@ void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t
  * BF16-output GEMM applies it (masked kernels take no A multicast; the FP32 mode no
  * cluster). */
 void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms);
+/* M = 129-256: decode's tile width and K cluster for each of the two m blocks over half of
+ * the SMs, where that splits K over clusters. Returns whether it took them; the dense
+ * BF16-output GEMM applies it before the prefill rules. */
+bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                     int num_sms);
 /* Prefill (M > 128) in fewer 128-row tiles than there are SMs: each tile's K split over a
  * cluster of 2, 4 or 8 CTAs, the largest whose clusters are all resident at once (of 8 only
  * where they take at most half of the SMs; K >= 4096, split evenly); 128-column tiles just
@@ -198,14 +203,16 @@ static inline int kiln__gemm_fp8_multicast_a(const kiln__gemm_config *cfg)
 }
 /* Rows of A's TMA box for the last m block (tm_a_last; every other block loads the whole
  * tile, tm_a). A dense problem whose M ends inside a tile (decode batches below 64 or 128
- * rows, prefill's last m block) loads only that tile's rows there (kiln__tma_last_box_rows):
- * the whole tile's zero-filled box made 1-row GEMMs 1-29% slower (stop 21, seven shapes).
- * The tile's rows past the box keep stale shared memory, which reaches only their own
- * output rows, never stored. With multicast_a each CTA loads 1/multicast_a of the tile's
- * rows, zero-filled past M. */
+ * rows, prefill's last m block), or masked groups whose M_max does, load only that tile's
+ * rows there (kiln__tma_last_box_rows): the whole tile's zero-filled box made 1-row GEMMs
+ * 1-29% slower (stop 21, seven shapes), 129-row ones up to twice as slow (stop 64). The
+ * tile's rows past the box keep stale shared memory, which reaches only their own output
+ * rows, never stored. With multicast_a each CTA loads 1/multicast_a of the tile's rows,
+ * zero-filled past M; contiguous groups' tiles past a group's end load the next group's
+ * rows. */
 static inline int kiln__gemm_fp8_a_box_rows(const kiln__gemm_config *cfg, int64_t m)
 {
-    if (cfg->grouping == 0 && kiln__gemm_fp8_multicast_a(cfg) == 1)
+    if (cfg->grouping <= 1 && kiln__gemm_fp8_multicast_a(cfg) == 1)
         return kiln__tma_last_box_rows(m, cfg->block_m);
     return cfg->block_m / kiln__gemm_fp8_multicast_a(cfg);
 }

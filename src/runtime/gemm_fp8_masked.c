@@ -159,11 +159,16 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                        ? (args->b_ready & 0xff) | (int)(guess_rows(args->expected_m, m_max) << 8)
                        : 0,
     };
-    int slab = kiln__gemm_fp8_slab(cfg.block_n);
+    int slab = kiln__gemm_fp8_slab(cfg.block_n), last_box = kiln__gemm_fp8_a_box_rows(&cfg, m_max);
     if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)g, (uint64_t)m_max, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(m_max * k), (uint32_t)cfg.block_m, 128,
                                CU_TENSOR_MAP_SWIZZLE_128B)) ||
+        (last_box != cfg.block_m &&
+         (status = kiln__tma_3d(ctx, &ops.tm_a_last, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1,
+                                args->a.data, (uint64_t)g, (uint64_t)m_max, (uint64_t)k,
+                                (uint64_t)k, (uint64_t)(m_max * k), (uint32_t)last_box, 128,
+                                CU_TENSOR_MAP_SWIZZLE_128B))) ||
         (status = kiln__tma_3d(ctx, &ops.tm_b, "b", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->b.data,
                                (uint64_t)g, (uint64_t)n, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(n * k), (uint32_t)cfg.block_n, 128,
@@ -177,7 +182,8 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                                (uint64_t)(m_max * n), 64, (uint32_t)slab,
                                kiln__gemm_fp8_slab_swizzle(slab))))
         return (kiln_status)status;
-    ops.tm_a_last = ops.tm_a; /* unused: rows past a group's are memory, not zero fill */
+    if (last_box == cfg.block_m)
+        ops.tm_a_last = ops.tm_a;
 
     /* At most every group full; the kernel stops at the units the counts give (a bound, so
      * every SM takes part: no even rounds). */

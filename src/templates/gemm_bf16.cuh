@@ -50,8 +50,8 @@
  * (kiln_gemm_bf16_smem_bytes; the host mirrors the formula), PDL allowed.
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first, all 128B swizzle but D's):
  *   tm_a   bf16 K-major dims {K, M} box {64, block_m}; M-major dims {M, K} box {64, 64}
- *   tm_a_last    dense K-major: the same over the last m block, box {64, its rows rounded
- *                up to 8} where M ends inside it
+ *   tm_a_last    dense K-major and masked: the same over the last m block, box {64, its
+ *                rows rounded up to 8} where M (masked: M_max) ends inside it
  *   tm_b   bf16 K-major dims {K, N} box {64, block_n}; N-major dims {N, K} box {64, 64}
  *   tm_d   bf16/f32 dims {N, M} box {D_SLAB, 64}, swizzle by the slab's width in bytes
  *          (D_SLAB = the widest of 128, 64, 32 bytes of columns dividing block_n, else
@@ -187,12 +187,13 @@ __device__ __forceinline__ int tile_a_row(const tile &tl)
     return GROUPING == 2 ? tl.row0 + tl.mb * BM : tl.mb * BM;
 }
 
-/* A dense tile with K-major A that M ends inside (the only m block, or the last) loads its
- * rows rounded up to 8 through tm_a_last, not a box mostly zero-filled by the TMA (the
- * host's A boxes, gemm_bf16.c; as in the FP8 GEMM). */
+/* A dense tile with K-major A that M ends inside (the only m block, or the last), or a
+ * masked one that M_max ends inside, loads its rows rounded up to 8 through tm_a_last, not a
+ * box mostly zero-filled by the TMA (the host's A boxes, gemm_bf16.c and gemm_bf16_grouped.c;
+ * as in the FP8 GEMM). */
 __device__ __forceinline__ bool short_a_tile(int m, int a_row)
 {
-    return GROUPING == 0 && !A_MN && m - a_row < BM;
+    return GROUPING <= 1 && !A_MN && m - a_row < BM;
 }
 
 /* Bytes that each K block's loads bring for tile tl. */
@@ -568,7 +569,7 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ 
         }
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
-        if constexpr (GROUPING == 0 && !A_MN)
+        if constexpr (GROUPING <= 1 && !A_MN)
             tma_prefetch_desc(&tm_a_last);
         tma_prefetch_desc(&tm_b);
         tma_prefetch_desc(&tm_d);

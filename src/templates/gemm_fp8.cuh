@@ -75,7 +75,8 @@
  * Tensor maps (cuTensorMapEncodeTiled, dims innermost first):
  *   tm_a   u8   dims {K, M}            box {128, block_m / max(multicast_a, 1)} swizzle 128B
  *   tm_a_last    the same over the last m block: box {128, its rows rounded up to 8} where
- *                M ends inside it (dense, multicast_a 1; kiln__gemm_fp8_a_box_rows)
+ *                M (masked: M_max) ends inside it (dense with multicast_a 1, and masked;
+ *                kiln__gemm_fp8_a_box_rows)
  *   tm_b   u8   dims {K, N}            box {128, block_n}   swizzle 128B
  *   tm_sfa f32  dims {align(M,4), K/128} box {block_m, 1}   no swizzle
  *   tm_d   bf16 dims {N, M}            box {D_SLAB, 64}     swizzle D_SWIZZLE
@@ -441,7 +442,7 @@ KILN_GEMM_FP8_ENTRY(const __grid_constant__ kiln::tmap tm_a,
             mbar_init(base + OFF_GBAR, 1); /* the TMA warp's arrive + the guessed B's bytes */
         fence_barrier_init();
         tma_prefetch_desc(&tm_a);
-        if constexpr (GROUPING == 0 && MCA == 1)
+        if constexpr (GROUPING <= 1 && MCA == 1)
             tma_prefetch_desc(&tm_a_last);
         tma_prefetch_desc(&tm_b);
         tma_prefetch_desc(&tm_sfa);

@@ -15,16 +15,19 @@ __device__ __forceinline__ int tile_a_row(const sched &sc, const tile &tl)
     return tl.row0 + tl.mb * BM;
 }
 
-/* A dense tile that M ends inside (the only m block, or the last) loads its rows rounded up
- * to 8 through tm_a_last (its box: the host's kiln__gemm_fp8_a_box_rows), not a box the TMA
- * fills with zeros past M. Tall tiles do so only as the only m block: the per-tile test
- * spilled 20-48 bytes from their producers' 24 registers, and their last m block is one of
- * many. */
+/* A dense tile that M ends inside (the only m block, or the last), or a masked one that
+ * M_max ends inside, loads its rows rounded up to 8 through tm_a_last (its box: the host's
+ * kiln__gemm_fp8_a_box_rows), not a box the TMA fills with zeros past them. Tall tiles do so
+ * only as a dense problem's only m block: per tile, 256-row producers (24 registers) spilled
+ * 20-48 bytes at some K (4096 x 7168; masked 1024 x 4096 x 7168 even per launch), and 192-row
+ * tiles, whose last block at M = 4096 holds 64 rows, gained nothing (stop 64, profiler, main
+ * -> per tile: 4096x2112x7168 96.14 -> 97.16 us, 4000x2112x7168 94.30 -> 95.85,
+ * 4096x24576x1536 231.36 -> 229.09, 4096x32768x512 127.30 -> 127.34). */
 __device__ __forceinline__ bool short_a_tile(int m, int a_row)
 {
-    if constexpr (PRODUCER_REGS < 40)
+    if constexpr (BM > 128)
         return GROUPING == 0 && MCA == 1 && m < BM;
-    return GROUPING == 0 && MCA == 1 && m - a_row < BM;
+    return GROUPING <= 1 && MCA == 1 && m - a_row < BM;
 }
 
 /* Bytes that each K block's loads bring for tile tl. */
