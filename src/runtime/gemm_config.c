@@ -224,9 +224,9 @@ static bool take_prefill_split(kiln__gemm_config *cfg, int width, int c)
  * where their CTAs take at most half of the SMs (their 8-way reduction costs more): stop 63,
  * H100, clusters of 2 / 4 / 8: 200x512x7168 (8 tiles) 16.29 / 12.03 / 10.85, 129x576x7168
  * (10) 16.13 / 11.97 / 13.50, 256x576x7168 (10) 16.10 / 11.97 / 12.03, 384x576x7168 (15)
- * 16.90 / 12.45 / 12.96. K from 4096 up and split evenly, as decode's clusters. Known loss:
- * 129x4096x7168 (64 tiles, half of them one row) 27.74 -> 28.99 us with clusters of 2, where
- * 192 and 256 rows gain 2.8% and 24%. */
+ * 16.90 / 12.45 / 12.96. K from 4096 up and split evenly, as decode's clusters. 129x4096x7168
+ * (64 tiles, half of them one row) lost with clusters of 2 (27.74 -> 28.99 us) while its last
+ * m block's A box was zero-filled; with only that row loaded (stop 64) 24.74 -> 18.69. */
 bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms)
 {
@@ -272,6 +272,7 @@ bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t 
     pick_decode(&c, n, k / 128, num_sms / 2);
     if (c.cluster_k < 2)
         return false;
+    c.overlap = 1; /* as timed: decode's plain loop for 64-104 columns was not */
     kiln__gemm_fp8_fit(&c);
     *cfg = c;
     return true;
