@@ -79,9 +79,10 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
                            int64_t k, const kiln__gemm_bf16_operands *ops, int64_t units,
                            bool even_rounds, kiln_stream stream)
 {
-    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b, (void *)&ops->tm_d,
-                      (void *)&ops->rows, (void *)&ops->group_rows, (void *)&ops->num_groups,
-                      (void *)&ops->d, (void *)&ops->ld_d, (void *)&ops->b_ready};
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b,
+                      (void *)&ops->tm_d, (void *)&ops->rows, (void *)&ops->group_rows,
+                      (void *)&ops->num_groups, (void *)&ops->d, (void *)&ops->ld_d,
+                      (void *)&ops->b_ready};
     kj_spec spec;
     kiln__gemm_bf16_spec(&spec, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_bf16_threads(cfg),

@@ -58,7 +58,7 @@ void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_
 /* The kernel's arguments (see the entry point of src/templates/gemm_bf16.cuh). */
 typedef struct kiln__gemm_bf16_operands {
     CUtensorMap tm_a, tm_b, tm_d;
-    CUtensorMap tm_a_last;  /* dense K-major A: the m block M ends inside (gemm_bf16.c) */
+    CUtensorMap tm_a_last;  /* K-major A's last m block (dense, masked); else tm_a again */
     int rows;               /* M, M_max of every group, or M_total */
     const void *group_rows; /* grouped: masked_m or the prefix sums; else NULL */
     int num_groups;

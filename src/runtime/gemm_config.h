@@ -86,7 +86,7 @@ CUtensorMapSwizzle kiln__gemm_fp8_slab_swizzle(int slab);
 /* The kernel's arguments (see the entry point of src/templates/gemm_fp8.cuh). */
 typedef struct kiln__gemm_fp8_operands {
     CUtensorMap tm_a, tm_b, tm_sfa, tm_d;
-    CUtensorMap tm_a_last;  /* dense: A for the m block M ends inside (kiln__gemm_fp8_a_box_rows) */
+    CUtensorMap tm_a_last;  /* A's last m block (kiln__gemm_fp8_a_box_rows); else tm_a again */
     const void *sfb;
     const void *c;          /* FP32 mode: C (NULL = zero) */
     int rows;               /* M, M_max of every group, or M_total */

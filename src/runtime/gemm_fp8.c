@@ -126,10 +126,11 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
                           kiln_stream stream)
 {
-    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b, (void *)&ops->tm_sfa,
-                      (void *)&ops->tm_d, (void *)&ops->sfb, (void *)&ops->c, (void *)&ops->rows,
-                      (void *)&ops->group_rows, (void *)&ops->num_groups, (void *)&ops->d,
-                      (void *)&ops->ld_d, (void *)&ops->tail_ws, (void *)&ops->b_ready};
+    void *params[] = {(void *)&ops->tm_a, (void *)&ops->tm_a_last, (void *)&ops->tm_b,
+                      (void *)&ops->tm_sfa, (void *)&ops->tm_d, (void *)&ops->sfb,
+                      (void *)&ops->c, (void *)&ops->rows, (void *)&ops->group_rows,
+                      (void *)&ops->num_groups, (void *)&ops->d, (void *)&ops->ld_d,
+                      (void *)&ops->tail_ws, (void *)&ops->b_ready};
     kj_spec spec;
     kiln__gemm_fp8_spec(&spec, ctx, n, k, cfg);
     return kiln__launch_persistent(ctx, &spec, (unsigned)kiln__gemm_fp8_threads(cfg),

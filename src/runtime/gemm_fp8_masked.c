@@ -159,7 +159,8 @@ kiln_status kiln__gemm_fp8_masked_with(kiln_ctx *ctx, const kiln_gemm_fp8_masked
                        ? (args->b_ready & 0xff) | (int)(guess_rows(args->expected_m, m_max) << 8)
                        : 0,
     };
-    int slab = kiln__gemm_fp8_slab(cfg.block_n), last_box = kiln__gemm_fp8_a_box_rows(&cfg, m_max);
+    int slab = kiln__gemm_fp8_slab(cfg.block_n);
+    int last_box = kiln__gemm_fp8_a_box_rows(&cfg, m_max); /* M_max's last m block */
     if ((status = kiln__tma_3d(ctx, &ops.tm_a, "a", CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, args->a.data,
                                (uint64_t)g, (uint64_t)m_max, (uint64_t)k, (uint64_t)k,
                                (uint64_t)(m_max * k), (uint32_t)cfg.block_m, 128,
