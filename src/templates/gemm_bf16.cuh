@@ -544,7 +544,8 @@ extern "C" __device__ const int kiln_gemm_bf16_smem_layout = kiln_gemm_bf16_smem
  * for the row-by-row stores of partial tiles; b_ready: the ring slots of B a dense kernel
  * may load before griddepcontrol.wait (B ready before the launch: weights; 0: none). */
 extern "C" __global__ void __launch_bounds__(kiln_bf16::THREADS, 1)
-kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a, const __grid_constant__ kiln::tmap tm_a_last,
+kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a,
+               const __grid_constant__ kiln::tmap tm_a_last,
                const __grid_constant__ kiln::tmap tm_b,
                const __grid_constant__ kiln::tmap tm_d, int m, const int *__restrict__ group_rows,
                int num_groups, void *__restrict__ d_ptr, long long ld_d, int b_ready)
