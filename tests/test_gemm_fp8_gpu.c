@@ -191,7 +191,7 @@ static void test_prefill_k_split_partial_rows(void **state)
         int64_t m, n, k;
         int cluster_k;
     } cases[] = {
-        {500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}, {200, 512, 7168, 8},
+        {500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}, {300, 256, 7168, 8},
         {500, 2112, 7168, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
@@ -202,6 +202,23 @@ static void test_prefill_k_split_partial_rows(void **state)
                      (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
                      cases[i].cluster_k);
         check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1);
+    }
+}
+
+/* 129-256 rows in two m blocks of decode's tiles, K over clusters (the launch's rule), the
+ * last block partial or whole. */
+static void test_two_block_decode_rows(void **state)
+{
+    (void)state;
+    static const int64_t cases[][3] = {
+        {129, 576, 7168}, {200, 2112, 7168}, {256, 576, 7168}, {150, 512, 7168}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t m = cases[i][0], n = cases[i][1], k = cases[i][2];
+        kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
+        if (!kiln__gemm_fp8_two_block_decode(&c, m, n, k, 132))
+            fail_msg("%lldx%lldx%lld: the rule takes no two-block decode tiles", (long long)m,
+                     (long long)n, (long long)k);
+        check_shapes(n, k, &m, 1);
     }
 }
 
@@ -742,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_cluster_partial_rows),
         cmocka_unit_test(test_prefill_k_split_partial_rows),
+        cmocka_unit_test(test_two_block_decode_rows),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),

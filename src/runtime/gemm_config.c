@@ -254,6 +254,30 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
            take_prefill_split(cfg, width, 2);
 }
 
+/* M = 129-256: decode's tiles in two m blocks, each block over half of the SMs (the width and
+ * cluster pick_decode gives for num_sms / 2), where that splits K over clusters: like decode,
+ * these few rows are bound by streaming B, which narrow tiles spread over more SMs than
+ * 128 x 128 ones. Stop 64, H100, profiler (--sweep of widths x clusters, us): 129x576x7168
+ * 11.90 (128 x 128 over 4) -> 9.15 (128 x 40 over 4), 129x2112x7168 17.34 (128 x 128 over 2)
+ * -> 13.86 (128 x 64 over 2, overlapped), 256x2112x7168 17.70 -> 13.92; at N = 4096 half of
+ * the SMs give no cluster (tiles over 112 columns), and 128 x 128 over 2 stayed the best
+ * (129x4096x7168 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). */
+bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                     int num_sms)
+{
+    if (m <= 128 || m > 256 || num_sms < 4)
+        return false;
+    kiln__gemm_config c = {.block_m = 128, .block_n = 128, .group_n = 1000, .k_split = 1,
+                           .multicast = 1, .cluster_k = 0, .overlap = 1};
+    pick_decode(&c, n, k / 128, num_sms / 2);
+    if (c.cluster_k < 2)
+        return false;
+    c.overlap = 1; /* as timed: decode's plain loop for 64-104 columns was not */
+    kiln__gemm_fp8_fit(&c);
+    *cfg = c;
+    return true;
+}
+
 /* Prefill tile heights by rounds of tiles over the SMs times the time of one tile relative
  * to a 128 x 128 one, as measured on the H200: a 192-row tile (three math warpgroups) 1.36-1.41x
  * (docs/gemm_fp8_notes.md, "Stop 8"); a 256-row tile (two warpgroups, two waves) 1.36-1.37x a
@@ -666,6 +690,9 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
          * 12's --sweep. Decode waits for data, not for the tensor cores.) */
         return count;
     }
+    c = pick; /* 129-256 rows: decode's tiles in two m blocks, as dense launches take them */
+    if (kiln__gemm_fp8_two_block_decode(&c, m, n, k, num_sms))
+        add_alternative(out, &count, max, &c);
     c = pick; /* few tiles: K split over a cluster, as dense launches take it */
     if (kiln__gemm_fp8_prefill_k_split(&c, m, n, k, num_sms))
         add_alternative(out, &count, max, &c);
