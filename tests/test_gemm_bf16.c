@@ -110,6 +110,52 @@ static void test_bf16_decode_splits(void **state)
     }
 }
 
+/* M = 129-256 takes decode's tiles in two m blocks, each over half of the SMs, where they split
+ * K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns), before the prefill K
+ * split (at N = 4096 the split's own 128 x 128 over 2); not at N = 7168 (no cluster on 66
+ * SMs), M = 128 or 257, or grouped; the
+ * kernels compile as the host lays them out. */
+static void test_bf16_two_block_decode(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, block_n, cluster_k; /* cluster_k 0: not taken */
+    } cases[] = {
+        {129, 576, 7168, 0, 40, 4},  {256, 2112, 7168, 0, 64, 2}, {200, 576, 7168, 2, 64, 4},
+        {129, 1024, 2048, 0, 32, 2}, {129, 4096, 7168, 0, 128, 2}, {129, 7168, 7168, 0, 0, 0},
+        {128, 576, 7168, 0, 0, 0},   {257, 576, 7168, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, cases[i].layout, 0, 132);
+        kiln__gemm_bf16_config before = c;
+        bool taken = kiln__gemm_bf16_two_block_decode(&c, m, n, k, 132);
+        if (taken != (cases[i].cluster_k > 0) ||
+            (taken && (c.cluster_k != cases[i].cluster_k || c.block_n != cases[i].block_n)))
+            fail_msg("%lldx%lldx%lld layout %d: taken %d, %dx%d over %d", (long long)m,
+                     (long long)n, (long long)k, cases[i].layout, taken, c.block_m, c.block_n,
+                     c.cluster_k);
+        kiln__gemm_bf16_config dense =
+            kiln__gemm_bf16_pick_dense(m, n, k, cases[i].layout, 0, 132, true);
+        if (!taken) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        assert_memory_equal(&dense, &c, sizeof c); /* the dense launch takes it */
+        assert_int_equal(c.block_m, 128);
+        assert_true(2 * ((n + c.block_n - 1) / c.block_n) * c.cluster_k <= 132);
+        check_rules(&c, m, n, k);
+        if (i < 3) {
+            kj_output out = {0};
+            assert_compiles(&c, n, k, "two-block decode kernel", &out);
+            kj_output_free(&out);
+        }
+    }
+    kiln__gemm_bf16_config grouped = kiln__gemm_bf16_pick_grouped(200, 576, 7168, 0, 0, 1, 132);
+    assert_false(kiln__gemm_bf16_two_block_decode(&grouped, 200, 576, 7168, 132));
+}
+
 /* Dense prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose
  * clusters are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), of 8 only for 8 tiles or
  * fewer (half of the SMs), from K = 4096 and split evenly; its tiles store from registers (no
@@ -355,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_prefill_k_split_where_few_tiles),
+        cmocka_unit_test(test_bf16_two_block_decode),
         cmocka_unit_test(test_bf16_n_major_decode_rule),
         cmocka_unit_test(test_bf16_no_b_early_rule),
         cmocka_unit_test(test_bf16_defer_store_rule),

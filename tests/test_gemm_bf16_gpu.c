@@ -166,7 +166,7 @@ static void test_bf16_odd_shapes(void **state)
  * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block: clusters of 4
  * (500 x 576 x 7168, 20 tiles, both outputs; 300 x 1008 x 4096, whose last n block is cut
  * too; 300 x 1024 x 4096 with an N-major B), of 2 (257 x 2112 x 7168, A M-major) and of 8
- * (200 x 512 x 7168, both operands MN-major). The deepseek shapes add 129 x 576 (clusters of
+ * (300 x 256 x 7168, both operands MN-major). The deepseek shapes add 129 x 576 (clusters of
  * 4), 1000 x 576 and 129 x 2112 / 4096 (clusters of 2). */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
@@ -178,7 +178,7 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     } cases[] = {
         {500, 576, 7168, KILN_GEMM_NT, 4, true},  {300, 1008, 4096, KILN_GEMM_NT, 4, false},
         {300, 1024, 4096, KILN_GEMM_NN, 4, false}, {257, 2112, 7168, KILN_GEMM_TT, 2, false},
-        {200, 512, 7168, KILN_GEMM_TN, 8, false},
+        {300, 256, 7168, KILN_GEMM_TN, 8, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
@@ -191,6 +191,29 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
                      cases[i].cluster_k);
         check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1,
                      cases[i].both_outputs);
+    }
+}
+
+/* 129-256 rows in two m blocks of decode's tiles, K over clusters (the launch's rule), the last
+ * block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs
+ * on the first. */
+static void test_bf16_two_block_decode_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout;
+    } cases[] = {
+        {129, 576, 7168, KILN_GEMM_NT}, {200, 2112, 7168, KILN_GEMM_TT},
+        {256, 576, 7168, KILN_GEMM_NN}, {150, 1024, 2048, KILN_GEMM_TN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
+                                                        cases[i].layout, 0, 132);
+        if (!kiln__gemm_bf16_two_block_decode(&c, cases[i].m, cases[i].n, cases[i].k, 132))
+            fail_msg("%lldx%lldx%lld: the rule takes no two-block decode tiles",
+                     (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k);
+        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1, i == 0);
     }
 }
 
@@ -505,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_bf16_odd_shapes),
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_prefill_k_split_partial_rows),
+        cmocka_unit_test(test_bf16_two_block_decode_rows),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),
         cmocka_unit_test(test_bf16_decode_long_and_wide),

@@ -18,7 +18,8 @@
  * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
- * pick's, 64 rows up to M = 64).
+ * pick's, 64 rows up to M = 64); 128 with M = 129-256 sweeps decode's tiles in two m blocks,
+ * each over half of the SMs, instead of the prefill widths.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -315,8 +316,12 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
 {
     int count = 0;
     kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8, .layout = layout};
-    if (m <= 128) {
+    /* 129-256 rows with KILN_BENCH_SWEEP_BLOCK_M=128: decode's tiles in two m blocks, each over
+     * half of the SMs (kiln__gemm_bf16_two_block_decode) */
+    const bool two_blocks = m > 128 && m <= 256 && sweep_block_m == 128;
+    if (m <= 128 || two_blocks) {
         static const int splits[] = {1, 2, 4, 8};
+        const int sms = two_blocks ? ctx->num_sms / 2 : ctx->num_sms;
         base.block_m = sweep_block_m > 0 ? sweep_block_m : m <= 64 ? 64 : 128;
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),
@@ -332,7 +337,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
                 for (int w = sweep_step; w <= 256; w += sweep_step)
                     widths[num_widths++] = w;
             } else {
-                int64_t clusters = kiln__resident_clusters(ctx->num_sms, splits[i]);
+                int64_t clusters = kiln__resident_clusters(sms, splits[i]);
                 int fill = clamp_width(((n + clusters - 1) / clusters + step - 1) / step * step);
                 widths[num_widths++] = fill;
                 widths[num_widths++] = clamp_width(fill + step);
@@ -391,9 +396,8 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan plan = {0};
     double us_lt = lt_plan_make(&plan, m, n, k) ? time_runner(&plan, sets, num_sets, m, n, k, stream) : -1;
     lt_plan_free(&plan);
-    kiln__gemm_bf16_config pick = kiln__gemm_bf16_pick(m, n, k, layout, 0, ctx->num_sms), cfgs[64];
-    if (ctx->opts.gemm_prefill_k_split) /* as the launch picks */
-        kiln__gemm_bf16_prefill_k_split(&pick, m, n, k, ctx->num_sms);
+    kiln__gemm_bf16_config cfgs[64], pick = kiln__gemm_bf16_pick_dense( /* as the launch picks */
+        m, n, k, layout, 0, ctx->num_sms, ctx->opts.gemm_prefill_k_split);
     int count = sweep_configs(m, n, k, cfgs, 64);
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with

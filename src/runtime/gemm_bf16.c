@@ -96,10 +96,8 @@ int kiln__gemm_bf16_launch(kiln_ctx *ctx, const kiln__gemm_bf16_config *cfg, int
 static kiln__gemm_bf16_config dense_pick(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                          int layout, int out_f32)
 {
-    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, ctx->num_sms);
-    if (ctx->opts.gemm_prefill_k_split)
-        kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, ctx->num_sms);
-    return cfg;
+    return kiln__gemm_bf16_pick_dense(m, n, k, layout, out_f32, ctx->num_sms,
+                                      ctx->opts.gemm_prefill_k_split);
 }
 
 kiln_status kiln_gemm_bf16(kiln_ctx *ctx, const kiln_gemm_bf16_args *args, kiln_stream stream)

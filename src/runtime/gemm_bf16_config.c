@@ -203,6 +203,33 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
     return false;
 }
 
+/* M = 129-256: decode's tiles in two m blocks, each over half of the SMs (the width and
+ * cluster pick_decode gives for num_sms / 2), where that splits K over clusters: these few
+ * rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_two_block_decode,
+ * stop 64). */
+bool kiln__gemm_bf16_two_block_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                      int64_t k, int num_sms)
+{
+    if (m <= 128 || m > 256 || num_sms < 4 || cfg->grouping != 0)
+        return false;
+    kiln__gemm_bf16_config c = {.block_m = 128, .block_n = 128, .group_n = 1000, .cluster_k = 0,
+                                .layout = cfg->layout, .out_f32 = cfg->out_f32};
+    pick_decode(&c, n, k, num_sms / 2);
+    if (c.cluster_k < 2)
+        return false;
+    *cfg = c;
+    return true;
+}
+
+kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
+                                                  int out_f32, int num_sms, bool k_split)
+{
+    kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, num_sms);
+    if (k_split && !kiln__gemm_bf16_two_block_decode(&cfg, m, n, k, num_sms))
+        kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms);
+    return cfg;
+}
+
 kiln__gemm_bf16_config kiln__gemm_bf16_pick(int64_t m, int64_t n, int64_t k, int layout,
                                             int out_f32, int num_sms)
 {
