@@ -261,7 +261,9 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
  * 11.90 (128 x 128 over 4) -> 9.15 (128 x 40 over 4), 129x2112x7168 17.34 (128 x 128 over 2)
  * -> 13.86 (128 x 64 over 2, overlapped), 256x2112x7168 17.70 -> 13.92; at N = 4096 half of
  * the SMs give no cluster (tiles over 112 columns), and 128 x 128 over 2 stayed the best
- * (129x4096x7168 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). */
+ * (129x4096x7168 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). Stop 66, H200, profiler,
+ * main against the rule: 129x576x7168 11.36 -> 8.64, 129x2112x7168 16.45 -> 13.18, 129x512x7168
+ * 10.14 -> 8.54, 256x1024x4096 9.79 -> 8.61, 200x3072x7168 16.90 -> 16.22. */
 bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                      int num_sms)
 {
