@@ -113,8 +113,7 @@ static void test_bf16_decode_splits(void **state)
 /* M = 129-256 takes decode's tiles in two m blocks, each over half of the SMs, where they split
  * K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns), before the prefill K
  * split (at N = 4096 the split's own 128 x 128 over 2); not at N = 7168 (no cluster on 66
- * SMs), M = 128 or 257, or grouped; the
- * kernels compile as the host lays them out. */
+ * SMs), M = 128 or 257, or grouped; the kernels compile as the host lays them out. */
 static void test_bf16_two_block_decode(void **state)
 {
     (void)state;
