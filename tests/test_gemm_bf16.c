@@ -110,11 +110,12 @@ static void test_bf16_decode_splits(void **state)
     }
 }
 
-/* M = 129-256 takes decode's tiles in two m blocks, each over half of the SMs, where they split
- * K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns), before the prefill K
- * split (at N = 4096 the split's own 128 x 128 over 2); not at N = 7168 (no cluster on 66
- * SMs), M = 128 or 257, or grouped; the kernels compile as the host lays them out. */
-static void test_bf16_two_block_decode(void **state)
+/* M = 129-384 takes decode's tiles in two or three m blocks, each over its share of the SMs,
+ * where they split K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns;
+ * 300 x 576 over 44 SMs: 128 x 64 over 4), before the prefill K split (at N = 4096 the
+ * split's own 128 x 128 over 2); not at N = 7168 (no cluster on 66 SMs), M = 128 or 385, or
+ * grouped; the kernels compile as the host lays them out. */
+static void test_bf16_m_blocks_decode(void **state)
 {
     (void)state;
     static const struct {
@@ -123,13 +124,14 @@ static void test_bf16_two_block_decode(void **state)
     } cases[] = {
         {129, 576, 7168, 0, 40, 4},  {256, 2112, 7168, 0, 64, 2}, {200, 576, 7168, 2, 64, 4},
         {129, 1024, 2048, 0, 32, 2}, {129, 4096, 7168, 0, 128, 2}, {129, 7168, 7168, 0, 0, 0},
-        {128, 576, 7168, 0, 0, 0},   {257, 576, 7168, 0, 0, 0},
+        {128, 576, 7168, 0, 0, 0},   {385, 576, 7168, 0, 0, 0},   {300, 576, 7168, 0, 64, 4},
+        {384, 576, 2048, 0, 32, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, cases[i].layout, 0, 132);
         kiln__gemm_bf16_config before = c;
-        bool taken = kiln__gemm_bf16_two_block_decode(&c, m, n, k, 132);
+        bool taken = kiln__gemm_bf16_m_blocks_decode(&c, m, n, k, 132);
         if (taken != (cases[i].cluster_k > 0) ||
             (taken && (c.cluster_k != cases[i].cluster_k || c.block_n != cases[i].block_n)))
             fail_msg("%lldx%lldx%lld layout %d: taken %d, %dx%d over %d", (long long)m,
@@ -143,16 +145,16 @@ static void test_bf16_two_block_decode(void **state)
         }
         assert_memory_equal(&dense, &c, sizeof c); /* the dense launch takes it */
         assert_int_equal(c.block_m, 128);
-        assert_true(2 * ((n + c.block_n - 1) / c.block_n) * c.cluster_k <= 132);
+        assert_true((m + 127) / 128 * ((n + c.block_n - 1) / c.block_n) * c.cluster_k <= 132);
         check_rules(&c, m, n, k);
         if (i < 3) {
             kj_output out = {0};
-            assert_compiles(&c, n, k, "two-block decode kernel", &out);
+            assert_compiles(&c, n, k, "m-block decode kernel", &out);
             kj_output_free(&out);
         }
     }
     kiln__gemm_bf16_config grouped = kiln__gemm_bf16_pick_grouped(200, 576, 7168, 0, 0, 1, 132);
-    assert_false(kiln__gemm_bf16_two_block_decode(&grouped, 200, 576, 7168, 132));
+    assert_false(kiln__gemm_bf16_m_blocks_decode(&grouped, 200, 576, 7168, 132));
 }
 
 /* Dense prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose
@@ -400,7 +402,7 @@ int main(void)
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_prefill_k_split_where_few_tiles),
-        cmocka_unit_test(test_bf16_two_block_decode),
+        cmocka_unit_test(test_bf16_m_blocks_decode),
         cmocka_unit_test(test_bf16_n_major_decode_rule),
         cmocka_unit_test(test_bf16_no_b_early_rule),
         cmocka_unit_test(test_bf16_defer_store_rule),

@@ -194,10 +194,10 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     }
 }
 
-/* 129-256 rows in two m blocks of decode's tiles, K over clusters (the launch's rule), the last
- * block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs
+/* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
+ * the last block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs
  * on the first. */
-static void test_bf16_two_block_decode_rows(void **state)
+static void test_bf16_m_blocks_decode_rows(void **state)
 {
     (void)state;
     static const struct {
@@ -206,12 +206,13 @@ static void test_bf16_two_block_decode_rows(void **state)
     } cases[] = {
         {129, 576, 7168, KILN_GEMM_NT}, {200, 2112, 7168, KILN_GEMM_TT},
         {256, 576, 7168, KILN_GEMM_NN}, {150, 1024, 2048, KILN_GEMM_TN},
+        {300, 2112, 7168, KILN_GEMM_NT}, {384, 576, 2048, KILN_GEMM_NN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
                                                         cases[i].layout, 0, 132);
-        if (!kiln__gemm_bf16_two_block_decode(&c, cases[i].m, cases[i].n, cases[i].k, 132))
-            fail_msg("%lldx%lldx%lld: the rule takes no two-block decode tiles",
+        if (!kiln__gemm_bf16_m_blocks_decode(&c, cases[i].m, cases[i].n, cases[i].k, 132))
+            fail_msg("%lldx%lldx%lld: the rule takes no m-block decode tiles",
                      (long long)cases[i].m, (long long)cases[i].n, (long long)cases[i].k);
         check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1, i == 0);
     }
@@ -528,7 +529,7 @@ int main(void)
         cmocka_unit_test(test_bf16_odd_shapes),
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_prefill_k_split_partial_rows),
-        cmocka_unit_test(test_bf16_two_block_decode_rows),
+        cmocka_unit_test(test_bf16_m_blocks_decode_rows),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),
         cmocka_unit_test(test_bf16_decode_long_and_wide),

@@ -476,10 +476,11 @@ static void test_prefill_k_split_where_few_tiles(void **state)
     }
 }
 
-/* M = 129-256 takes decode's tiles in two m blocks, each over half of the SMs, where they split
- * K over clusters (129 x 576: 128 x 40 over 4, 200 x 2112: 128 x 64 over 2), not at N = 4096
- * (no cluster on 66 SMs), K = 2048, M = 128 or 257; the kernels compile. */
-static void test_two_block_decode(void **state)
+/* M = 129-384 takes decode's tiles in two or three m blocks, each over its share of the SMs,
+ * where they split K over clusters (129 x 576: 128 x 40 over 4, 200 x 2112: 128 x 64 over 2;
+ * 300 x 576 over 44 SMs: 128 x 64 over 4), not at N = 4096 (no cluster on 66 SMs), K = 2048,
+ * M = 128 or 385; the kernels compile. */
+static void test_m_blocks_decode(void **state)
 {
     (void)state;
     static const struct {
@@ -488,12 +489,13 @@ static void test_two_block_decode(void **state)
     } cases[] = {
         {129, 576, 7168, 40, 4},  {256, 576, 7168, 40, 4},   {200, 2112, 7168, 64, 2},
         {129, 512, 7168, 40, 4},  {129, 4096, 7168, 0, 0},   {129, 7168, 16384, 0, 0},
-        {129, 7168, 2048, 0, 0},  {128, 2112, 7168, 0, 0},   {257, 2112, 7168, 0, 0},
+        {129, 7168, 2048, 0, 0},  {128, 2112, 7168, 0, 0},   {385, 2112, 7168, 0, 0},
+        {300, 576, 7168, 64, 4},  {384, 1536, 7168, 72, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
         kiln__gemm_config before = c;
-        bool taken = kiln__gemm_fp8_two_block_decode(&c, cases[i].m, cases[i].n, cases[i].k, 132);
+        bool taken = kiln__gemm_fp8_m_blocks_decode(&c, cases[i].m, cases[i].n, cases[i].k, 132);
         if (taken != (cases[i].cluster_k > 0) || (taken && (c.cluster_k != cases[i].cluster_k ||
                                                             c.block_n != cases[i].block_n)))
             fail_msg("%lldx%lldx%lld: taken %d, %dx%d over %d", (long long)cases[i].m,
@@ -505,7 +507,8 @@ static void test_two_block_decode(void **state)
         }
         assert_int_equal(c.block_m, 128);
         assert_true(c.stages >= 2);
-        int64_t ctas = 2 * ((cases[i].n + c.block_n - 1) / c.block_n) * c.cluster_k;
+        int64_t ctas = (cases[i].m + 127) / 128 * ((cases[i].n + c.block_n - 1) / c.block_n) *
+                       c.cluster_k;
         assert_true(ctas <= 132);
         if (i == 0 || i == 2)
             assert_compiles(cases[i].m, cases[i].n, cases[i].k, &c);
@@ -813,7 +816,7 @@ int main(void)
         cmocka_unit_test(test_no_b_early_rule),
         cmocka_unit_test(test_prefill_width_where_measured_faster),
         cmocka_unit_test(test_prefill_k_split_where_few_tiles),
-        cmocka_unit_test(test_two_block_decode),
+        cmocka_unit_test(test_m_blocks_decode),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),
         cmocka_unit_test(test_try_tall_knob),

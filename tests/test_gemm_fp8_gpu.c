@@ -205,18 +205,19 @@ static void test_prefill_k_split_partial_rows(void **state)
     }
 }
 
-/* 129-256 rows in two m blocks of decode's tiles, K over clusters (the launch's rule), the
- * last block partial or whole. */
-static void test_two_block_decode_rows(void **state)
+/* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's
+ * rule), the last block partial or whole. */
+static void test_m_blocks_decode_rows(void **state)
 {
     (void)state;
     static const int64_t cases[][3] = {
-        {129, 576, 7168}, {200, 2112, 7168}, {256, 576, 7168}, {150, 512, 7168}};
+        {129, 576, 7168},  {200, 2112, 7168},  {256, 576, 7168},
+        {150, 512, 7168},  {300, 576, 7168},   {384, 1536, 7168}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i][0], n = cases[i][1], k = cases[i][2];
         kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, k, 132);
-        if (!kiln__gemm_fp8_two_block_decode(&c, m, n, k, 132))
-            fail_msg("%lldx%lldx%lld: the rule takes no two-block decode tiles", (long long)m,
+        if (!kiln__gemm_fp8_m_blocks_decode(&c, m, n, k, 132))
+            fail_msg("%lldx%lldx%lld: the rule takes no m-block decode tiles", (long long)m,
                      (long long)n, (long long)k);
         check_shapes(n, k, &m, 1);
     }
@@ -759,7 +760,7 @@ int main(void)
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_cluster_partial_rows),
         cmocka_unit_test(test_prefill_k_split_partial_rows),
-        cmocka_unit_test(test_two_block_decode_rows),
+        cmocka_unit_test(test_m_blocks_decode_rows),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),
         cmocka_unit_test(test_tall_tiles),

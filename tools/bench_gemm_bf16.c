@@ -18,8 +18,8 @@
  * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
- * pick's, 64 rows up to M = 64); 128 with M = 129-256 sweeps decode's tiles in two m blocks,
- * each over half of the SMs, instead of the prefill widths.
+ * pick's, 64 rows up to M = 64); 128 with M = 129-384 sweeps decode's tiles in two or three
+ * m blocks, each over its share of the SMs, instead of the prefill widths.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -316,12 +316,12 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
 {
     int count = 0;
     kiln__gemm_bf16_config base = {.block_m = 128, .group_n = 8, .layout = layout};
-    /* 129-256 rows with KILN_BENCH_SWEEP_BLOCK_M=128: decode's tiles in two m blocks, each over
-     * half of the SMs (kiln__gemm_bf16_two_block_decode) */
-    const bool two_blocks = m > 128 && m <= 256 && sweep_block_m == 128;
-    if (m <= 128 || two_blocks) {
+    /* 129-384 rows with KILN_BENCH_SWEEP_BLOCK_M=128: decode's tiles in two or three m blocks,
+     * each over its share of the SMs (kiln__gemm_bf16_m_blocks_decode) */
+    const bool m_blocks = m > 128 && m <= 384 && sweep_block_m == 128;
+    if (m <= 128 || m_blocks) {
         static const int splits[] = {1, 2, 4, 8};
-        const int sms = two_blocks ? ctx->num_sms / 2 : ctx->num_sms;
+        const int sms = m_blocks ? ctx->num_sms / (int)((m + 127) / 128) : ctx->num_sms;
         base.block_m = sweep_block_m > 0 ? sweep_block_m : m <= 64 ? 64 : 128;
         base.group_n = 1000;
         /* Each K split at the width that gives every cluster one tile (the pick's candidates),

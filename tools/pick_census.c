@@ -91,7 +91,7 @@ static void list(void)
         for (int64_t n = 16; n <= 8192; n += 16)
             for (int i = 0; i < nk; i++) {
                 kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, ks[i], 132);
-                if (kiln__gemm_fp8_two_block_decode(&c, m, n, ks[i], 132) ||
+                if (kiln__gemm_fp8_m_blocks_decode(&c, m, n, ks[i], 132) ||
                     (!kiln__gemm_fp8_try_tall(&c, m, n, ks[i], 1, 132, KILN__TALL_ANY) &&
                      kiln__gemm_fp8_prefill_k_split(&c, m, n, ks[i], 132)))
                     note(&c, n, ks[i], 1);

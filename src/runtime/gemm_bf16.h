@@ -32,12 +32,12 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_
  * else cfg as it was and false. */
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
-/* M = 129-256: decode's tile width and K cluster for each of two m blocks over half of the
- * SMs, where that splits K over clusters: cfg so and true; else cfg as it was and false. */
-bool kiln__gemm_bf16_two_block_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
-                                      int64_t k, int num_sms);
+/* M = 129-384: decode's tile width and K cluster for each of two or three m blocks over its
+ * share of the SMs, where that splits K over clusters: cfg so and true; else cfg as it was and false. */
+bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                     int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)
- * two-block decode tiles or else the prefill K split. */
+ * decode's tiles per m block or else the prefill K split. */
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split);
 /* Set cfg->stages to as many as fit (0 when none do). */

@@ -254,8 +254,9 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
            take_prefill_split(cfg, width, 2);
 }
 
-/* M = 129-256: decode's tiles in two m blocks, each block over half of the SMs (the width and
- * cluster pick_decode gives for num_sms / 2), where that splits K over clusters: like decode,
+/* M = 129-384: decode's tiles in two or three m blocks, each block over its share of the SMs
+ * (the width and cluster pick_decode gives for num_sms / m_blocks), where that splits K over
+ * clusters: like decode,
  * these few rows are bound by streaming B, which narrow tiles spread over more SMs than
  * 128 x 128 ones. Stop 64, H100, profiler (--sweep of widths x clusters, us): 129x576x7168
  * 11.90 (128 x 128 over 4) -> 9.15 (128 x 40 over 4), 129x2112x7168 17.34 (128 x 128 over 2)
@@ -263,15 +264,18 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
  * the SMs give no cluster (tiles over 112 columns), and 128 x 128 over 2 stayed the best
  * (129x4096x7168 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). Stop 66, H200, profiler,
  * main against the rule: 129x576x7168 11.36 -> 8.64, 129x2112x7168 16.45 -> 13.18, 129x512x7168
- * 10.14 -> 8.54, 256x1024x4096 9.79 -> 8.61, 200x3072x7168 16.90 -> 16.22. */
-bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
-                                     int num_sms)
+ * 10.14 -> 8.54, 256x1024x4096 9.79 -> 8.61, 200x3072x7168 16.90 -> 16.22; three m blocks
+ * over a third (main against the rule): 300x576x7168 11.78 -> 9.44, 300x2112x7168 16.93 ->
+ * 16.06, 384x1536x7168 16.70 -> 14.56, 384x1024x4096 10.69 -> 9.31. */
+bool kiln__gemm_fp8_m_blocks_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                    int num_sms)
 {
-    if (m <= 128 || m > 256 || num_sms < 4)
+    if (m <= 128 || m > 384 || num_sms < 6)
         return false;
     kiln__gemm_config c = {.block_m = 128, .block_n = 128, .group_n = 1000, .k_split = 1,
                            .multicast = 1, .cluster_k = 0, .overlap = 1};
-    pick_decode(&c, n, k / 128, num_sms / 2);
+    const int m_blocks = (int)((m + 127) / 128);
+    pick_decode(&c, n, k / 128, num_sms / m_blocks);
     if (c.cluster_k < 2)
         return false;
     c.overlap = 1; /* as timed: decode's plain loop for 64-104 columns was not */
@@ -692,8 +696,8 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
          * 12's --sweep. Decode waits for data, not for the tensor cores.) */
         return count;
     }
-    c = pick; /* 129-256 rows: decode's tiles in two m blocks, as dense launches take them */
-    if (kiln__gemm_fp8_two_block_decode(&c, m, n, k, num_sms))
+    c = pick; /* 129-384 rows: decode's tiles per m block, as dense launches take them */
+    if (kiln__gemm_fp8_m_blocks_decode(&c, m, n, k, num_sms))
         add_alternative(out, &count, max, &c);
     c = pick; /* few tiles: K split over a cluster, as dense launches take it */
     if (kiln__gemm_fp8_prefill_k_split(&c, m, n, k, num_sms))

@@ -179,11 +179,11 @@ void kiln__gemm_fp8_unroll_short_loop(kiln__gemm_config *cfg, int64_t m, int64_t
  * BF16-output GEMM applies it (masked kernels take no A multicast; the FP32 mode no
  * cluster). */
 void kiln__gemm_fp8_share_a(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k, int num_sms);
-/* M = 129-256: decode's tile width and K cluster for each of the two m blocks over half of
- * the SMs, where that splits K over clusters. Returns whether it took them; the dense
+/* M = 129-384: decode's tile width and K cluster for each of the two or three m blocks over
+ * its share of the SMs, where that splits K over clusters. Returns whether it took them; the dense
  * BF16-output GEMM applies it before the prefill rules. */
-bool kiln__gemm_fp8_two_block_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
-                                     int num_sms);
+bool kiln__gemm_fp8_m_blocks_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                    int num_sms);
 /* Prefill (M > 128) in fewer 128-row tiles than there are SMs: each tile's K split over a
  * cluster of 2, 4 or 8 CTAs, the largest whose clusters are all resident at once (of 8 only
  * where they take at most half of the SMs; K >= 4096, split evenly); 128-column tiles just

@@ -169,8 +169,8 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
             cfg.block_n = 128;
         kiln__gemm_fp8_fit(&cfg);
     } else if (ctx->opts.gemm_prefill_k_split &&
-               kiln__gemm_fp8_two_block_decode(&cfg, m, n, k, ctx->num_sms)) {
-        /* 129-256 rows: two m blocks of decode's tiles, K over clusters */
+               kiln__gemm_fp8_m_blocks_decode(&cfg, m, n, k, ctx->num_sms)) {
+        /* 129-384 rows: decode's tiles per m block, K over clusters */
     } else if (kiln__gemm_fp8_try_tall(&cfg, m, n, k, ctx->opts.gemm_tall_tiles, ctx->num_sms,
                                        KILN__TALL_ANY)) {
         /* Taller tiles: fewer rounds of tiles, less B traffic per FLOP. A round of 128

@@ -64,8 +64,8 @@ static const knob knobs[] = {
       "FP8 and BF16 GEMMs (dense) with M > 128 in fewer 128-row tiles than SMs (K >= 4096): "
       "each tile's K split over a cluster of 2, 4 or 8 CTAs, the largest whose clusters all fit "
       "at once (8 only where they take at most half of the SMs; FP8 tiles just over the "
-      "clusters of 2 widen to 144 columns; with M = 129-256 both first try decode's narrow "
-      "tiles in two m blocks, each over half of the SMs, where they split K)"},
+      "clusters of 2 widen to 144 columns; with M = 129-384 both first try decode's narrow "
+      "tiles in two or three m blocks, each over its share of the SMs, where they split K)"},
      KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
