@@ -182,8 +182,9 @@ static void test_cluster_partial_rows(void **state)
 /* Prefill in fewer tiles than SMs, each tile's K split over a cluster (stops 62-63), with rows
  * ending inside a later m block: clusters of 4 (500 x 576 x 7168: 20 tiles; 300 x 1008 x 4096,
  * whose last n block is cut too), of 2 (257 x 2112 x 7168: 51 tiles; 500 x 2112 x 7168 in
- * 144-column tiles, 60 where 128 columns make 68) and of 8 (200 x 512 x 7168: 8 tiles). The
- * deepseek shapes add clusters of 4 (129 x 576) and of 2 (129 x 2112 / 4096, 1000 x 576). */
+ * 144-column tiles, 60 where 128 columns make 68) and of 8 (200 x 512 x 7168: 8 tiles); at
+ * K = 2048 (16 K blocks) of 4 (500 x 576) and of 2 (1000 x 576). The deepseek shapes add
+ * clusters of 4 (129 x 576) and of 2 (129 x 2112 / 4096, 1000 x 576). */
 static void test_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -192,7 +193,7 @@ static void test_prefill_k_split_partial_rows(void **state)
         int cluster_k;
     } cases[] = {
         {500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}, {300, 256, 7168, 8},
-        {500, 2112, 7168, 2}};
+        {500, 2112, 7168, 2}, {500, 576, 2048, 4}, {1000, 576, 2048, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);

@@ -224,15 +224,19 @@ static bool take_prefill_split(kiln__gemm_config *cfg, int width, int c)
  * where their CTAs take at most half of the SMs (their 8-way reduction costs more): stop 63,
  * H100, clusters of 2 / 4 / 8: 200x512x7168 (8 tiles) 16.29 / 12.03 / 10.85, 129x576x7168
  * (10) 16.13 / 11.97 / 13.50, 256x576x7168 (10) 16.10 / 11.97 / 12.03, 384x576x7168 (15)
- * 16.90 / 12.45 / 12.96. K from 4096 up and split evenly, as decode's clusters. 129x4096x7168
+ * 16.90 / 12.45 / 12.96. K split evenly, as decode's clusters. 129x4096x7168
  * (64 tiles, half of them one row) lost with clusters of 2 (27.74 -> 28.99 us) while its last
- * m block's A box was zero-filled; with only that row loaded (stop 64) 24.74 -> 18.69. */
+ * m block's A box was zero-filled; with only that row loaded (stop 64) 24.74 -> 18.69.
+ * K from 2048 (16 blocks): stop 67, H100, --sweep under the profiler (no split / 2 / 4, us):
+ * 512x576x2048 (20 tiles) 10.21 / 9.63 / 9.31, 384x1024x2048 (24) 10.18 / 9.76 / 9.66,
+ * 1024x576x2048 (40) 10.46 / 10.21 / 15.10, 640x1024x2048 (40) 10.40 / 10.21 / 14.85,
+ * 512x1536x2048 (48) 10.46 / 10.27 / 15.42: the same largest cluster that fits. */
 bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms)
 {
     int64_t k_blocks = k / 128;
     if (m <= 128 || cfg->block_m != 128 || cfg->k_split != 1 || cfg->multicast > 1 ||
-        cfg->cluster_k > 1 || kiln__gemm_fp8_multicast_a(cfg) > 1 || k_blocks < 32)
+        cfg->cluster_k > 1 || kiln__gemm_fp8_multicast_a(cfg) > 1 || k_blocks < 16)
         return false;
     int64_t m_blocks = (m + cfg->block_m - 1) / cfg->block_m;
     int64_t tiles = m_blocks * ((n + cfg->block_n - 1) / cfg->block_n);
@@ -250,7 +254,8 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
      * gained nothing (25.44 -> 25.70): 144 only). */
     const int width = 144;
     int64_t wide_tiles = m_blocks * ((n + width - 1) / width);
-    return width > cfg->block_n && kiln__prefill_split_fits(wide_tiles, k_blocks, 2, num_sms) &&
+    return k_blocks >= 32 && width > cfg->block_n &&
+           kiln__prefill_split_fits(wide_tiles, k_blocks, 2, num_sms) &&
            take_prefill_split(cfg, width, 2);
 }
 
