@@ -159,7 +159,7 @@ static void test_bf16_m_blocks_decode(void **state)
 
 /* Dense prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose
  * clusters are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), of 8 only for 8 tiles or
- * fewer (half of the SMs), from K = 4096 and split evenly; its tiles store from registers (no
+ * fewer (half of the SMs), from K = 2048 and split evenly; its tiles store from registers (no
  * deferred store); the template lays out the split kernel's shared memory as the host counts
  * it. */
 static void test_bf16_prefill_k_split_where_few_tiles(void **state)
@@ -171,7 +171,8 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
     } cases[] = {
         {512, 576, 7168, 0, 4},   {129, 576, 7168, 0, 4},  {1024, 576, 7168, 0, 2},
         {512, 4096, 7168, 0, 0},  {2048, 576, 7168, 0, 0}, {4096, 4096, 7168, 0, 0},
-        {512, 576, 2048, 0, 0},   {128, 576, 7168, 0, 0},  {1000, 576, 4000, 0, 0},
+        {512, 576, 2048, 0, 4},   {128, 576, 7168, 0, 0},  {1000, 576, 4000, 0, 0},
+        {1000, 576, 2048, 2, 2},  {512, 576, 1984, 0, 0},  {512, 7168, 2048, 0, 0},
         {300, 1024, 4096, 2, 4},  {300, 2048, 7168, 1, 2}, {200, 512, 7168, 0, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

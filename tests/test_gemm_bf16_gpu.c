@@ -166,8 +166,9 @@ static void test_bf16_odd_shapes(void **state)
  * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block: clusters of 4
  * (500 x 576 x 7168, 20 tiles, both outputs; 300 x 1008 x 4096, whose last n block is cut
  * too; 300 x 1024 x 4096 with an N-major B), of 2 (257 x 2112 x 7168, A M-major) and of 8
- * (300 x 256 x 7168, both operands MN-major). The deepseek shapes add 129 x 576 (clusters of
- * 4), 1000 x 576 and 129 x 2112 / 4096 (clusters of 2). */
+ * (300 x 256 x 7168, both operands MN-major); at K = 2048 (32 K blocks) of 4 (500 x 576) and
+ * of 2 (1000 x 576 with an N-major B). The deepseek shapes add 129 x 576 (clusters of 4),
+ * 1000 x 576 and 129 x 2112 / 4096 (clusters of 2). */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -178,7 +179,8 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     } cases[] = {
         {500, 576, 7168, KILN_GEMM_NT, 4, true},  {300, 1008, 4096, KILN_GEMM_NT, 4, false},
         {300, 1024, 4096, KILN_GEMM_NN, 4, false}, {257, 2112, 7168, KILN_GEMM_TT, 2, false},
-        {300, 256, 7168, KILN_GEMM_TN, 8, false},
+        {300, 256, 7168, KILN_GEMM_TN, 8, false}, {500, 576, 2048, KILN_GEMM_NT, 4, false},
+        {1000, 576, 2048, KILN_GEMM_NN, 2, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */

@@ -174,7 +174,7 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
 /* Dense prefill with fewer tiles than SMs: each tile's K blocks split over a cluster of 2, 4
  * or 8 CTAs, the largest whose clusters all fit at once, of 8 only where they take at most
  * half of the SMs (the FP8 GEMM's kiln__gemm_fp8_prefill_k_split, stops 62-63): 512x576x7168
- * has 20 tiles of 112 K blocks for 132 SMs. K from 4096 up (64 blocks) and split evenly.
+ * has 20 tiles of 112 K blocks for 132 SMs. K from 2048 up (32 blocks) and split evenly.
  * Stop 63, H100, profiler (no split / clusters of 2 / 4 / 8, us): 512x576x7168 36.99 / 23.46 /
  * 18.21 / 26.53, 1024x576x7168 37.41 / 27.01 / 33.82 / 41.57, 129x576x7168 36.83 / 22.59 /
  * 15.74 / 16.38, 300x1024x4096 23.39 / 16.80 / 14.37 / 21.47, 2048x576x7168 (80 tiles, no
@@ -185,7 +185,7 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
     const int64_t k_blocks = ceil_div(k, 64);
     /* An N-major B's clustered tiles stay within decode's 128 columns (decode_weights). */
     if (m <= 128 || cfg->block_m != 128 || cfg->grouping != 0 || cfg->cluster_k > 1 ||
-        k_blocks < 64 || ((cfg->layout & 2) && cfg->block_n > 128))
+        k_blocks < 32 || ((cfg->layout & 2) && cfg->block_n > 128))
         return false;
     const int64_t tiles = ceil_div(m, 128) * ceil_div(n, cfg->block_n);
     for (int c = 8; c >= 2; c /= 2) {
