@@ -178,7 +178,9 @@ static void pick_prefill(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n, int6
  * Stop 63, H100, profiler (no split / clusters of 2 / 4 / 8, us): 512x576x7168 36.99 / 23.46 /
  * 18.21 / 26.53, 1024x576x7168 37.41 / 27.01 / 33.82 / 41.57, 129x576x7168 36.83 / 22.59 /
  * 15.74 / 16.38, 300x1024x4096 23.39 / 16.80 / 14.37 / 21.47, 2048x576x7168 (80 tiles, no
- * split) 38.21 / 46.98 / 58.40 / 82.11. */
+ * split) 38.21 / 46.98 / 58.40 / 82.11. Stop 67, H100, profiler, main (from 64 blocks) against
+ * the rule from 32: 512x576x2048 14.14 -> 10.25 (clusters of 4), 1024x576x2048 14.48 -> 12.14,
+ * 640x1024x2048 14.38 -> 12.08, 512x1536x2048 14.48 -> 12.34, 300x2112x2048 14.46 -> 12.10. */
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms)
 {

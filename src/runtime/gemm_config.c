@@ -230,7 +230,9 @@ static bool take_prefill_split(kiln__gemm_config *cfg, int width, int c)
  * K from 2048 (16 blocks): stop 67, H100, --sweep under the profiler (no split / 2 / 4, us):
  * 512x576x2048 (20 tiles) 10.21 / 9.63 / 9.31, 384x1024x2048 (24) 10.18 / 9.76 / 9.66,
  * 1024x576x2048 (40) 10.46 / 10.21 / 15.10, 640x1024x2048 (40) 10.40 / 10.21 / 14.85,
- * 512x1536x2048 (48) 10.46 / 10.27 / 15.42: the same largest cluster that fits. */
+ * 512x1536x2048 (48) 10.46 / 10.27 / 15.42: the same largest cluster that fits. Main against
+ * the rule: 512x576x2048 10.14 -> 9.27, 200x576x2048 9.91 -> 8.67, 300x576x2048 10.02 -> 8.89,
+ * 1024x576x2048 10.53 -> 10.16, 640x1024x2048 10.45 -> 10.21. */
 bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms)
 {
