@@ -61,10 +61,10 @@ static const knob knobs[] = {
       "3 always 256; masked groups take no 192-row tiles"},
      KNOB_INT, OPT(gemm_tall_tiles), 0, 3},
     {{"KILN_GEMM_PREFILL_K_SPLIT", "bool", "1",
-      "FP8 and BF16 GEMMs (dense) with M > 128 in fewer 128-row tiles than SMs (K >= 4096): "
+      "FP8 and BF16 GEMMs (dense) with M > 128 in fewer 128-row tiles than SMs (K >= 2048): "
       "each tile's K split over a cluster of 2, 4 or 8 CTAs, the largest whose clusters all fit "
       "at once (8 only where they take at most half of the SMs; FP8 tiles just over the "
-      "clusters of 2 widen to 144 columns; with M = 129-384 both first try decode's narrow "
+      "clusters of 2 widen to 144 columns at K >= 4096; with M = 129-384 both first try decode's narrow "
       "tiles in two or three m blocks, each over its share of the SMs, where they split K)"},
      KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
