@@ -435,6 +435,43 @@ static void test_prefill_width_where_measured_faster(void **state)
     }
 }
 
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle takes the narrowest of 64 and 96
+ * columns that keeps one round, unsplit and without multicast, from K = 2048; it leaves alone
+ * decode, tiles it cannot narrow to one round, short K and tiles other rules changed. */
+static void test_prefill_narrow_fills_one_round(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int block_n; /* 0: left as picked */
+    } cases[] = {
+        {384, 4096, 7168, 96}, {640, 2112, 7168, 96}, {512, 2112, 2048, 64}, {1100, 1024, 7168, 96},
+        {256, 7168, 16384, 0}, {256, 7168, 2048, 0},  {4096, 7168, 2048, 0}, {512, 2112, 1920, 0},
+        {128, 2112, 7168, 0},  {1100, 2112, 7168, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        kiln__gemm_config before = c;
+        bool narrow =
+            kiln__gemm_fp8_prefill_narrow(&c, cases[i].m, cases[i].n, cases[i].k, 132);
+        if (narrow != (cases[i].block_n > 0) || (narrow && c.block_n != cases[i].block_n))
+            fail_msg("%lldx%lldx%lld: narrowed %d to %d columns, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, narrow, c.block_n,
+                     cases[i].block_n);
+        if (!narrow) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        assert_true(c.stages >= 2);
+        assert_int_equal(c.multicast, 1);
+        assert_true(c.cluster_k <= 1);
+        int64_t tiles = (cases[i].m + 127) / 128 * ((cases[i].n + c.block_n - 1) / c.block_n);
+        assert_true(tiles <= 132);
+        if (i < 3)
+            assert_compiles(cases[i].m, cases[i].n, cases[i].k, &c);
+    }
+}
+
 /* Prefill with fewer 128-row tiles than SMs splits K over the largest cluster whose clusters
  * are all resident (15 of 8, 30 of 4, 66 of 2 on 132 SMs), of 8 only for 8 tiles or fewer
  * (half of the SMs), from K = 2048 and split evenly; from K = 4096, tiles just over the
@@ -818,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_no_b_early_rule),
         cmocka_unit_test(test_prefill_width_where_measured_faster),
         cmocka_unit_test(test_prefill_k_split_where_few_tiles),
+        cmocka_unit_test(test_prefill_narrow_fills_one_round),
         cmocka_unit_test(test_m_blocks_decode),
         cmocka_unit_test(test_rules_over_a_sweep),
         cmocka_unit_test(test_tall_rows_where_measured_faster),

@@ -206,6 +206,27 @@ static void test_prefill_k_split_partial_rows(void **state)
     }
 }
 
+/* Prefill in one round of narrower tiles (64 or 96 columns) where 128 x 128 ones leave SMs
+ * idle, rows ending inside the last m block: 500 x 2112 x 2048 (132 tiles of 64 columns),
+ * 600 x 2112 x 7168 (110 of 96), 257 x 4000 x 7168 (126 of 96, the last n block cut). */
+static void test_prefill_narrow_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int block_n;
+    } cases[] = {{500, 2112, 2048, 64}, {600, 2112, 7168, 96}, {257, 4000, 7168, 96}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* the launch's rule takes these tiles on 132 SMs (else this tests nothing new) */
+        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
+        if (!kiln__gemm_fp8_prefill_narrow(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
+            c.block_n != cases[i].block_n)
+            fail_msg("%lldx%lldx%lld: %d columns, want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, c.block_n, cases[i].block_n);
+        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1);
+    }
+}
+
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's
  * rule), the last block partial or whole. */
 static void test_m_blocks_decode_rows(void **state)
@@ -761,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_odd_shapes),
         cmocka_unit_test(test_cluster_partial_rows),
         cmocka_unit_test(test_prefill_k_split_partial_rows),
+        cmocka_unit_test(test_prefill_narrow_rows),
         cmocka_unit_test(test_m_blocks_decode_rows),
         cmocka_unit_test(test_deepseek_shapes),
         cmocka_unit_test(test_multicast),

@@ -86,14 +86,15 @@ static void list(void)
                                                          KILN_GEMM_FP8_MAX_ALTERNATIVES),
                              n, ks[i], 0);
             }
-    /* prefill with fewer tiles than SMs: the dense launch's K splits (dense_config) */
+    /* prefill with fewer tiles than SMs: the dense launch's K splits and narrow tiles */
     for (int64_t m = 129; m <= 2048; m += 127)
         for (int64_t n = 16; n <= 8192; n += 16)
             for (int i = 0; i < nk; i++) {
                 kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, ks[i], 132);
                 if (kiln__gemm_fp8_m_blocks_decode(&c, m, n, ks[i], 132) ||
                     (!kiln__gemm_fp8_try_tall(&c, m, n, ks[i], 1, 132, KILN__TALL_ANY) &&
-                     kiln__gemm_fp8_prefill_k_split(&c, m, n, ks[i], 132)))
+                     (kiln__gemm_fp8_prefill_k_split(&c, m, n, ks[i], 132) ||
+                      kiln__gemm_fp8_prefill_narrow(&c, m, n, ks[i], 132))))
                     note(&c, n, ks[i], 1);
             }
     for (int g = 0; g < ng; g++)

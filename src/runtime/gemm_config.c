@@ -261,6 +261,37 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
            take_prefill_split(cfg, width, 2);
 }
 
+/* Prefill whose 128 x 128 tiles fit one round with SMs left idle, too many for the clusters of
+ * 2 (or multicast pairs as picked): narrower tiles fill more of the SMs. The per-tile time
+ * does not fall with the width (112 columns lost everywhere, 80 and 64 where they need a
+ * second round), so only the narrowest of 64 and 96 that keeps one round. Stop 67, H100,
+ * KILN_SWEEP_WIDTHS=64,80,96,112,128 under the profiler (the pick / 64 / 96 / 112 columns,
+ * us): 384x4096x7168 (96 tiles) 25.41 / 36.64 / 24.51 / 29.73, 640x2112x7168 (85) 24.83 /
+ * 35.90 / 23.52 / 29.02, 512x2112x2048 (68) 10.62 / 8.77 / 10.14 / 11.55; 256x7168x16384
+ * (112 tiles, 96 columns need two rounds) 55.94 / 83.49 / 91.33 / 64.51. */
+bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                   int num_sms)
+{
+    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || cfg->k_split != 1 ||
+        cfg->cluster_k > 1 || kiln__gemm_fp8_multicast_a(cfg) > 1 || k / 128 < 16)
+        return false;
+    const int64_t m_blocks = (m + 127) / 128;
+    static const int widths[] = {64, 96};
+    for (int i = 0; i < 2; i++) {
+        if (m_blocks * ((n + widths[i] - 1) / widths[i]) > num_sms)
+            continue;
+        kiln__gemm_config narrow = *cfg;
+        narrow.block_n = widths[i];
+        narrow.multicast = 1;
+        kiln__gemm_fp8_fit(&narrow);
+        if (narrow.stages < 2)
+            continue;
+        *cfg = narrow;
+        return true;
+    }
+    return false;
+}
+
 /* M = 129-384: decode's tiles in two or three m blocks, each block over its share of the SMs
  * (the width and cluster pick_decode gives for num_sms / m_blocks), where that splits K over
  * clusters: like decode,
@@ -708,6 +739,9 @@ static int tile_alternatives(int64_t m, int64_t n, int64_t k, int num_sms,
         add_alternative(out, &count, max, &c);
     c = pick; /* few tiles: K split over a cluster, as dense launches take it */
     if (kiln__gemm_fp8_prefill_k_split(&c, m, n, k, num_sms))
+        add_alternative(out, &count, max, &c);
+    c = pick; /* one round with SMs idle: narrower tiles */
+    if (kiln__gemm_fp8_prefill_narrow(&c, m, n, k, num_sms))
         add_alternative(out, &count, max, &c);
     if (pick.k_split == 1 && pick.cluster_k <= 1) { /* B shared by a pair of M tiles */
         for (int overlap = 1; overlap >= 0; overlap--) {

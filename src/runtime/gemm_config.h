@@ -186,11 +186,16 @@ bool kiln__gemm_fp8_m_blocks_decode(kiln__gemm_config *cfg, int64_t m, int64_t n
                                     int num_sms);
 /* Prefill (M > 128) in fewer 128-row tiles than there are SMs: each tile's K split over a
  * cluster of 2, 4 or 8 CTAs, the largest whose clusters are all resident at once (of 8 only
- * where they take at most half of the SMs; K >= 4096, split evenly); 128-column tiles just
- * over the clusters of 2 that fit become 144 columns wide to fit them. Returns whether it
- * split; the dense BF16-output GEMM applies it. */
+ * where they take at most half of the SMs; K >= 2048, split evenly); from K = 4096,
+ * 128-column tiles just over the clusters of 2 that fit become 144 columns wide to fit them.
+ * Returns whether it split; the dense BF16-output GEMM applies it. */
 bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms);
+/* Prefill in one round of unsplit 128 x 128 tiles that leaves SMs idle (K >= 2048): 64- or
+ * 96-column tiles, the narrowest whose tiles still fit in one round. Returns whether it
+ * narrowed them; the dense BF16-output GEMM applies it after the K split. */
+bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
+                                   int num_sms);
 /* Copies of the K loop's body cfg asks for (unroll 0 and 1 both mean none). */
 static inline int kiln__gemm_fp8_unroll(const kiln__gemm_config *cfg)
 {

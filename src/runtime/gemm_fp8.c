@@ -155,7 +155,8 @@ static int64_t dense_units(const kiln__gemm_config *cfg, int64_t m, int64_t n)
  * tiles of two m blocks in a 2-CTA cluster that shares (multicasts) their B tile; with
  * KILN_GEMM_OVERLAP=0 the 128 x 128 prefill tiles issue in turn
  * (kiln__gemm_fp8_prefill_turns); KILN_GEMM_PREFILL_K_SPLIT (on by default) splits the K of
- * prefill with fewer tiles than SMs over clusters (kiln__gemm_fp8_prefill_k_split). */
+ * prefill with fewer tiles than SMs over clusters (kiln__gemm_fp8_prefill_k_split), or else
+ * narrows a round's tiles to fill the SMs (kiln__gemm_fp8_prefill_narrow). */
 static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
                                       bool out_f32)
 {
@@ -186,6 +187,9 @@ static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
     } else if (ctx->opts.gemm_prefill_k_split &&
                kiln__gemm_fp8_prefill_k_split(&cfg, m, n, k, ctx->num_sms)) {
         /* fewer tiles than SMs: each tile's K over a cluster of CTAs, no multicast */
+    } else if (ctx->opts.gemm_prefill_k_split &&
+               kiln__gemm_fp8_prefill_narrow(&cfg, m, n, k, ctx->num_sms)) {
+        /* one round with SMs idle: narrower tiles, no multicast */
     } else if (ctx->opts.gemm_multicast && m > 128 && cfg.k_split == 1 && cfg.cluster_k <= 1) {
         cfg.multicast = 2;
     }
