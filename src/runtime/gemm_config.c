@@ -268,7 +268,10 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
  * KILN_SWEEP_WIDTHS=64,80,96,112,128 under the profiler (the pick / 64 / 96 / 112 columns,
  * us): 384x4096x7168 (96 tiles) 25.41 / 36.64 / 24.51 / 29.73, 640x2112x7168 (85) 24.83 /
  * 35.90 / 23.52 / 29.02, 512x2112x2048 (68) 10.62 / 8.77 / 10.14 / 11.55; 256x7168x16384
- * (112 tiles, 96 columns need two rounds) 55.94 / 83.49 / 91.33 / 64.51. */
+ * (112 tiles, 96 columns need two rounds) 55.94 / 83.49 / 91.33 / 64.51. Main against the
+ * rule (two rounds): 384x4096x7168 25.31 -> 24.34, 300x4096x7168 24.98 -> 23.88, 640x2112x7168
+ * 24.86 -> 23.54, 600x2112x7168 24.74 -> 23.43, 1100x1024x7168 24.67 -> 23.15, 512x2112x2048
+ * 10.66 -> 8.84 (64 columns), 512x3072x2048 10.89 -> 10.54. */
 bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                    int num_sms)
 {
