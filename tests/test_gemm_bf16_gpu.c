@@ -197,8 +197,8 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
 }
 
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
- * the last block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs
- * on the first. */
+ * the last block partial or whole, in every layout (an N-major B takes 64-column tiles), both
+ * outputs on the first. */
 static void test_bf16_m_blocks_decode_rows(void **state)
 {
     (void)state;

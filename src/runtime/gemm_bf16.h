@@ -33,7 +33,8 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
 /* M = 129-384: decode's tile width and K cluster for each of two or three m blocks over its
- * share of the SMs, where that splits K over clusters: cfg so and true; else cfg as it was and false. */
+ * share of the SMs, where that splits K over clusters: cfg so and true; else cfg as it was
+ * and false. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)

@@ -205,14 +205,13 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
     return false;
 }
 
-/* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the
- * width and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters: these few
- * rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_m_blocks_decode,
+/* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the width
+ * and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters: these
+ * few rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_m_blocks_decode,
  * stop 64). Stop 66, H200, profiler (us): 129x576x7168 14.75 -> 10.53, 129x2112x7168 23.20 ->
- * 17.54, 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93, 200x3072x7168 23.49 ->
- * 22.78; three m blocks over a third: 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 ->
- * 20.42, 384x1536x7168 23.90 -> 19.46, 384x1024x4096 12.64 -> 11.52, 384x576x2048 13.41 ->
- * 7.46. */
+ * 17.54, 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93, 200x3072x7168 23.49 -> 22.78;
+ * three m blocks over a third: 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 -> 20.42,
+ * 384x1536x7168 23.90 -> 19.46, 384x1024x4096 12.64 -> 11.52, 384x576x2048 13.41 -> 7.46. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms)
 {

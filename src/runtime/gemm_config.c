@@ -261,15 +261,15 @@ bool kiln__gemm_fp8_prefill_k_split(kiln__gemm_config *cfg, int64_t m, int64_t n
            take_prefill_split(cfg, width, 2);
 }
 
-/* Prefill whose 128 x 128 tiles fit one round with SMs left idle, too many for the clusters of
- * 2 (or multicast pairs as picked): narrower tiles fill more of the SMs. The per-tile time
- * does not fall with the width (112 columns lost everywhere, 80 and 64 where they need a
- * second round), so only the narrowest of 64 and 96 that keeps one round. Stop 67, H100,
- * KILN_SWEEP_WIDTHS=64,80,96,112,128 under the profiler (the pick / 64 / 96 / 112 columns,
- * us): 384x4096x7168 (96 tiles) 25.41 / 36.64 / 24.51 / 29.73, 640x2112x7168 (85) 24.83 /
- * 35.90 / 23.52 / 29.02, 512x2112x2048 (68) 10.62 / 8.77 / 10.14 / 11.55; 256x7168x16384
- * (112 tiles, 96 columns need two rounds) 55.94 / 83.49 / 91.33 / 64.51. Main against the
- * rule (two rounds): 384x4096x7168 25.31 -> 24.34, 300x4096x7168 24.98 -> 23.88, 640x2112x7168
+/* Prefill whose 128 x 128 tiles fit one round with SMs left idle, too many for the clusters of 2:
+ * narrower tiles (without the multicast pairs the launch would give them) fill more SMs. The
+ * per-tile time does not fall with the width (112 columns lost everywhere, 80 and 64 where they
+ * need a second round), so only the narrowest of 64 and 96 that keeps one round. Stop 67, H100,
+ * KILN_SWEEP_WIDTHS=64,80,96,112,128 under the profiler (the pick / 64 / 96 / 112 columns, us):
+ * 384x4096x7168 (96 tiles) 25.41 / 36.64 / 24.51 / 29.73, 640x2112x7168 (85)
+ * 24.83 / 35.90 / 23.52 / 29.02, 512x2112x2048 (68) 10.62 / 8.77 / 10.14 / 11.55; 256x7168x16384
+ * (112 tiles, 96 columns need two rounds) 55.94 / 83.49 / 91.33 / 64.51. Main against the rule (two
+ * rounds): 384x4096x7168 25.31 -> 24.34, 300x4096x7168 24.98 -> 23.88, 640x2112x7168
  * 24.86 -> 23.54, 600x2112x7168 24.74 -> 23.43, 1100x1024x7168 24.67 -> 23.15, 512x2112x2048
  * 10.66 -> 8.84 (64 columns), 512x3072x2048 10.89 -> 10.54. */
 bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
@@ -295,19 +295,18 @@ bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n,
     return false;
 }
 
-/* M = 129-384: decode's tiles in two or three m blocks, each block over its share of the SMs
- * (the width and cluster pick_decode gives for num_sms / m_blocks), where that splits K over
- * clusters: like decode,
- * these few rows are bound by streaming B, which narrow tiles spread over more SMs than
- * 128 x 128 ones. Stop 64, H100, profiler (--sweep of widths x clusters, us): 129x576x7168
- * 11.90 (128 x 128 over 4) -> 9.15 (128 x 40 over 4), 129x2112x7168 17.34 (128 x 128 over 2)
- * -> 13.86 (128 x 64 over 2, overlapped), 256x2112x7168 17.70 -> 13.92; at N = 4096 half of
- * the SMs give no cluster (tiles over 112 columns), and 128 x 128 over 2 stayed the best
- * (129x4096x7168 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). Stop 66, H200, profiler,
- * main against the rule: 129x576x7168 11.36 -> 8.64, 129x2112x7168 16.45 -> 13.18, 129x512x7168
- * 10.14 -> 8.54, 256x1024x4096 9.79 -> 8.61, 200x3072x7168 16.90 -> 16.22; three m blocks
- * over a third (main against the rule): 300x576x7168 11.78 -> 9.44, 300x2112x7168 16.93 ->
- * 16.06, 384x1536x7168 16.70 -> 14.56, 384x1024x4096 10.69 -> 9.31. */
+/* M = 129-384: decode's tiles in two or three m blocks, each block over its share of the SMs (the
+ * width and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters:
+ * like decode, these few rows are bound by streaming B, which narrow tiles spread over more SMs
+ * than 128 x 128 ones. Stop 64, H100, profiler (--sweep of widths x clusters, us): 129x576x7168
+ * 11.90 (128 x 128 over 4) -> 9.15 (128 x 40 over 4), 129x2112x7168 17.34 (128 x 128 over 2) ->
+ * 13.86 (128 x 64 over 2, overlapped), 256x2112x7168 17.70 -> 13.92; at N = 4096 half of the SMs
+ * give no cluster (tiles over 112 columns), and 128 x 128 over 2 stayed the best (129x4096x7168
+ * 18.69; 128 x 64: 20.42 unsplit, 24.06 over 2). Stop 66, H200, profiler, main against the rule:
+ * 129x576x7168 11.36 -> 8.64, 129x2112x7168 16.45 -> 13.18, 129x512x7168 10.14 -> 8.54,
+ * 256x1024x4096 9.79 -> 8.61, 200x3072x7168 16.90 -> 16.22; three m blocks over a third (main
+ * against the rule): 300x576x7168 11.78 -> 9.44, 300x2112x7168 16.93 -> 16.06, 384x1536x7168 16.70
+ * -> 14.56, 384x1024x4096 10.69 -> 9.31. */
 bool kiln__gemm_fp8_m_blocks_decode(kiln__gemm_config *cfg, int64_t m, int64_t n, int64_t k,
                                     int num_sms)
 {

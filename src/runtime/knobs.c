@@ -64,9 +64,10 @@ static const knob knobs[] = {
       "FP8 and BF16 GEMMs (dense) with M > 128 in fewer 128-row tiles than SMs (K >= 2048): "
       "each tile's K split over a cluster of 2, 4 or 8 CTAs, the largest whose clusters all fit "
       "at once (8 only where they take at most half of the SMs; FP8 tiles just over the "
-      "clusters of 2 widen to 144 columns at K >= 4096; with M = 129-384 both first try decode's narrow "
-      "tiles in two or three m blocks, each over its share of the SMs, where they split K; FP8 "
-      "tiles in one round with SMs idle and no split narrow to 64 or 96 columns)"},
+      "clusters of 2 widen to 144 columns at K >= 4096; with M = 129-384 both first try "
+      "decode's narrow tiles in two or three m blocks, each over its share of the SMs, where "
+      "they split K; FP8 tiles in one round with SMs idle and no split narrow to 64 or 96 "
+      "columns)"},
      KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
