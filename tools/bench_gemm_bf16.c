@@ -9,8 +9,8 @@
  * --sweep: for each shape, the heuristic's configuration and its alternatives (decode: a
  * K split over clusters of 1, 2, 4, 8 CTAs with the tile width that fills the SMs, 8 and
  * 16 columns wider and half as wide; an N-major B every width it takes, 64 to 256;
- * prefill: 128-row tiles of widths 128..256), each timed the same way and checked against
- * the FP64 reference on 8 rows spread over M (D poisoned with NaN first).
+ * prefill: 128-row tiles of widths 64, 96 and 128..256), each timed the same way and checked
+ * against the FP64 reference on 8 rows spread over M (D poisoned with NaN first).
  * KILN_BENCH_SWEEP_CLUSTER_K=C1,C2,... (--sweep, prefill): instead of the widths, the
  * pick's width and 128 with each tile's K blocks split over a cluster of that many CTAs (1,
  * 2, 4 or 8; 1: no split), as decode splits them: for prefill shapes with fewer tiles than
@@ -371,8 +371,10 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
             }
         }
     } else {
-        static const int widths[] = {256, 224, 192, 176, 160, 144, 128};
-        for (int i = 0; i < 7 && count < max; i++) {
+        /* 96 and 64: narrower tiles that fill the SMs in one round (the FP8 GEMM's
+         * kiln__gemm_fp8_prefill_narrow, stop 67) */
+        static const int widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
+        for (int i = 0; i < 9 && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
                 continue; /* not a width an N-major B comes in */
             kiln__gemm_bf16_config c = base;
