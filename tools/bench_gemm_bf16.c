@@ -374,7 +374,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         /* 96 and 64: narrower tiles that fill the SMs in one round (the FP8 GEMM's
          * kiln__gemm_fp8_prefill_narrow, stop 67) */
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
-        for (int i = 0; i < 9 && count < max; i++) {
+        for (size_t i = 0; i < sizeof widths / sizeof widths[0] && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
                 continue; /* not a width an N-major B comes in */
             kiln__gemm_bf16_config c = base;

@@ -280,7 +280,7 @@ bool kiln__gemm_fp8_prefill_narrow(kiln__gemm_config *cfg, int64_t m, int64_t n,
         return false;
     const int64_t m_blocks = (m + 127) / 128;
     static const int widths[] = {64, 96};
-    for (int i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
         if (m_blocks * ((n + widths[i] - 1) / widths[i]) > num_sms)
             continue;
         kiln__gemm_config narrow = *cfg;
