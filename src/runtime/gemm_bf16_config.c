@@ -227,12 +227,40 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
     return true;
 }
 
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split: the
+ * narrowest of 64 and 96 columns (in the layout's width steps) that keeps one round, as the
+ * FP8 GEMM's kiln__gemm_fp8_prefill_narrow (stop 67: 3-17% on seven FP8 shapes). Not yet
+ * timed for BF16 (stop 67 wrote it without device time; .carry/s68a.sh times it). */
+bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                    int64_t k, int num_sms)
+{
+    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || cfg->grouping != 0 ||
+        cfg->cluster_k > 1 || ceil_div(k, 64) < 32)
+        return false;
+    static const int widths[] = {64, 96};
+    for (int i = 0; i < 2; i++) {
+        if (widths[i] % kiln__gemm_bf16_width_step(cfg->layout) != 0 ||
+            ceil_div(m, 128) * ceil_div(n, widths[i]) > num_sms)
+            continue;
+        kiln__gemm_bf16_config narrow = *cfg;
+        narrow.block_n = widths[i];
+        narrow.defer_store = kiln__gemm_bf16_defers_store(&narrow); /* as the prefill pick */
+        kiln__gemm_bf16_fit(&narrow);
+        if (narrow.stages < 2)
+            continue;
+        *cfg = narrow;
+        return true;
+    }
+    return false;
+}
+
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split)
 {
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, num_sms);
-    if (k_split && !kiln__gemm_bf16_m_blocks_decode(&cfg, m, n, k, num_sms))
-        kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms);
+    if (k_split && !kiln__gemm_bf16_m_blocks_decode(&cfg, m, n, k, num_sms) &&
+        !kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms))
+        kiln__gemm_bf16_prefill_narrow(&cfg, m, n, k, num_sms);
     return cfg;
 }
 
