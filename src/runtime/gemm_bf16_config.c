@@ -238,7 +238,7 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
         cfg->cluster_k > 1 || ceil_div(k, 64) < 32)
         return false;
     static const int widths[] = {64, 96};
-    for (int i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
         if (widths[i] % kiln__gemm_bf16_width_step(cfg->layout) != 0 ||
             ceil_div(m, 128) * ceil_div(n, widths[i]) > num_sms)
             continue;
