@@ -202,9 +202,10 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
     }
 }
 
-/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split narrows to the
- * narrowest of 64 and 96 columns that keeps one round (an N-major B only to 64), from K =
- * 2048; the dense chain takes it after the split. */
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split narrows to 96
+ * or 64 columns where they keep one round (an N-major B only to 64) and their L2 traffic does
+ * not outweigh the narrower MMAs (384 x 4096 x 7168 stays at 128), from K = 2048; the dense
+ * chain takes it after the split. */
 static void test_bf16_prefill_narrow_fills_one_round(void **state)
 {
     (void)state;
@@ -212,8 +213,9 @@ static void test_bf16_prefill_narrow_fills_one_round(void **state)
         int64_t m, n, k;
         int layout, block_n; /* 0: left as picked */
     } cases[] = {
-        {384, 4096, 7168, 0, 96}, {512, 2112, 2048, 0, 64}, {512, 2112, 2048, 2, 64},
-        {1100, 1024, 7168, 1, 96}, {384, 4096, 7168, 2, 0}, {256, 7168, 16384, 0, 0},
+        {300, 4096, 7168, 0, 96}, {512, 2112, 2048, 0, 64}, {512, 2112, 2048, 2, 64},
+        {1100, 1024, 7168, 1, 96}, {384, 4096, 7168, 0, 0},  {384, 4096, 7168, 2, 0},
+        {512, 3072, 2048, 0, 96},  {768, 2112, 7168, 0, 96}, {256, 7168, 16384, 0, 0},
         {4096, 7168, 2048, 0, 0},  {512, 2112, 1984, 0, 0}, {128, 2112, 7168, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
