@@ -67,7 +67,7 @@ static const knob knobs[] = {
       "clusters of 2 widen to 144 columns at K >= 4096; with M = 129-384 both first try "
       "decode's narrow tiles in two or three m blocks, each over its share of the SMs, where "
       "they split K; tiles in one round with SMs idle and no split narrow to 64 or 96 "
-      "columns)"},
+      "columns, BF16's where a fit of their memory traffic says that pays)"},
      KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
