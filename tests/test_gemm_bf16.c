@@ -202,6 +202,48 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
     }
 }
 
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split narrows to 96
+ * or 64 columns where they keep one round (an N-major B only to 64) and their L2 traffic does
+ * not outweigh the narrower MMAs (384 x 4096 x 7168 stays at 128), from K = 2048; the dense
+ * chain takes it after the split. */
+static void test_bf16_prefill_narrow_fills_one_round(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, block_n; /* 0: left as picked */
+    } cases[] = {
+        {300, 4096, 7168, 0, 96}, {512, 2112, 2048, 0, 64}, {512, 2112, 2048, 2, 64},
+        {1100, 1024, 7168, 1, 96}, {384, 4096, 7168, 0, 0},  {384, 4096, 7168, 2, 0},
+        {512, 3072, 2048, 0, 96},  {768, 2112, 7168, 0, 96}, {256, 7168, 16384, 0, 0},
+        {4096, 7168, 2048, 0, 0},  {512, 2112, 1984, 0, 0}, {128, 2112, 7168, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, cases[i].layout, 0, 132);
+        kiln__gemm_bf16_config before = c;
+        bool narrow = kiln__gemm_bf16_prefill_narrow(&c, m, n, k, 132);
+        if (narrow != (cases[i].block_n > 0) || (narrow && c.block_n != cases[i].block_n))
+            fail_msg("%lldx%lldx%lld layout %d: narrowed %d to %d columns, want %d",
+                     (long long)m, (long long)n, (long long)k, cases[i].layout, narrow,
+                     c.block_n, cases[i].block_n);
+        kiln__gemm_bf16_config dense =
+            kiln__gemm_bf16_pick_dense(m, n, k, cases[i].layout, 0, 132, true);
+        if (!narrow) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        assert_memory_equal(&dense, &c, sizeof c); /* the launch takes it */
+        check_rules(&c, m, n, k);
+        assert_true((m + 127) / 128 * ((n + c.block_n - 1) / c.block_n) <= 132);
+        if (i > 1)
+            continue;
+        kj_output out = {0};
+        assert_compiles(&c, n, k, "narrow kernel", &out);
+        kj_output_free(&out);
+    }
+}
+
 /* One specialization of every kind through NVRTC: the template's static_asserts agree with
  * the host rules, and nothing spills. */
 static void test_bf16_kinds_compile(void **state)
@@ -403,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_bf16_rules_over_a_sweep),
         cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_prefill_k_split_where_few_tiles),
+        cmocka_unit_test(test_bf16_prefill_narrow_fills_one_round),
         cmocka_unit_test(test_bf16_m_blocks_decode),
         cmocka_unit_test(test_bf16_n_major_decode_rule),
         cmocka_unit_test(test_bf16_no_b_early_rule),

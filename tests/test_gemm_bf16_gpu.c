@@ -196,6 +196,34 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     }
 }
 
+/* Prefill in one round of narrower tiles where 128 x 128 ones leave SMs idle (the launch's
+ * rule), rows ending inside the last m block: 64 columns with a deferred store (500 x 2112 x
+ * 2048, NT with both outputs, NN), 96 columns storing from registers (600 x 2112 x 7168 with
+ * A M-major, 257 x 4000 x 7168 whose last n block is cut). */
+static void test_bf16_prefill_narrow_rows(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, block_n;
+        bool both_outputs;
+    } cases[] = {
+        {500, 2112, 2048, KILN_GEMM_NT, 64, true}, {500, 2112, 2048, KILN_GEMM_NN, 64, false},
+        {600, 2112, 7168, KILN_GEMM_TT, 96, false}, {257, 4000, 7168, KILN_GEMM_NT, 96, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* the launch's rule takes these tiles on 132 SMs (else this tests nothing new) */
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(
+            cases[i].m, cases[i].n, cases[i].k, cases[i].layout, 0, 132, true);
+        if (c.block_n != cases[i].block_n || c.cluster_k > 1)
+            fail_msg("%lldx%lldx%lld: %d columns (cluster_k %d), want %d", (long long)cases[i].m,
+                     (long long)cases[i].n, (long long)cases[i].k, c.block_n, c.cluster_k,
+                     cases[i].block_n);
+        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1,
+                     cases[i].both_outputs);
+    }
+}
+
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
  * the last block partial or whole, in every layout (an N-major B takes 64-column tiles), both
  * outputs on the first. */
@@ -531,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_bf16_odd_shapes),
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_prefill_k_split_partial_rows),
+        cmocka_unit_test(test_bf16_prefill_narrow_rows),
         cmocka_unit_test(test_bf16_m_blocks_decode_rows),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),

@@ -37,8 +37,13 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
  * and false. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
+/* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): 96- or
+ * 64-column tiles, the cheapest that keeps one round where L2 traffic lets them be cheaper:
+ * cfg so and true; else cfg as it was and false. */
+bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                    int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)
- * decode's tiles per m block or else the prefill K split. */
+ * decode's tiles per m block, or else the prefill K split, or else narrower tiles. */
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split);
 /* Set cfg->stages to as many as fit (0 when none do). */

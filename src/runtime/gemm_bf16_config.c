@@ -227,12 +227,65 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
     return true;
 }
 
+/* One round of tiles w columns wide, in tile steps (one 128 x 128 x 64 MMA step on an SM, about
+ * 0.31 us on an H100 under load): a tile's own MMAs (w / 128 a step, plus about 10 steps of
+ * prologue and epilogue), or else the memory system: the L2's traffic to the SMs (each step loads
+ * A's rows once per column tile and B's once per m block, 64 K of two bytes) at some 8.2 MB a
+ * step, plus A and B read once from DRAM at some 0.83 MB a step. Fit on H100, stop 68, to ten
+ * shapes' profiles at 96 or 64 columns and 128 (26 and 2.6 TB/s): every choice it makes among
+ * them was the faster one, e.g. 384x4096x7168 whose 59 MB of B make 96 columns lose (+2 to 6%)
+ * while 768x2112x7168 at 96 gains 18%. */
+static double one_round_steps(int64_t m, int64_t n, int64_t k, int w)
+{
+    const double steps = (double)ceil_div(k, 64);
+    const double rows = (double)ceil_div(n, w) * (double)m + (double)ceil_div(m, 128) * n;
+    const double l2_bytes = steps * rows * 128, dram_bytes = (double)(m + n) * k * 2;
+    const double mma = steps * w / 128 + 10, memory = l2_bytes / 8.2e6 + dram_bytes / 0.83e6;
+    return mma > memory ? mma : memory;
+}
+
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split: 96 or 64
+ * columns (in the layout's width steps) where they keep one round and one_round_steps says they
+ * are cheaper, as the FP8 GEMM's kiln__gemm_fp8_prefill_narrow. BF16 moves twice the bytes per
+ * MMA, so the memory system can bind the narrower tiles. Stop 68, H100, profiler, 128 columns against the
+ * rule's 96 or 64 (us): 640x2112x7168 38.09 -> 30.48 (96), 512x2112x2048 14.56 -> 11.05 (64),
+ * 300x4096x7168 38.27 -> 34.50 (96), 1100x1024x7168 37.66 -> 29.80 (96), 512x3072x2048 14.93 ->
+ * 12.51 (96), 896x1536x4096 24.14 -> 19.49 (96); 384x4096x7168 at 96 columns lost (38.31 ->
+ * 40.78) and stays at 128. */
+bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                    int64_t k, int num_sms)
+{
+    if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || cfg->grouping != 0 ||
+        cfg->cluster_k > 1 || ceil_div(k, 64) < 32)
+        return false;
+    static const int widths[] = {96, 64};
+    double best = one_round_steps(m, n, k, 128);
+    bool narrowed = false;
+    for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
+        const double cost = one_round_steps(m, n, k, widths[i]);
+        if (widths[i] % kiln__gemm_bf16_width_step(cfg->layout) != 0 ||
+            ceil_div(m, 128) * ceil_div(n, widths[i]) > num_sms || cost >= best)
+            continue;
+        kiln__gemm_bf16_config narrow = *cfg;
+        narrow.block_n = widths[i];
+        narrow.defer_store = kiln__gemm_bf16_defers_store(&narrow); /* as the prefill pick */
+        kiln__gemm_bf16_fit(&narrow);
+        if (narrow.stages < 2)
+            continue;
+        *cfg = narrow;
+        best = cost;
+        narrowed = true;
+    }
+    return narrowed;
+}
+
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split)
 {
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, num_sms);
-    if (k_split && !kiln__gemm_bf16_m_blocks_decode(&cfg, m, n, k, num_sms))
-        kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms);
+    if (k_split && !kiln__gemm_bf16_m_blocks_decode(&cfg, m, n, k, num_sms) &&
+        !kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms))
+        kiln__gemm_bf16_prefill_narrow(&cfg, m, n, k, num_sms);
     return cfg;
 }
 
