@@ -231,7 +231,7 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
  * 0.31 us on an H100 under load): a tile's own MMAs (w / 128 a step, plus about 10 steps of
  * prologue and epilogue), or else the memory system: the L2's traffic to the SMs (each step loads
  * A's rows once per column tile and B's once per m block, 64 K of two bytes) at some 8.2 MB a
- * step, plus A and B read once from DRAM at some 0.83 MB a step. Fit on H100, stop 68, to ten
+ * step, plus A and B read once from DRAM at some 0.83 MB a step. Fit on H100, stop 68, to nine
  * shapes' profiles at 96 or 64 columns and 128 (26 and 2.6 TB/s): every choice it makes among
  * them was the faster one, e.g. 384x4096x7168 whose 59 MB of B make 96 columns lose (+2 to 6%)
  * while 768x2112x7168 at 96 gains 18%. */
@@ -244,14 +244,14 @@ static double one_round_steps(int64_t m, int64_t n, int64_t k, int w)
     return mma > memory ? mma : memory;
 }
 
-/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split: 96 or 64
- * columns (in the layout's width steps) where they keep one round and one_round_steps says they
- * are cheaper, as the FP8 GEMM's kiln__gemm_fp8_prefill_narrow. BF16 moves twice the bytes per
- * MMA, so the memory system can bind the narrower tiles. Stop 68, H100, profiler, 128 columns against the
+/* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split: 96 or 64 columns
+ * (in the layout's width steps) where they keep one round and one_round_steps says they are
+ * cheaper, as the FP8 GEMM's kiln__gemm_fp8_prefill_narrow. BF16 moves twice the bytes per MMA, so
+ * the memory system can bind the narrower tiles. Stop 68, H100, profiler, 128 columns against the
  * rule's 96 or 64 (us): 640x2112x7168 38.09 -> 30.48 (96), 512x2112x2048 14.56 -> 11.05 (64),
  * 300x4096x7168 38.27 -> 34.50 (96), 1100x1024x7168 37.66 -> 29.80 (96), 512x3072x2048 14.93 ->
- * 12.51 (96), 896x1536x4096 24.14 -> 19.49 (96); 384x4096x7168 at 96 columns lost (38.31 ->
- * 40.78) and stays at 128. */
+ * 12.51 (96), 896x1536x4096 24.14 -> 19.49 (96); 384x4096x7168 at 96 columns lost (38.31 -> 40.78)
+ * and stays at 128. */
 bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                     int64_t k, int num_sms)
 {
