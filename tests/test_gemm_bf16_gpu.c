@@ -162,13 +162,12 @@ static void test_bf16_odd_shapes(void **state)
     check_shapes(4104, 2056, m4, 2, nt_only, 1, false);
 }
 
-/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (the launch's
- * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block: clusters of 4
- * (500 x 576 x 7168, 20 tiles, both outputs; 300 x 1008 x 4096, whose last n block is cut
- * too; 300 x 1024 x 4096 with an N-major B), of 2 (257 x 2112 x 7168, A M-major) and of 8
- * (300 x 256 x 7168, both operands MN-major); at K = 2048 (32 K blocks) of 4 (500 x 576) and
- * of 2 (1000 x 576 with an N-major B). The deepseek shapes add 129 x 576 (clusters of 4),
- * 1000 x 576 and 129 x 2112 / 4096 (clusters of 2). */
+/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (the
+ * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block. The rule splits
+ * every row here, but the launch runs the split only where M > 384: clusters of 4 (500 x 576 x
+ * 7168, 20 tiles, both outputs; 500 x 576 x 2048) and of 2 (1000 x 576 x 2048, N-major B). The
+ * rows of 257-300 (the rule's clusters of 4, 2 and 8, a cut last n block, every layout) run
+ * decode's tiles in m blocks, which the launch takes first since stop 67: they test those. */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -183,7 +182,7 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
         {1000, 576, 2048, KILN_GEMM_NN, 2, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
+        /* the split rule takes these rows on 132 SMs */
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
                                                         cases[i].layout, 0, 132);
         if (!kiln__gemm_bf16_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||

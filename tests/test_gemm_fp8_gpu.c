@@ -180,11 +180,11 @@ static void test_cluster_partial_rows(void **state)
 }
 
 /* Prefill in fewer tiles than SMs, each tile's K split over a cluster (stops 62-63), with rows
- * ending inside a later m block: clusters of 4 (500 x 576 x 7168: 20 tiles; 300 x 1008 x 4096,
- * whose last n block is cut too), of 2 (257 x 2112 x 7168: 51 tiles; 500 x 2112 x 7168 in
- * 144-column tiles, 60 where 128 columns make 68) and of 8 (200 x 512 x 7168: 8 tiles); at
- * K = 2048 (16 K blocks) of 4 (500 x 576) and of 2 (1000 x 576). The deepseek shapes add
- * clusters of 4 (129 x 576) and of 2 (129 x 2112 / 4096, 1000 x 576). */
+ * ending inside a later m block. The rule splits every row here, but the launch runs the split
+ * only where M > 384: clusters of 4 (500 x 576 x 7168: 20 tiles; 500 x 576 x 2048) and of 2
+ * (500 x 2112 x 7168 in 144-column tiles, 60 where 128 columns make 68; 1000 x 576 x 2048).
+ * The rows of 257-300 (the rule's clusters of 4 and 2, a cut last n block, and of 8) run
+ * decode's tiles in m blocks, which the launch takes first since stop 67: they test those. */
 static void test_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -195,7 +195,7 @@ static void test_prefill_k_split_partial_rows(void **state)
         {500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}, {300, 256, 7168, 8},
         {500, 2112, 7168, 2}, {500, 576, 2048, 4}, {1000, 576, 2048, 2}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the launch's rule takes the split here on 132 SMs (else this tests nothing new) */
+        /* the split rule takes these rows on 132 SMs */
         kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
         if (!kiln__gemm_fp8_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
             c.cluster_k != cases[i].cluster_k)

@@ -38,8 +38,8 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
 /* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): 96- or
- * 64-column tiles, the cheapest that keeps one round where memory traffic lets them be cheaper:
- * cfg so and true; else cfg as it was and false. */
+ * 64-column tiles where they keep one round and a fit of MMA and memory time says they are
+ * cheaper (the cheaper of the two): cfg so and true; else cfg as it was and false. */
 bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                     int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)

@@ -260,7 +260,6 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
         return false;
     static const int widths[] = {96, 64};
     double best = one_round_steps(m, n, k, 128);
-    bool narrowed = false;
     for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
         const double cost = one_round_steps(m, n, k, widths[i]);
         if (widths[i] % kiln__gemm_bf16_width_step(cfg->layout) != 0 ||
@@ -274,9 +273,8 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
             continue;
         *cfg = narrow;
         best = cost;
-        narrowed = true;
     }
-    return narrowed;
+    return cfg->block_n != 128; /* it came in at 128 */
 }
 
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
