@@ -163,11 +163,11 @@ static void test_bf16_odd_shapes(void **state)
 }
 
 /* Prefill in fewer tiles than SMs, each tile's K split over a cluster (the
- * KILN_GEMM_PREFILL_K_SPLIT rule), with rows ending inside a later m block. The rule splits
- * every row here, but the launch runs the split only where M > 384: clusters of 4 (500 x 576 x
- * 7168, 20 tiles, both outputs; 500 x 576 x 2048) and of 2 (1000 x 576 x 2048, N-major B). The
- * rows of 257-300 (the rule's clusters of 4, 2 and 8, a cut last n block, every layout) run
- * decode's tiles in m blocks, which the launch takes first since stop 67: they test those. */
+ * KILN_GEMM_PREFILL_K_SPLIT rule, which the launch takes where M > 384), rows ending inside the
+ * last m block, in every layout: clusters of 4 (500 x 576 x 7168, 20 tiles, both outputs;
+ * 500 x 576 x 2048; 520 x 576 x 7168 with A M-major), of 2 (1000 x 576 x 2048 and 450 x 1024 x
+ * 4096 with an N-major B; 400 x 1008 x 4096, its last n block cut) and of 8 (400 x 256 x 7168,
+ * both operands MN-major). */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -176,17 +176,16 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
         int layout, cluster_k;
         bool both_outputs;
     } cases[] = {
-        {500, 576, 7168, KILN_GEMM_NT, 4, true},  {300, 1008, 4096, KILN_GEMM_NT, 4, false},
-        {300, 1024, 4096, KILN_GEMM_NN, 4, false}, {257, 2112, 7168, KILN_GEMM_TT, 2, false},
-        {300, 256, 7168, KILN_GEMM_TN, 8, false}, {500, 576, 2048, KILN_GEMM_NT, 4, false},
-        {1000, 576, 2048, KILN_GEMM_NN, 2, false},
+        {500, 576, 7168, KILN_GEMM_NT, 4, true},  {500, 576, 2048, KILN_GEMM_NT, 4, false},
+        {520, 576, 7168, KILN_GEMM_TT, 4, false}, {1000, 576, 2048, KILN_GEMM_NN, 2, false},
+        {450, 1024, 4096, KILN_GEMM_NN, 2, false}, {400, 1008, 4096, KILN_GEMM_NT, 2, false},
+        {400, 256, 7168, KILN_GEMM_TN, 8, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the split rule takes these rows on 132 SMs */
-        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
-                                                        cases[i].layout, 0, 132);
-        if (!kiln__gemm_bf16_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
-            c.cluster_k != cases[i].cluster_k)
+        /* the launch's rule splits these rows on 132 SMs (else this tests nothing new) */
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(
+            cases[i].m, cases[i].n, cases[i].k, cases[i].layout, 0, 132, true);
+        if (c.cluster_k != cases[i].cluster_k)
             fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
                      (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
                      cases[i].cluster_k);

@@ -179,12 +179,11 @@ static void test_cluster_partial_rows(void **state)
     check_shapes(4096, 7168, ms, 3);
 }
 
-/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (stops 62-63), with rows
- * ending inside a later m block. The rule splits every row here, but the launch runs the split
- * only where M > 384: clusters of 4 (500 x 576 x 7168: 20 tiles; 500 x 576 x 2048) and of 2
- * (500 x 2112 x 7168 in 144-column tiles, 60 where 128 columns make 68; 1000 x 576 x 2048).
- * The rows of 257-300 (the rule's clusters of 4 and 2, a cut last n block, and of 8) run
- * decode's tiles in m blocks, which the launch takes first since stop 67: they test those. */
+/* Prefill in fewer tiles than SMs, each tile's K split over a cluster (stops 62-63; the launch
+ * takes it where M > 384), rows ending inside the last m block: clusters of 4 (500 x 576 x
+ * 7168: 20 tiles; 500 x 576 x 2048), of 2 (500 x 2112 x 7168 in 144-column tiles, 60 where 128
+ * columns make 68; 1000 x 576 x 2048; 400 x 1008 x 4096 and 450 x 2000 x 7168, their last n
+ * block cut) and of 8 (400 x 256 x 7168). */
 static void test_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
@@ -192,13 +191,13 @@ static void test_prefill_k_split_partial_rows(void **state)
         int64_t m, n, k;
         int cluster_k;
     } cases[] = {
-        {500, 576, 7168, 4}, {300, 1008, 4096, 4}, {257, 2112, 7168, 2}, {300, 256, 7168, 8},
-        {500, 2112, 7168, 2}, {500, 576, 2048, 4}, {1000, 576, 2048, 2}};
+        {500, 576, 7168, 4}, {500, 576, 2048, 4}, {500, 2112, 7168, 2}, {1000, 576, 2048, 2},
+        {400, 1008, 4096, 2}, {450, 2000, 7168, 2}, {400, 256, 7168, 8}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the split rule takes these rows on 132 SMs */
-        kiln__gemm_config c = kiln__gemm_fp8_pick(cases[i].m, cases[i].n, cases[i].k, 132);
-        if (!kiln__gemm_fp8_prefill_k_split(&c, cases[i].m, cases[i].n, cases[i].k, 132) ||
-            c.cluster_k != cases[i].cluster_k)
+        /* the launch's configuration splits these rows (else this tests nothing new) */
+        kiln__gemm_config c =
+            kiln__gemm_fp8_dense_config(ctx, cases[i].m, cases[i].n, cases[i].k, false);
+        if (c.cluster_k != cases[i].cluster_k)
             fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
                      (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
                      cases[i].cluster_k);

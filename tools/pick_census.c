@@ -74,7 +74,7 @@ static void list(void)
     for (int64_t m = 1; m <= 128; m++)
         for (int64_t n = 16; n <= 32768; n += 16)
             for (int i = 0; i < nk; i++) {
-                /* the dense launch's decode configuration (gemm_fp8.c, dense_config) */
+                /* the dense launch's decode configuration (kiln__gemm_fp8_dense_config) */
                 kiln__gemm_config c = kiln__gemm_fp8_pick(m, n, ks[i], 132);
                 kiln__gemm_fp8_share_a(&c, m, n, ks[i], 132);
                 if (kiln__gemm_fp8_overlaps(&c, NULL))

@@ -111,6 +111,11 @@ int kiln__gemm_fp8_launch(kiln_ctx *ctx, const kiln__gemm_config *cfg, int64_t n
                           const kiln__gemm_fp8_operands *ops, int64_t units, bool even_rounds,
                           kiln_stream stream);
 
+/* The dense launch's configuration for an M x N x K GEMM on ctx's device (its SM count and
+ * knobs): the heuristic's pick with the knobs' rules on top (gemm_fp8.c says which). */
+kiln__gemm_config kiln__gemm_fp8_dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
+                                              int64_t k, bool out_f32);
+
 /* kiln_gemm_fp8 with the configuration `forced` (dense, BF16 output) instead of the
  * heuristic's (NULL: the heuristic's); for the benchmark's --sweep and --trace. Here
  * args->b_ready counts the ring slots of B loaded before the PDL wait (kiln_gemm_fp8 passes

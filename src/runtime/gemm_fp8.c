@@ -157,8 +157,8 @@ static int64_t dense_units(const kiln__gemm_config *cfg, int64_t m, int64_t n)
  * (kiln__gemm_fp8_prefill_turns); KILN_GEMM_PREFILL_K_SPLIT (on by default) splits the K of
  * prefill with fewer tiles than SMs over clusters (kiln__gemm_fp8_prefill_k_split), or else
  * narrows a round's tiles to fill the SMs (kiln__gemm_fp8_prefill_narrow). */
-static kiln__gemm_config dense_config(const kiln_ctx *ctx, int64_t m, int64_t n, int64_t k,
-                                      bool out_f32)
+kiln__gemm_config kiln__gemm_fp8_dense_config(const kiln_ctx *ctx, int64_t m, int64_t n,
+                                              int64_t k, bool out_f32)
 {
     kiln__gemm_config cfg = kiln__gemm_fp8_pick(m, n, k, ctx->num_sms);
     if (out_f32) {
@@ -240,7 +240,8 @@ kiln_status kiln__gemm_fp8_with(kiln_ctx *ctx, const kiln_gemm_fp8_args *args,
         return kiln__ctx_ok(ctx);
 
     bool workspace = args->workspace != NULL && !f32;
-    kiln__gemm_config cfg = forced != NULL ? *forced : dense_config(ctx, m, n, k, f32);
+    kiln__gemm_config cfg =
+        forced != NULL ? *forced : kiln__gemm_fp8_dense_config(ctx, m, n, k, f32);
     kiln__gemm_fp8_operands ops = {
         .sfb = args->sfb.data,
         .c = f32 ? args->c.data : trace, /* trace mode: the kernel's clock readings */
@@ -284,7 +285,7 @@ int kiln__gemm_fp8_prewarm(kiln_ctx *ctx, kiln__spec_words *words, kj_spec *spec
     if ((status = kiln__gemm_fp8_spec_mnk(ctx, words, "gemm_fp8", &m, &cols, &depth)) ||
         (status = kiln__spec_word(ctx, words, "f32", false, 0, &f32)))
         return status;
-    kiln__gemm_config cfg = dense_config(ctx, m, cols, depth, f32 != 0);
+    kiln__gemm_config cfg = kiln__gemm_fp8_dense_config(ctx, m, cols, depth, f32 != 0);
     /* With a workspace, M may take the split last round's kernel too (192-row tiles). */
     bool tail = kiln__gemm_fp8_tail_fits(&cfg, dense_units(&cfg, m, cols), depth, ctx->num_sms);
     *n = 0;
