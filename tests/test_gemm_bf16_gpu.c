@@ -162,6 +162,29 @@ static void test_bf16_odd_shapes(void **state)
     check_shapes(4104, 2056, m4, 2, nt_only, 1, false);
 }
 
+/* A dense row the launch's rule (kiln__gemm_bf16_pick_dense on 132 SMs) must take with these
+ * tiles, else it tests nothing new: block_n (0: any width) and cluster_k (0: no split). */
+typedef struct launch_row {
+    int64_t m, n, k;
+    int layout, block_n, cluster_k;
+    bool both_outputs;
+} launch_row;
+
+static void check_launch_rows(const launch_row *rows, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const launch_row *r = &rows[i];
+        kiln__gemm_bf16_config c =
+            kiln__gemm_bf16_pick_dense(r->m, r->n, r->k, r->layout, 0, 132, true);
+        const int split = c.cluster_k > 1 ? c.cluster_k : 0;
+        if ((r->block_n != 0 && c.block_n != r->block_n) || split != r->cluster_k)
+            fail_msg("%lldx%lldx%lld: %d columns, cluster_k %d; want %d, %d", (long long)r->m,
+                     (long long)r->n, (long long)r->k, c.block_n, c.cluster_k, r->block_n,
+                     r->cluster_k);
+        check_shapes(r->n, r->k, &r->m, 1, &r->layout, 1, r->both_outputs);
+    }
+}
+
 /* Prefill in fewer tiles than SMs, each tile's K split over a cluster (the
  * KILN_GEMM_PREFILL_K_SPLIT rule, which the launch takes where M > 384), rows ending inside the
  * last m block, in every layout: clusters of 4 (500 x 576 x 7168, 20 tiles, both outputs;
@@ -171,27 +194,13 @@ static void test_bf16_odd_shapes(void **state)
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
     (void)state;
-    static const struct {
-        int64_t m, n, k;
-        int layout, cluster_k;
-        bool both_outputs;
-    } cases[] = {
-        {500, 576, 7168, KILN_GEMM_NT, 4, true},  {500, 576, 2048, KILN_GEMM_NT, 4, false},
-        {520, 576, 7168, KILN_GEMM_TT, 4, false}, {1000, 576, 2048, KILN_GEMM_NN, 2, false},
-        {450, 1024, 4096, KILN_GEMM_NN, 2, false}, {400, 1008, 4096, KILN_GEMM_NT, 2, false},
-        {400, 256, 7168, KILN_GEMM_TN, 8, false},
+    static const launch_row rows[] = {
+        {500, 576, 7168, KILN_GEMM_NT, 0, 4, true},  {500, 576, 2048, KILN_GEMM_NT, 0, 4, false},
+        {520, 576, 7168, KILN_GEMM_TT, 0, 4, false}, {1000, 576, 2048, KILN_GEMM_NN, 0, 2, false},
+        {450, 1024, 4096, KILN_GEMM_NN, 0, 2, false}, {400, 1008, 4096, KILN_GEMM_NT, 0, 2, false},
+        {400, 256, 7168, KILN_GEMM_TN, 0, 8, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the launch's rule splits these rows on 132 SMs (else this tests nothing new) */
-        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(
-            cases[i].m, cases[i].n, cases[i].k, cases[i].layout, 0, 132, true);
-        if (c.cluster_k != cases[i].cluster_k)
-            fail_msg("%lldx%lldx%lld: cluster_k %d, want %d", (long long)cases[i].m,
-                     (long long)cases[i].n, (long long)cases[i].k, c.cluster_k,
-                     cases[i].cluster_k);
-        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1,
-                     cases[i].both_outputs);
-    }
+    check_launch_rows(rows, sizeof rows / sizeof rows[0]);
 }
 
 /* Prefill in one round of narrower tiles where 128 x 128 ones leave SMs idle (the launch's
@@ -201,25 +210,13 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
 static void test_bf16_prefill_narrow_rows(void **state)
 {
     (void)state;
-    static const struct {
-        int64_t m, n, k;
-        int layout, block_n;
-        bool both_outputs;
-    } cases[] = {
-        {500, 2112, 2048, KILN_GEMM_NT, 64, true}, {500, 2112, 2048, KILN_GEMM_NN, 64, false},
-        {600, 2112, 7168, KILN_GEMM_TT, 96, false}, {257, 4000, 7168, KILN_GEMM_NT, 96, false},
+    static const launch_row rows[] = {
+        {500, 2112, 2048, KILN_GEMM_NT, 64, 0, true},
+        {500, 2112, 2048, KILN_GEMM_NN, 64, 0, false},
+        {600, 2112, 7168, KILN_GEMM_TT, 96, 0, false},
+        {257, 4000, 7168, KILN_GEMM_NT, 96, 0, false},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        /* the launch's rule takes these tiles on 132 SMs (else this tests nothing new) */
-        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(
-            cases[i].m, cases[i].n, cases[i].k, cases[i].layout, 0, 132, true);
-        if (c.block_n != cases[i].block_n || c.cluster_k > 1)
-            fail_msg("%lldx%lldx%lld: %d columns (cluster_k %d), want %d", (long long)cases[i].m,
-                     (long long)cases[i].n, (long long)cases[i].k, c.block_n, c.cluster_k,
-                     cases[i].block_n);
-        check_shapes(cases[i].n, cases[i].k, &cases[i].m, 1, &cases[i].layout, 1,
-                     cases[i].both_outputs);
-    }
+    check_launch_rows(rows, sizeof rows / sizeof rows[0]);
 }
 
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
