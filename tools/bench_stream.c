@@ -25,9 +25,8 @@
  * KILN_STREAM_L2_PROMOTION=0|64|128|256: the tile reads' tensor-map L2 promotion (256, as
  * kiln's maps). docs/gemm_fp8_notes.md "Stop 52" has what it measured (the async reads:
  * "Stop 56"). */
-#include <nvrtc.h>
-
 #include "../tests/gpu_util.h"
+#include "bench_nvrtc.h"
 
 /* RING x CHUNK: the default bulk read's copies in flight and their size */
 enum { LONE_RUNS = 30, BATCH_RUNS = 20, SINGLE_RUNS = 17, RING = 6, CHUNK = 32768 };
@@ -215,26 +214,8 @@ static char *compile_stream_kernels(void)
     snprintf(src, len, "%s", stream_prelude);
     for (size_t i = 0; i < sizeof stream_source / sizeof stream_source[0]; i++)
         strcat(src, stream_source[i]);
-    nvrtcProgram prog;
-    const char *opts[] = {"--gpu-architecture=sm_90a", "--std=c++17"};
-    if (nvrtcCreateProgram(&prog, src, "stream.cu", 0, NULL, NULL) != NVRTC_SUCCESS) {
-        fprintf(stderr, "nvrtcCreateProgram failed\n");
-        exit(1);
-    }
-    if (nvrtcCompileProgram(prog, 2, opts) != NVRTC_SUCCESS) {
-        size_t log_size = 0;
-        nvrtcGetProgramLogSize(prog, &log_size);
-        char *log = malloc(log_size + 1);
-        nvrtcGetProgramLog(prog, log);
-        fprintf(stderr, "stream kernels do not compile:\n%s\n", log);
-        exit(1);
-    }
-    size_t size = 0;
-    nvrtcGetCUBINSize(prog, &size);
-    char *cubin = malloc(size);
-    nvrtcGetCUBIN(prog, cubin);
+    char *cubin = bench_nvrtc_cubin(src, "stream kernels", NULL);
     free(src);
-    nvrtcDestroyProgram(&prog);
     return cubin;
 }
 
