@@ -19,7 +19,8 @@
  * CTA's bytes over its own time, summed) and out of the L2 (that / MC).
  * Usage: kiln-bench-ingest [SMS:ROWS:BOXES:STAGES:MC:SAME:ISSUERS ...]; no argument: a set
  * that varies one thing at a time from the BF16 64 x 64 tile's loads (64:2:13).
- * KILN_INGEST_K_BLOCKS=N: K blocks of 128 bytes per row (default 4; the row pitch).
+ * KILN_INGEST_K_BLOCKS=N: K blocks of 128 bytes per row (default 4; the row pitch). At 1024
+ * (= the K blocks each CTA walks) nothing is read twice: GBs of operand, read from DRAM.
  * KILN_INGEST_CUBIN=FILE: the last workload's cubin is written there (for its SASS). */
 #include "../tests/gpu_util.h"
 #include "bench_nvrtc.h"
@@ -315,12 +316,10 @@ int main(int argc, char **argv)
     CUdeviceptr buf = (CUdeviceptr)(uintptr_t)gpu_alloc(buf_bytes);
     CUdeviceptr out = (CUdeviceptr)(uintptr_t)gpu_alloc((size_t)max_sms * 4 * sizeof(uint64_t));
     CUdeviceptr sink = (CUdeviceptr)(uintptr_t)gpu_alloc(64);
+    /* one random word everywhere: the rate does not depend on the bytes, and a large
+     * operand (KILN_INGEST_K_BLOCKS=1024: GBs, read from DRAM) fills at once */
     uint64_t seed = rng_fresh_seed();
-    uint32_t *host = malloc(buf_bytes);
-    for (size_t i = 0; i < buf_bytes / 4; i++)
-        host[i] = (uint32_t)rng_next(&seed);
-    gpu_upload((void *)(uintptr_t)buf, host, buf_bytes);
-    free(host);
+    CU_CHECK(gpu_drv()->cuMemsetD32(buf, (unsigned)rng_next(&seed), buf_bytes / 4));
     uint64_t *times = malloc((size_t)max_sms * 4 * sizeof(uint64_t));
 
     printf("# %d SMs; %d K blocks per CTA over rows of %d K blocks (%zu MB in all); median of %d "
