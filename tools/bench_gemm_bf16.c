@@ -19,7 +19,8 @@
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
  * pick's, 64 rows up to M = 64); 128 with M = 129-384 sweeps decode's tiles in two or three
- * m blocks, each over its share of the SMs, instead of the prefill widths.
+ * m blocks, each over its share of the SMs, instead of the prefill widths; 64 with M > 128
+ * sweeps the prefill widths in 64-row tiles.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -374,6 +375,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         /* 96 and 64: narrower tiles that fill the SMs in one round (the FP8 GEMM's
          * kiln__gemm_fp8_prefill_narrow, stop 67) */
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
+        base.block_m = sweep_block_m == 64 ? 64 : 128; /* KILN_BENCH_SWEEP_BLOCK_M=64 */
         for (size_t i = 0; i < sizeof widths / sizeof widths[0] && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
                 continue; /* not a width an N-major B comes in */
