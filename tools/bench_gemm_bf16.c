@@ -402,7 +402,18 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan_free(&plan);
     kiln__gemm_bf16_config cfgs[64], pick = kiln__gemm_bf16_pick_dense( /* as the launch picks */
         m, n, k, layout, 0, ctx->num_sms, ctx->opts.gemm_prefill_k_split);
-    int count = sweep_configs(m, n, k, cfgs, 64);
+    int count = sweep_configs(m, n, k, cfgs, 32);
+    /* KILN_BENCH_SWEEP_SPLIT_ISSUE=1: each configuration, then the same with its A and B
+     * loads issued by two producer warps (split_issue) */
+    const char *split = getenv("KILN_BENCH_SWEEP_SPLIT_ISSUE");
+    if (split && atoi(split) == 1) {
+        for (int i = count - 1; i >= 0; i--) {
+            cfgs[2 * i] = cfgs[i];
+            cfgs[2 * i + 1] = cfgs[i];
+            cfgs[2 * i + 1].split_issue = 1;
+        }
+        count *= 2;
+    }
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
      * the configurations printed below, in order). */
@@ -417,10 +428,10 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
         forced = NULL;
         bool chosen = cfgs[i].block_m == pick.block_m && cfgs[i].block_n == pick.block_n &&
                       cfgs[i].cluster_k == pick.cluster_k;
-        printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us %6.1f TFLOP/s %5.0f GB/s "
-               "(diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
+        printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d%s  %8.2f us %6.1f TFLOP/s "
+               "%5.0f GB/s (diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
                (long long)m, (long long)n, (long long)k, cfgs[i].block_m, cfgs[i].block_n,
-               cfgs[i].stages, cfgs[i].cluster_k, us, flops / us / 1e6, set_bytes / us / 1e3, diff,
+               cfgs[i].stages, cfgs[i].cluster_k, cfgs[i].split_issue ? "si" : "", us, flops / us / 1e6, set_bytes / us / 1e3, diff,
                us_lt, us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
         fflush(stdout);
     }

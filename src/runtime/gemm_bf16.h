@@ -15,6 +15,7 @@ typedef struct kiln__gemm_bf16_config {
     int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int no_b_early; /* 1: a dense kernel without the b_ready path (kiln__gemm_bf16_no_b_early) */
+    int split_issue; /* 1: two producer warps issue the loads, one A's, one B's (bench) */
     int defer_store; /* 1: dense BF16-output prefill tiles, each stored during the next one's
                       * first K block (the template's DEFER) */
 } kiln__gemm_bf16_config;

@@ -322,7 +322,8 @@ void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_
     kj_spec_init(spec, KJ_GEMM_BF16);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->cluster_k, cfg->layout, cfg->out_f32, cfg->grouping,
-                              cfg->m_align, cfg->no_b_early, cfg->defer_store};
+                              cfg->m_align, cfg->no_b_early, cfg->defer_store,
+                              cfg->split_issue};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }
