@@ -419,19 +419,21 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
      * the configurations printed below, in order). */
     double diff = 0;
     double us_pick = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
-    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us (diff %.1e)\n",
+    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d%s  %8.2f us (diff %.1e)\n",
            (long long)m, (long long)n, (long long)k, pick.block_m, pick.block_n, pick.stages,
-           pick.cluster_k, us_pick, diff);
+           pick.cluster_k, pick.split_issue ? "si" : "", us_pick, diff);
     for (int i = 0; i < count; i++) {
         forced = &cfgs[i];
         double us = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
         forced = NULL;
         bool chosen = cfgs[i].block_m == pick.block_m && cfgs[i].block_n == pick.block_n &&
-                      cfgs[i].cluster_k == pick.cluster_k;
+                      cfgs[i].cluster_k == pick.cluster_k &&
+                      cfgs[i].split_issue == pick.split_issue;
         printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d%s  %8.2f us %6.1f TFLOP/s "
                "%5.0f GB/s (diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
                (long long)m, (long long)n, (long long)k, cfgs[i].block_m, cfgs[i].block_n,
-               cfgs[i].stages, cfgs[i].cluster_k, cfgs[i].split_issue ? "si" : "", us, flops / us / 1e6, set_bytes / us / 1e3, diff,
+               cfgs[i].stages, cfgs[i].cluster_k, cfgs[i].split_issue ? "si" : "", us,
+               flops / us / 1e6, set_bytes / us / 1e3, diff,
                us_lt, us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
         fflush(stdout);
     }
