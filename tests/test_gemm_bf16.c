@@ -202,6 +202,57 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
     }
 }
 
+/* Dense NT prefill (M > 384, K 2048-8192, BF16 output) whose 64 x 96 tiles fill more than half
+ * of the SMs in one round takes them with split issue, ahead of the K split; the launch's chain
+ * takes it; not for other layouts, FP32 output, K outside the range, 64 x 96 tiles that fill
+ * half the SMs or fewer or take two rounds; the kernel compiles. */
+static void test_bf16_prefill_split_issue_rule(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t m, n, k;
+        int layout, out_f32;
+        bool takes;
+    } cases[] = {
+        {768, 576, 7168, 0, 0, true},   {896, 576, 7168, 0, 0, true},
+        {768, 576, 2048, 0, 0, true},   {448, 1024, 7168, 0, 0, true},
+        {512, 1024, 7168, 0, 0, true},  {900, 576, 2048, 0, 0, true},
+        {450, 1000, 4096, 0, 0, true},  {640, 576, 7168, 0, 0, false},
+        {704, 576, 7168, 0, 0, false},  {768, 576, 16384, 0, 0, false},
+        {768, 576, 1984, 0, 0, false},  {768, 576, 7168, 1, 0, false},
+        {768, 576, 7168, 2, 0, false},  {768, 576, 7168, 0, 1, false},
+        {384, 1024, 7168, 0, 0, false}, {2048, 576, 7168, 0, 0, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        kiln__gemm_bf16_config c =
+            kiln__gemm_bf16_pick(m, n, k, cases[i].layout, cases[i].out_f32, 132);
+        kiln__gemm_bf16_config before = c;
+        bool took = kiln__gemm_bf16_prefill_split_issue(&c, m, n, k, 132);
+        if (took != cases[i].takes)
+            fail_msg("%lldx%lldx%lld layout %d f32 %d: split issue %d, want %d", (long long)m,
+                     (long long)n, (long long)k, cases[i].layout, cases[i].out_f32, took,
+                     cases[i].takes);
+        if (!took) {
+            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            continue;
+        }
+        kiln__gemm_bf16_config dense =
+            kiln__gemm_bf16_pick_dense(m, n, k, cases[i].layout, cases[i].out_f32, 132, true);
+        assert_memory_equal(&dense, &c, sizeof c); /* the launch takes it */
+        assert_int_equal(c.block_m, 64);
+        assert_int_equal(c.block_n, 96);
+        assert_int_equal(c.split_issue, 1);
+        assert_true(c.cluster_k <= 1);
+        check_rules(&c, m, n, k);
+        if (i > 0)
+            continue;
+        kj_output out = {0};
+        assert_compiles(&c, n, k, "split-issue kernel", &out);
+        kj_output_free(&out);
+    }
+}
+
 /* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split narrows to 96
  * or 64 columns where they keep one round (an N-major B only to 64) and their L2 traffic does
  * not outweigh the narrower MMAs (384 x 4096 x 7168 stays at 128), from K = 2048; the dense
@@ -446,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_bf16_decode_splits),
         cmocka_unit_test(test_bf16_prefill_k_split_where_few_tiles),
         cmocka_unit_test(test_bf16_prefill_narrow_fills_one_round),
+        cmocka_unit_test(test_bf16_prefill_split_issue_rule),
         cmocka_unit_test(test_bf16_m_blocks_decode),
         cmocka_unit_test(test_bf16_n_major_decode_rule),
         cmocka_unit_test(test_bf16_no_b_early_rule),

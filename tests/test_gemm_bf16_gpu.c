@@ -189,7 +189,8 @@ static void check_launch_rows(const launch_row *rows, size_t count)
  * KILN_GEMM_PREFILL_K_SPLIT rule, which the launch takes where M > 384), rows ending inside the
  * last m block, in every layout: clusters of 4 (500 x 576 x 7168, 20 tiles, both outputs;
  * 500 x 576 x 2048; 520 x 576 x 7168 with A M-major), of 2 (1000 x 576 x 2048 and 450 x 1024 x
- * 4096 with an N-major B; 400 x 1008 x 4096, its last n block cut) and of 8 (400 x 256 x 7168,
+ * 4096 with an N-major B; 400 x 1008 x 4096 with A M-major, its last n block cut; NT there
+ * takes split-issue tiles) and of 8 (400 x 256 x 7168,
  * both operands MN-major). */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
@@ -197,7 +198,7 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     static const launch_row rows[] = {
         {500, 576, 7168, KILN_GEMM_NT, 0, 4, true},  {500, 576, 2048, KILN_GEMM_NT, 0, 4, false},
         {520, 576, 7168, KILN_GEMM_TT, 0, 4, false}, {1000, 576, 2048, KILN_GEMM_NN, 0, 2, false},
-        {450, 1024, 4096, KILN_GEMM_NN, 0, 2, false}, {400, 1008, 4096, KILN_GEMM_NT, 0, 2, false},
+        {450, 1024, 4096, KILN_GEMM_NN, 0, 2, false}, {400, 1008, 4096, KILN_GEMM_TT, 0, 2, false},
         {400, 256, 7168, KILN_GEMM_TN, 0, 8, false},
     };
     check_launch_rows(rows, sizeof rows / sizeof rows[0]);
@@ -217,6 +218,24 @@ static void test_bf16_prefill_narrow_rows(void **state)
         {257, 4000, 7168, KILN_GEMM_NT, 96, 0, false},
     };
     check_launch_rows(rows, sizeof rows / sizeof rows[0]);
+}
+
+/* Prefill in one round of 64 x 96 tiles whose A and B loads two producer warps issue (the
+ * launch's rule, kiln__gemm_bf16_prefill_split_issue): 768 x 576 x 7168 with both outputs (FP32
+ * takes another kernel), 900 x 576 x 2048 (its last m block 4 rows: A's short box), 450 x 1000 x
+ * 4096 (the last n block cut to 40 columns, the last m block 2 rows). */
+static void test_bf16_prefill_split_issue_rows(void **state)
+{
+    (void)state;
+    static const int64_t rows[][3] = {{768, 576, 7168}, {900, 576, 2048}, {450, 1000, 4096}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const int64_t m = rows[i][0], n = rows[i][1], k = rows[i][2];
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(m, n, k, KILN_GEMM_NT, 0, 132, true);
+        if (!c.split_issue || c.block_m != 64 || c.block_n != 96)
+            fail_msg("%lldx%lldx%lld: %dx%d split issue %d; want 64x96 split", (long long)m,
+                     (long long)n, (long long)k, c.block_m, c.block_n, c.split_issue);
+        check_shapes(n, k, &m, 1, nt_only, 1, i == 0);
+    }
 }
 
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
@@ -555,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_bf16_layouts),
         cmocka_unit_test(test_bf16_prefill_k_split_partial_rows),
         cmocka_unit_test(test_bf16_prefill_narrow_rows),
+        cmocka_unit_test(test_bf16_prefill_split_issue_rows),
         cmocka_unit_test(test_bf16_m_blocks_decode_rows),
         cmocka_unit_test(test_bf16_f32_output),
         cmocka_unit_test(test_bf16_deepseek_shapes),

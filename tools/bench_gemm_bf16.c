@@ -19,7 +19,8 @@
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
  * pick's, 64 rows up to M = 64); 128 with M = 129-384 sweeps decode's tiles in two or three
- * m blocks, each over its share of the SMs, instead of the prefill widths.
+ * m blocks, each over its share of the SMs, instead of the prefill widths; 64 with M > 128
+ * sweeps the prefill widths in 64-row tiles.
  * KILN_BENCH_B_READY=S: kiln's GEMM with B early, up to S ring slots of B loaded before the
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
@@ -374,6 +375,7 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
         /* 96 and 64: narrower tiles that fill the SMs in one round (the FP8 GEMM's
          * kiln__gemm_fp8_prefill_narrow, stop 67) */
         static const int widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
+        base.block_m = sweep_block_m == 64 ? 64 : 128; /* KILN_BENCH_SWEEP_BLOCK_M=64 */
         for (size_t i = 0; i < sizeof widths / sizeof widths[0] && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
                 continue; /* not a width an N-major B comes in */
@@ -400,25 +402,38 @@ static void sweep_shape(int64_t m, int64_t n, int64_t k)
     lt_plan_free(&plan);
     kiln__gemm_bf16_config cfgs[64], pick = kiln__gemm_bf16_pick_dense( /* as the launch picks */
         m, n, k, layout, 0, ctx->num_sms, ctx->opts.gemm_prefill_k_split);
-    int count = sweep_configs(m, n, k, cfgs, 64);
+    int count = sweep_configs(m, n, k, cfgs, 32);
+    /* KILN_BENCH_SWEEP_SPLIT_ISSUE=1: each configuration, then the same with its A and B
+     * loads issued by two producer warps (split_issue) */
+    const char *split = getenv("KILN_BENCH_SWEEP_SPLIT_ISSUE");
+    if (split && atoi(split) == 1) {
+        for (int i = count - 1; i >= 0; i--) {
+            cfgs[2 * i] = cfgs[i];
+            cfgs[2 * i + 1] = cfgs[i];
+            cfgs[2 * i + 1].split_issue = 1;
+        }
+        count *= 2;
+    }
     double flops = 2.0 * (double)m * n * k;
     /* The pick first, as kiln runs it (scripts/ncu_durations.py labels the runs after it with
      * the configurations printed below, in order). */
     double diff = 0;
     double us_pick = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
-    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us (diff %.1e)\n",
+    printf("pick  %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d%s  %8.2f us (diff %.1e)\n",
            (long long)m, (long long)n, (long long)k, pick.block_m, pick.block_n, pick.stages,
-           pick.cluster_k, us_pick, diff);
+           pick.cluster_k, pick.split_issue ? "si" : "", us_pick, diff);
     for (int i = 0; i < count; i++) {
         forced = &cfgs[i];
         double us = checked_run(sets, num_sets, af, bf, m, n, k, stream, &diff);
         forced = NULL;
         bool chosen = cfgs[i].block_m == pick.block_m && cfgs[i].block_n == pick.block_n &&
-                      cfgs[i].cluster_k == pick.cluster_k;
-        printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d  %8.2f us %6.1f TFLOP/s %5.0f GB/s "
-               "(diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
+                      cfgs[i].cluster_k == pick.cluster_k &&
+                      cfgs[i].split_issue == pick.split_issue;
+        printf("sweep %5lld x %5lld x %5lld  %3dx%-3d s%-2d ck%d%s  %8.2f us %6.1f TFLOP/s "
+               "%5.0f GB/s (diff %.1e) | cuBLASLt %8.2f us | x%.2f%s\n",
                (long long)m, (long long)n, (long long)k, cfgs[i].block_m, cfgs[i].block_n,
-               cfgs[i].stages, cfgs[i].cluster_k, us, flops / us / 1e6, set_bytes / us / 1e3, diff,
+               cfgs[i].stages, cfgs[i].cluster_k, cfgs[i].split_issue ? "si" : "", us,
+               flops / us / 1e6, set_bytes / us / 1e3, diff,
                us_lt, us > 0 && us_lt > 0 ? us_lt / us : 0, chosen ? "  <- heuristic" : "");
         fflush(stdout);
     }

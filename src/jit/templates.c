@@ -19,8 +19,9 @@ const kj_template kj_templates[KJ_NUM_TEMPLATES] = {
                      true, {4096, 7168, 128, 128, 5, 8, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0}},
     [KJ_GEMM_BF16] = {"gemm_bf16", "gemm_bf16.cuh", "kiln_gemm_bf16",
                       {"n", "k", "block_m", "block_n", "stages", "group_n", "cluster_k", "layout",
-                       "out_f32", "grouping", "m_align", "no_b_early", "defer_store", NULL},
-                      true, {4096, 7168, 128, 256, 4, 8, 0, 0, 0, 0, 0, 0, 1}},
+                       "out_f32", "grouping", "m_align", "no_b_early", "defer_store", "split_issue",
+                       NULL},
+                      true, {4096, 7168, 128, 256, 4, 8, 0, 0, 0, 0, 0, 0, 1, 0}},
 };
 
 void kj_spec_init(kj_spec *spec, enum kj_template_id id)

@@ -277,11 +277,40 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
     return cfg->block_n != 128; /* it came in at 128 */
 }
 
+/* Small tiles whose stages (20 KB) one issuing thread cannot fill fast enough alone
+ * (kiln-bench-ingest, stop 70: one thread holds an SM near 63 B/clk with 16 KB stages, two
+ * near 107), so A and B come from two producer warps. Stop 70, H100, profiler, the pick
+ * before -> 64 x 96 split (us): 768x576x7168 (128 x 128 in clusters of 4) 22.08 -> 20.38,
+ * 896x576x7168 24.83 -> 20.83, 768x576x2048 11.71 -> 8.90, 448x1024x7168 24.83 -> 20.96,
+ * 512x1024x7168 25.70 -> 23.04; where they lost it stays: 640x576x7168 (60 tiles) 19.84 /
+ * 20.54, 704x576x7168 (66) 21.09 / 20.64, 768x576x16384 37.89 / 41.89. The same tiles with
+ * one issuing warp lost to the picks (23.55-24.03 at 704-896 x 576 x 7168). */
+bool kiln__gemm_bf16_prefill_split_issue(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
+                                         int64_t k, int num_sms)
+{
+    const int64_t tiles = ceil_div(m, 64) * ceil_div(n, 96);
+    if (m <= 384 || cfg->grouping != 0 || cfg->layout != 0 || cfg->out_f32 || k < 2048 ||
+        k > 8192 || 2 * tiles <= num_sms || tiles > num_sms)
+        return false;
+    kiln__gemm_bf16_config small = *cfg;
+    small.block_m = 64;
+    small.block_n = 96;
+    small.cluster_k = 0;
+    small.split_issue = 1;
+    small.defer_store = kiln__gemm_bf16_defers_store(&small);
+    kiln__gemm_bf16_fit(&small);
+    if (small.stages < 2)
+        return false;
+    *cfg = small;
+    return true;
+}
+
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split)
 {
     kiln__gemm_bf16_config cfg = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, num_sms);
     if (k_split && !kiln__gemm_bf16_m_blocks_decode(&cfg, m, n, k, num_sms) &&
+        !kiln__gemm_bf16_prefill_split_issue(&cfg, m, n, k, num_sms) &&
         !kiln__gemm_bf16_prefill_k_split(&cfg, m, n, k, num_sms))
         kiln__gemm_bf16_prefill_narrow(&cfg, m, n, k, num_sms);
     return cfg;
@@ -322,7 +351,8 @@ void kiln__gemm_bf16_spec(kj_spec *spec, int64_t n, int64_t k, const kiln__gemm_
     kj_spec_init(spec, KJ_GEMM_BF16);
     const int64_t values[] = {n, k, cfg->block_m, cfg->block_n, cfg->stages, cfg->group_n,
                               cfg->cluster_k, cfg->layout, cfg->out_f32, cfg->grouping,
-                              cfg->m_align, cfg->no_b_early, cfg->defer_store};
+                              cfg->m_align, cfg->no_b_early, cfg->defer_store,
+                              cfg->split_issue};
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         spec->values[i] = values[i];
 }

@@ -104,7 +104,11 @@ constexpr bool OUT_F32 = kp::out_f32 != 0;
  * profiler (lone launches, caches flushed), b_ready 0, two rounds, with it -> without:
  * 64x7168x2048 10.90 -> 10.66 us, 128x4096x7168 20.08 -> 19.71, 128x2112x7168 14.08 -> 13.88,
  * none of 12 decode shapes slower. */
-constexpr bool B_EARLY_OK = GROUPING == 0 && kp::no_b_early == 0;
+/* split_issue 1: the producer warpgroup's first warp issues the A tiles, its second the B
+ * tiles, each arriving on the full barrier with its own bytes (kiln-bench-ingest: one issuing
+ * thread holds an SM near 63 B/clk with 16 KB stages). No b_ready path with it. */
+constexpr bool SPLIT = kp::split_issue != 0;
+constexpr bool B_EARLY_OK = GROUPING == 0 && kp::no_b_early == 0 && !SPLIT;
 constexpr int THREADS = (RG + 1) * 128;
 /* Registers per math thread after setmaxnreg: the launch allocates THREADS x the entry
  * count (capped by __launch_bounds__ at 65536 / THREADS); setmaxnreg.inc can only take
@@ -253,7 +257,7 @@ __device__ __forceinline__ void load_b(const tmap *tm_b, const tile &tl, u32 b_d
  * the other kernels waited with all threads. */
 __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_a_last,
                                          const tmap *tm_b, const sched &sc, u32 base, u32 lane,
-                                         int b_early)
+                                         int b_early, int role)
 {
     int s = 0;
     u32 phase = 0;
@@ -276,7 +280,13 @@ __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_a_last
             if (lane == 0) {
                 const u32 full = base + OFF_BAR + s * 8;
                 const u32 a_dst = base + OFF_A + s * A_STAGE_BYTES;
-                if (B_EARLY_OK && early > 0) {
+                if (SPLIT && role == 1) { /* A's warp */
+                    mbar_arrive_expect_tx(full, stage_tx(sc, tl) - B_STAGE_BYTES);
+                    load_a(a_map, sc, tl, a_dst, full, kb, a_row);
+                } else if (SPLIT) { /* B's warp */
+                    mbar_arrive_expect_tx(full, B_STAGE_BYTES);
+                    load_b(tm_b, tl, base + OFF_B + s * B_STAGE_BYTES, full, kb);
+                } else if (B_EARLY_OK && early > 0) {
                     mbar_arrive(full); /* its bytes were expected with B's loads */
                     load_a(a_map, sc, tl, a_dst, full, kb, a_row);
                 } else {
@@ -558,7 +568,7 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a,
 
     if (threadIdx.x == RG * 128) {
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(base + OFF_BAR + s * 8, 1);
+            mbar_init(base + OFF_BAR + s * 8, SPLIT ? 2 : 1); /* each issuing warp's arrive */
             mbar_init(base + OFF_BAR + (STAGES + s) * 8, RG * 4);
         }
         if constexpr (CK > 1) {
@@ -590,7 +600,9 @@ kiln_gemm_bf16(const __grid_constant__ kiln::tmap tm_a,
         setmaxnreg_dec<40>();
         const int b_early = B_EARLY_OK && b_ready > 0 ? b_ready : 0; /* slots, at most */
         if (warp == RG * 4)
-            producer(&tm_a, &tm_a_last, &tm_b, sc, base, lane, b_early);
+            producer(&tm_a, &tm_a_last, &tm_b, sc, base, lane, b_early, 1);
+        else if (SPLIT && warp == RG * 4 + 1)
+            producer(&tm_a, &tm_a_last, &tm_b, sc, base, lane, 0, 2);
         else if (B_EARLY_OK && !b_early)
             grid_dependency_wait(); /* the idle warps as without b_ready */
     } else {
