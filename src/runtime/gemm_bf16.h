@@ -15,7 +15,8 @@ typedef struct kiln__gemm_bf16_config {
     int grouping; /* 0 dense, 1 masked groups, 2 contiguous groups */
     int m_align;  /* contiguous groups: row alignment of each group's start */
     int no_b_early; /* 1: a dense kernel without the b_ready path (kiln__gemm_bf16_no_b_early) */
-    int split_issue; /* 1: two producer warps issue the loads, one A's, one B's (bench) */
+    int split_issue; /* 1: two producer warps issue the loads, one A's, one B's
+                      * (kiln__gemm_bf16_prefill_split_issue) */
     int defer_store; /* 1: dense BF16-output prefill tiles, each stored during the next one's
                       * first K block (the template's DEFER) */
 } kiln__gemm_bf16_config;
@@ -38,14 +39,14 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
  * and false. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
-/* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): 96- or
- * 64-column tiles where they keep one round and a fit of MMA and memory time says they are
- * cheaper (the cheaper of the two): cfg so and true; else cfg as it was and false. */
 /* Dense NT prefill (M > 384, K 2048-8192, BF16 output) where one round of 64 x 96 tiles fills
  * more than half of the SMs: those tiles with their A and B loads issued by two producer warps
  * (cfg->split_issue). True where it took them. */
 bool kiln__gemm_bf16_prefill_split_issue(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                          int64_t k, int num_sms);
+/* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): 96- or
+ * 64-column tiles where they keep one round and a fit of MMA and memory time says they are
+ * cheaper (the cheaper of the two): cfg so and true; else cfg as it was and false. */
 bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                     int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)

@@ -254,7 +254,8 @@ __device__ __forceinline__ void load_b(const tmap *tm_b, const tile &tl, u32 b_d
 
 /* Producer warp: A and B tiles of every K block of this CTA's tiles by TMA. With b_early
  * (dense kernels only), B of the first tile's first slots before the grid dependency wait;
- * the other kernels waited with all threads. */
+ * the other kernels waited with all threads. With SPLIT two warps run it, role 1 loading the
+ * A tiles and role 2 the B tiles (without SPLIT the role is 1 and the warp loads both). */
 __device__ __forceinline__ void producer(const tmap *tm_a, const tmap *tm_a_last,
                                          const tmap *tm_b, const sched &sc, u32 base, u32 lane,
                                          int b_early, int role)
