@@ -126,17 +126,11 @@ static bool parse_workload(const char *arg, workload *w)
 static char *compile_exchange(const workload *w)
 {
     char defines[256];
-    int head = snprintf(defines, sizeof defines,
-                        "#define CK %du\n#define BYTES %du\n#define METHOD %d\n#define THREADS %d\n"
-                        "#define CHUNK %du\n#define ROUNDS %d\n",
-                        w->ck, w->kb * 1024, w->method, w->threads, w->chunk, ROUNDS);
-    size_t len = (size_t)head + 1;
-    for (size_t i = 0; i < sizeof dsmem_source / sizeof dsmem_source[0]; i++)
-        len += strlen(dsmem_source[i]);
-    char *src = calloc(len, 1);
-    strcat(src, defines);
-    for (size_t i = 0; i < sizeof dsmem_source / sizeof dsmem_source[0]; i++)
-        strcat(src, dsmem_source[i]);
+    snprintf(defines, sizeof defines,
+             "#define CK %du\n#define BYTES %du\n#define METHOD %d\n#define THREADS %d\n"
+             "#define CHUNK %du\n#define ROUNDS %d\n",
+             w->ck, w->kb * 1024, w->method, w->threads, w->chunk, ROUNDS);
+    char *src = bench_join(defines, dsmem_source, sizeof dsmem_source / sizeof dsmem_source[0]);
     char *cubin = bench_nvrtc_cubin(src, "DSMEM exchange kernel", NULL);
     free(src);
     return cubin;
@@ -213,14 +207,8 @@ int main(int argc, char **argv)
             printf("%-26s needs more SMs than the GPU has\n", label);
             continue;
         }
-        char *cubin = compile_exchange(w);
         CUmodule module;
-        CUfunction f;
-        CU_CHECK(gpu_drv()->cuModuleLoadData(&module, cubin));
-        free(cubin);
-        CU_CHECK(gpu_drv()->cuModuleGetFunction(&f, module, "exchange"));
-        CU_CHECK(gpu_drv()->cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                               SMEM_MAX));
+        CUfunction f = bench_load(compile_exchange(w), "exchange", SMEM_MAX, &module);
         launch(f, w, out); /* warm-up */
         CU_CHECK(gpu_drv()->cuCtxSynchronize());
         double rate[RUNS], cycles[RUNS];

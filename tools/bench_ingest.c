@@ -156,19 +156,13 @@ static int k_blocks(void)
 static char *compile_ingest(const workload *w)
 {
     char defines[256];
-    int head = snprintf(defines, sizeof defines,
-                        "#define SHARE_ROWS %d\n#define BOXES %d\n#define STAGES %d\n"
-                        "#define MC %d\n#define SAME %d\n#define ISSUERS %d\n"
-                        "#define STEPS %d\n#define K_BLOCKS %d\n",
-                        w->rows / w->mc, w->boxes, w->stages, w->mc, w->same, w->issuers, STEPS,
-                        k_blocks());
-    size_t len = (size_t)head + 1;
-    for (size_t i = 0; i < sizeof ingest_source / sizeof ingest_source[0]; i++)
-        len += strlen(ingest_source[i]);
-    char *src = calloc(len, 1);
-    strcat(src, defines);
-    for (size_t i = 0; i < sizeof ingest_source / sizeof ingest_source[0]; i++)
-        strcat(src, ingest_source[i]);
+    snprintf(defines, sizeof defines,
+             "#define SHARE_ROWS %d\n#define BOXES %d\n#define STAGES %d\n"
+             "#define MC %d\n#define SAME %d\n#define ISSUERS %d\n"
+             "#define STEPS %d\n#define K_BLOCKS %d\n",
+             w->rows / w->mc, w->boxes, w->stages, w->mc, w->same, w->issuers, STEPS,
+             k_blocks());
+    char *src = bench_join(defines, ingest_source, sizeof ingest_source / sizeof ingest_source[0]);
     size_t size = 0;
     char *cubin = bench_nvrtc_cubin(src, "ingest kernel", &size);
     const char *dump = getenv("KILN_INGEST_CUBIN");
@@ -336,14 +330,8 @@ int main(int argc, char **argv)
             printf("%-24s needs more SMs than the GPU has\n", label);
             continue;
         }
-        char *cubin = compile_ingest(w);
         CUmodule module;
-        CUfunction f;
-        CU_CHECK(gpu_drv()->cuModuleLoadData(&module, cubin));
-        free(cubin);
-        CU_CHECK(gpu_drv()->cuModuleGetFunction(&f, module, "ingest"));
-        CU_CHECK(gpu_drv()->cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                               SMEM_MAX));
+        CUfunction f = bench_load(compile_ingest(w), "ingest", SMEM_MAX, &module);
         CUtensorMap map = ingest_map(w, buf);
         launch(f, w, &map, out, sink); /* the warm-up also brings the operand into L2 */
         CU_CHECK(gpu_drv()->cuCtxSynchronize());

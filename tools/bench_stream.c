@@ -207,13 +207,8 @@ static const char *const stream_prelude =
  * checks that they compile). */
 static char *compile_stream_kernels(void)
 {
-    size_t len = strlen(stream_prelude) + 1;
-    for (size_t i = 0; i < sizeof stream_source / sizeof stream_source[0]; i++)
-        len += strlen(stream_source[i]);
-    char *src = malloc(len);
-    snprintf(src, len, "%s", stream_prelude);
-    for (size_t i = 0; i < sizeof stream_source / sizeof stream_source[0]; i++)
-        strcat(src, stream_source[i]);
+    char *src = bench_join(stream_prelude, stream_source,
+                           sizeof stream_source / sizeof stream_source[0]);
     char *cubin = bench_nvrtc_cubin(src, "stream kernels", NULL);
     free(src);
     return cubin;
