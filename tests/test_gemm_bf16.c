@@ -49,6 +49,31 @@ static void assert_compiles(const kiln__gemm_bf16_config *c, int64_t n, int64_t 
     assert_int_equal(layout, kiln__gemm_bf16_smem(c));
 }
 
+typedef bool (*dense_rule)(kiln__gemm_bf16_config *, int64_t, int64_t, int64_t, int);
+
+/* One case of a dense prefill rule of the launch's chain (132 SMs): rule on the pick of
+ * (m, n, k, layout, out_f32) takes or leaves it as `takes` says; left, the pick is as it was;
+ * taken, the launch's chain ends in the same configuration and it keeps the rules. Returns
+ * the configuration. */
+static kiln__gemm_bf16_config rule_case(dense_rule rule, const char *name, int64_t m, int64_t n,
+                                        int64_t k, int layout, int out_f32, bool takes)
+{
+    kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, layout, out_f32, 132);
+    const kiln__gemm_bf16_config before = c;
+    const bool took = rule(&c, m, n, k, 132);
+    if (took != takes)
+        fail_msg("%lldx%lldx%lld layout %d f32 %d: %s %d, want %d (%d columns)", (long long)m,
+                 (long long)n, (long long)k, layout, out_f32, name, took, takes, c.block_n);
+    if (!took) {
+        assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+        return c;
+    }
+    kiln__gemm_bf16_config dense = kiln__gemm_bf16_pick_dense(m, n, k, layout, out_f32, 132, true);
+    assert_memory_equal(&dense, &c, sizeof c); /* the launch takes it */
+    check_rules(&c, m, n, k);
+    return c;
+}
+
 static void test_bf16_rules_over_a_sweep(void **state)
 {
     (void)state;
@@ -224,27 +249,16 @@ static void test_bf16_prefill_split_issue_rule(void **state)
         {384, 1024, 7168, 0, 0, false}, {2048, 576, 7168, 0, 0, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
+        const int64_t n = cases[i].n, k = cases[i].k;
         kiln__gemm_bf16_config c =
-            kiln__gemm_bf16_pick(m, n, k, cases[i].layout, cases[i].out_f32, 132);
-        kiln__gemm_bf16_config before = c;
-        bool took = kiln__gemm_bf16_prefill_split_issue(&c, m, n, k, 132);
-        if (took != cases[i].takes)
-            fail_msg("%lldx%lldx%lld layout %d f32 %d: split issue %d, want %d", (long long)m,
-                     (long long)n, (long long)k, cases[i].layout, cases[i].out_f32, took,
-                     cases[i].takes);
-        if (!took) {
-            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+            rule_case(kiln__gemm_bf16_prefill_split_issue, "split issue", cases[i].m, n, k,
+                      cases[i].layout, cases[i].out_f32, cases[i].takes);
+        if (!cases[i].takes)
             continue;
-        }
-        kiln__gemm_bf16_config dense =
-            kiln__gemm_bf16_pick_dense(m, n, k, cases[i].layout, cases[i].out_f32, 132, true);
-        assert_memory_equal(&dense, &c, sizeof c); /* the launch takes it */
         assert_int_equal(c.block_m, 64);
         assert_int_equal(c.block_n, 96);
         assert_int_equal(c.split_issue, 1);
         assert_true(c.cluster_k <= 1);
-        check_rules(&c, m, n, k);
         if (i > 0)
             continue;
         kj_output out = {0};
@@ -271,21 +285,11 @@ static void test_bf16_prefill_narrow_fills_one_round(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
-        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, cases[i].layout, 0, 132);
-        kiln__gemm_bf16_config before = c;
-        bool narrow = kiln__gemm_bf16_prefill_narrow(&c, m, n, k, 132);
-        if (narrow != (cases[i].block_n > 0) || (narrow && c.block_n != cases[i].block_n))
-            fail_msg("%lldx%lldx%lld layout %d: narrowed %d to %d columns, want %d",
-                     (long long)m, (long long)n, (long long)k, cases[i].layout, narrow,
-                     c.block_n, cases[i].block_n);
-        kiln__gemm_bf16_config dense =
-            kiln__gemm_bf16_pick_dense(m, n, k, cases[i].layout, 0, 132, true);
-        if (!narrow) {
-            assert_memory_equal(&c, &before, sizeof c); /* left as picked */
+        kiln__gemm_bf16_config c = rule_case(kiln__gemm_bf16_prefill_narrow, "narrowed", m, n, k,
+                                             cases[i].layout, 0, cases[i].block_n > 0);
+        if (cases[i].block_n == 0)
             continue;
-        }
-        assert_memory_equal(&dense, &c, sizeof c); /* the launch takes it */
-        check_rules(&c, m, n, k);
+        assert_int_equal(c.block_n, cases[i].block_n);
         assert_true((m + 127) / 128 * ((n + c.block_n - 1) / c.block_n) <= 132);
         if (i > 1)
             continue;
