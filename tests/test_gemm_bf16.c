@@ -137,27 +137,29 @@ static void test_bf16_decode_splits(void **state)
 
 /* M = 129-384 takes decode's tiles in two or three m blocks, each over its share of the SMs,
  * where they split K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns;
- * 300 x 576 over 44 SMs: 128 x 64 over 4), before the prefill K split (at N = 4096 the
- * split's own 128 x 128 over 2); not at N = 7168 (no cluster on 66 SMs), M = 128 or 385, or
- * grouped; the kernels compile as the host lays them out. */
+ * 300 x 576 over 44 SMs: 128 x 64 over 4), before the prefill K split; where 128-row tiles of
+ * 48-128 columns fill the share with as many CTAs unsplit, those instead (N = 4096 over 66 SMs:
+ * 64 columns; 300 x 2112 over 44: 48); not at N = 7168 (no cluster on 66 SMs), M = 128 or 385,
+ * or grouped; the kernels compile as the host lays them out. */
 static void test_bf16_m_blocks_decode(void **state)
 {
     (void)state;
     static const struct {
         int64_t m, n, k;
-        int layout, block_n, cluster_k; /* cluster_k 0: not taken */
+        int layout, block_n, cluster_k; /* block_n 0: not taken */
     } cases[] = {
         {129, 576, 7168, 0, 40, 4},  {256, 2112, 7168, 0, 64, 2}, {200, 576, 7168, 2, 64, 4},
-        {129, 1024, 2048, 0, 32, 2}, {129, 4096, 7168, 0, 128, 2}, {129, 7168, 7168, 0, 0, 0},
+        {129, 4096, 7168, 0, 64, 0}, {129, 1024, 2048, 0, 32, 2}, {129, 7168, 7168, 0, 0, 0},
         {128, 576, 7168, 0, 0, 0},   {385, 576, 7168, 0, 0, 0},   {300, 576, 7168, 0, 64, 4},
-        {384, 576, 2048, 0, 32, 2},
+        {384, 576, 2048, 0, 32, 2},  {256, 3072, 7168, 0, 48, 0}, {300, 2112, 7168, 0, 48, 0},
+        {384, 3072, 7168, 0, 144, 2}, {200, 4096, 7168, 2, 64, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(m, n, k, cases[i].layout, 0, 132);
         kiln__gemm_bf16_config before = c;
         bool taken = kiln__gemm_bf16_m_blocks_decode(&c, m, n, k, 132);
-        if (taken != (cases[i].cluster_k > 0) ||
+        if (taken != (cases[i].block_n > 0) ||
             (taken && (c.cluster_k != cases[i].cluster_k || c.block_n != cases[i].block_n)))
             fail_msg("%lldx%lldx%lld layout %d: taken %d, %dx%d over %d", (long long)m,
                      (long long)n, (long long)k, cases[i].layout, taken, c.block_m, c.block_n,
@@ -170,9 +172,10 @@ static void test_bf16_m_blocks_decode(void **state)
         }
         assert_memory_equal(&dense, &c, sizeof c); /* the dense launch takes it */
         assert_int_equal(c.block_m, 128);
-        assert_true((m + 127) / 128 * ((n + c.block_n - 1) / c.block_n) * c.cluster_k <= 132);
+        const int ctas = c.cluster_k > 1 ? c.cluster_k : 1;
+        assert_true((m + 127) / 128 * ((n + c.block_n - 1) / c.block_n) * ctas <= 132);
         check_rules(&c, m, n, k);
-        if (i < 3) {
+        if (i < 4) {
             kj_output out = {0};
             assert_compiles(&c, n, k, "m-block decode kernel", &out);
             kj_output_free(&out);
@@ -227,9 +230,9 @@ static void test_bf16_prefill_k_split_where_few_tiles(void **state)
     }
 }
 
-/* Dense NT prefill (M > 384, K 2048-8192, BF16 output) whose 64 x 96 tiles fill more than half
- * of the SMs in one round takes them with split issue, ahead of the K split; the launch's chain
- * takes it; not for other layouts, FP32 output, K outside the range, 64 x 96 tiles that fill
+/* Dense NT or TT prefill (M > 384, K 2048-8192, BF16 output) whose 64 x 96 tiles fill more than
+ * half of the SMs in one round takes them with split issue, ahead of the K split; the launch's
+ * chain takes it; not for an N-major B, FP32 output, K outside the range, 64 x 96 tiles that fill
  * half the SMs or fewer or take two rounds; the kernel compiles. */
 static void test_bf16_prefill_split_issue_rule(void **state)
 {
@@ -244,9 +247,10 @@ static void test_bf16_prefill_split_issue_rule(void **state)
         {512, 1024, 7168, 0, 0, true},  {900, 576, 2048, 0, 0, true},
         {450, 1000, 4096, 0, 0, true},  {640, 576, 7168, 0, 0, false},
         {704, 576, 7168, 0, 0, false},  {768, 576, 16384, 0, 0, false},
-        {768, 576, 1984, 0, 0, false},  {768, 576, 7168, 1, 0, false},
+        {768, 576, 1984, 0, 0, false},  {768, 576, 7168, 1, 0, true},
         {768, 576, 7168, 2, 0, false},  {768, 576, 7168, 0, 1, false},
         {384, 1024, 7168, 0, 0, false}, {2048, 576, 7168, 0, 0, false},
+        {1024, 576, 7168, 1, 0, true},  {768, 576, 7168, 3, 0, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t n = cases[i].n, k = cases[i].k;

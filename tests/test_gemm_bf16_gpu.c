@@ -223,24 +223,36 @@ static void test_bf16_prefill_narrow_rows(void **state)
 /* Prefill in one round of 64 x 96 tiles whose A and B loads two producer warps issue (the
  * launch's rule, kiln__gemm_bf16_prefill_split_issue): 768 x 576 x 7168 with both outputs (FP32
  * takes another kernel), 900 x 576 x 2048 (its last m block 4 rows: A's short box), 450 x 1000 x
- * 4096 (the last n block cut to 40 columns, the last m block 2 rows). */
+ * 4096 (the last n block cut to 40 columns, the last m block 2 rows), 1000 x 576 x 7168 with an
+ * M-major A (TT; its last m block 40 rows). */
 static void test_bf16_prefill_split_issue_rows(void **state)
 {
     (void)state;
-    static const int64_t rows[][3] = {{768, 576, 7168}, {900, 576, 2048}, {450, 1000, 4096}};
+    static const struct {
+        int64_t m, n, k;
+        int layout;
+    } rows[] = {
+        {768, 576, 7168, KILN_GEMM_NT},
+        {900, 576, 2048, KILN_GEMM_NT},
+        {450, 1000, 4096, KILN_GEMM_NT},
+        {1000, 576, 7168, KILN_GEMM_TT},
+    };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        const int64_t m = rows[i][0], n = rows[i][1], k = rows[i][2];
-        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick_dense(m, n, k, KILN_GEMM_NT, 0, 132, true);
+        const int64_t m = rows[i].m, n = rows[i].n, k = rows[i].k;
+        kiln__gemm_bf16_config c =
+            kiln__gemm_bf16_pick_dense(m, n, k, rows[i].layout, 0, 132, true);
         if (!c.split_issue || c.block_m != 64 || c.block_n != 96)
-            fail_msg("%lldx%lldx%lld: %dx%d split issue %d; want 64x96 split", (long long)m,
-                     (long long)n, (long long)k, c.block_m, c.block_n, c.split_issue);
-        check_shapes(n, k, &m, 1, nt_only, 1, i == 0);
+            fail_msg("%lldx%lldx%lld layout %d: %dx%d split issue %d; want 64x96 split",
+                     (long long)m, (long long)n, (long long)k, rows[i].layout, c.block_m,
+                     c.block_n, c.split_issue);
+        check_shapes(n, k, &m, 1, &rows[i].layout, 1, i == 0);
     }
 }
 
-/* 129-384 rows in two or three m blocks of decode's tiles, K over clusters (the launch's rule),
- * the last block partial or whole, in every layout (an N-major B takes 64-column tiles), both
- * outputs on the first. */
+/* 129-384 rows in two or three m blocks of decode's tiles, K over clusters, or of 128-row tiles
+ * unsplit where as many fit (the launch's rule; 300 x 2112: 48 columns, 200 x 4096: 64), the last
+ * block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs on
+ * the first. */
 static void test_bf16_m_blocks_decode_rows(void **state)
 {
     (void)state;
@@ -251,6 +263,7 @@ static void test_bf16_m_blocks_decode_rows(void **state)
         {129, 576, 7168, KILN_GEMM_NT}, {200, 2112, 7168, KILN_GEMM_TT},
         {256, 576, 7168, KILN_GEMM_NN}, {150, 1024, 2048, KILN_GEMM_TN},
         {300, 2112, 7168, KILN_GEMM_NT}, {384, 576, 2048, KILN_GEMM_NN},
+        {200, 4096, 7168, KILN_GEMM_TN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,

@@ -208,9 +208,10 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
 /* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the width
  * and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters: these
  * few rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_m_blocks_decode,
- * stop 64). Stop 66, H200, profiler (us): 129x576x7168 14.75 -> 10.53, 129x2112x7168 23.20 ->
- * 17.54, 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93, 200x3072x7168 23.49 -> 22.78;
- * three m blocks over a third: 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 -> 20.42,
+ * stop 64); or, where as many CTAs fit without the split, 128-row prefill tiles that fill the
+ * share. Stop 66, H200, profiler (us): 129x576x7168 14.75 -> 10.53, 129x2112x7168 23.20 -> 17.54,
+ * 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93, 200x3072x7168 23.49 -> 22.78; three
+ * m blocks over a third: 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 -> 20.42,
  * 384x1536x7168 23.90 -> 19.46, 384x1024x4096 12.64 -> 11.52, 384x576x2048 13.41 -> 7.46. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms)
@@ -223,6 +224,22 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
     pick_decode(&c, n, k, num_sms / m_blocks);
     if (c.cluster_k < 2)
         return false;
+    /* Where 128-row tiles 48 or more columns wide fill each m block's share of the SMs without
+     * the split, they win: the split's exchange then buys no CTAs. Stop 71, H100, profiler
+     * (us), the split against 128 x w unsplit in prefill's tile order: 129x4096x7168 31.58 ->
+     * 27.20 (64), 200x4096x7168 33.38 -> 27.39, 256x4096x7168 33.41 -> 28.10, 256x3072x7168
+     * 27.23 -> 25.76 (48); at 32 columns the split stays (256x2112x7168 21.54 against 24.86). */
+    const int step = kiln__gemm_bf16_width_step(c.layout);
+    const int64_t width = ceil_div(ceil_div(n, num_sms / m_blocks), step) * step;
+    const bool as_many_ctas = ceil_div(n, width) >= ceil_div(n, c.block_n) * c.cluster_k;
+    if (width >= 48 && width <= 128 && as_many_ctas) {
+        kiln__gemm_bf16_config unsplit = {.block_m = 128, .block_n = (int)width, .group_n = 8,
+                                          .layout = c.layout, .out_f32 = c.out_f32};
+        unsplit.defer_store = kiln__gemm_bf16_defers_store(&unsplit); /* as the prefill pick */
+        kiln__gemm_bf16_fit(&unsplit);
+        if (unsplit.stages >= 2)
+            c = unsplit;
+    }
     *cfg = c;
     return true;
 }
@@ -284,12 +301,15 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
  * 896x576x7168 24.83 -> 20.83, 768x576x2048 11.71 -> 8.90, 448x1024x7168 24.83 -> 20.96,
  * 512x1024x7168 25.70 -> 23.04; where they lost it stays: 640x576x7168 (60 tiles) 19.84 /
  * 20.54, 704x576x7168 (66) 21.09 / 20.64, 768x576x16384 37.89 / 41.89. The same tiles with
- * one issuing warp lost to the picks (23.55-24.03 at 704-896 x 576 x 7168). */
+ * one issuing warp lost to the picks (23.55-24.03 at 704-896 x 576 x 7168). NT, and TT (A
+ * M-major; stop 71, H100, us: 768x576x7168 21.50 -> 20.83, 1024x576x7168 23.97 -> 20.99,
+ * 1408x576x7168 31.97 -> 21.34); an N-major B has no 96-column tiles, and its 64 x 64 split
+ * tiles lost (NN 21.15 -> 21.54, TN 20.96 -> 21.73 at 768x576x7168). */
 bool kiln__gemm_bf16_prefill_split_issue(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                          int64_t k, int num_sms)
 {
     const int64_t tiles = ceil_div(m, 64) * ceil_div(n, 96);
-    if (m <= 384 || cfg->grouping != 0 || cfg->layout != 0 || cfg->out_f32 || k < 2048 ||
+    if (m <= 384 || cfg->grouping != 0 || cfg->layout > 1 || cfg->out_f32 || k < 2048 ||
         k > 8192 || 2 * tiles <= num_sms || tiles > num_sms)
         return false;
     kiln__gemm_bf16_config small = *cfg;
