@@ -189,8 +189,8 @@ static void check_launch_rows(const launch_row *rows, size_t count)
  * KILN_GEMM_PREFILL_K_SPLIT rule, which the launch takes where M > 384), rows ending inside the
  * last m block, in every layout: clusters of 4 (500 x 576 x 7168, 20 tiles, both outputs;
  * 500 x 576 x 2048; 520 x 576 x 7168 with A M-major), of 2 (1000 x 576 x 2048 and 450 x 1024 x
- * 4096 with an N-major B; 400 x 1008 x 4096 with A M-major, its last n block cut; NT there
- * takes split-issue tiles) and of 8 (400 x 256 x 7168,
+ * 4096 with an N-major B; 400 x 1008 x 4096 with both operands MN-major, its last n block cut;
+ * NT and TT there take split-issue tiles) and of 8 (400 x 256 x 7168,
  * both operands MN-major). */
 static void test_bf16_prefill_k_split_partial_rows(void **state)
 {
@@ -198,7 +198,7 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
     static const launch_row rows[] = {
         {500, 576, 7168, KILN_GEMM_NT, 0, 4, true},  {500, 576, 2048, KILN_GEMM_NT, 0, 4, false},
         {520, 576, 7168, KILN_GEMM_TT, 0, 4, false}, {1000, 576, 2048, KILN_GEMM_NN, 0, 2, false},
-        {450, 1024, 4096, KILN_GEMM_NN, 0, 2, false}, {400, 1008, 4096, KILN_GEMM_TT, 0, 2, false},
+        {450, 1024, 4096, KILN_GEMM_NN, 0, 2, false}, {400, 1008, 4096, KILN_GEMM_TN, 0, 2, false},
         {400, 256, 7168, KILN_GEMM_TN, 0, 8, false},
     };
     check_launch_rows(rows, sizeof rows / sizeof rows[0]);
@@ -250,7 +250,7 @@ static void test_bf16_prefill_split_issue_rows(void **state)
 }
 
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters, or of 128-row tiles
- * unsplit where as many fit (the launch's rule; 300 x 2112: 48 columns, 200 x 4096: 64), the last
+ * unsplit where as many fit (the launch's rule; NT 200 x 4096: 64 columns), the last
  * block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs on
  * the first. */
 static void test_bf16_m_blocks_decode_rows(void **state)
@@ -263,7 +263,7 @@ static void test_bf16_m_blocks_decode_rows(void **state)
         {129, 576, 7168, KILN_GEMM_NT}, {200, 2112, 7168, KILN_GEMM_TT},
         {256, 576, 7168, KILN_GEMM_NN}, {150, 1024, 2048, KILN_GEMM_TN},
         {300, 2112, 7168, KILN_GEMM_NT}, {384, 576, 2048, KILN_GEMM_NN},
-        {200, 4096, 7168, KILN_GEMM_TN},
+        {200, 4096, 7168, KILN_GEMM_NT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,
