@@ -137,10 +137,11 @@ static void test_bf16_decode_splits(void **state)
 
 /* M = 129-384 takes decode's tiles in two or three m blocks, each over its share of the SMs,
  * where they split K over clusters (129 x 576: 128 x 40 over 4; an N-major B 64 columns;
- * 300 x 576 over 44 SMs: 128 x 64 over 4), before the prefill K split; for NT in two m blocks, where
- * 128-row tiles of 48-128 columns fill the share with as many CTAs unsplit, those instead (N =
- * 4096 over 66 SMs: 64 columns; 3072: 48; not 2112 at 32, nor 300 x 2112 in three); not at N = 7168 (no cluster on 66 SMs), M = 128 or 385,
- * or grouped; the kernels compile as the host lays them out. */
+ * 300 x 576 over 44 SMs: 128 x 64 over 4), before the prefill K split; with A K-major in two
+ * m blocks, where 128-row tiles of 48-128 columns fill the share with as many CTAs unsplit,
+ * those instead (N = 4096 over 66 SMs: 64 columns; 3072: 48; not 2112 at 32, nor 300 x 2112
+ * in three, nor A M-major); not at N = 7168 (no cluster on 66 SMs), M = 128 or 385, or
+ * grouped; the kernels compile as the host lays them out. */
 static void test_bf16_m_blocks_decode(void **state)
 {
     (void)state;
@@ -152,7 +153,7 @@ static void test_bf16_m_blocks_decode(void **state)
         {129, 4096, 7168, 0, 64, 0}, {129, 1024, 2048, 0, 32, 2}, {129, 7168, 7168, 0, 0, 0},
         {128, 576, 7168, 0, 0, 0},   {385, 576, 7168, 0, 0, 0},   {300, 576, 7168, 0, 64, 4},
         {384, 576, 2048, 0, 32, 2},  {256, 3072, 7168, 0, 48, 0}, {300, 2112, 7168, 0, 96, 2},
-        {384, 3072, 7168, 0, 144, 2}, {200, 4096, 7168, 1, 128, 2},
+        {384, 3072, 7168, 0, 144, 2}, {200, 4096, 7168, 1, 128, 2}, {200, 4096, 7168, 2, 64, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;

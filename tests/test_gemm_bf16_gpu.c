@@ -250,7 +250,7 @@ static void test_bf16_prefill_split_issue_rows(void **state)
 }
 
 /* 129-384 rows in two or three m blocks of decode's tiles, K over clusters, or of 128-row tiles
- * unsplit where as many fit (the launch's rule; NT 200 x 4096: 64 columns), the last
+ * unsplit where as many fit (the launch's rule; A K-major 200 and 256 x 4096: 64 columns), the last
  * block partial or whole, in every layout (an N-major B takes 64-column tiles), both outputs on
  * the first. */
 static void test_bf16_m_blocks_decode_rows(void **state)
@@ -263,7 +263,7 @@ static void test_bf16_m_blocks_decode_rows(void **state)
         {129, 576, 7168, KILN_GEMM_NT}, {200, 2112, 7168, KILN_GEMM_TT},
         {256, 576, 7168, KILN_GEMM_NN}, {150, 1024, 2048, KILN_GEMM_TN},
         {300, 2112, 7168, KILN_GEMM_NT}, {384, 576, 2048, KILN_GEMM_NN},
-        {200, 4096, 7168, KILN_GEMM_NT},
+        {200, 4096, 7168, KILN_GEMM_NT}, {256, 4096, 7168, KILN_GEMM_NN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(cases[i].m, cases[i].n, cases[i].k,

@@ -208,11 +208,12 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
 /* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the width
  * and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters: these
  * few rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_m_blocks_decode,
- * stop 64); or (NT, two m blocks), where as many CTAs fit without the split, 128-row prefill
- * tiles that fill the share. Stop 66, H200, profiler (us): 129x576x7168 14.75 -> 10.53, 129x2112x7168 23.20 -> 17.54,
- * 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93, 200x3072x7168 23.49 -> 22.78; three
- * m blocks over a third: 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 -> 20.42,
- * 384x1536x7168 23.90 -> 19.46, 384x1024x4096 12.64 -> 11.52, 384x576x2048 13.41 -> 7.46. */
+ * stop 64); or (A K-major, two m blocks), where as many CTAs fit without the split, 128-row
+ * prefill tiles that fill the share. Stop 66, H200, profiler (us): 129x576x7168 14.75 -> 10.53,
+ * 129x2112x7168 23.20 -> 17.54, 129x1024x2048 13.47 -> 7.55, 256x2112x2048 13.79 -> 8.93,
+ * 200x3072x7168 23.49 -> 22.78 (since stop 71 unsplit); three m blocks over a third:
+ * 300x576x7168 15.14 -> 12.35, 300x2112x7168 23.33 -> 20.42, 384x1536x7168 23.90 -> 19.46,
+ * 384x1024x4096 12.64 -> 11.52, 384x576x2048 13.41 -> 7.46. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms)
 {
@@ -224,18 +225,20 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
     pick_decode(&c, n, k, num_sms / m_blocks);
     if (c.cluster_k < 2)
         return false;
-    /* NT in two m blocks: where 128-row tiles 48 or more columns wide fill each block's share of
-     * the SMs without the split, they win; the split's exchange then buys no CTAs. Stop 71,
-     * H100, profiler, the split -> 128 x w unsplit in prefill's tile order (us): 129x4096x7168
-     * 31.50 -> 26.95 (64 columns), 200x4096x7168 33.25 -> 27.44, 256x4096x7168 33.39 -> 28.03,
-     * 256x4096x16384 68.97 -> 62.16, 256x3072x7168 27.16 -> 25.84 (48), 200x3072x7168 26.88 ->
-     * 25.60, 129x3072x4096 17.49 -> 16.37. Where it lost, the split stays: 32 columns
-     * (256x2112x7168 21.54 against 24.86), three m blocks (300x2112x7168 23.17 -> 25.52 at 48;
-     * 384x2112x7168 26.36 -> 25.76), A M-major (TT 200x4096x7168 44.81 -> 60.73). */
+    /* A K-major (NT, NN) in two m blocks: where 128-row tiles 48 or more columns wide fill each
+     * block's share of the SMs without the split, they win; the split's exchange then buys no
+     * CTAs. Stop 71, H100, profiler, the split -> 128 x w unsplit in prefill's tile order (us):
+     * 129x4096x7168 31.50 -> 26.95 (64 columns), 200x4096x7168 33.25 -> 27.44, 256x4096x7168
+     * 33.39 -> 28.03, 256x4096x16384 68.97 -> 62.16, 256x3072x7168 27.16 -> 25.84 (48),
+     * 200x3072x7168 26.88 -> 25.60, 129x3072x4096 17.49 -> 16.37; NN 200x4096x7168 32.77 ->
+     * 27.30. Where it lost, the split stays: 32 columns (256x2112x7168 21.54 against 24.86), three m blocks
+     * (300x2112x7168 23.17 -> 25.52 at 48; 384x2112x7168 26.36 -> 25.76), A M-major (TT
+     * 200x4096x7168 44.81 -> 60.73; TN 44.90 against 59.78). */
     const int step = kiln__gemm_bf16_width_step(c.layout);
     const int64_t width = ceil_div(ceil_div(n, num_sms / m_blocks), step) * step;
     const bool as_many_ctas = ceil_div(n, width) >= ceil_div(n, c.block_n) * c.cluster_k;
-    if (c.layout == 0 && m_blocks == 2 && width >= 48 && width <= 128 && as_many_ctas) {
+    const bool a_k_major = (c.layout & 1) == 0;
+    if (a_k_major && m_blocks == 2 && width >= 48 && width <= 128 && as_many_ctas) {
         kiln__gemm_bf16_config unsplit = {.block_m = 128, .block_n = (int)width, .group_n = 8,
                                           .layout = c.layout, .out_f32 = c.out_f32};
         unsplit.defer_store = kiln__gemm_bf16_defers_store(&unsplit); /* as the prefill pick */
