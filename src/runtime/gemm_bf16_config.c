@@ -308,9 +308,12 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
  * 512x1024x7168 25.70 -> 23.04; where they lost it stays: 640x576x7168 (60 tiles) 19.84 /
  * 20.54, 704x576x7168 (66) 21.09 / 20.64, 768x576x16384 37.89 / 41.89. The same tiles with
  * one issuing warp lost to the picks (23.55-24.03 at 704-896 x 576 x 7168). NT, and TT (A
- * M-major; stop 71, H100, us: 768x576x7168 21.50 -> 20.83, 1024x576x7168 23.97 -> 20.99,
- * 1408x576x7168 31.97 -> 21.34); an N-major B has no 96-column tiles, and its 64 x 64 split
- * tiles lost (NN 21.15 -> 21.54, TN 20.96 -> 21.73 at 768x576x7168). */
+ * M-major; stop 71, H100, us: 768x576x7168 21.41 -> 20.72, 960x576x7168 24.38 -> 21.06,
+ * 1024x576x7168 24.10 -> 21.02, 1408x576x7168 31.96 -> 21.41, 1152x576x4096 19.52 -> 13.95,
+ * 1200x576x4096 22.37 -> 16.93, 896x576x2048 11.81 -> 8.99, 904x576x2048 14.08 -> 11.87; lost
+ * at 1000x576x7168 32.64 -> 34.08 and 1016x576x7168 31.87 -> 33.34); an N-major B has no
+ * 96-column tiles, and its 64 x 64 split tiles lost (NN 21.15 -> 21.54, TN 20.96 -> 21.73 at
+ * 768x576x7168). */
 bool kiln__gemm_bf16_prefill_split_issue(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                          int64_t k, int num_sms)
 {
