@@ -230,8 +230,9 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
      * CTAs. Stop 71, H100, profiler, the split -> 128 x w unsplit in prefill's tile order (us):
      * 129x4096x7168 31.50 -> 26.95 (64 columns), 200x4096x7168 33.25 -> 27.44, 256x4096x7168
      * 33.39 -> 28.03, 256x4096x16384 68.97 -> 62.16, 256x3072x7168 27.16 -> 25.84 (48),
-     * 200x3072x7168 26.88 -> 25.60, 129x3072x4096 17.49 -> 16.37; NN 200x4096x7168 32.77 ->
-     * 27.30. Where it lost, the split stays: 32 columns (256x2112x7168 21.54 against 24.86), three m blocks
+     * 200x3072x7168 26.88 -> 25.60, 129x3072x4096 17.49 -> 16.37; NN 129x4096x7168 31.87 ->
+     * 26.82, 256x4096x7168 33.15 -> 27.87, 256x3072x7168 27.55 -> 26.62. Where it lost, the
+     * split stays: 32 columns (256x2112x7168 21.54 against 24.86), three m blocks
      * (300x2112x7168 23.17 -> 25.52 at 48; 384x2112x7168 26.36 -> 25.76), A M-major (TT
      * 200x4096x7168 44.81 -> 60.73; TN 44.90 against 59.78). */
     const int step = kiln__gemm_bf16_width_step(c.layout);
