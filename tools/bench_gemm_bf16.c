@@ -14,7 +14,9 @@
  * KILN_BENCH_SWEEP_CLUSTER_K=C1,C2,... (--sweep, prefill): instead of the widths, the
  * pick's width and 128 with each tile's K blocks split over a cluster of that many CTAs (1,
  * 2, 4 or 8; 1: no split), as decode splits them: for prefill shapes with fewer tiles than
- * SMs (the FP8 GEMM's KILN_SWEEP_CLUSTER_K, stop 62).
+ * SMs (the FP8 GEMM's KILN_SWEEP_CLUSTER_K, stop 62). KILN_BENCH_SWEEP_WIDTHS=W1,W2,...
+ * (--sweep, prefill): those tile widths instead of 64, 96 and 128..256 (multiples of 8, at
+ * most 16; one an N-major B cannot take is left out).
  * KILN_BENCH_SWEEP_STEP=S: the decode sweep takes every width that is a multiple of S (16
  * to 256) at every split instead (an N-major B's default is S = 64; 0: the widths around
  * the pick's). KILN_BENCH_SWEEP_BLOCK_M=64|128: decode tiles of that height (default: the
@@ -53,6 +55,8 @@ static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around t
 static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
 static int sweep_splits[4];     /* KILN_BENCH_SWEEP_CLUSTER_K's values */
 static int num_sweep_splits;
+static int sweep_widths[16];    /* KILN_BENCH_SWEEP_WIDTHS' values */
+static int num_sweep_widths;
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
@@ -280,21 +284,25 @@ static int clamp_width(int64_t w)
     return w < 16 ? 16 : w > 256 ? 256 : (int)w;
 }
 
-/* KILN_BENCH_SWEEP_CLUSTER_K: a comma-separated list of 1, 2, 4 and 8 (at most four) into
- * sweep_splits; false, with a message, for anything else. Unset or empty: no list. */
-static bool parse_sweep_splits(const char *list)
+static bool is_cluster_size(long v) { return v == 1 || v == 2 || v == 4 || v == 8; }
+static bool is_tile_width(long v) { return v >= 16 && v <= 256 && v % 8 == 0; }
+
+/* The environment variable `name`: a comma-separated list of at most max values that `ok`
+ * takes, into out (*count of them); false, with a message naming `expected`, for anything
+ * else. Unset or empty: no list. */
+static bool parse_sweep_list(const char *name, int *out, int max, int *count,
+                             bool (*ok)(long), const char *expected)
 {
-    num_sweep_splits = 0;
+    const char *list = getenv(name);
+    *count = 0;
     for (const char *p = list; p != NULL && *p != '\0';) {
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || (v != 1 && v != 2 && v != 4 && v != 8) || num_sweep_splits == 4 ||
-            (*end != ',' && *end != '\0')) {
-            fprintf(stderr, "KILN_BENCH_SWEEP_CLUSTER_K=%s: expected up to four of 1, 2, 4, 8\n",
-                    list);
+        if (end == p || !ok(v) || *count == max || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "%s=%s: expected %s\n", name, list, expected);
             return false;
         }
-        sweep_splits[num_sweep_splits++] = (int)v;
+        out[(*count)++] = (int)v;
         p = *end == ',' ? end + 1 : end;
     }
     return true;
@@ -374,9 +382,11 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
     } else {
         /* 96 and 64: narrower tiles that fill the SMs in one round (the FP8 GEMM's
          * kiln__gemm_fp8_prefill_narrow, stop 67) */
-        static const int widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
+        static const int default_widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
+        const int *widths = num_sweep_widths > 0 ? sweep_widths : default_widths;
+        const int num_widths = num_sweep_widths > 0 ? num_sweep_widths : 9;
         base.block_m = sweep_block_m == 64 ? 64 : 128; /* KILN_BENCH_SWEEP_BLOCK_M=64 */
-        for (size_t i = 0; i < sizeof widths / sizeof widths[0] && count < max; i++) {
+        for (int i = 0; i < num_widths && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)
                 continue; /* not a width an N-major B comes in */
             kiln__gemm_bf16_config c = base;
@@ -873,7 +883,10 @@ int main(int argc, char **argv)
         !bench_env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
         !bench_env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
         return 2;
-    if (!parse_sweep_splits(getenv("KILN_BENCH_SWEEP_CLUSTER_K")))
+    if (!parse_sweep_list("KILN_BENCH_SWEEP_CLUSTER_K", sweep_splits, 4, &num_sweep_splits,
+                          is_cluster_size, "up to four of 1, 2, 4, 8") ||
+        !parse_sweep_list("KILN_BENCH_SWEEP_WIDTHS", sweep_widths, 16, &num_sweep_widths,
+                          is_tile_width, "up to 16 widths, multiples of 8 from 16 to 256"))
         return 2;
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
         fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%d: expected 64 or 128\n", sweep_block_m);
