@@ -274,8 +274,9 @@ static void test_bf16_prefill_split_issue_rule(void **state)
 
 /* Prefill whose 128 x 128 tiles fit one round with SMs idle and take no K split narrows to 96
  * or 64 columns where they keep one round (an N-major B only to 64) and their L2 traffic does
- * not outweigh the narrower MMAs (384 x 4096 x 7168 stays at 128), from K = 2048; the dense
- * chain takes it after the split. */
+ * not outweigh the narrower MMAs (384 x 4096 x 7168 stays at 128), from K = 2048; in two m
+ * blocks (NT, BF16 output) to the width between 96 and 128 that fills the SMs (N = 7168: 112);
+ * the dense chain takes it after the split. */
 static void test_bf16_prefill_narrow_fills_one_round(void **state)
 {
     (void)state;
@@ -285,8 +286,10 @@ static void test_bf16_prefill_narrow_fills_one_round(void **state)
     } cases[] = {
         {300, 4096, 7168, 0, 96}, {512, 2112, 2048, 0, 64}, {512, 2112, 2048, 2, 64},
         {1100, 1024, 7168, 1, 96}, {384, 4096, 7168, 0, 0},  {384, 4096, 7168, 2, 0},
-        {512, 3072, 2048, 0, 96},  {768, 2112, 7168, 0, 96}, {256, 7168, 16384, 0, 0},
+        {512, 3072, 2048, 0, 96},  {768, 2112, 7168, 0, 96}, {256, 7168, 16384, 0, 112},
         {4096, 7168, 2048, 0, 0},  {512, 2112, 1984, 0, 0}, {128, 2112, 7168, 0, 0},
+        {129, 7168, 2048, 0, 112}, {256, 7168, 16384, 1, 0}, {384, 7168, 16384, 0, 0},
+        {256, 8448, 7168, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int64_t m = cases[i].m, n = cases[i].n, k = cases[i].k;

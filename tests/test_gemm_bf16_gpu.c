@@ -207,7 +207,8 @@ static void test_bf16_prefill_k_split_partial_rows(void **state)
 /* Prefill in one round of narrower tiles where 128 x 128 ones leave SMs idle (the launch's
  * rule), rows ending inside the last m block: 64 columns with a deferred store (500 x 2112 x
  * 2048, NT with both outputs, NN), 96 columns storing from registers (600 x 2112 x 7168 with
- * A M-major, 257 x 4000 x 7168 whose last n block is cut). */
+ * A M-major, 257 x 4000 x 7168 whose last n block is cut), 112 filling the SMs in two m blocks
+ * (200 x 7168 x 2048). */
 static void test_bf16_prefill_narrow_rows(void **state)
 {
     (void)state;
@@ -216,6 +217,7 @@ static void test_bf16_prefill_narrow_rows(void **state)
         {500, 2112, 2048, KILN_GEMM_NN, 64, 0, false},
         {600, 2112, 7168, KILN_GEMM_TT, 96, 0, false},
         {257, 4000, 7168, KILN_GEMM_NT, 96, 0, false},
+        {200, 7168, 2048, KILN_GEMM_NT, 112, 0, false},
     };
     check_launch_rows(rows, sizeof rows / sizeof rows[0]);
 }

@@ -275,13 +275,31 @@ static double one_round_steps(int64_t m, int64_t n, int64_t k, int w)
  * rule's 96 or 64 (us): 640x2112x7168 38.09 -> 30.48 (96), 512x2112x2048 14.56 -> 11.05 (64),
  * 300x4096x7168 38.27 -> 34.50 (96), 1100x1024x7168 37.66 -> 29.80 (96), 512x3072x2048 14.93 ->
  * 12.51 (96), 896x1536x4096 24.14 -> 19.49 (96); 384x4096x7168 at 96 columns lost (38.31 -> 40.78)
- * and stays at 128. */
+ * and stays at 128. In two m blocks, first, the width between 96 and 128 that fills the SMs. */
 bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                     int64_t k, int num_sms)
 {
     if (m <= 128 || cfg->block_m != 128 || cfg->block_n != 128 || cfg->grouping != 0 ||
         cfg->cluster_k > 1 || ceil_div(k, 64) < 32)
         return false;
+    /* Two m blocks, NT, BF16 output, where a width between 96 and 128 columns fills the SMs:
+     * that width, whatever one_round_steps says (it prices the memory system the same for 112
+     * tiles on 112 SMs as for 128 on 128). Stop 71, H100, profiler, 128 -> 112 columns (us):
+     * 256x7168x2048 16.22 -> 15.71, 256x7168x7168 44.29 -> 42.37, 256x7168x16384 99.78 ->
+     * 94.82, 200x7168x16384 96.45 -> 93.18, 129x7168x16384 93.47 -> 90.30 (cuBLASLt runs the
+     * same 128 tiles, swapped: 112 x 128). In three m blocks 168 columns lost (384x7168x16384
+     * 126.69 against 150.05, three stages); 104 and 120 at 256x7168x16384 lost too. */
+    const int64_t fill = ceil_div(ceil_div(n, num_sms / 2), 8) * 8;
+    if (ceil_div(m, 128) == 2 && cfg->layout == 0 && !cfg->out_f32 && fill > 96 && fill < 128) {
+        kiln__gemm_bf16_config filled = *cfg;
+        filled.block_n = (int)fill;
+        filled.defer_store = kiln__gemm_bf16_defers_store(&filled);
+        kiln__gemm_bf16_fit(&filled);
+        if (filled.stages >= 2) {
+            *cfg = filled;
+            return true;
+        }
+    }
     static const int widths[] = {96, 64};
     double best = one_round_steps(m, n, k, 128);
     for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
