@@ -384,7 +384,9 @@ static int sweep_configs(int64_t m, int64_t n, int64_t k, kiln__gemm_bf16_config
          * kiln__gemm_fp8_prefill_narrow, stop 67) */
         static const int default_widths[] = {256, 224, 192, 176, 160, 144, 128, 96, 64};
         const int *widths = num_sweep_widths > 0 ? sweep_widths : default_widths;
-        const int num_widths = num_sweep_widths > 0 ? num_sweep_widths : 9;
+        const int num_widths = num_sweep_widths > 0
+                                   ? num_sweep_widths
+                                   : (int)(sizeof default_widths / sizeof default_widths[0]);
         base.block_m = sweep_block_m == 64 ? 64 : 128; /* KILN_BENCH_SWEEP_BLOCK_M=64 */
         for (int i = 0; i < num_widths && count < max; i++) {
             if (widths[i] % kiln__gemm_bf16_width_step(layout) != 0)

@@ -205,6 +205,14 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
     return false;
 }
 
+/* The narrowest tile width (in the layout's width steps) whose column blocks fit on `sms` SMs:
+ * one m block's share of a round. */
+static int64_t filling_width(int64_t n, int sms, int layout)
+{
+    const int step = kiln__gemm_bf16_width_step(layout);
+    return ceil_div(ceil_div(n, sms), step) * step;
+}
+
 /* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the width
  * and cluster pick_decode gives for num_sms / m_blocks), where that splits K over clusters: these
  * few rows are bound by streaming B, as decode is (the FP8 GEMM's kiln__gemm_fp8_m_blocks_decode,
@@ -235,8 +243,7 @@ bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int
      * split stays: 32 columns (256x2112x7168 21.54 against 24.86), three m blocks
      * (300x2112x7168 23.17 -> 25.52 at 48; 384x2112x7168 26.36 -> 25.76), A M-major (TT
      * 200x4096x7168 44.81 -> 60.73; TN 44.90 against 59.78). */
-    const int step = kiln__gemm_bf16_width_step(c.layout);
-    const int64_t width = ceil_div(ceil_div(n, num_sms / m_blocks), step) * step;
+    const int64_t width = filling_width(n, num_sms / m_blocks, c.layout);
     const bool as_many_ctas = ceil_div(n, width) >= ceil_div(n, c.block_n) * c.cluster_k;
     const bool a_k_major = (c.layout & 1) == 0;
     if (a_k_major && m_blocks == 2 && width >= 48 && width <= 128 && as_many_ctas) {
@@ -289,7 +296,7 @@ bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int6
      * 94.82, 200x7168x16384 96.45 -> 93.18, 129x7168x16384 93.47 -> 90.30 (cuBLASLt runs the
      * same 128 tiles, swapped: 112 x 128). In three m blocks 168 columns lost (384x7168x16384
      * 126.69 against 150.05, three stages); 104 and 120 at 256x7168x16384 lost too. */
-    const int64_t fill = ceil_div(ceil_div(n, num_sms / 2), 8) * 8;
+    const int64_t fill = filling_width(n, num_sms / 2, cfg->layout);
     if (ceil_div(m, 128) == 2 && cfg->layout == 0 && !cfg->out_f32 && fill > 96 && fill < 128) {
         kiln__gemm_bf16_config filled = *cfg;
         filled.block_n = (int)fill;
