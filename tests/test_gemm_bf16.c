@@ -305,6 +305,12 @@ static void test_bf16_prefill_narrow_fills_one_round(void **state)
         assert_compiles(&c, n, k, "narrow kernel", &out);
         kj_output_free(&out);
     }
+    /* One SM or a few: no share of them to fill (stop 71's fuzz found a division by zero). */
+    for (int sms = 1; sms <= 4; sms++) {
+        kiln__gemm_bf16_config c = kiln__gemm_bf16_pick(256, 7168, 16384, 0, 0, 132);
+        kiln__gemm_bf16_prefill_narrow(&c, 256, 7168, 16384, sms);
+        assert_true(c.block_n >= 16 && c.stages >= 2);
+    }
 }
 
 /* One specialization of every kind through NVRTC: the template's static_asserts agree with

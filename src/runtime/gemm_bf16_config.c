@@ -205,12 +205,12 @@ bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int
     return false;
 }
 
-/* The narrowest tile width (in the layout's width steps) whose column blocks fit on `sms` SMs:
- * one m block's share of a round. */
+/* The narrowest tile width (in the layout's width steps) whose column blocks fit on `sms` SMs
+ * (at least one): one m block's share of a round. */
 static int64_t filling_width(int64_t n, int sms, int layout)
 {
     const int step = kiln__gemm_bf16_width_step(layout);
-    return ceil_div(ceil_div(n, sms), step) * step;
+    return ceil_div(ceil_div(n, sms > 1 ? sms : 1), step) * step;
 }
 
 /* M = 129-384: decode's tiles in two or three m blocks, each over its share of the SMs (the width
