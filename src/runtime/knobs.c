@@ -66,10 +66,12 @@ static const knob knobs[] = {
       "at once (8 only where they take at most half of the SMs; FP8 tiles just over the "
       "clusters of 2 widen to 144 columns at K >= 4096; with M = 129-384 both first try "
       "decode's narrow tiles in two or three m blocks, each over its share of the SMs, where "
-      "they split K; BF16 NT with M > 384 and K 2048-8192 first tries one round of 64 x 96 "
-      "tiles whose A and B loads two producer warps issue, where they fill more than half of "
-      "the SMs; tiles in one round with SMs idle and no split narrow to 64 or 96 "
-      "columns, BF16's where a fit of their memory traffic says that pays)"},
+      "they split K (BF16 with A K-major in two m blocks: unsplit 128-row tiles of 48-128 "
+      "columns instead, where as many CTAs fit); BF16 NT or TT with M > 384 and K 2048-8192 "
+      "first tries one round of 64 x 96 tiles whose A and B loads two producer warps issue, "
+      "where they fill more than half of the SMs; tiles in one round with SMs idle and no "
+      "split narrow to 64 or 96 columns, BF16's where a fit of their memory traffic says that "
+      "pays, or (BF16 NT in two m blocks) to the width between 96 and 128 that fills the SMs)"},
      KNOB_BOOL, OPT(gemm_prefill_k_split), 0, 1},
 };
 #define NUM_KNOBS (int)(sizeof knobs / sizeof knobs[0])
