@@ -35,22 +35,25 @@ kiln__gemm_bf16_config kiln__gemm_bf16_pick_grouped(int64_t m, int64_t n, int64_
 bool kiln__gemm_bf16_prefill_k_split(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
 /* M = 129-384: decode's tile width and K cluster for each of two or three m blocks over its
- * share of the SMs, where that splits K over clusters: cfg so and true; else cfg as it was
- * and false. */
+ * share of the SMs, where that splits K over clusters (A K-major in two m blocks: unsplit
+ * 128-row tiles of 48-128 columns instead, where as many CTAs fit): cfg so and true; else cfg
+ * as it was and false. */
 bool kiln__gemm_bf16_m_blocks_decode(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                      int64_t k, int num_sms);
-/* Dense NT prefill (M > 384, K 2048-8192, BF16 output) where one round of 64 x 96 tiles fills
+/* Dense NT or TT prefill (M > 384, K 2048-8192, BF16 output) where one round of 64 x 96 tiles fills
  * more than half of the SMs: those tiles with their A and B loads issued by two producer warps
  * (cfg->split_issue). True where it took them. */
 bool kiln__gemm_bf16_prefill_split_issue(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                          int64_t k, int num_sms);
-/* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): 96- or
+/* Prefill in one round of 128 x 128 tiles with SMs idle (K >= 2048, no K split): in two m
+ * blocks (NT, BF16 output) the width between 96 and 128 that fills the SMs; else 96- or
  * 64-column tiles where they keep one round and a fit of MMA and memory time says they are
  * cheaper (the cheaper of the two): cfg so and true; else cfg as it was and false. */
 bool kiln__gemm_bf16_prefill_narrow(kiln__gemm_bf16_config *cfg, int64_t m, int64_t n,
                                     int64_t k, int num_sms);
 /* A dense launch's configuration: the pick, then with k_split (KILN_GEMM_PREFILL_K_SPLIT)
- * decode's tiles per m block, or else the prefill K split, or else narrower tiles. */
+ * decode's tiles per m block, or else split-issue tiles, or else the prefill K split, or else
+ * narrower tiles. */
 kiln__gemm_bf16_config kiln__gemm_bf16_pick_dense(int64_t m, int64_t n, int64_t k, int layout,
                                                   int out_f32, int num_sms, bool k_split);
 /* Set cfg->stages to as many as fit (0 when none do). */
