@@ -27,6 +27,9 @@
  * PDL wait (default 0: none; kiln_gemm_bf16's b_ready loads KILN__GEMM_B_EARLY_SLOTS).
  * KILN_BENCH_LAYOUT=NT|TT|NN|TN: the operands' layout (kiln_gemm_layout; default NT): A is
  * stored [K][M] for TT and TN, B [K][N] for NN and TN, for both libraries.
+ * KILN_BENCH_A_ROW_PAD=E: A's row stride (over M for TT and TN, over K otherwise) rounded up
+ * to a multiple of E elements (8 to 4096; default 8: unpadded), for both libraries; an M-major
+ * A at M not a multiple of 64 starts its rows off the 128-byte lines unless padded.
  * --contig: the contiguous grouped GEMM (kiln_gemm_bf16_contig) on the MoE prefill groupings
  * of the FP8 benchmark's --contig (4 x 8192 and 8 x 4096 rows, or KILN_BENCH_CONTIG's: see
  * kiln-bench-gemm-fp8) at (N, K) = (4096, 7168) and (7168, 2048), with the layout as prefix
@@ -51,6 +54,7 @@ static kiln_ctx *ctx;
 static const kiln__gemm_bf16_config *forced; /* --sweep: the configuration kiln runs */
 static int b_ready; /* KILN_BENCH_B_READY (B is the weights: the serving case) */
 static kiln_gemm_layout layout; /* KILN_BENCH_LAYOUT */
+static int a_row_pad = 8;       /* KILN_BENCH_A_ROW_PAD, elements */
 static int sweep_step;          /* KILN_BENCH_SWEEP_STEP; 0: the widths around the pick's */
 static int sweep_block_m;       /* KILN_BENCH_SWEEP_BLOCK_M; 0: the pick's tile height */
 static int sweep_splits[4];     /* KILN_BENCH_SWEEP_CLUSTER_K's values */
@@ -60,6 +64,13 @@ static int num_sweep_widths;
 
 static bool a_m_major(void) { return (layout & 1) != 0; }
 static bool b_n_major(void) { return (layout & 2) != 0; }
+
+/* A's row stride in elements: its contiguous dimension padded to KILN_BENCH_A_ROW_PAD. */
+static int64_t a_stride(int64_t m, int64_t k)
+{
+    int64_t inner = a_m_major() ? m : k;
+    return (inner + a_row_pad - 1) / a_row_pad * a_row_pad;
+}
 
 typedef struct operand_set {
     void *da, *db, *dd; /* A [M][K] ([K][M]: M-major), B [N][K] ([K][N]), D [M][N], bf16 */
@@ -82,10 +93,11 @@ static bool lt_plan_make(lt_plan *p, int64_t m, int64_t n, int64_t k)
         LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)n, (uint64_t)k, n));
     else
         LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, (uint64_t)k, (uint64_t)n, k));
+    int64_t lda = a_stride(m, k);
     if (a_m_major())
-        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)m, (uint64_t)k, m));
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)m, (uint64_t)k, lda));
     else
-        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, k));
+        LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, (uint64_t)k, (uint64_t)m, lda));
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_16BF, (uint64_t)n, (uint64_t)m, n));
     return lt_plan_pick(p);
 }
@@ -105,8 +117,9 @@ static bool run_once(lt_plan *plan, const operand_set *s, int64_t m, int64_t n, 
 {
     if (plan != NULL)
         return lt_matmul(plan, s->da, s->db, s->dd, stream);
-    kiln_gemm_bf16_args args = {.a = a_m_major() ? tensor2d(s->da, KILN_DTYPE_BF16, k, m, m)
-                                              : tensor2d(s->da, KILN_DTYPE_BF16, m, k, k),
+    int64_t lda = a_stride(m, k);
+    kiln_gemm_bf16_args args = {.a = a_m_major() ? tensor2d(s->da, KILN_DTYPE_BF16, k, m, lda)
+                                              : tensor2d(s->da, KILN_DTYPE_BF16, m, k, lda),
                                 .b = b_n_major() ? tensor2d(s->db, KILN_DTYPE_BF16, k, n, n)
                                               : tensor2d(s->db, KILN_DTYPE_BF16, n, k, k),
                                 .d = tensor2d(s->dd, KILN_DTYPE_BF16, m, n, n),
@@ -197,6 +210,18 @@ static uint16_t *transposed(uint16_t *x, int64_t rows, int64_t cols)
     return t;
 }
 
+/* x [rows][cols] copied into rows of stride elements (the padding zeroed); frees x. */
+static uint16_t *row_padded(uint16_t *x, int64_t rows, int64_t cols, int64_t stride)
+{
+    if (stride == cols)
+        return x;
+    uint16_t *p = calloc((size_t)(rows * stride), 2);
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(p + r * stride, x + r * cols, (size_t)cols * 2);
+    free(x);
+    return p;
+}
+
 /* Random operand sets (bench_operand_sets: at least 2 to exceed ~200 MB, one with --single),
  * stored in the layout's order; the first set's A [M][K] and B [N][K] also as floats in *af,
  * *bf when those are non-NULL. Returns the number of sets. */
@@ -212,10 +237,13 @@ static int sets_make(operand_set *sets, int64_t m, int64_t n, int64_t k, float *
             a = transposed(a, m, k);
         if (b_n_major())
             b = transposed(b, n, k);
-        sets[i].da = gpu_alloc((size_t)(m * k) * 2);
+        int64_t a_rows = a_m_major() ? k : m;
+        a = row_padded(a, a_rows, a_m_major() ? m : k, a_stride(m, k));
+        size_t a_bytes = (size_t)(a_rows * a_stride(m, k)) * 2;
+        sets[i].da = gpu_alloc(a_bytes);
         sets[i].db = gpu_alloc((size_t)(n * k) * 2);
         sets[i].dd = gpu_alloc((size_t)(m * n) * 2);
-        gpu_upload(sets[i].da, a, (size_t)(m * k) * 2);
+        gpu_upload(sets[i].da, a, a_bytes);
         gpu_upload(sets[i].db, b, (size_t)(n * k) * 2);
         free(a);
         free(b);
@@ -828,13 +856,14 @@ static void bench_contig_all(const contig_grouping *groupings, int count, bool j
 
 /* The grouped modes' knobs, checked before any device work so that a bad value stops the run
  * with the variable named: KILN_BENCH_MASKED_CAPACITY, and with --contig KILN_BENCH_CONTIG's
- * groupings into groupings (*count of them). The dense GEMM's layout and b_ready are refused:
- * the grouped calls take neither, and a knob they ignored would mislabel the figures. */
+ * groupings into groupings (*count of them). The dense GEMM's layout, b_ready and A padding
+ * are refused: the grouped calls take none of them, and a knob they ignored would mislabel
+ * the figures. */
 static bool grouped_setup(bool contig, contig_grouping groupings[2], int *count)
 {
-    if (layout != KILN_GEMM_NT || b_ready != 0) {
-        fprintf(stderr, "KILN_BENCH_LAYOUT and KILN_BENCH_B_READY: dense only (the grouped "
-                        "GEMMs are NT and have no b_ready)\n");
+    if (layout != KILN_GEMM_NT || b_ready != 0 || a_row_pad != 8) {
+        fprintf(stderr, "KILN_BENCH_LAYOUT, KILN_BENCH_B_READY and KILN_BENCH_A_ROW_PAD: dense "
+                        "only (the grouped GEMMs are NT with packed A and have no b_ready)\n");
         return false;
     }
     if (!bench_env_int("KILN_BENCH_MASKED_CAPACITY", 0, &masked_capacity))
@@ -882,6 +911,7 @@ int main(int argc, char **argv)
         printf("layout %s (KILN_BENCH_LAYOUT): A %s, B %s\n", layout_names[layout],
                a_m_major() ? "[K][M]" : "[M][K]", b_n_major() ? "[K][N]" : "[N][K]");
     if (!bench_env_int("KILN_BENCH_B_READY", 0, &b_ready) ||
+        !bench_env_int("KILN_BENCH_A_ROW_PAD", 8, &a_row_pad) ||
         !bench_env_int("KILN_BENCH_SWEEP_BLOCK_M", 0, &sweep_block_m) ||
         !bench_env_int("KILN_BENCH_SWEEP_STEP", b_n_major() ? 64 : 0, &sweep_step))
         return 2;
@@ -890,6 +920,11 @@ int main(int argc, char **argv)
         !parse_sweep_list("KILN_BENCH_SWEEP_WIDTHS", sweep_widths, 16, &num_sweep_widths,
                           is_tile_width, "up to 16 widths, multiples of 8 from 16 to 256"))
         return 2;
+    if (a_row_pad < 8 || a_row_pad > 4096 || a_row_pad % 8 != 0) {
+        fprintf(stderr, "KILN_BENCH_A_ROW_PAD=%d: expected a multiple of 8 from 8 to 4096\n",
+                a_row_pad);
+        return 2;
+    }
     if (sweep_block_m != 0 && sweep_block_m != 64 && sweep_block_m != 128) {
         fprintf(stderr, "KILN_BENCH_SWEEP_BLOCK_M=%d: expected 64 or 128\n", sweep_block_m);
         return 2;
