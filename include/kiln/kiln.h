@@ -355,7 +355,10 @@ typedef enum kiln_gemm_layout {
  *           before writes b)
  * K and N positive multiples of 8, any M >= 0 (0 launches nothing). N and K are
  * compile-time (one kernel per (N, K, layout, output dtype, config)); M is a run-time
- * argument. Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE,
+ * argument. Speed: row strides that are multiples of 64 elements (128 bytes) run fastest;
+ * other strides start rows off the 128-byte lines, and each TMA box row then takes two
+ * (TT 1000x4096x7168 on an H100: 103.5 us with a's stride 1000, 79.1 us padded to 1024).
+ * Returns KILN_OK, KILN_ERR_INVALID_ARG, KILN_ERR_NO_DEVICE, KILN_ERR_COMPILE,
  * KILN_ERR_MISS, KILN_ERR_DRIVER; on an error nothing is launched. Thread-safety: any. */
 typedef struct kiln_gemm_bf16_args {
     kiln_tensor a;
