@@ -33,6 +33,17 @@ static inline const kiln__driver *gpu_drv(void)
     return kiln__driver_get(NULL);
 }
 
+/* The SM count of device 0, as the hardware has it (no KILN_NUM_SMS): for the programs that
+ * measure the hardware itself. Call after gpu_ctx_or_skip. */
+static inline int gpu_sm_count(void)
+{
+    CUdevice dev;
+    int sms = 0;
+    CU_CHECK(gpu_drv()->cuDeviceGet(&dev, 0));
+    CU_CHECK(gpu_drv()->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+    return sms;
+}
+
 /* Views of device memory: 2-D with a row stride (elements), 3-D contiguous. */
 static inline kiln_tensor tensor2d(void *data, kiln_dtype dtype, int64_t d0, int64_t d1,
                                    int64_t stride0)

@@ -187,10 +187,7 @@ int main(int argc, char **argv)
     const workload check = {8, 4, 64, 1, 256, 4096};
     free(compile_exchange(num_work > 0 ? &work[0] : &check));
     kiln_ctx *ctx = gpu_ctx_or_skip();
-    CUdevice dev;
-    int sms = 0;
-    CU_CHECK(gpu_drv()->cuDeviceGet(&dev, 0));
-    CU_CHECK(gpu_drv()->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+    const int sms = gpu_sm_count();
     if (num_work == 0)
         num_work = default_set(work, sms);
     CUdeviceptr out = (CUdeviceptr)(uintptr_t)gpu_alloc(1024 * 2 * sizeof(uint64_t));

@@ -295,10 +295,7 @@ int main(int argc, char **argv)
     const workload check = {8, 64, 2, 13, 2, 0, 2};
     free(compile_ingest(num_work > 0 ? &work[0] : &check));
     kiln_ctx *ctx = gpu_ctx_or_skip();
-    CUdevice dev;
-    int sms = 0;
-    CU_CHECK(gpu_drv()->cuDeviceGet(&dev, 0));
-    CU_CHECK(gpu_drv()->cuDeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+    const int sms = gpu_sm_count();
     if (num_work == 0)
         num_work = default_set(work, sms);
     int max_rows = 0, max_sms = 0;

@@ -395,9 +395,7 @@ int main(int argc, char **argv)
     char *cubin = compile_stream_kernels();
     kiln_ctx *ctx = gpu_ctx_or_skip();
     gpu_kernels g = {0};
-    CUdevice dev;
-    CU_CHECK(gpu_drv()->cuDeviceGet(&dev, 0));
-    CU_CHECK(gpu_drv()->cuDeviceGetAttribute(&g.sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+    g.sms = gpu_sm_count();
     CUmodule module;
     CU_CHECK(gpu_drv()->cuModuleLoadData(&module, cubin));
     free(cubin);
